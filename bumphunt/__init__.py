@@ -1,0 +1,43 @@
+"""bumphunt: search for a narrow diphoton resonance in e+e- -> gamma a, a -> gamma gamma.
+
+The facade is lazy: submodules (and TensorFlow, which some of them use) are
+imported on first attribute access, so ``import bumphunt`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from ._version import __version__
+
+__all__ = [
+    "__version__",
+    "kinematics",
+    "detector",
+    "schema",
+    "errors",
+    "toymc",
+    "io",
+    "preselection",
+    "candidates",
+    "kinfit",
+    "pcm",
+    "features",
+    "selection",
+    "plotting",
+]
+
+_SUBMODULES = set(__all__) - {"__version__"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        module = import_module(f"bumphunt.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'bumphunt' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

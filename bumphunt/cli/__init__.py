@@ -1,0 +1,74 @@
+"""The ``bumphunt`` command line.
+
+Each subcommand lives in its own module under ``bumphunt.cli`` and is imported
+only when it is run (or when ``--help`` lists it), so ``bumphunt --help`` stays
+fast and never imports TensorFlow: subcommand modules import heavy libraries
+inside their command functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import import_module
+
+import click
+
+from .._version import __version__
+
+#: subcommand name -> "module:attribute" of its click command
+SUBCOMMANDS: dict[str, str] = {
+    "generate": "bumphunt.cli.generate:generate",
+    "preselect": "bumphunt.cli.preselect:preselect",
+    "kinfit": "bumphunt.cli.kinfit:kinfit",
+    "calibrate-photons": "bumphunt.cli.kinfit:calibrate_photons",
+    "selector": "bumphunt.cli.selector:selector",
+    "signal-model": "bumphunt.cli.signal_model:signal_model",
+    "fit": "bumphunt.cli.fit:fit",
+    "export-pyhf": "bumphunt.cli.fit:export_pyhf",
+    "scan": "bumphunt.cli.scan:scan",
+    "plot": "bumphunt.cli.scan:plot",
+    "demo": "bumphunt.cli.demo:demo",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports subcommands on demand and skips absent ones."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in SUBCOMMANDS if self._load(name) is not None)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load(cmd_name)
+
+    @staticmethod
+    def _load(name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return None  # subcommand not available in this build
+            raise
+        return getattr(module, attr, None)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="bumphunt")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """bumphunt: search for a narrow diphoton resonance (e+e- -> gamma a, a -> gamma gamma).
+
+    Units everywhere: GeV, rad, pb for cross-sections, fb^-1 for luminosity.
+    Run `bumphunt demo --out DIR` to see the whole chain on built-in toy data.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bumphunt").setLevel(level)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

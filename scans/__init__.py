@@ -1,0 +1,1 @@
+"""Mass scans for bumphunt: grid, vetoes, scan driver, look-elsewhere effect, results and plots."""
