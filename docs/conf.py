@@ -1,0 +1,14 @@
+"""Sphinx configuration for the bumphunt documentation (myst-nb executes the tutorials)."""
+
+import os
+
+project = "bumphunt"
+author = "bumphunt developers"
+extensions = ["myst_nb"]
+source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+nb_execution_mode = "auto"
+nb_execution_timeout = 1800
+nb_execution_raise_on_error = True
+html_theme = "alabaster"
+os.environ.setdefault("MPLBACKEND", "Agg")
