@@ -231,6 +231,38 @@ class SignalShape:
         """The nominal fit window ``mu +- n_sigma * sigma`` in GeV."""
         return (self.mu - n_sigma * self.sigma, self.mu + n_sigma * self.sigma)
 
+    def to_zfit(self, obs: Any, *, floating: bool | Any = False, prefix: str = "sig") -> Any:
+        """The identical zfit PDF, normalised on the window given by ``obs``.
+
+        ``zfit.pdf.SumPDF([DoubleCB, Chebyshev(order 1)], fracs=1 - comb_fraction)``;
+        the Chebyshev's space is the domain ``mu +- comb_domain * sigma`` and
+        it is normalised on the window, so ``pdf(x)`` equals ``self.pdf(x, lo, hi)``.
+
+        Parameters
+        ----------
+        obs : zfit.Space
+            One-dimensional space with limits = the window [lo, hi] in GeV.
+        floating : bool or iterable of str
+            ``False`` (default): constant parameters. ``True`` or a list of
+            parameter names: ``zfit.Parameter`` objects, floating as requested
+            (see ``signal_models.zfit_shapes.shape_to_zfit``).
+        prefix : str
+            Prefix of the zfit parameter names.
+
+        Returns
+        -------
+        zfit.pdf.SumPDF
+            Use ``to_zfit_signal`` for handles on the components and parameters.
+        """
+        return self.to_zfit_signal(obs, floating=floating, prefix=prefix).pdf
+
+    def to_zfit_signal(self, obs: Any, *, floating: bool | Any = False, prefix: str = "sig") -> Any:
+        """Like ``to_zfit`` but returns a ``signal_models.zfit_shapes.ZfitSignal``
+        (PDF, components, parameter dict, ``to_shape()`` to read a fit back)."""
+        from .zfit_shapes import shape_to_zfit  # zfit/TensorFlow only when asked for
+
+        return shape_to_zfit(self, obs, floating=floating, prefix=prefix)
+
     def to_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
 
