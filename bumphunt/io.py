@@ -1,0 +1,651 @@
+"""Reading (and writing) event ntuples: ROOT files with the schema of ``bumphunt.schema``.
+
+The reader uses uproot and returns columnar data: event-level numpy arrays
+under the schema names (``event``, ``process``, ``weight``, ``mc_ma``, ...)
+and jagged awkward records ``gamma`` (fields ``E``, ``theta``, ``phi``,
+``time``, ``region``, ``cov_*``, ``mc_*``) and ``track`` (``px``, ``py``,
+``pz``, ``charge``, ``dr``, ``dz``).
+
+Everything is validated up front, so that a bad input stops with a clear
+``InputError`` / ``SchemaError`` naming the file and the branch, never with a
+traceback from inside uproot:
+
+* missing file, a file that is not ROOT, a truncated or corrupt file;
+* missing tree, missing required branch, a branch of the wrong kind
+  (scalar instead of jagged) or dtype (e.g. a float ``process``);
+* NaN or infinite values;
+* energies that look like MeV when no unit was set (median photon energy
+  above ``MEV_SUSPICION_GEV`` = 20 GeV: no Belle II photon is that hard);
+* an empty tree (an error, or skipped with a warning with ``allow_empty=True``).
+
+Reading other ntuples (e.g. from basf2) through an alias map
+----------------------------------------------------------------
+Real ntuples use other branch names and often MeV. An alias map (a YAML file
+or a mapping, validated by ``bumphunt.config``) says which branch of the file
+holds which schema quantity, which unit energies are in, and constant values
+for event branches the file does not have::
+
+    # basf2_aliases.yaml: an event-based basf2 tree of photon candidates
+    tree: gammas                 # tree name in the file (default: events)
+    energy_unit: MeV             # GeV (default) or MeV; converted on reading
+    branches:                    # schema name: branch name in the file
+      event: __event__
+      weight: __weight__
+      ngamma: __ncandidates__
+      gamma_E: E
+      gamma_theta: theta
+      gamma_phi: phi
+      gamma_time: clusterTiming
+      gamma_region: clusterReg
+      gamma_cov_EE: clusterErrorE2
+      track_px: trk_px
+      track_py: trk_py
+      track_pz: trk_pz
+      track_charge: trk_charge
+      track_dr: trk_dr
+      track_dz: trk_dz
+      ntrack: nTracks
+    constants:                   # event branches absent from the file
+      process: data              # a name from schema.PROCESS_CODES or a code
+      weight: 1.0
+
+``energy_unit: MeV`` converts photon and track energies/momenta, the energy
+parts of the covariance (``cov_EE`` by 1e-6, ``cov_Etheta``/``cov_Ephi`` by
+1e-3), ``mc_E`` and ``mc_ma`` to GeV.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import json
+import logging
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, InputError, SchemaError
+from .schema import EVENT_BRANCHES, GAMMA_FIELDS, META_KEY, PROCESS_CODES, TRACK_FIELDS, TREE_NAME, Branch
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Events",
+    "read_events",
+    "iterate_events",
+    "read_meta",
+    "write_events",
+    "expand_paths",
+    "load_aliases",
+    "ALIAS_SCHEMA",
+    "MEV_SUSPICION_GEV",
+]
+
+#: Median photon energy (GeV) above which energies are taken to be in MeV.
+MEV_SUSPICION_GEV = 20.0
+
+#: Jagged collections: name -> (counter branch, fields)
+COLLECTIONS: dict[str, tuple[str, tuple[Branch, ...]]] = {
+    "gamma": ("ngamma", GAMMA_FIELDS),
+    "track": ("ntrack", TRACK_FIELDS),
+}
+
+_EVENT_BY_NAME = {b.name: b for b in EVENT_BRANCHES}
+_ALL_SCHEMA_NAMES = (
+    [b.name for b in EVENT_BRANCHES]
+    + [counter for counter, _ in COLLECTIONS.values()]
+    + [f"{coll}_{b.name}" for coll, (_, fields) in COLLECTIONS.items() for b in fields]
+)
+
+#: Multiplicative factors converting MeV-based quantities to GeV.
+_MEV_FACTORS: dict[str, float] = {
+    "mc_ma": 1e-3,
+    "gamma_E": 1e-3,
+    "gamma_mc_E": 1e-3,
+    "gamma_cov_EE": 1e-6,
+    "gamma_cov_Etheta": 1e-3,
+    "gamma_cov_Ephi": 1e-3,
+    "track_px": 1e-3,
+    "track_py": 1e-3,
+    "track_pz": 1e-3,
+}
+
+#: JSON schema of an alias map (YAML file or mapping).
+ALIAS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "tree": {"type": "string", "minLength": 1},
+        "energy_unit": {"enum": ["GeV", "MeV"]},
+        "branches": {
+            "type": "object",
+            "propertyNames": {"enum": _ALL_SCHEMA_NAMES},
+            "additionalProperties": {"type": "string", "minLength": 1},
+            "default": {},
+        },
+        "constants": {
+            "type": "object",
+            "propertyNames": {"enum": [b.name for b in EVENT_BRANCHES]},
+            "additionalProperties": {"type": ["number", "string"]},
+            "default": {},
+        },
+    },
+}
+
+
+class Events(dict):
+    """Columnar events: a dict of arrays plus the sample metadata.
+
+    Keys are the schema names: event-level numpy arrays (``event``,
+    ``process``, ``weight``, ``mc_ma``, ...) and jagged awkward records
+    ``gamma`` and ``track``.
+
+    Attributes
+    ----------
+    sample : dict
+        The ``bumphunt_meta`` metadata of the file (process, xsec_pb,
+        n_generated, lumi_fb, seed, beam, ...). When several files were read,
+        the metadata of the first file plus ``"samples"``: the list of all.
+    samples : list of dict
+        Metadata of every file read, in order.
+    files : list of str
+        The files the events came from.
+    """
+
+    def __init__(self, arrays: Mapping[str, Any] | None = None, *, sample: Mapping[str, Any] | None = None,
+                 samples: list[dict[str, Any]] | None = None, files: list[str] | None = None) -> None:
+        super().__init__(arrays or {})
+        self.samples: list[dict[str, Any]] = list(samples) if samples is not None else ([dict(sample)] if sample else [])
+        self.sample: dict[str, Any] = dict(sample) if sample is not None else (dict(self.samples[0]) if self.samples else {})
+        self.files: list[str] = list(files or [])
+
+    @property
+    def n_events(self) -> int:
+        """Number of events."""
+        for key in ("event", "weight", "process"):
+            if key in self:
+                return int(len(self[key]))
+        for value in self.values():
+            return int(len(value))
+        return 0
+
+    def __repr__(self) -> str:
+        return f"Events(n_events={self.n_events}, keys={sorted(self)}, files={self.files})"
+
+
+# --------------------------------------------------------------------------- paths, metadata, aliases
+
+
+def expand_paths(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Expand one path, a glob pattern or a list of them into a list of files.
+
+    A pattern that matches nothing, or a plain path that does not exist,
+    raises ``InputError`` naming it.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: list[Path] = []
+    for p in paths:
+        s = str(p)
+        if any(ch in s for ch in "*?["):
+            matches = sorted(_glob.glob(s))
+            if not matches:
+                raise InputError(f"{s}: no file matches this pattern")
+            out.extend(Path(m) for m in matches)
+        else:
+            path = Path(s)
+            if not path.exists():
+                raise InputError(f"{path}: file not found")
+            if path.is_dir():
+                raise InputError(f"{path}: is a directory, expected a ROOT file (or a glob such as {path}/*.root)")
+            out.append(path)
+    if not out:
+        raise InputError("no input files given")
+    return out
+
+
+def _open(path: Path) -> Any:
+    import uproot
+
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        return uproot.open(path)
+    except Exception as exc:  # uproot raises many kinds for non-ROOT or damaged files
+        raise InputError(f"{path}: not a readable ROOT file (truncated, corrupt or another format): {exc}") from None
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """Sample metadata stored as a JSON string under ``bumphunt_meta``.
+
+    Returns an empty dict (and logs) when the file has no metadata, as is the
+    case for ntuples not written by bumphunt.
+    """
+    path = Path(path)
+    with _open(path) as f:
+        return _meta_from_file(f, path)
+
+
+def _meta_from_file(f: Any, path: Path) -> dict[str, Any]:
+    try:
+        if META_KEY not in f:
+            logger.info("%s: no %s metadata", path, META_KEY)
+            return {}
+        text = str(f[META_KEY])
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read the metadata key {META_KEY!r}: {exc}") from None
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: metadata {META_KEY!r} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: metadata {META_KEY!r} must be a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def load_aliases(aliases: str | Path | Mapping[str, Any] | None) -> dict[str, Any]:
+    """Read and validate an alias map (YAML file or mapping; see the module doc).
+
+    A mapping without any of the keys ``tree``, ``energy_unit``, ``branches``,
+    ``constants`` is taken as a plain ``{schema name: branch name}`` map.
+    """
+    from .config import load_config
+
+    if isinstance(aliases, Mapping) and aliases and not (set(aliases) & set(ALIAS_SCHEMA["properties"])):
+        aliases = {"branches": dict(aliases)}
+    cfg = load_config(aliases, ALIAS_SCHEMA, source=None if not isinstance(aliases, Mapping) else "aliases")
+    for name, value in cfg.get("constants", {}).items():
+        if name == "process" and isinstance(value, str):
+            if value not in PROCESS_CODES:
+                raise ConfigError(f"aliases: constants.process: unknown process {value!r}; allowed: {', '.join(PROCESS_CODES)}")
+            cfg["constants"][name] = PROCESS_CODES[value]
+        elif isinstance(value, str):
+            raise ConfigError(f"aliases: constants.{name}: expected a number, got {value!r}")
+    return cfg
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Plan:
+    """What to read from one tree: schema name -> branch name, plus checks."""
+
+    def __init__(self, path: Path, tree: Any, cfg: Mapping[str, Any], fields: set[str] | None) -> None:
+        self.path = path
+        self.tree = tree
+        alias = dict(cfg.get("branches", {}))
+        self.constants: dict[str, float] = dict(cfg.get("constants", {}))
+        keys = set(tree.keys())
+        self.event: dict[str, str] = {}
+        self.jagged: dict[str, dict[str, str]] = {c: {} for c in COLLECTIONS}
+
+        def want(name: str) -> bool:
+            return fields is None or name in fields
+
+        def describe(name: str) -> str:
+            return f"branch {alias[name]!r} (schema {name!r}, via the alias map)" if name in alias else f"branch {name!r}"
+
+        for b in EVENT_BRANCHES:
+            if not want(b.name):
+                continue
+            src = alias.get(b.name, b.name)
+            if src in keys:
+                self._check_dtype(src, b, jagged=False, what=describe(b.name))
+                self.event[b.name] = src
+            elif b.name in self.constants:
+                continue
+            elif b.required:
+                raise SchemaError(f"{path}: missing required {describe(b.name)} ({b.doc})")
+        for coll, (counter, fields_) in COLLECTIONS.items():
+            for b in fields_:
+                name = f"{coll}_{b.name}"
+                if not want(name):
+                    continue
+                src = alias.get(name, name)
+                if src in keys:
+                    self._check_dtype(src, b, jagged=True, what=describe(name))
+                    self.jagged[coll][b.name] = src
+                elif b.required:
+                    raise SchemaError(f"{path}: missing required {describe(name)} ({b.doc}; {b.unit or 'no unit'})")
+
+    def _check_dtype(self, src: str, b: Branch, *, jagged: bool, what: str) -> None:
+        from uproot.interpretation.jagged import AsJagged
+        from uproot.interpretation.numerical import AsDtype
+
+        try:
+            interp = self.tree[src].interpretation
+        except Exception as exc:
+            raise SchemaError(f"{self.path}: {what} cannot be interpreted: {exc}") from None
+        if jagged:
+            if not isinstance(interp, AsJagged) or not isinstance(interp.content, AsDtype):
+                raise SchemaError(f"{self.path}: {what} should be a variable-length array of {b.dtype} "
+                                  f"(one entry per {'cluster' if 'gamma' in src or b in GAMMA_FIELDS else 'track'}), got {interp}")
+            dtype = interp.content.to_dtype
+        else:
+            if not isinstance(interp, AsDtype) or interp.to_dtype.shape != ():
+                raise SchemaError(f"{self.path}: {what} should be one {b.dtype} per event, got {interp}")
+            dtype = interp.to_dtype
+        expected = np.dtype(b.dtype)
+        ok = dtype.kind in "iu" if expected.kind in "iu" else dtype.kind in "fiu"
+        if not ok:
+            raise SchemaError(f"{self.path}: {what} has dtype {dtype}, expected {expected} ({b.doc})")
+
+
+def _read_branch(plan: _Plan, src: str, start: int, stop: int, library: str) -> Any:
+    try:
+        return plan.tree[src].array(entry_start=start, entry_stop=stop, library=library)
+    except Exception as exc:  # decompression / basket errors: the file is damaged
+        raise InputError(f"{plan.path}: cannot read branch {src!r} entries [{start}, {stop}) "
+                         f"(truncated or corrupt file?): {type(exc).__name__}: {exc}") from None
+
+
+def _jagged_parts(arr: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets starting at 0, flat content) of a one-level jagged awkward array."""
+    import awkward as ak
+
+    layout = ak.to_layout(arr)
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
+        offsets = np.asarray(layout.offsets.data)
+        content = np.asarray(layout.content.data)[offsets[0]:offsets[-1]]
+        return offsets - offsets[0], content
+    counts = ak.to_numpy(ak.num(arr, axis=1))
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets, ak.to_numpy(ak.flatten(arr, axis=1))
+
+
+def make_jagged_record(offsets: np.ndarray, fields: Mapping[str, np.ndarray]) -> Any:
+    """Awkward jagged record array from shared offsets and flat per-item numpy arrays (zero-copy)."""
+    import awkward as ak
+
+    n_items = int(offsets[-1]) if len(offsets) else 0
+    record = ak.contents.RecordArray(
+        [ak.contents.NumpyArray(np.ascontiguousarray(v)) for v in fields.values()], list(fields), length=n_items
+    )
+    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(np.asarray(offsets, dtype=np.int64)), record))
+
+
+def _non_finite(values: np.ndarray) -> tuple[int, int] | None:
+    """(count, first index) of non-finite values, or None."""
+    if values.dtype.kind != "f" or values.size == 0:
+        return None
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return None
+    return int(bad.sum()), int(np.argmax(bad))
+
+
+def _read_chunk(plan: _Plan, start: int, stop: int, energy_unit: str | None, *, check_units: bool) -> dict[str, Any]:
+    path = plan.path
+    n = stop - start
+    out: dict[str, Any] = {}
+    for name, src in plan.event.items():
+        b = _EVENT_BY_NAME[name]
+        values = np.asarray(_read_branch(plan, src, start, stop, "np"))
+        bad = _non_finite(values)
+        if bad:
+            raise InputError(f"{path}: branch {src!r} has {bad[0]} NaN/inf value(s), first at entry {start + bad[1]}")
+        values = values.astype(b.dtype, copy=False)
+        if energy_unit == "MeV" and name in _MEV_FACTORS:
+            values = np.where(values > 0, values * _MEV_FACTORS[name], values)  # keep -1 "not set" markers
+        out[name] = values
+    for name, value in plan.constants.items():
+        if name not in out:
+            out[name] = np.full(n, value, dtype=_EVENT_BY_NAME[name].dtype)
+    for coll, mapping in plan.jagged.items():
+        if not mapping:
+            continue
+        fields_by_name = {b.name: b for b in COLLECTIONS[coll][1]}
+        offsets_ref: np.ndarray | None = None
+        flat: dict[str, np.ndarray] = {}
+        for field, src in mapping.items():
+            offsets, content = _jagged_parts(_read_branch(plan, src, start, stop, "ak"))
+            if offsets_ref is None:
+                offsets_ref = offsets
+            elif offsets.shape != offsets_ref.shape or not np.array_equal(offsets, offsets_ref):
+                first = next(iter(mapping.values()))
+                raise SchemaError(f"{path}: branch {src!r} has a different number of entries per event than {first!r}")
+            bad = _non_finite(content)
+            if bad:
+                event_idx = int(np.searchsorted(offsets, bad[1], side="right") - 1)
+                raise InputError(f"{path}: branch {src!r} has {bad[0]} NaN/inf value(s), first in entry {start + event_idx}")
+            content = content.astype(fields_by_name[field].dtype, copy=False)
+            key = f"{coll}_{field}"
+            if energy_unit == "MeV" and key in _MEV_FACTORS:
+                factor = _MEV_FACTORS[key]
+                content = np.where(content > 0, content * factor, content) if field in ("E", "mc_E") else content * factor
+            flat[field] = content
+        if check_units and coll == "gamma" and "E" in flat and flat["E"].size:
+            median = float(np.median(flat["E"]))
+            if energy_unit is None and median > MEV_SUSPICION_GEV:
+                raise SchemaError(
+                    f"{path}: branch {mapping['E']!r}: median photon energy is {median:.4g}, which looks like MeV "
+                    f"(Belle II photons are below ~{MEV_SUSPICION_GEV:g} GeV); set energy_unit: MeV "
+                    f"(--energy-unit MeV, or energy_unit in the alias map)"
+                )
+            if energy_unit == "MeV" and median < 1e-3:
+                logger.warning("%s: energy_unit is MeV but the median photon energy is %.3g GeV after conversion; "
+                               "were the energies already in GeV?", path, median)
+        assert offsets_ref is not None
+        out[coll] = make_jagged_record(offsets_ref, flat)
+    return out
+
+
+def _prepare(path: Path, tree: str | None, cfg: Mapping[str, Any], fields: set[str] | None) -> tuple[Any, _Plan, dict[str, Any]]:
+    f = _open(path)
+    tree_name = tree or cfg.get("tree") or TREE_NAME
+    try:
+        present = tree_name in f
+    except Exception as exc:
+        raise InputError(f"{path}: cannot list the file's contents (truncated or corrupt?): {exc}") from None
+    if not present:
+        keys = ", ".join(sorted({k.split(";")[0] for k in f.keys(recursive=False)})) or "none"
+        f.close()
+        raise SchemaError(f"{path}: no tree {tree_name!r} in the file (keys: {keys})")
+    try:
+        obj = f[tree_name]
+    except Exception as exc:
+        f.close()
+        raise InputError(f"{path}: cannot read tree {tree_name!r} (truncated or corrupt file?): {exc}") from None
+    if getattr(obj, "classname", "") != "TTree":
+        f.close()
+        raise SchemaError(f"{path}: {tree_name!r} is a {getattr(obj, 'classname', type(obj).__name__)}, expected a TTree")
+    plan = _Plan(path, obj, cfg, fields)
+    meta = _meta_from_file(f, path)
+    return f, plan, meta
+
+
+def _resolve_unit(energy_unit: str | None, cfg: Mapping[str, Any]) -> str | None:
+    unit = energy_unit if energy_unit is not None else cfg.get("energy_unit")
+    if unit is not None and unit not in ("GeV", "MeV"):
+        raise ConfigError(f"energy_unit: {unit!r} is not one of 'GeV', 'MeV'")
+    return unit
+
+
+def iterate_events(
+    paths: str | Path | Iterable[str | Path],
+    *,
+    tree: str | None = None,
+    aliases: str | Path | Mapping[str, Any] | None = None,
+    energy_unit: str | None = None,
+    step_size: int = 1_000_000,
+    fields: Iterable[str] | None = None,
+    allow_empty: bool = False,
+) -> Iterator[Events]:
+    """Read events chunk by chunk (each chunk from one file).
+
+    Parameters
+    ----------
+    paths : path, glob pattern or list of them
+        ROOT files.
+    tree : str, optional
+        Tree name (default: the alias map's ``tree`` or ``events``).
+    aliases : path or mapping, optional
+        Alias map (see the module docstring).
+    energy_unit : {"GeV", "MeV"}, optional
+        Unit of the energies in the file; overrides the alias map's. When
+        unset, MeV-looking energies are an error.
+    step_size : int
+        Events per chunk.
+    fields : iterable of str, optional
+        Schema names to read (e.g. ``"event"``, ``"gamma_E"``); optional
+        branches not listed are skipped, which makes reading faster.
+        Default: everything present.
+    allow_empty : bool
+        Skip files with an empty tree with a warning instead of raising.
+
+    Yields
+    ------
+    Events
+        One chunk, with ``sample`` set to the file's metadata.
+    """
+    cfg = load_aliases(aliases) if aliases is not None else {}
+    unit = _resolve_unit(energy_unit, cfg)
+    wanted = set(fields) if fields is not None else None
+    if step_size < 1:
+        raise ValueError(f"step_size must be positive, got {step_size}")
+    for path in expand_paths(paths):
+        f, plan, meta = _prepare(path, tree, cfg, wanted)
+        try:
+            n = int(plan.tree.num_entries)
+            if n == 0:
+                if allow_empty:
+                    logger.warning("%s: tree %r is empty; skipped", path, plan.tree.name)
+                    continue
+                raise InputError(f"{path}: tree {plan.tree.name!r} has no events (pass allow_empty=True to skip empty files)")
+            for start in range(0, n, step_size):
+                stop = min(n, start + step_size)
+                arrays = _read_chunk(plan, start, stop, unit, check_units=(start == 0))
+                yield Events(arrays, sample=meta, files=[str(path)])
+        finally:
+            f.close()
+
+
+def read_events(
+    paths: str | Path | Iterable[str | Path],
+    *,
+    tree: str | None = None,
+    aliases: str | Path | Mapping[str, Any] | None = None,
+    energy_unit: str | None = None,
+    fields: Iterable[str] | None = None,
+    allow_empty: bool = False,
+    max_events: int | None = None,
+) -> Events:
+    """Read all events of one or many ROOT files into memory.
+
+    Same options as ``iterate_events``; ``max_events`` stops after that many
+    events. Several files are concatenated; ``Events.samples`` keeps each
+    file's metadata.
+    """
+    chunks: list[Events] = []
+    total = 0
+    for chunk in iterate_events(paths, tree=tree, aliases=aliases, energy_unit=energy_unit,
+                                step_size=max_events or 10**12, fields=fields, allow_empty=allow_empty):
+        chunks.append(chunk)
+        total += chunk.n_events
+        if max_events is not None and total >= max_events:
+            break
+    if not chunks:
+        raise InputError(f"no events in {paths}")
+    out = concatenate_events(chunks)
+    if max_events is not None and out.n_events > max_events:
+        out = slice_events(out, 0, max_events)
+    return out
+
+
+def concatenate_events(chunks: list[Events]) -> Events:
+    """Concatenate chunks (same keys) into one ``Events``."""
+    import awkward as ak
+
+    if len(chunks) == 1:
+        return chunks[0]
+    keys = list(chunks[0])
+    for c in chunks[1:]:
+        if set(c) != set(keys):
+            raise SchemaError(f"cannot combine files with different branches: {c.files} has {sorted(c)}, "
+                              f"{chunks[0].files} has {sorted(keys)}")
+    arrays: dict[str, Any] = {}
+    for key in keys:
+        if key in COLLECTIONS:
+            arrays[key] = ak.concatenate([c[key] for c in chunks])
+        else:
+            arrays[key] = np.concatenate([c[key] for c in chunks])
+    samples: list[dict[str, Any]] = []
+    files: list[str] = []
+    for c in chunks:
+        for s, fn in zip(c.samples or [{}], c.files or [""]):
+            if fn not in files:
+                files.append(fn)
+                samples.append(s)
+    sample = dict(samples[0]) if samples else {}
+    if len(samples) > 1:
+        sample["samples"] = samples
+    return Events(arrays, sample=sample, samples=samples, files=files)
+
+
+def slice_events(events: Events, start: int, stop: int) -> Events:
+    """Events ``start:stop`` (all keys)."""
+    return Events({k: v[start:stop] for k, v in events.items()}, sample=events.sample, samples=events.samples, files=events.files)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_events(path: str | Path, events: Mapping[str, Any], *, meta: Mapping[str, Any] | None = None, tree: str = TREE_NAME) -> Path:
+    """Write events in the schema layout (TTree ``events``, ``gamma_*`` with ``ngamma``, ...).
+
+    Parameters
+    ----------
+    path : path
+        Output ROOT file (overwritten).
+    events : mapping
+        Event-level 1-D numpy arrays and jagged awkward records (``gamma``,
+        ``track``) as returned by ``read_events``.
+    meta : mapping, optional
+        Sample metadata, stored as JSON under ``bumphunt_meta``
+        (default: ``events.sample`` when present).
+    """
+    import awkward as ak
+    import uproot
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = {}
+    for key, value in events.items():
+        if isinstance(value, ak.Array):
+            data[key] = value
+        else:
+            arr = np.asarray(value)
+            if arr.ndim != 1:
+                raise InputError(f"write_events: {key!r} must be 1-D per event or a jagged awkward array, got shape {arr.shape}")
+            data[key] = arr
+    if meta is None:
+        meta = getattr(events, "sample", None) or {}
+    types = {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in data.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    with uproot.recreate(tmp) as f:
+        t = f.mktree(tree, {k: (data[k].type if isinstance(data[k], ak.Array) else types[k]) for k in data})
+        t.extend(data)
+        f[META_KEY] = json.dumps(_jsonable(meta))
+    tmp.replace(path)  # never leave a half-written output under the final name
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if hasattr(obj, "to_dict"):
+        return _jsonable(obj.to_dict())
+    return obj

@@ -1,0 +1,591 @@
+"""Pre-selection of e+e- -> 3 photon events and the cut flow.
+
+The cuts follow the Belle II search for e+e- -> gamma a, a -> gamma gamma
+(see ``shared/reference/physics.md``):
+
+Photon candidates (clusters)
+    E > 0.1 GeV; polar angle inside the CDC acceptance (17 deg < theta <
+    150 deg, i.e. 0.2967 < theta < 2.618 rad); |cluster time| < 200 ns.
+
+Photon multiplicity ("event multiplicity three")
+    With ``multiplicity="exactly"`` (default, as in the Belle II analysis)
+    an event is kept only if exactly three clusters pass the photon cuts.
+    With ``multiplicity="at_least"`` events with three or more passing
+    clusters are kept and the three most energetic are used. Either way, the
+    three kept photons are sorted by energy, highest first.
+
+Event
+    0.8 sqrt(s) < M_ggg < 1.05 sqrt(s) with sqrt(s) of the beam; the three
+    clusters are simultaneous (max - min of their times below
+    ``time_spread_max``); no good track (|dr| < 1 cm, |dz| < 3 cm and polar
+    angle inside the CDC acceptance).
+
+The implementation works on flat numpy arrays with per-event offsets (no
+Python loop over events). ``preselect`` returns the three-photon dict of the
+data contract and a ``CutFlow`` with counts and weighted yields per cut and
+per process. ``save_three_photon`` / ``load_three_photon`` write and read
+that dict as a ROOT file the io reader understands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .detector import CDC_THETA_MAX, CDC_THETA_MIN, Resolution
+from .errors import InputError, SchemaError
+from .kinematics import Beam, invariant_mass, p4_from_spherical
+from .schema import COV_FIELDS, META_KEY, PROCESS_CODES, PROCESS_NAMES, TREE_NAME
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PreselectionCuts",
+    "CutFlow",
+    "preselect",
+    "save_three_photon",
+    "load_three_photon",
+    "PRESELECTION_SCHEMA",
+    "NEEDED_FIELDS",
+    "PHOTON_KEYS",
+]
+
+#: Per-photon keys of the three-photon dict (arrays of shape (n, 3)).
+PHOTON_KEYS = ("E", "theta", "phi", "time", "region")
+TRUTH_PHOTON_KEYS = ("mc_E", "mc_theta", "mc_phi")
+
+#: Schema names the pre-selection reads (pass as ``fields=`` to ``bumphunt.io.read_events``).
+NEEDED_FIELDS: tuple[str, ...] = (
+    "event", "process", "weight", "mc_ma", "mc_idx_a1", "mc_idx_a2", "mc_idx_recoil",
+    "gamma_E", "gamma_theta", "gamma_phi", "gamma_time", "gamma_region",
+    *(f"gamma_{name}" for name, _, _ in COV_FIELDS),
+    "gamma_mc_E", "gamma_mc_theta", "gamma_mc_phi",
+    "track_px", "track_py", "track_pz", "track_dr", "track_dz",
+)
+
+
+@dataclass(frozen=True)
+class PreselectionCuts:
+    """Pre-selection cut values (GeV, rad, ns, cm).
+
+    Parameters
+    ----------
+    photon_e_min : float
+        Minimum cluster energy (GeV).
+    photon_theta_min, photon_theta_max : float
+        Polar-angle acceptance of photon candidates (rad), CDC acceptance.
+    photon_time_max : float
+        Maximum |cluster time| (ns).
+    multiplicity : {"exactly", "at_least"}
+        Keep events with exactly three passing photon candidates (Belle II),
+        or with at least three (then the three most energetic are kept).
+    mggg_min, mggg_max : float
+        Window on the three-photon mass as fractions of sqrt(s).
+    time_spread_max : float
+        Maximum spread (max - min) of the three cluster times (ns).
+    veto_good_tracks : bool
+        Reject events with a good track.
+    track_dr_max, track_dz_max : float
+        Good track: |dr| < track_dr_max and |dz| < track_dz_max (cm).
+    track_theta_min, track_theta_max : float
+        Good track: polar angle of its momentum inside this range (rad).
+    """
+
+    photon_e_min: float = 0.1
+    photon_theta_min: float = float(CDC_THETA_MIN)
+    photon_theta_max: float = float(CDC_THETA_MAX)
+    photon_time_max: float = 200.0
+    multiplicity: str = "exactly"
+    mggg_min: float = 0.8
+    mggg_max: float = 1.05
+    time_spread_max: float = 50.0
+    veto_good_tracks: bool = True
+    track_dr_max: float = 1.0
+    track_dz_max: float = 3.0
+    track_theta_min: float = float(CDC_THETA_MIN)
+    track_theta_max: float = float(CDC_THETA_MAX)
+
+    def __post_init__(self) -> None:
+        if self.multiplicity not in ("exactly", "at_least"):
+            raise ValueError(f"multiplicity must be 'exactly' or 'at_least', got {self.multiplicity!r}")
+        if not self.mggg_min < self.mggg_max:
+            raise ValueError(f"mggg_min ({self.mggg_min}) must be below mggg_max ({self.mggg_max})")
+        if not self.photon_theta_min < self.photon_theta_max:
+            raise ValueError("photon_theta_min must be below photon_theta_max")
+
+    @classmethod
+    def from_config(cls, config: str | Path | Mapping[str, Any] | None) -> "PreselectionCuts":
+        """Cuts from a YAML file or mapping (keys = field names; missing keys take the defaults).
+
+        Accepts the keys at the top level or under a ``preselection:`` section.
+        """
+        from .config import load_config
+
+        if isinstance(config, (str, Path)):
+            import yaml
+
+            from .errors import ConfigError
+
+            path = Path(config)
+            if not path.is_file():
+                raise ConfigError(f"{path}: configuration file not found")
+            try:
+                raw = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+            source = str(path)
+        else:
+            raw = dict(config or {})
+            source = "preselection config"
+        if isinstance(raw, Mapping) and "preselection" in raw and isinstance(raw["preselection"], Mapping):
+            raw = raw["preselection"]
+        cfg = load_config(raw, PRESELECTION_SCHEMA, source=source)
+        return cls(**cfg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _schema() -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for f in fields(PreselectionCuts):
+        default = f.default
+        if isinstance(default, bool):
+            props[f.name] = {"type": "boolean", "default": default}
+        elif isinstance(default, str):
+            props[f.name] = {"enum": ["exactly", "at_least"], "default": default}
+        else:
+            props[f.name] = {"type": "number", "minimum": 0, "default": default}
+    return {"type": "object", "additionalProperties": False, "properties": props}
+
+
+#: JSON schema of the pre-selection config (YAML keys = ``PreselectionCuts`` fields).
+PRESELECTION_SCHEMA: dict[str, Any] = _schema()
+
+
+# --------------------------------------------------------------------------- cut flow
+
+
+CUT_DESCRIPTIONS: dict[str, str] = {
+    "all": "all events",
+    "photon_multiplicity": "three photon candidates (E, theta, time cuts)",
+    "mggg_window": "M_ggg window (fraction of sqrt(s))",
+    "time_spread": "clusters simultaneous (time spread)",
+    "no_good_track": "no good track",
+}
+
+
+@dataclass
+class CutFlow:
+    """Event counts and weighted yields after each cut, per process.
+
+    ``counts[c, p]`` is the number of events of process ``processes[p]``
+    passing cuts ``0..c``; ``yields`` the sum of their weights (events at the
+    sample luminosity) and ``sumw2`` the sum of squared weights.
+    """
+
+    cuts: list[str]
+    processes: list[str]
+    counts: np.ndarray
+    yields: np.ndarray
+    sumw2: np.ndarray
+    descriptions: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.counts = np.asarray(self.counts, dtype=np.int64).reshape(len(self.cuts), len(self.processes))
+        self.yields = np.asarray(self.yields, dtype=float).reshape(self.counts.shape)
+        self.sumw2 = np.asarray(self.sumw2, dtype=float).reshape(self.counts.shape)
+        if not self.descriptions:
+            self.descriptions = [CUT_DESCRIPTIONS.get(c, c) for c in self.cuts]
+
+    @classmethod
+    def from_masks(cls, cuts: list[str], masks: list[np.ndarray], process: np.ndarray, weight: np.ndarray) -> "CutFlow":
+        """Build from cumulative boolean masks (one per cut, over all events)."""
+        process = np.asarray(process)
+        codes = np.unique(process)
+        names = [PROCESS_NAMES.get(int(c), str(int(c))) for c in codes]
+        inv = np.searchsorted(codes, process)
+        k = len(codes)
+        counts = np.zeros((len(cuts), k), dtype=np.int64)
+        yields = np.zeros((len(cuts), k))
+        sumw2 = np.zeros((len(cuts), k))
+        for c, m in enumerate(masks):
+            counts[c] = np.bincount(inv[m], minlength=k)
+            yields[c] = np.bincount(inv[m], weights=weight[m], minlength=k)
+            sumw2[c] = np.bincount(inv[m], weights=weight[m] ** 2, minlength=k)
+        return cls(list(cuts), names, counts, yields, sumw2)
+
+    def __add__(self, other: "CutFlow") -> "CutFlow":
+        """Combine two cut flows (e.g. chunks or files); processes are merged."""
+        if list(self.cuts) != list(other.cuts):
+            raise ValueError(f"cannot add cut flows with different cuts: {self.cuts} vs {other.cuts}")
+        procs = list(self.processes) + [p for p in other.processes if p not in self.processes]
+        shape = (len(self.cuts), len(procs))
+        out = [np.zeros(shape, dtype=np.int64), np.zeros(shape), np.zeros(shape)]
+        for cf in (self, other):
+            idx = [procs.index(p) for p in cf.processes]
+            out[0][:, idx] += cf.counts
+            out[1][:, idx] += cf.yields
+            out[2][:, idx] += cf.sumw2
+        return CutFlow(list(self.cuts), procs, *out, descriptions=list(self.descriptions))
+
+    def count(self, cut: str, process: str | None = None) -> int:
+        """Events passing up to ``cut`` (all processes if ``process`` is None)."""
+        c = self.cuts.index(cut)
+        return int(self.counts[c].sum() if process is None else self.counts[c, self.processes.index(process)])
+
+    def yield_(self, cut: str, process: str | None = None) -> float:
+        """Weighted yield passing up to ``cut``."""
+        c = self.cuts.index(cut)
+        return float(self.yields[c].sum() if process is None else self.yields[c, self.processes.index(process)])
+
+    def efficiency(self) -> np.ndarray:
+        """Cumulative efficiency (counts / all events), shape (n_cuts, n_processes)."""
+        return np.divide(self.counts, self.counts[:1], out=np.zeros(self.counts.shape), where=self.counts[:1] > 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: per cut, per process: count, yield, yield error, cumulative efficiency."""
+        eff = self.efficiency()
+        rows = []
+        for c, cut in enumerate(self.cuts):
+            rows.append({
+                "cut": cut,
+                "description": self.descriptions[c],
+                "processes": {
+                    p: {"count": int(self.counts[c, i]), "yield": float(self.yields[c, i]),
+                        "yield_err": float(np.sqrt(self.sumw2[c, i])), "efficiency": float(eff[c, i])}
+                    for i, p in enumerate(self.processes)
+                },
+            })
+        return {"cuts": list(self.cuts), "processes": list(self.processes), "rows": rows}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CutFlow":
+        cuts = list(data["cuts"])
+        procs = list(data["processes"])
+        rows = {r["cut"]: r for r in data["rows"]}
+        counts = [[rows[c]["processes"][p]["count"] for p in procs] for c in cuts]
+        yields = [[rows[c]["processes"][p]["yield"] for p in procs] for c in cuts]
+        sumw2 = [[rows[c]["processes"][p]["yield_err"] ** 2 for p in procs] for c in cuts]
+        return cls(cuts, procs, counts, yields, sumw2, descriptions=[rows[c]["description"] for c in cuts])
+
+    def to_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+    def to_markdown(self) -> str:
+        """Markdown table: one row per cut, per process 'count (yield)' and cumulative efficiency."""
+        eff = self.efficiency()
+        head = "| cut | " + " | ".join(f"{p}: events | {p}: weighted | {p}: eff." for p in self.processes) + " |"
+        sep = "|---|" + "---:|---:|---:|" * len(self.processes)
+        lines = [head, sep]
+        for c in range(len(self.cuts)):
+            cells = []
+            for i in range(len(self.processes)):
+                cells += [f"{self.counts[c, i]:d}", f"{self.yields[c, i]:.4g} ± {np.sqrt(self.sumw2[c, i]):.2g}", f"{eff[c, i]:.4f}"]
+            lines.append(f"| {self.descriptions[c]} | " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+    def rich_table(self, *, title: str = "Pre-selection cut flow") -> Any:
+        """A ``rich.table.Table`` for the terminal."""
+        from rich.table import Table
+
+        table = Table(title=title)
+        table.add_column("cut")
+        for p in self.processes:
+            table.add_column(f"{p}\nevents", justify="right")
+            table.add_column(f"{p}\nweighted", justify="right")
+        for c in range(len(self.cuts)):
+            cells = []
+            for i in range(len(self.processes)):
+                cells += [f"{self.counts[c, i]:d}", f"{self.yields[c, i]:.4g}"]
+            table.add_row(self.descriptions[c], *cells)
+        return table
+
+
+# --------------------------------------------------------------------------- pre-selection
+
+
+def _flat(arr: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Offsets (from 0) and flat numpy content of each field of a jagged awkward record."""
+    import awkward as ak
+
+    layout = ak.to_layout(arr)
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.RecordArray):
+        offsets = np.asarray(layout.offsets.data, dtype=np.int64)
+        start, stop = int(offsets[0]), int(offsets[-1])
+        content = layout.content
+        out = {}
+        for name in content.fields:
+            sub = content.content(name)
+            if isinstance(sub, ak.contents.NumpyArray):
+                out[name] = np.asarray(sub.data)[start:stop]
+            else:
+                out[name] = ak.to_numpy(ak.Array(sub[start:stop]))
+        return offsets - start, out
+    counts = ak.to_numpy(ak.num(arr, axis=1)).astype(np.int64)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    flat = ak.flatten(arr, axis=1)
+    return offsets, {name: ak.to_numpy(flat[name]) for name in ak.fields(flat)}
+
+
+def _beam_from(events: Mapping[str, Any], beam: Beam | None) -> Beam:
+    if beam is not None:
+        return beam
+    meta = getattr(events, "sample", {}) or {}
+    if isinstance(meta.get("beam"), Mapping):
+        try:
+            return Beam(**meta["beam"])
+        except TypeError:
+            pass
+    logger.info("no beam given and none in the sample metadata: using Beam.belle2()")
+    return Beam.belle2()
+
+
+def preselect(
+    events: Mapping[str, Any],
+    *,
+    beam: Beam | None = None,
+    cuts: PreselectionCuts | Mapping[str, Any] | str | Path | None = None,
+    resolution: Resolution | None = None,
+) -> tuple[dict[str, np.ndarray], CutFlow]:
+    """Apply the pre-selection to raw events.
+
+    Parameters
+    ----------
+    events : Events or mapping
+        Raw events (``bumphunt.io.read_events``): event-level arrays
+        ``event``, ``process``, ``weight`` (``mc_ma``, ``mc_idx_*`` optional)
+        and jagged records ``gamma`` and ``track``.
+    beam : Beam, optional
+        Beams; sqrt(s) sets the M_ggg window. Default: the ``beam`` of the
+        sample metadata, else ``Beam.belle2()``.
+    cuts : PreselectionCuts, mapping, YAML path or None
+        Cut values (default ``PreselectionCuts()``).
+    resolution : Resolution, optional
+        Used for the photon covariance when the ntuple has no cov branches.
+
+    Returns
+    -------
+    three_photon : dict of numpy arrays
+        The three-photon events of the data contract (photons sorted by
+        energy, highest first).
+    cutflow : CutFlow
+    """
+    if not isinstance(cuts, PreselectionCuts):
+        cuts = PreselectionCuts.from_config(cuts)
+    beam = _beam_from(events, beam)
+    resolution = resolution or Resolution()
+    for key in ("gamma", "track", "process", "weight"):
+        if key not in events:
+            raise InputError(f"preselect: events have no {key!r} (keys: {sorted(events)})")
+
+    g_off, g = _flat(events["gamma"])
+    for key in PHOTON_KEYS:
+        if key not in g:
+            raise SchemaError(f"preselect: photon field {key!r} missing from events['gamma'] (fields: {sorted(g)})")
+    n = len(g_off) - 1
+    process = np.asarray(events["process"])
+    weight = np.asarray(events["weight"], dtype=float)
+    counts = np.diff(g_off)
+    ev_of = np.repeat(np.arange(n), counts)
+
+    # photon candidates
+    E, theta, t = g["E"], g["theta"], g["time"]
+    passing = (E > cuts.photon_e_min) & (theta > cuts.photon_theta_min) & (theta < cuts.photon_theta_max) & (np.abs(t) < cuts.photon_time_max)
+    n_pass = np.bincount(ev_of[passing], minlength=n)
+    m_mult = n_pass == 3 if cuts.multiplicity == "exactly" else n_pass >= 3
+
+    # indices (into the flat cluster arrays) of the three kept photons per event, by energy
+    sel_ev = np.flatnonzero(m_mult)
+    cand = np.flatnonzero(passing & m_mult[ev_of])
+    if cuts.multiplicity == "exactly":
+        idx = cand.reshape(-1, 3)
+    else:
+        # sort passing clusters by (event, -E); take the first three of each event
+        order = np.lexsort((-E[cand], ev_of[cand]))
+        cand = cand[order]
+        first = np.searchsorted(ev_of[cand], sel_ev)
+        idx = cand[first[:, None] + np.arange(3)]
+    order3 = np.argsort(-E[idx], axis=1, kind="stable")
+    idx = np.take_along_axis(idx, order3, axis=1)
+
+    # event cuts on the pre-selected photons
+    p4 = p4_from_spherical(E[idx], theta[idx], g["phi"][idx])
+    mggg = invariant_mass(p4[:, 0], p4[:, 1], p4[:, 2])
+    sqrt_s = beam.sqrt_s
+    ok_mass = (mggg > cuts.mggg_min * sqrt_s) & (mggg < cuts.mggg_max * sqrt_s)
+    tt = t[idx]
+    ok_time = (tt.max(axis=1) - tt.min(axis=1)) < cuts.time_spread_max
+
+    m_mass = np.zeros(n, dtype=bool)
+    m_mass[sel_ev[ok_mass]] = True
+    m_time = np.zeros(n, dtype=bool)
+    m_time[sel_ev[ok_mass & ok_time]] = True
+
+    if cuts.veto_good_tracks:
+        t_off, trk = _flat(events["track"])
+        if len(t_off) - 1 != n:
+            raise SchemaError(f"preselect: 'track' has {len(t_off) - 1} events, 'gamma' has {n}")
+        pt = np.hypot(trk["px"], trk["py"])
+        th_trk = np.arctan2(pt, trk["pz"])
+        good = (np.abs(trk["dr"]) < cuts.track_dr_max) & (np.abs(trk["dz"]) < cuts.track_dz_max) & (th_trk > cuts.track_theta_min) & (th_trk < cuts.track_theta_max)
+        trk_ev = np.repeat(np.arange(n), np.diff(t_off))
+        n_good = np.bincount(trk_ev[good], minlength=n)
+        m_final = m_time & (n_good == 0)
+    else:
+        m_final = m_time
+
+    names = ["all", "photon_multiplicity", "mggg_window", "time_spread", "no_good_track"]
+    masks = [np.ones(n, dtype=bool), m_mult, m_mass, m_time, m_final]
+    cutflow = CutFlow.from_masks(names, masks, process, weight)
+
+    keep = m_final[sel_ev]
+    idx = idx[keep]
+    rows = sel_ev[keep]
+    out: dict[str, np.ndarray] = {}
+    for key in PHOTON_KEYS:
+        out[key] = g[key][idx]
+    out["region"] = out["region"].astype(np.int32)
+    out["cov"] = _covariance(g, idx, resolution)
+    if all(k in g for k in TRUTH_PHOTON_KEYS):
+        for key in TRUTH_PHOTON_KEYS:
+            out[key] = g[key][idx]
+    out["event"] = np.asarray(events["event"])[rows] if "event" in events else rows.astype(np.int64)
+    out["process"] = process[rows].astype(np.int32)
+    out["weight"] = weight[rows]
+    out["mc_ma"] = np.asarray(events["mc_ma"], dtype=float)[rows] if "mc_ma" in events else np.full(len(rows), -1.0)
+    local = idx - g_off[rows][:, None]
+    for src, dst in (("mc_idx_a1", "truth_a1"), ("mc_idx_a2", "truth_a2"), ("mc_idx_recoil", "truth_recoil")):
+        if src in events:
+            true_idx = np.asarray(events[src])[rows]
+            hit = local == true_idx[:, None]
+            out[dst] = np.where(hit.any(axis=1) & (true_idx >= 0), np.argmax(hit, axis=1), -1).astype(np.int32)
+        else:
+            out[dst] = np.full(len(rows), -1, dtype=np.int32)
+    logger.info("pre-selection: %d of %d events kept", len(rows), n)
+    return out, cutflow
+
+
+def _covariance(g: Mapping[str, np.ndarray], idx: np.ndarray, resolution: Resolution) -> np.ndarray:
+    """(n, 3, 3, 3) photon covariances: from the cov branches when present, else from ``resolution``."""
+    if all(name in g for name in ("cov_EE", "cov_thetatheta", "cov_phiphi")):
+        cov = np.zeros(idx.shape + (3, 3))
+        for name, a, b in COV_FIELDS:
+            if name in g:
+                cov[..., a, b] = g[name][idx]
+                cov[..., b, a] = cov[..., a, b]
+        return cov
+    return resolution.covariance(g["E"][idx], g["region"][idx])
+
+
+# --------------------------------------------------------------------------- ROOT round trip
+
+
+_COV_NAMES = {(a, b): name[len("cov_"):] for name, a, b in COV_FIELDS}
+
+
+def save_three_photon(path: str | Path, events: Mapping[str, np.ndarray], *, meta: Mapping[str, Any] | None = None) -> Path:
+    """Write a three-photon dict to ROOT (tree ``events``).
+
+    Arrays of shape (n,) become event branches; (n, 3) photon arrays become
+    jagged ``gamma_<key>`` branches with ``ngamma`` = 3; (n, 3, 3, 3)
+    covariances ``<key>`` become ``gamma_<key>_EE``, ``gamma_<key>_Etheta``, ...
+    (for ``cov`` exactly the schema's ``gamma_cov_*``). An empty ``track``
+    collection is written too, so ``bumphunt.io.read_events`` reads the file.
+    """
+    from .io import make_jagged_record, write_events
+
+    n = None
+    event_level: dict[str, np.ndarray] = {}
+    photon: dict[str, np.ndarray] = {}
+    for key, value in events.items():
+        arr = np.asarray(value)
+        if n is None:
+            n = arr.shape[0]
+        if arr.shape[:1] != (n,):
+            raise InputError(f"save_three_photon: {key!r} has {arr.shape[0]} rows, expected {n}")
+        if arr.ndim == 1:
+            event_level[key] = arr
+        elif arr.shape[1:] == (3,):
+            photon[key] = arr.reshape(-1)
+        elif arr.shape[1:] == (3, 3, 3):
+            for (a, b), suffix in _COV_NAMES.items():
+                photon[f"{key}_{suffix}"] = arr[:, :, a, b].reshape(-1)
+        else:
+            raise InputError(f"save_three_photon: {key!r} has shape {arr.shape}; expected (n,), (n, 3) or (n, 3, 3, 3)")
+    n = n or 0
+    if "E" not in photon:
+        raise InputError("save_three_photon: the dict has no photon energies 'E'")
+    g_off = np.arange(0, 3 * n + 1, 3, dtype=np.int64)
+    out: dict[str, Any] = dict(event_level)
+    out["gamma"] = make_jagged_record(g_off, photon)
+    out["track"] = make_jagged_record(np.zeros(n + 1, dtype=np.int64), {
+        "px": np.zeros(0), "py": np.zeros(0), "pz": np.zeros(0), "charge": np.zeros(0, dtype=np.int32),
+        "dr": np.zeros(0), "dz": np.zeros(0)})
+    meta = dict(meta or {})
+    meta.setdefault("stage", "preselected")
+    return write_events(path, out, meta=meta)
+
+
+def load_three_photon(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a file written by ``save_three_photon`` back into the three-photon dict."""
+    from .io import _open
+
+    path = Path(path)
+    f = _open(path)
+    with f:
+        if TREE_NAME not in f:
+            raise SchemaError(f"{path}: no tree {TREE_NAME!r}")
+        tree = f[TREE_NAME]
+        keys = [k for k in tree.keys() if k not in ("ntrack",) and not k.startswith("track_")]
+        if "ngamma" not in keys:
+            raise SchemaError(f"{path}: missing branch 'ngamma' (not a three-photon file)")
+        try:
+            arrays = {k: tree[k].array(library="ak") for k in keys}
+        except Exception as exc:
+            raise InputError(f"{path}: cannot read (truncated or corrupt file?): {exc}") from None
+    import awkward as ak
+
+    ngamma = ak.to_numpy(arrays.pop("ngamma"))
+    if np.any(ngamma != 3):
+        bad = int(np.flatnonzero(ngamma != 3)[0])
+        raise SchemaError(f"{path}: branch 'ngamma' is {int(ngamma[bad])} in entry {bad}, a three-photon file has 3 everywhere")
+    n = len(ngamma)
+    out: dict[str, np.ndarray] = {}
+    covs: dict[str, np.ndarray] = {}
+    suffix_to_ab = {s: ab for ab, s in _COV_NAMES.items()}
+    for key, arr in arrays.items():
+        if key.startswith("gamma_"):
+            flat = ak.to_numpy(ak.flatten(arr, axis=1)).reshape(n, 3)
+            name = key[len("gamma_"):]
+            base, _, suffix = name.rpartition("_")
+            if suffix in suffix_to_ab and base:
+                cov = covs.setdefault(base, np.zeros((n, 3, 3, 3)))
+                a, b = suffix_to_ab[suffix]
+                cov[:, :, a, b] = flat
+                cov[:, :, b, a] = flat
+            else:
+                out[name] = flat
+        else:
+            out[key] = ak.to_numpy(arr)
+    out.update(covs)
+    return out
+
+
+def combine_three_photon(parts: Iterable[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Concatenate three-photon dicts (same keys) along the event axis."""
+    parts = [p for p in parts]
+    if not parts:
+        return {}
+    keys = list(parts[0])
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in keys}
