@@ -1,1 +1,58 @@
-"""Mass scans for bumphunt: grid, vetoes, scan driver, look-elsewhere effect, results and plots."""
+"""Mass scans for bumphunt: grid, vetoes, scan driver, look-elsewhere effect, results and plots.
+
+Main entry points:
+
+- ``scans.scan(mgg, signal_model, config=...)``: run a scan, return (and
+  optionally write) the scan result;
+- ``scans.run_config(path)``: the same from a YAML configuration file;
+- ``scans.load_scan_config``: read and validate a configuration;
+- ``scans.testing.analytic_signal_model``: a smooth analytic signal model;
+- ``scans.plots``: Brazil bands, coupling exclusion, local p0.
+
+The fit engine is ``fits.evaluate_hypotheses``; ``scans`` never imports
+``bumphunt``.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from .config import DEFAULT_CONFIG_PATH, SCAN_SCHEMA, load_scan_config
+from .errors import CheckpointError, ScanConfigError, ScanError, ScanInputError
+
+__all__ = [
+    "scan",
+    "run_config",
+    "read_candidates",
+    "load_result",
+    "load_scan_config",
+    "SCAN_SCHEMA",
+    "DEFAULT_CONFIG_PATH",
+    "ScanError",
+    "ScanConfigError",
+    "ScanInputError",
+    "CheckpointError",
+    "testing",
+    "plots",
+    "lee",
+    "limits",
+    "grid",
+]
+
+_LAZY = {
+    "scan": ("scans.driver", "scan"),
+    "run_config": ("scans.run", "run_config"),
+    "read_candidates": ("scans.run", "read_candidates"),
+    "load_result": ("scans.run", "load_result"),
+}
+_SUBMODULES = {"testing", "plots", "lee", "limits", "grid", "driver", "run", "checkpoint", "execution", "config"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        mod, attr = _LAZY[name]
+        return getattr(import_module(mod), attr)
+    if name in _SUBMODULES:
+        return import_module(f"scans.{name}")
+    raise AttributeError(f"module 'scans' has no attribute {name!r}")

@@ -1,0 +1,317 @@
+"""Scan configuration: YAML validated against a JSON schema shipped with the package.
+
+``load_scan_config`` reads a YAML file (or takes a mapping, or ``None`` for the
+defaults), fills the defaults of the schema and validates, raising
+``ScanConfigError`` that names the key path and, for unknown keys or bad
+choices, the allowed keys or values, e.g.::
+
+    scan.yaml: mass.step: -0.05 is less than or equal to the minimum of 0
+
+The documented default configuration is ``scans/default_scan.yaml`` (the same
+values as the schema defaults): the Belle II-style search from 0.175 to
+9.6 GeV in 0.05 GeV steps with pi0, eta and eta' vetoed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ScanConfigError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SCAN_SCHEMA", "DEFAULT_CONFIG_PATH", "load_scan_config", "config_hash", "sqrt_s_from_config", "RESULT_NEUTRAL_KEYS"]
+
+#: The shipped, documented default configuration file.
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_scan.yaml")
+
+#: Top-level keys that do not change the scan result (how and where it runs);
+#: they are left out of the configuration hash guarding ``--resume``.
+RESULT_NEUTRAL_KEYS = ("execution", "output")
+
+_POS = {"type": "number", "exclusiveMinimum": 0}
+_FRAC = {"type": "number", "minimum": 0}
+_RANGE = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+
+SCAN_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "bumphunt scan configuration",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "inputs": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "description": "Selected diphoton candidates to scan.",
+            "properties": {
+                "files": {"type": "array", "items": {"type": "string"}, "default": [],
+                          "description": "Input files (ROOT, .npy, .npz, .csv)."},
+                "kind": {"enum": ["candidates", "events"], "default": "candidates",
+                         "description": "candidates: files hold one M_gg per selected candidate; events: raw ntuples run through pre-selection, kinematic fit, candidates and the selector (needs selection.model)."},
+                "tree": {"type": "string", "default": "candidates", "description": "ROOT tree name."},
+                "branch": {"type": "string", "default": "mgg", "description": "Branch/column/array holding M_gg in GeV."},
+                "aliases": {"type": "object", "additionalProperties": {"type": "string"}, "default": {},
+                            "description": "Branch aliases (schema name -> name in the file)."},
+                "selection": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "default": {},
+                    "properties": {
+                        "model": {"type": ["string", "null"], "default": None, "description": "Punzi-net selector file; null = inputs are already selected."},
+                        "working_point": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.6,
+                                          "description": "Cut on the selector output."},
+                        "branch": {"type": ["string", "null"], "default": None,
+                                   "description": "For kind=candidates: column with a stored selector output to cut on (null = no cut)."},
+                    },
+                },
+            },
+        },
+        "signal_model": {"type": ["string", "null"], "default": None,
+                         "description": "SignalModel JSON file; null uses analytic_signal_model."},
+        "analytic_signal_model": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "description": "Smooth analytic signal model (scans.testing.analytic_signal_model) used when signal_model is null.",
+            "properties": {
+                "sigma_coeffs": {"type": "array", "items": {"type": "number"}, "minItems": 1, "default": [0.004, 0.009]},
+                "efficiency_coeffs": {"type": "array", "items": {"type": "number"}, "minItems": 1, "default": [0.30, -0.012]},
+                "efficiency_rel_unc": {**_FRAC, "default": 0.05},
+                "mass_range": {**_RANGE, "default": [0.1, 10.4]},
+                "alpha_l": {**_POS, "default": 1.2},
+                "n_l": {**_POS, "default": 3.0},
+                "alpha_r": {**_POS, "default": 1.6},
+                "n_r": {**_POS, "default": 6.0},
+                "comb_fraction": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.1},
+                "comb_slope": {"type": "number", "minimum": -1, "maximum": 1, "default": 0.0},
+            },
+        },
+        "luminosity_fb": {**_POS, "default": 0.445, "description": "Integrated luminosity in fb^-1."},
+        "luminosity_rel_unc": {**_FRAC, "default": 0.007, "description": "Relative luminosity uncertainty."},
+        "beam": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "sqrt_s": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": None,
+                           "description": "CM energy in GeV; null = from the beam energies."},
+                "e_her": {**_POS, "default": 7.0},
+                "e_ler": {**_POS, "default": 4.0},
+                "crossing_angle": {"type": "number", "minimum": 0, "default": 0.083},
+            },
+        },
+        "mass": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "min": {**_POS, "default": 0.175, "description": "First mass hypothesis (GeV)."},
+                "max": {**_POS, "default": 9.6, "description": "Last mass hypothesis (GeV)."},
+                "step": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": 0.05,
+                         "description": "Fixed step in GeV (used when step_sigma_fraction is null)."},
+                "step_sigma_fraction": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": None,
+                                        "description": "Step as a fraction of the local resolution sigma(m)."},
+                "data_range": {"anyOf": [_RANGE, {"type": "null"}], "default": None,
+                               "description": "M_gg range of the data [lo, hi] GeV; windows are clipped to it. null = min/max of the candidates."},
+            },
+        },
+        "vetoes": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "mode": {"enum": ["veto"], "default": "veto",
+                         "description": "veto: skip hypotheses near known peaks. (Floating peak components are a documented follow-up.)"},
+                "particles": {"type": "array", "items": {"type": "string"}, "default": ["pi0", "eta", "eta'(958)"],
+                              "description": "Particle names (PDG masses from `particle`)."},
+                "n_sigma": {**_FRAC, "default": 3.0, "description": "Veto half-width in units of the local resolution sigma(m)."},
+                "ranges": {"type": "array", "items": _RANGE, "default": [], "description": "Extra vetoed ranges [lo, hi] GeV."},
+            },
+        },
+        "window_n_sigma": {**_POS, "default": 20.0, "description": "Fit window half-width in units of sigma(m)."},
+        "min_window_events": {"type": "integer", "minimum": 0, "default": 1,
+                              "description": "Points whose window holds fewer candidates are flagged, not fitted."},
+        "bkg_order": {"type": "integer", "minimum": 0, "maximum": 10, "default": 3},
+        "systematics": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "efficiency": {"enum": ["model", "none"], "default": "model",
+                               "description": "model: use the signal model's efficiency uncertainty."},
+                "trigger_rel": {**_FRAC, "default": 0.0},
+                "other_rel": {**_FRAC, "default": 0.0},
+            },
+        },
+        "cl": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.95},
+        "engine": {"enum": ["vectorised", "zfit"], "default": "vectorised"},
+        "block_size": {"type": "integer", "minimum": 1, "default": 64,
+                       "description": "Mass points per block (unit of checkpointing and parallel work)."},
+        "lee": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "toys": {"type": "integer", "minimum": 0, "default": 50, "description": "Background-only toy scans."},
+                "seed": {"type": "integer", "minimum": 0, "default": 12345},
+                "c0": {"type": "number", "minimum": 0, "default": 1.0, "description": "Reference level (in q0 = Z^2) for up-crossings."},
+                "background_order": {"type": "integer", "minimum": 1, "maximum": 40, "default": 12,
+                                     "description": "Order of the exp(Chebyshev) fitted to the whole spectrum."},
+                "bins": {"type": "integer", "minimum": 20, "default": 2000},
+            },
+        },
+        "execution": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "workers": {"type": "integer", "minimum": 1, "default": 2},
+                "dask": {"type": ["string", "null"], "default": None, "description": "Dask scheduler address, or 'local'."},
+                "progress": {"type": ["boolean", "null"], "default": None, "description": "null = only on a terminal."},
+            },
+        },
+        "output": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "dir": {"type": "string", "default": "scan_output"},
+                "result": {"type": "string", "default": "scan_result.json"},
+                "csv": {"type": "string", "default": "scan_points.csv"},
+                "checkpoint_dir": {"type": "string", "default": "checkpoint"},
+            },
+        },
+    },
+}
+
+
+def _key_path(path: Any) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out or "<top level>"
+
+
+def _fill_defaults(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(config))
+    for key, sub in schema.get("properties", {}).items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if isinstance(out.get(key), Mapping) and "properties" in sub:
+            out[key] = _fill_defaults(out[key], sub)
+    return out
+
+
+def _validate(config: Mapping[str, Any], *, source: str) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(SCAN_SCHEMA)
+    errors = list(validator.iter_errors(config))
+    if not errors:
+        return
+    err = jsonschema.exceptions.best_match(errors)
+    message = err.message
+    if err.validator == "additionalProperties":
+        message += f"; allowed keys: {', '.join(sorted(err.schema.get('properties', {})))}"
+    elif err.validator == "enum":
+        message += f"; allowed values: {', '.join(map(repr, err.validator_value))}"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    raise ScanConfigError(f"{source}: {_key_path(err.absolute_path)}: {message}{more}")
+
+
+def _check_consistency(cfg: Mapping[str, Any], *, source: str) -> None:
+    mass = cfg["mass"]
+    if mass["max"] < mass["min"]:
+        raise ScanConfigError(f"{source}: mass: max ({mass['max']} GeV) is below min ({mass['min']} GeV)")
+    if mass["step"] is None and mass["step_sigma_fraction"] is None:
+        raise ScanConfigError(f"{source}: mass: give either step (GeV) or step_sigma_fraction")
+    if mass["data_range"] is not None and not mass["data_range"][1] > mass["data_range"][0]:
+        raise ScanConfigError(f"{source}: mass.data_range: needs hi > lo, got {mass['data_range']}")
+    for i, (lo, hi) in enumerate(cfg["vetoes"]["ranges"]):
+        if not hi > lo:
+            raise ScanConfigError(f"{source}: vetoes.ranges[{i}]: needs hi > lo, got [{lo}, {hi}]")
+    if cfg["analytic_signal_model"]["mass_range"][1] <= cfg["analytic_signal_model"]["mass_range"][0]:
+        raise ScanConfigError(f"{source}: analytic_signal_model.mass_range: needs hi > lo")
+    from particle import Particle  # PDG masses for the vetoes
+
+    for i, name in enumerate(cfg["vetoes"]["particles"]):
+        try:
+            Particle.from_name(name)
+        except Exception:  # particle raises its own exception types
+            raise ScanConfigError(
+                f"{source}: vetoes.particles[{i}]: unknown particle {name!r} (use names of the `particle` package, e.g. 'pi0', 'eta', \"eta'(958)\")"
+            ) from None
+
+
+def load_scan_config(config: str | Path | Mapping[str, Any] | None = None, *, source: str | None = None) -> dict[str, Any]:
+    """Read, complete and validate a scan configuration.
+
+    Parameters
+    ----------
+    config : path, mapping or None
+        YAML file, an already-parsed mapping, or ``None`` for all defaults.
+    source : str, optional
+        Name used in error messages (default: the file name).
+
+    Returns
+    -------
+    dict
+        The configuration with every default filled in.
+
+    Raises
+    ------
+    ScanConfigError
+        Missing file, invalid YAML, unknown key, wrong type or inconsistent values;
+        the message names the key path.
+    """
+    import yaml
+
+    if config is None:
+        raw: Any = {}
+        source = source or "default scan config"
+    elif isinstance(config, Mapping):
+        raw = copy.deepcopy(dict(config))
+        source = source or "scan config"
+    else:
+        path = Path(config)
+        source = source or str(path)
+        if not path.is_file():
+            raise ScanConfigError(f"{source}: configuration file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ScanConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise ScanConfigError(f"{source}: expected a mapping of keys to values at the top level, got {type(raw).__name__}")
+    filled = _fill_defaults(raw, SCAN_SCHEMA)
+    _validate(filled, source=source)
+    _check_consistency(filled, source=source)
+    return filled
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """sha256 of the result-relevant part of a (completed) configuration."""
+    relevant = {k: v for k, v in config.items() if k not in RESULT_NEUTRAL_KEYS}
+    # input file *names* do not matter for the result; their content hashes are kept separately
+    if "inputs" in relevant:
+        relevant["inputs"] = {k: v for k, v in relevant["inputs"].items() if k != "files"}
+    blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def sqrt_s_from_config(config: Mapping[str, Any]) -> float:
+    """CM energy in GeV: ``beam.sqrt_s`` or, from the beam energies and crossing angle,
+    ``sqrt(s) = 2 sqrt(E_her E_ler) cos(crossing_angle / 2)`` (massless beams)."""
+    import math
+
+    beam = config["beam"]
+    if beam.get("sqrt_s") is not None:
+        return float(beam["sqrt_s"])
+    return 2.0 * math.sqrt(beam["e_her"] * beam["e_ler"]) * math.cos(0.5 * beam["crossing_angle"])

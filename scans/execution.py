@@ -1,0 +1,135 @@
+"""Running scan blocks: in-process, on a local process pool, or on a Dask cluster.
+
+Every job is a picklable ``(function, payload)``; the function is pure (its
+result depends only on the payload, seeds included), so the same jobs give
+the same results whichever executor runs them and in whatever order. Results
+are handed to ``on_done`` in the calling process as they finish (the driver
+checkpoints them there).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["run_jobs", "progress_bar"]
+
+
+@contextmanager
+def progress_bar(total: int, *, description: str, show: bool | None = None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar with rate and ETA; yields ``advance(n)``. Off when stderr is not a terminal."""
+    if show is None:
+        show = sys.stderr.isatty()
+    if not show or total == 0:
+        yield lambda n=1: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    class _Rate(TextColumn):
+        def render(self, task: Any) -> Any:  # blocks per second
+            from rich.text import Text
+
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.2f}/s" if speed else "  ?/s")
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        _Rate(""),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def _dask_client(dask: Any, workers: int) -> tuple[Any, list[Any]]:
+    """A distributed.Client for ``dask`` (address, 'local' or an existing Client) and objects to close."""
+    import distributed
+
+    if isinstance(dask, distributed.Client):
+        return dask, []
+    if dask == "local":
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = distributed.Client(cluster)
+        return client, [client, cluster]
+    client = distributed.Client(dask)
+    return client, [client]
+
+
+def run_jobs(
+    func: Callable[[Any], Any],
+    payloads: Mapping[int, Any],
+    *,
+    on_done: Callable[[int, Any], None],
+    workers: int = 1,
+    dask: Any = None,
+    description: str = "scan",
+    show_progress: bool | None = None,
+) -> None:
+    """Run ``func(payload)`` for every payload and call ``on_done(key, result)`` in this process.
+
+    Parameters
+    ----------
+    func : callable
+        Module-level (picklable) function.
+    payloads : mapping
+        Job key -> payload.
+    workers : int
+        Local worker processes (1 = run in this process). Ignored with ``dask``.
+    dask : str or distributed.Client, optional
+        Scheduler address (``tcp://host:port``), ``"local"`` (start a
+        LocalCluster with ``workers`` processes) or a Client.
+    """
+    keys = sorted(payloads)
+    if not keys:
+        return
+    with progress_bar(len(keys), description=description, show=show_progress) as advance:
+        if dask is not None:
+            from distributed import as_completed
+
+            client, to_close = _dask_client(dask, workers)
+            try:
+                futures = {client.submit(func, payloads[k], pure=False, key=f"{description}-{k}-{id(payloads)}"): k for k in keys}
+                for fut in as_completed(futures):
+                    on_done(futures[fut], fut.result())
+                    advance(1)
+            finally:
+                for obj in to_close:
+                    obj.close()
+        elif workers <= 1 or len(keys) == 1:
+            for k in keys:
+                on_done(k, func(payloads[k]))
+                advance(1)
+        else:
+            from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                # keep at most 2 jobs per worker in flight so large payloads are not all pickled at once
+                pending: dict[Any, int] = {}
+                queue = list(keys)
+                while queue or pending:
+                    while queue and len(pending) < 2 * workers:
+                        k = queue.pop(0)
+                        pending[pool.submit(func, payloads[k])] = k
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        k = pending.pop(fut)
+                        on_done(k, fut.result())
+                        advance(1)
