@@ -589,3 +589,69 @@ def combine_three_photon(parts: Iterable[Mapping[str, np.ndarray]]) -> dict[str,
         return {}
     keys = list(parts[0])
     return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in keys}
+
+
+def preselect_files(
+    inputs: str | Path | Iterable[str | Path],
+    out_dir: str | Path,
+    *,
+    cuts: PreselectionCuts | Mapping[str, Any] | str | Path | None = None,
+    beam: Beam | None = None,
+    aliases: str | Path | Mapping[str, Any] | None = None,
+    energy_unit: str | None = None,
+    tree: str | None = None,
+    step_size: int = 2_000_000,
+    allow_empty: bool = False,
+    show_progress: bool | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Pre-select every input file (one sample per file) and write the results.
+
+    For an input ``<name>.root`` writes ``<out_dir>/<name>_3g.root`` (the
+    three-photon events, ``save_three_photon``), ``<name>_cutflow.md`` and
+    ``<name>_cutflow.json``. Files are read chunk by chunk (``step_size``
+    events), only the branches the pre-selection needs.
+
+    Returns
+    -------
+    dict
+        Per input name: ``{"events": path, "cutflow_md": path, "cutflow_json": path,
+        "cutflow": CutFlow, "n_selected": int, "source": path}``.
+    """
+    from .io import expand_paths, iterate_events
+    from .progress import progress
+
+    if not isinstance(cuts, PreselectionCuts):
+        cuts = PreselectionCuts.from_config(cuts)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = expand_paths(inputs)
+    stems = [p.name[: -len(".root")] if p.name.endswith(".root") else p.name for p in paths]
+    if len(set(stems)) != len(stems):
+        stems = [f"{i:03d}_{s}" for i, s in enumerate(stems)]
+    results: dict[str, dict[str, Any]] = {}
+    for path, stem in progress(list(zip(paths, stems)), description="pre-selection", show=show_progress):
+        parts: list[dict[str, np.ndarray]] = []
+        flow: CutFlow | None = None
+        meta: dict[str, Any] = {}
+        for chunk in iterate_events(path, tree=tree, aliases=aliases, energy_unit=energy_unit, step_size=step_size,
+                                    fields=NEEDED_FIELDS, allow_empty=allow_empty):
+            meta = dict(chunk.sample)
+            sel, cf = preselect(chunk, beam=beam, cuts=cuts)
+            parts.append(sel)
+            flow = cf if flow is None else flow + cf
+        if flow is None:  # empty file skipped
+            continue
+        selected = combine_three_photon(parts)
+        meta.update({"source": str(path), "preselection": cuts.to_dict(), "cutflow": flow.to_dict()})
+        out = {
+            "events": save_three_photon(out_dir / f"{stem}_3g.root", selected, meta=meta),
+            "cutflow_md": out_dir / f"{stem}_cutflow.md",
+            "cutflow_json": flow.to_json(out_dir / f"{stem}_cutflow.json"),
+            "cutflow": flow,
+            "n_selected": int(len(selected["event"])),
+            "source": path,
+        }
+        out["cutflow_md"].write_text(f"# Pre-selection cut flow: {path.name}\n\n" + flow.to_markdown())
+        logger.info("%s: %d events selected -> %s", path, out["n_selected"], out["events"])
+        results[stem] = out
+    return results

@@ -1,0 +1,43 @@
+"""``bumphunt preselect``: three-photon pre-selection of ntuples, with cut flows."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["preselect"]
+
+
+@click.command("preselect")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder: per input <name>_3g.root, <name>_cutflow.md, <name>_cutflow.json.")
+@click.option("--config", "config", type=click.Path(dir_okay=False),
+              help="YAML with pre-selection cuts (keys of PreselectionCuts; GeV, rad, ns, cm). "
+                   "Default: the Belle II cuts (E > 0.1 GeV, 17-150 deg, |t| < 200 ns, exactly three photons, "
+                   "0.8 < M_ggg/sqrt(s) < 1.05, time spread < 50 ns, no good track).")
+@click.option("--aliases", type=click.Path(dir_okay=False),
+              help="YAML alias map for ntuples with other branch names/units (see bumphunt.io).")
+@click.option("--energy-unit", type=click.Choice(["GeV", "MeV"]), default=None,
+              help="Unit of the energies in the inputs (default: GeV, or the alias map's energy_unit).")
+@click.option("--tree", default=None, help="Tree name (default: events, or the alias map's tree).")
+@click.option("--step-size", default=2_000_000, show_default=True, type=click.IntRange(min=1),
+              help="Events read per chunk.")
+@click.option("--allow-empty", is_flag=True, help="Skip input files with an empty tree (with a warning) instead of failing.")
+def preselect(inputs: tuple[str, ...], out_dir: str, config: str | None, aliases: str | None, energy_unit: str | None,
+              tree: str | None, step_size: int, allow_empty: bool) -> None:
+    """Pre-select three-photon events from INPUT ROOT files (paths or glob patterns), one sample per file."""
+    from rich.console import Console
+
+    from ..errors import BumphuntError
+    from ..preselection import PreselectionCuts, preselect_files
+
+    console = Console(stderr=False)
+    try:
+        cuts = PreselectionCuts.from_config(config)
+        results = preselect_files(list(inputs), out_dir, cuts=cuts, aliases=aliases, energy_unit=energy_unit,
+                                  tree=tree, step_size=step_size, allow_empty=allow_empty)
+    except BumphuntError as exc:
+        raise click.ClickException(str(exc)) from None
+    for stem, res in results.items():
+        console.print(res["cutflow"].rich_table(title=f"{stem}: pre-selection cut flow"))
+        console.print(f"{res['n_selected']} events -> {res['events']}  (cut flow: {res['cutflow_md']}, {res['cutflow_json']})")
