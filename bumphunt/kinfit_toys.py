@@ -227,16 +227,22 @@ def three_photon_sample(
     m_a: float | None = None,
     resolution: Resolution | None = None,
     corr_e_theta: float = 0.0,
+    sort: bool = True,
+    p4: NDArray | None = None,
 ) -> dict[str, NDArray]:
     """A three-photon dict (contract of ``bumphunt.preselection``) of exact toy events.
 
-    Signal when ``m_a`` is given (truth positions: 0, 1 ALP photons, 2
-    recoil, before sorting by energy), else flat-phase-space ggg. Photons are
-    sorted by measured energy (descending) as the pre-selection does.
+    Signal when ``m_a`` is given (before sorting: 0, 1 ALP photons, 2 the
+    recoil), else flat-phase-space ggg; or the given true four-momenta
+    ``p4`` (n, 3, 4). With ``sort`` (default) the photons are ordered by
+    measured energy (descending) as the pre-selection does; note that this
+    ordering selects upward fluctuations for the first photon, so unbiased
+    per-position pull tests use ``sort=False``.
     """
-    p4 = signal_events(n, m_a, beam=beam, rng=rng) if m_a is not None else ggg_events(n, beam=beam, rng=rng)
+    if p4 is None:
+        p4 = signal_events(n, m_a, beam=beam, rng=rng) if m_a is not None else ggg_events(n, beam=beam, rng=rng)
     sm = smear_photons(p4, rng=rng, resolution=resolution, corr_e_theta=corr_e_theta)
-    order = np.argsort(-sm["E"], axis=1)
+    order = np.argsort(-sm["E"], axis=1) if sort else np.tile(np.arange(3), (n, 1))
     ev: dict[str, NDArray] = {}
     for key in ("E", "theta", "phi", "region", "mc_E", "mc_theta", "mc_phi"):
         ev[key] = np.take_along_axis(sm[key], order, 1)
