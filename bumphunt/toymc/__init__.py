@@ -1,0 +1,57 @@
+"""Belle II-like toy Monte Carlo for e+e- -> gamma a (a -> gamma gamma) and its backgrounds.
+
+High level: ``generate(out_dir, ...)`` writes one ROOT file per sample (tree
+``events`` in the schema of ``bumphunt.schema``, metadata JSON under
+``bumphunt_meta``). Low level, without writing: ``simulate_signal``,
+``simulate_background``, ``simulate_control`` return columnar arrays (event
+branches as numpy arrays, ``gamma`` / ``track`` as jagged awkward records).
+
+Modules: ``physics`` (generator-level kinematics, e+e- -> 3 gamma matrix
+element and cross-section), ``detector_sim`` (ECL clusters, merging,
+smearing, timing, beam background, tracks), ``processes`` (the physics
+processes and their cross-sections), ``config`` (YAML schema), ``writer``
+(chunked, reproducible ROOT output), ``production`` (``generate``). The
+model is documented in ``docs/reference/toymc.md`` and the ntuple schema in
+``docs/reference/schema.md``.
+"""
+
+from __future__ import annotations
+
+from .config import CONFIG_SCHEMA, load_toymc_config
+from .detector_sim import ORIGIN, DetectorSettings, TruthParticles, detector_response
+from .physics import ThreeBodyCuts, ggg_cross_section_pb
+from .processes import (
+    BACKGROUNDS,
+    MESON_XSEC_PB,
+    MESONS,
+    GeneratorSettings,
+    cross_section_pb,
+    simulate_background,
+    simulate_control,
+    simulate_signal,
+)
+from .production import generate, settings_from_config, signal_sample_name
+from .writer import BLOCK_SIZE
+
+__all__ = [
+    "generate",
+    "simulate_signal",
+    "simulate_background",
+    "simulate_control",
+    "cross_section_pb",
+    "ggg_cross_section_pb",
+    "CONFIG_SCHEMA",
+    "load_toymc_config",
+    "settings_from_config",
+    "signal_sample_name",
+    "BACKGROUNDS",
+    "MESONS",
+    "MESON_XSEC_PB",
+    "ORIGIN",
+    "BLOCK_SIZE",
+    "DetectorSettings",
+    "GeneratorSettings",
+    "ThreeBodyCuts",
+    "TruthParticles",
+    "detector_response",
+]

@@ -1,0 +1,163 @@
+"""Sample production: per-sample ROOT files written in chunks, reproducibly from a seed.
+
+Reproducibility
+---------------
+Events are generated in blocks of ``BLOCK_SIZE`` events, each with its own
+``numpy.random.Generator`` seeded by ``SeedSequence(seed, spawn_key=(sample
+key, block index))``; the sample key is a CRC32 of the sample name. The
+random numbers therefore depend only on the seed, the sample and the event
+position, not on ``chunk_size`` (which only sets how many events are held in
+memory and written per ``tree.extend``) nor on which other samples are made.
+
+Files written with the same seed and settings are byte-identical: the file
+UUIDs are derived from the seed and the sample name, and the timestamps that
+ROOT files carry are fixed (``FIXED_TIMESTAMP``) while writing. Different
+chunk sizes give identical content (every branch, every value, and the
+metadata) but a different basket layout, hence different bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import logging
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+from ..schema import META_KEY, TREE_NAME
+from .processes import concatenate, take
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BLOCK_SIZE", "FIXED_TIMESTAMP", "block_rng", "write_sample", "EVENT_ORDER"]
+
+#: Events per random-number block (fixed: changing it changes the samples).
+BLOCK_SIZE = 10_000
+#: Creation/modification time stamped into every file (for byte-identical output).
+FIXED_TIMESTAMP = _dt.datetime(2020, 1, 1, 0, 0, 0)
+#: Order of the flat event branches in the tree.
+EVENT_ORDER = ("event", "process", "weight", "mc_ma", "mc_decay_length", "mc_idx_a1", "mc_idx_a2", "mc_idx_recoil", "mc_process")
+
+
+def sample_key(name: str) -> int:
+    """Stable integer key of a sample name (CRC32)."""
+    return zlib.crc32(name.encode())
+
+
+def block_rng(seed: int, name: str, block: int) -> np.random.Generator:
+    """Generator for block ``block`` of sample ``name``."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(sample_key(name), int(block))))
+
+
+class _FrozenDatetime(_dt.datetime):
+    @classmethod
+    def now(cls, tz: Any = None) -> "_FrozenDatetime":  # noqa: D102
+        return cls(2020, 1, 1, 0, 0, 0)
+
+
+@contextlib.contextmanager
+def _frozen_uproot_clock() -> Iterator[None]:
+    """Make uproot stamp ``FIXED_TIMESTAMP`` instead of the wall-clock time.
+
+    uproot has no option for the TKey/TDirectory dates; its writing modules
+    call ``datetime.datetime.now()``, so their ``datetime`` module reference is
+    swapped for a stand-in while a file is written (restored afterwards).
+    """
+    import types
+
+    import uproot.writing._cascade as m1
+    import uproot.writing._cascadetree as m2
+    import uproot.writing.writable as m3
+
+    shim = types.SimpleNamespace(datetime=_FrozenDatetime, timezone=_dt.timezone, timedelta=_dt.timedelta)
+    saved = [(m, m.datetime) for m in (m1, m2, m3) if hasattr(m, "datetime")]
+    try:
+        for m, _ in saved:
+            m.datetime = shim
+        yield
+    finally:
+        for m, orig in saved:
+            m.datetime = orig
+
+
+def _uuid_function(seed: int, name: str) -> Callable[[], uuid.UUID]:
+    counter = iter(range(1 << 30))
+
+    def make() -> uuid.UUID:
+        digest = hashlib.sha256(f"bumphunt:{seed}:{name}:{next(counter)}".encode()).digest()
+        return uuid.UUID(bytes=digest[:16], version=4)
+
+    return make
+
+
+def _tree_dict(batch: dict, first_event: int) -> dict:
+    n = len(batch["process"])
+    out: dict[str, Any] = {"event": np.arange(first_event, first_event + n, dtype=np.int64)}
+    for key in EVENT_ORDER[1:]:
+        if key in batch:
+            out[key] = batch[key]
+    out["gamma"] = batch["gamma"]
+    out["track"] = batch["track"]
+    return out
+
+
+def write_sample(
+    path: Path,
+    blocks: Iterator[dict],
+    meta: dict[str, Any],
+    *,
+    chunk_size: int,
+    seed: int,
+    name: str,
+    weight: float | None,
+) -> int:
+    """Write the event blocks of one sample to ``path`` in chunks; return the number of events.
+
+    ``weight`` (if not None) is written into the ``weight`` branch of every
+    event. The metadata JSON (``META_KEY``) gets ``n_written`` added.
+    """
+    import uproot
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    written = 0
+    with _frozen_uproot_clock(), uproot.recreate(tmp, uuid_function=_uuid_function(seed, name)) as f:
+        buffer: list[dict] = []
+        n_buf = 0
+
+        def flush(batch: dict) -> None:
+            nonlocal written
+            if weight is not None:
+                batch["weight"] = np.full(len(batch["process"]), float(weight))
+            tree_data = _tree_dict(batch, written)
+            if TREE_NAME not in f:
+                types = {k: (v.type.content if k in ("gamma", "track") else v.dtype) for k, v in tree_data.items()}
+                f.mktree(TREE_NAME, types, title=f"bumphunt toy MC: {name}")
+            f[TREE_NAME].extend(tree_data)
+            written += len(batch["process"])
+
+        for block in blocks:
+            buffer.append(block)
+            n_buf += len(block["process"])
+            while n_buf >= chunk_size:
+                merged = concatenate(buffer) if len(buffer) > 1 else buffer[0]
+                flush(take(merged, slice(0, chunk_size)))
+                rest = take(merged, slice(chunk_size, None))
+                n_buf -= chunk_size
+                buffer = [rest] if n_buf else []
+        if buffer:
+            flush(concatenate(buffer) if len(buffer) > 1 else buffer[0])
+        meta = dict(meta, n_written=written, bumphunt_version=__version__)
+        f[META_KEY] = json.dumps(meta, sort_keys=True)
+    tmp.replace(path)
+    logger.info("wrote %s: %d events", path, written)
+    return written
+
