@@ -60,6 +60,7 @@ EVENT_BRANCHES: tuple[Branch, ...] = (
     Branch("mc_idx_a1", "int32", "", "index in the gamma list of the cluster from the first ALP photon, -1 if lost", required=False),
     Branch("mc_idx_a2", "int32", "", "index in the gamma list of the cluster from the second ALP photon, -1 if lost", required=False),
     Branch("mc_idx_recoil", "int32", "", "index in the gamma list of the cluster from the recoil photon, -1 if lost", required=False),
+    Branch("mc_process", "int32", "", "pseudo-data only: true process code of the event (process is 'data')", required=False),
 )
 
 #: Fields of the per-cluster record ``gamma`` (branches ``gamma_<field>``, counter ``ngamma``).
