@@ -208,7 +208,10 @@ class CutFlow:
     def from_masks(cls, cuts: list[str], masks: list[np.ndarray], process: np.ndarray, weight: np.ndarray) -> "CutFlow":
         """Build from cumulative boolean masks (one per cut, over all events)."""
         process = np.asarray(process)
-        codes = np.unique(process)
+        if process.size and process.min() >= 0 and process.max() < 4096:
+            codes = np.flatnonzero(np.bincount(process))
+        else:
+            codes = np.unique(process)
         names = [PROCESS_NAMES.get(int(c), str(int(c))) for c in codes]
         inv = np.searchsorted(codes, process)
         k = len(codes)
@@ -338,6 +341,13 @@ def _flat(arr: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return offsets, {name: ak.to_numpy(flat[name]) for name in ak.fields(flat)}
 
 
+def _segment_sum(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Number of True entries of ``mask`` in each segment ``offsets[i]:offsets[i+1]``."""
+    cs = np.zeros(len(mask) + 1, dtype=np.int64)
+    np.cumsum(mask, out=cs[1:])
+    return cs[offsets[1:]] - cs[offsets[:-1]]
+
+
 def _beam_from(events: Mapping[str, Any], beam: Beam | None) -> Beam:
     if beam is not None:
         return beam
@@ -397,24 +407,25 @@ def preselect(
     process = np.asarray(events["process"])
     weight = np.asarray(events["weight"], dtype=float)
     counts = np.diff(g_off)
-    ev_of = np.repeat(np.arange(n), counts)
 
-    # photon candidates
+    # photon candidates; per-event counts from a cumulative sum (no per-cluster event index needed)
     E, theta, t = g["E"], g["theta"], g["time"]
-    passing = (E > cuts.photon_e_min) & (theta > cuts.photon_theta_min) & (theta < cuts.photon_theta_max) & (np.abs(t) < cuts.photon_time_max)
-    n_pass = np.bincount(ev_of[passing], minlength=n)
+    passing = (E > cuts.photon_e_min) & (theta > cuts.photon_theta_min) & (theta < cuts.photon_theta_max)
+    passing &= np.abs(t) < cuts.photon_time_max
+    n_pass = _segment_sum(passing, g_off)
     m_mult = n_pass == 3 if cuts.multiplicity == "exactly" else n_pass >= 3
 
     # indices (into the flat cluster arrays) of the three kept photons per event, by energy
     sel_ev = np.flatnonzero(m_mult)
-    cand = np.flatnonzero(passing & m_mult[ev_of])
+    cand = np.flatnonzero(passing & np.repeat(m_mult, counts))
     if cuts.multiplicity == "exactly":
         idx = cand.reshape(-1, 3)
     else:
         # sort passing clusters by (event, -E); take the first three of each event
-        order = np.lexsort((-E[cand], ev_of[cand]))
+        cand_ev = np.searchsorted(g_off, cand, side="right") - 1
+        order = np.lexsort((-E[cand], cand_ev))
         cand = cand[order]
-        first = np.searchsorted(ev_of[cand], sel_ev)
+        first = np.searchsorted(cand_ev[order], sel_ev)
         idx = cand[first[:, None] + np.arange(3)]
     order3 = np.argsort(-E[idx], axis=1, kind="stable")
     idx = np.take_along_axis(idx, order3, axis=1)
@@ -436,12 +447,10 @@ def preselect(
         t_off, trk = _flat(events["track"])
         if len(t_off) - 1 != n:
             raise SchemaError(f"preselect: 'track' has {len(t_off) - 1} events, 'gamma' has {n}")
-        pt = np.hypot(trk["px"], trk["py"])
-        th_trk = np.arctan2(pt, trk["pz"])
-        good = (np.abs(trk["dr"]) < cuts.track_dr_max) & (np.abs(trk["dz"]) < cuts.track_dz_max) & (th_trk > cuts.track_theta_min) & (th_trk < cuts.track_theta_max)
-        trk_ev = np.repeat(np.arange(n), np.diff(t_off))
-        n_good = np.bincount(trk_ev[good], minlength=n)
-        m_final = m_time & (n_good == 0)
+        th_trk = np.arctan2(np.hypot(trk["px"], trk["py"]), trk["pz"])
+        good = (np.abs(trk["dr"]) < cuts.track_dr_max) & (np.abs(trk["dz"]) < cuts.track_dz_max)
+        good &= (th_trk > cuts.track_theta_min) & (th_trk < cuts.track_theta_max)
+        m_final = m_time & (_segment_sum(good, t_off) == 0)
     else:
         m_final = m_time
 
@@ -479,13 +488,16 @@ def preselect(
 def _covariance(g: Mapping[str, np.ndarray], idx: np.ndarray, resolution: Resolution) -> np.ndarray:
     """(n, 3, 3, 3) photon covariances: from the cov branches when present, else from ``resolution``."""
     if all(name in g for name in ("cov_EE", "cov_thetatheta", "cov_phiphi")):
-        cov = np.zeros(idx.shape + (3, 3))
-        for name, a, b in COV_FIELDS:
-            if name in g:
-                cov[..., a, b] = g[name][idx]
-                cov[..., b, a] = cov[..., a, b]
-        return cov
+        zeros = np.zeros(idx.shape)
+        parts = [g[name][idx] if name in g else zeros for name, _, _ in COV_FIELDS]
+        sym = np.stack(parts, axis=-1)  # (n, 3, 6) in COV_FIELDS order
+        return sym[..., _SYM_INDEX].reshape(idx.shape + (3, 3))
     return resolution.covariance(g["E"][idx], g["region"][idx])
+
+
+#: position in COV_FIELDS of each element of the row-major 3x3 matrix
+_SYM_INDEX = np.array([[next(i for i, (_, a, b) in enumerate(COV_FIELDS) if {a, b} == {r, c} and (a, b) in ((r, c), (c, r)))
+                        for c in range(3)] for r in range(3)]).reshape(-1)
 
 
 # --------------------------------------------------------------------------- ROOT round trip
