@@ -1,2 +1,55 @@
 """Hypothesis fits and limits for bumphunt: extended unbinned likelihood fits,
-profile-likelihood test statistics, asymptotic and toy CLs upper limits."""
+profile-likelihood test statistics, asymptotic and toy CLs upper limits.
+
+Two engines give the same answer: the vectorised Newton engine (numpy, many
+hypotheses at once; the default) and the zfit + Minuit reference engine
+(``engine="zfit"``, with hepstats for limits). Importing this package does
+not import TensorFlow; zfit, hepstats and pyhf are imported only by the
+functions that need them.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from .api import DEFAULT_BKG_ORDER, check_masses, combine_rel_unc, evaluate_hypotheses, fit, limit_curve, upper_limit
+from .errors import FitFailure, FitInputError
+from .model import default_window
+from .results import FitResult, HypothesisTable, LimitResult
+
+__all__ = [
+    "fit",
+    "upper_limit",
+    "evaluate_hypotheses",
+    "limit_curve",
+    "combine_rel_unc",
+    "default_window",
+    "check_masses",
+    "FitResult",
+    "LimitResult",
+    "HypothesisTable",
+    "FitInputError",
+    "FitFailure",
+    "DEFAULT_BKG_ORDER",
+    "generate_toys",
+    "generate_background_toys",
+    "spurious_signal",
+    "choose_bkg_order",
+    "export_pyhf",
+]
+
+_LAZY = {
+    "generate_toys": ("fits.toys", "generate_toys"),
+    "generate_background_toys": ("fits.toys", "generate_background_toys"),
+    "spurious_signal": ("fits.spurious", "spurious_signal"),
+    "choose_bkg_order": ("fits.spurious", "choose_bkg_order"),
+    "export_pyhf": ("fits.pyhf_export", "export_pyhf"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        mod, attr = _LAZY[name]
+        return getattr(import_module(mod), attr)
+    raise AttributeError(f"module 'fits' has no attribute {name!r}")

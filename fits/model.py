@@ -1,0 +1,268 @@
+"""Hypothesis model of the vectorised engine: windows, design matrices, quadrature.
+
+The expected density of one hypothesis on its window ``[lo, hi]`` (GeV) is::
+
+    lambda(x) = mu * s(x) + sum_k beta_k T_k(x'),     x' = 2 (x - lo) / (hi - lo) - 1
+
+with ``s`` the signal shape normalised on the window (fixed) and ``T_k`` the
+Chebyshev polynomials of the first kind. The density is linear in
+``theta = (mu, beta_0, ..., beta_p)``; its integral over the window is
+``mu + sum_k beta_k I_k`` with ``I_k = (hi - lo)/2 * int_{-1}^{1} T_k``.
+
+Many hypotheses are handled at once: the events of hypothesis ``j`` are the
+rows of a padded array ``(k, n_max)``; padding slots repeat a real event of the
+same window and carry weight 0, so they never change a sum but keep every
+density evaluation finite.
+
+Written by hand (numpy) because the signal densities must be evaluated for
+arrays of hypotheses at once; the zfit reference engine (``fits.zfit_engine``)
+builds the same model from zfit PDFs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from signal_models.shapes import SignalShape, comb_density, comb_integral, dscb_density, dscb_integral
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ShapeArrays",
+    "Design",
+    "default_window",
+    "chebyshev_basis",
+    "chebyshev_integrals",
+    "signal_pdf",
+    "build_design",
+    "quadrature_nodes",
+]
+
+
+@dataclass(frozen=True)
+class ShapeArrays:
+    """Parameters of k signal shapes as arrays of shape (k,)."""
+
+    mu: NDArray
+    sigma: NDArray
+    alpha_l: NDArray
+    n_l: NDArray
+    alpha_r: NDArray
+    n_r: NDArray
+    comb_fraction: NDArray
+    comb_slope: NDArray
+    comb_domain: NDArray
+
+    @classmethod
+    def from_shapes(cls, shapes: Sequence[SignalShape]) -> "ShapeArrays":
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{n: np.array([float(getattr(s, n)) for s in shapes], dtype=float) for n in names})
+
+    def take(self, idx: ArrayLike) -> "ShapeArrays":
+        return ShapeArrays(**{n: getattr(self, n)[idx] for n in self.__dataclass_fields__})
+
+    def scaled_sigma(self, factor: float) -> "ShapeArrays":
+        """The same shapes with the core width multiplied by ``factor`` (resolution nuisance)."""
+        d = {n: getattr(self, n) for n in self.__dataclass_fields__}
+        d["sigma"] = d["sigma"] * factor
+        return ShapeArrays(**d)
+
+    def __len__(self) -> int:
+        return len(self.mu)
+
+
+def default_window(shape: SignalShape, data_range: tuple[float, float] | None = None, *, n_sigma: float = 20.0) -> tuple[float, float]:
+    """Fit window ``mu +- n_sigma * sigma`` (GeV) clipped to ``data_range``."""
+    lo, hi = shape.mu - n_sigma * shape.sigma, shape.mu + n_sigma * shape.sigma
+    if data_range is not None:
+        lo, hi = max(lo, float(data_range[0])), min(hi, float(data_range[1]))
+    return float(lo), float(hi)
+
+
+def chebyshev_basis(xp: NDArray, order: int) -> NDArray:
+    """``T_0..T_order`` at ``xp`` (in [-1, 1]); returns shape ``(order+1,) + xp.shape``."""
+    out = np.empty((order + 1,) + np.shape(xp), dtype=float)
+    out[0] = 1.0
+    if order >= 1:
+        out[1] = xp
+    for k in range(2, order + 1):
+        out[k] = 2.0 * xp * out[k - 1] - out[k - 2]
+    return out
+
+
+def chebyshev_integrals(order: int) -> NDArray:
+    """``int_{-1}^{1} T_k(x) dx`` for k = 0..order: 2/(1-k^2) for even k, 0 for odd k."""
+    k = np.arange(order + 1)
+    kf = k.astype(float)
+    with np.errstate(divide="ignore"):
+        return np.where(k % 2 == 0, 2.0 / (1.0 - kf**2), 0.0)
+
+
+def signal_pdf(x: NDArray, sh: ShapeArrays, lo: NDArray, hi: NDArray) -> NDArray:
+    """Signal densities (1/GeV) normalised on each window, for a batch of hypotheses.
+
+    ``x`` has shape (k, n); shape parameters and ``lo``/``hi`` shape (k,).
+    Matches ``SignalShape.pdf`` inside the window.
+    """
+    c = lambda a: np.asarray(a, dtype=float)[:, None]  # noqa: E731
+    mu, sig = c(sh.mu), c(sh.sigma)
+    lo_, hi_ = c(lo), c(hi)
+    al, nl, ar, nr = c(sh.alpha_l), c(sh.n_l), c(sh.alpha_r), c(sh.n_r)
+    norm = sig * dscb_integral((lo_ - mu) / sig, (hi_ - mu) / sig, al, nl, ar, nr)
+    f = c(sh.comb_fraction)
+    out = (1.0 - f) * dscb_density((x - mu) / sig, al, nl, ar, nr) / norm
+    if np.any(sh.comb_fraction > 0):
+        scale = c(sh.comb_domain) * sig
+        slope = c(sh.comb_slope)
+        cnorm = scale * comb_integral((lo_ - mu) / scale, (hi_ - mu) / scale, slope)
+        out = out + f * comb_density((x - mu) / scale, slope) / cnorm
+    return out
+
+
+@dataclass
+class Design:
+    """Design matrices of a batch of hypotheses (one window each).
+
+    Attributes
+    ----------
+    F : ndarray (k, P, n)
+        ``F[j, 0] = s(x)`` (signal density), ``F[j, 1+k] = T_k(x')``.
+    w : ndarray (k, n)
+        Event weights (1 for data events, 0 for padding; quadrature weight
+        times expected density for an Asimov set).
+    sw : ndarray (k, n)
+        ``sqrt(w)``.
+    integ : ndarray (k, P)
+        Integrals of the columns of F over the window (``[1, I_0, ..., I_p]``).
+    lo, hi : ndarray (k,)
+        Windows in GeV.
+    n_events : ndarray (k,)
+        Number of real events (sum of weights for data).
+    """
+
+    F: NDArray
+    w: NDArray
+    sw: NDArray
+    integ: NDArray
+    lo: NDArray
+    hi: NDArray
+    n_events: NDArray
+
+    @property
+    def k(self) -> int:
+        return self.F.shape[0]
+
+    @property
+    def n_par(self) -> int:
+        return self.F.shape[1]
+
+    def take(self, idx: ArrayLike) -> "Design":
+        return Design(self.F[idx], self.w[idx], self.sw[idx], self.integ[idx], self.lo[idx], self.hi[idx], self.n_events[idx])
+
+
+def _integrals(lo: NDArray, hi: NDArray, order: int) -> NDArray:
+    k = len(lo)
+    integ = np.empty((k, order + 2))
+    integ[:, 0] = 1.0
+    integ[:, 1:] = 0.5 * (hi - lo)[:, None] * chebyshev_integrals(order)[None, :]
+    return integ
+
+
+def _fill_design(x: NDArray, w: NDArray, sh: ShapeArrays, lo: NDArray, hi: NDArray, order: int) -> NDArray:
+    k, n = x.shape
+    F = np.empty((k, order + 2, n))
+    F[:, 0, :] = signal_pdf(x, sh, lo, hi)
+    xp = (2.0 * x - (lo + hi)[:, None]) / (hi - lo)[:, None]
+    F[:, 1:, :] = np.moveaxis(chebyshev_basis(xp, order), 0, 1)
+    return F
+
+
+def build_design(
+    sorted_mgg: NDArray,
+    sh: ShapeArrays,
+    lo: NDArray,
+    hi: NDArray,
+    order: int,
+    *,
+    index_range: tuple[NDArray, NDArray] | None = None,
+) -> Design:
+    """Padded design matrices for k hypotheses from the sorted candidate masses.
+
+    ``sorted_mgg`` must be sorted ascending (GeV). Events in ``[lo, hi]`` of
+    each window are gathered into rows of a (k, n_max) array.
+    """
+    lo = np.asarray(lo, dtype=float)
+    hi = np.asarray(hi, dtype=float)
+    if index_range is None:
+        start = np.searchsorted(sorted_mgg, lo, side="left")
+        stop = np.searchsorted(sorted_mgg, hi, side="right")
+    else:
+        start, stop = index_range
+    counts = stop - start
+    n_max = max(int(counts.max(initial=0)), 1)
+    j = np.arange(n_max)[None, :]
+    valid = j < counts[:, None]
+    # padding repeats the first event of the window (or index 0 for empty windows)
+    idx = np.where(valid, start[:, None] + j, start[:, None])
+    idx = np.clip(idx, 0, max(len(sorted_mgg) - 1, 0))
+    if len(sorted_mgg):
+        x = sorted_mgg[idx]
+    else:
+        x = np.zeros(idx.shape)
+    # empty windows: put the padding event in the middle of the window
+    x = np.where(counts[:, None] > 0, x, 0.5 * (lo + hi)[:, None])
+    w = valid.astype(float)
+    F = _fill_design(x, w, sh, lo, hi, order)
+    return Design(F=F, w=w, sw=w, integ=_integrals(lo, hi, order), lo=lo, hi=hi, n_events=counts.astype(int))
+
+
+#: break points of the composite Gauss-Legendre rule, in units of sigma around the peak
+_BREAKS_SIGMA = np.array([-14.0, -9.0, -6.0, -4.0, -2.5, -1.25, 0.0, 1.25, 2.5, 4.0, 6.0, 9.0, 14.0])
+
+
+def quadrature_nodes(sh: ShapeArrays, lo: NDArray, hi: NDArray, *, n_gl: int = 12) -> tuple[NDArray, NDArray]:
+    """Composite Gauss-Legendre nodes and weights per window, refined around the peak.
+
+    Panel boundaries are the window edges, the DSCB tail starts
+    ``mu - alpha_l sigma`` / ``mu + alpha_r sigma`` and fixed multiples of
+    sigma around ``mu``, all clipped into the window (empty panels get zero
+    weight). With ``n_gl`` nodes per panel the rule integrates the smooth
+    piecewise pieces (Gaussian core, power-law tails, polynomials, and their
+    logarithms) to ~1e-10 relative precision. Returns ``(x, wq)`` of shape (k, M).
+    """
+    lo = np.asarray(lo, dtype=float)
+    hi = np.asarray(hi, dtype=float)
+    mu, sig = sh.mu[:, None], sh.sigma[:, None]
+    pts = np.concatenate(
+        [
+            lo[:, None],
+            hi[:, None],
+            mu - sh.alpha_l[:, None] * sig,
+            mu + sh.alpha_r[:, None] * sig,
+            mu + _BREAKS_SIGMA[None, :] * sig,
+        ],
+        axis=1,
+    )
+    pts = np.sort(np.clip(pts, lo[:, None], hi[:, None]), axis=1)
+    a, b = pts[:, :-1], pts[:, 1:]
+    t, wt = np.polynomial.legendre.leggauss(n_gl)
+    half = 0.5 * (b - a)
+    mid = 0.5 * (b + a)
+    x = (mid[:, :, None] + half[:, :, None] * t[None, None, :]).reshape(len(lo), -1)
+    wq = (half[:, :, None] * wt[None, None, :]).reshape(len(lo), -1)
+    return x, wq
+
+
+def build_asimov_design(sh: ShapeArrays, lo: NDArray, hi: NDArray, order: int, *, n_gl: int = 12) -> tuple[Design, NDArray]:
+    """Design at the quadrature nodes (weights still to be multiplied by the expected density).
+
+    Returns the design (with ``w`` = quadrature weights) and the node positions.
+    """
+    x, wq = quadrature_nodes(sh, lo, hi, n_gl=n_gl)
+    F = _fill_design(x, wq, sh, lo, hi, order)
+    return Design(F=F, w=wq, sw=np.sqrt(wq), integ=_integrals(lo, hi, order), lo=lo, hi=hi, n_events=np.zeros(len(lo), int)), x

@@ -1,0 +1,336 @@
+"""Vectorised engine: fits, profile likelihood and asymptotic CLs limits for a batch of hypotheses.
+
+One ``Batch`` holds the design matrices of k hypotheses (events padded into a
+(k, n_max) array) and the Asimov design (Gauss-Legendre nodes per window).
+Everything below is array arithmetic over the batch:
+
+- unconditional fit (``mu`` free, may be negative: the density only has to
+  stay positive at the events) and the conditional fit at ``mu = 0``;
+- the Asimov data set of the background-only hypothesis is the *analytic*
+  expectation: ``NLL_A(theta) = int lambda_theta - int lambda_0 log lambda_theta``
+  evaluated by composite Gauss-Legendre quadrature per window (equivalently,
+  weighted Asimov events at the quadrature nodes), with ``lambda_0`` the
+  background from the conditional ``mu = 0`` fit to the data (clipped at 0 if
+  that polynomial dips below zero somewhere in the window);
+- observed limit: bracketed root finding (Illinois false position on the
+  probit of CLs) of ``CLs(mu) = 1 - cl``, all hypotheses stepping together;
+  each step is one conditional fit to the data and one to the Asimov set; the
+  bracket expands until CLs crosses, so a limit is never missing;
+- expected band: ``sqrt(q_A(mu)) = Phi^-1(1 - alpha Phi(N)) + N`` solved by
+  secant iteration on the Asimov set (exact q_A(mu), no constant-sigma
+  approximation), i.e. the closed form ``mu_N = sigma (...)`` with ``sigma``
+  evaluated at the limit itself.
+
+Yield systematics enter as a constrained nuisance ``u`` in the conditional
+fits (``mu = poi * scale * kappa^u``, see ``fits.newton``); the unconditional
+fit does not depend on them (``u_hat = 0``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import ndtri
+
+from .asymptotic import N_SIGMA, cls_asymptotic, expected_band_targets, q_tilde, z_from_q0
+from .model import Design, ShapeArrays, build_asimov_design
+from .newton import NewtonResult, linear_lambda, minimise
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Batch", "BatchFit", "initial_theta"]
+
+
+def initial_theta(design: Design) -> NDArray:
+    """Start values: no signal, flat background with the observed number of events."""
+    k, P = design.k, design.n_par
+    th = np.zeros((k, P))
+    width = design.hi - design.lo
+    th[:, 1] = np.maximum(design.w.sum(axis=1), 1.0) / width
+    return th
+
+
+def _cov00(H: NDArray) -> NDArray:
+    """Variance of the first parameter from a batch of Hessians (NaN where singular)."""
+    out = np.full(H.shape[0], np.nan)
+    try:
+        inv = np.linalg.inv(H)
+        out = inv[:, 0, 0]
+    except np.linalg.LinAlgError:
+        for j in range(H.shape[0]):
+            try:
+                out[j] = np.linalg.inv(H[j])[0, 0]
+            except np.linalg.LinAlgError:
+                pass
+    return out
+
+
+@dataclass
+class BatchFit:
+    """Unconditional and background-only fits of a batch."""
+
+    hat: NewtonResult
+    zero: NewtonResult
+    mu_hat: NDArray
+    mu_err: NDArray
+    nll_hat: NDArray
+    nll_zero: NDArray
+    z_local: NDArray
+    converged: NDArray
+
+
+@dataclass
+class Syst:
+    """A multiplicative yield uncertainty on the POI scale (combined in quadrature)."""
+
+    rel_unc: NDArray  # (k,)
+    kind: str = "lognormal"
+
+    @property
+    def a(self) -> NDArray:
+        if self.kind == "lognormal":
+            return np.log1p(self.rel_unc)
+        return self.rel_unc
+
+
+class Batch:
+    """Fits and limits for a batch of hypotheses sharing one parameter layout."""
+
+    def __init__(self, design: Design, shapes: ShapeArrays, order: int, *, n_gl: int = 12) -> None:
+        self.design = design
+        self.shapes = shapes
+        self.order = order
+        self.n_gl = n_gl
+        self.fit_: BatchFit | None = None
+        self._asimov: Design | None = None
+        self._asimov_nll0: NDArray | None = None
+
+    # -- fits --------------------------------------------------------------
+    def fit(self, *, max_iter: int = 60) -> BatchFit:
+        d = self.design
+        hat = minimise(d, initial_theta(d), mode="free", max_iter=max_iter)
+        bad = ~hat.converged
+        if np.any(bad):  # retry from a different start with more iterations
+            idx = np.flatnonzero(bad)
+            sub = d.take(idx)
+            th = initial_theta(sub)
+            th[:, 1] *= 2.0
+            retry = minimise(sub, th, mode="free", max_iter=4 * max_iter)
+            better = retry.converged | (retry.nll < hat.nll[idx])
+            _merge(hat, retry, idx, better)
+        th0 = hat.theta.copy()
+        th0[:, 0] = 0.0
+        zero = minimise(d, th0, mode="fixed", max_iter=max_iter)
+        mu_hat = hat.mu
+        var = _cov00(hat.hess_lin)
+        mu_err = np.sqrt(np.where(var > 0, var, np.nan))
+        nll_zero = np.minimum(zero.nll, np.where(mu_hat <= 0, hat.nll, np.inf))
+        nll_zero = np.where(np.isfinite(nll_zero), nll_zero, zero.nll)
+        z = z_from_q0(nll_zero, hat.nll, mu_hat)
+        conv = hat.converged & zero.converged & np.isfinite(mu_err) & np.isfinite(hat.nll)
+        self.fit_ = BatchFit(hat, zero, mu_hat, mu_err, hat.nll, nll_zero, z, conv)
+        return self.fit_
+
+    def conditional(self, poi: NDArray, *, scale: NDArray | None = None, syst: Syst | None = None, start: NDArray | None = None, asimov: bool = False) -> NewtonResult:
+        """Conditional fits at POI values ``poi`` (k,) (``mu = poi * scale``)."""
+        d = self.asimov_design() if asimov else self.design
+        bf = self.fit_
+        assert bf is not None
+        scale = np.ones(d.k) if scale is None else scale
+        if start is None:
+            start = (self._asimov_theta0() if asimov else bf.hat.theta).copy()
+        th = start.copy()
+        c = poi * scale
+        if syst is None or np.all(syst.rel_unc <= 0):
+            th[:, 0] = c
+            return minimise(d, th, mode="fixed")
+        th[:, 0] = 0.0
+        return minimise(d, th, mode="syst", syst_c=c, syst_a=syst.a, syst_kind=syst.kind)
+
+    # -- Asimov ------------------------------------------------------------
+    def _asimov_theta0(self) -> NDArray:
+        assert self.fit_ is not None
+        th = self.fit_.zero.theta.copy()
+        th[:, 0] = 0.0
+        return th
+
+    def asimov_design(self) -> Design:
+        """Quadrature design of the background-only Asimov set (weights = w_q * lambda_0(x))."""
+        if self._asimov is None:
+            base, _ = build_asimov_design(self.shapes, self.design.lo, self.design.hi, self.order, n_gl=self.n_gl)
+            th0 = self._asimov_theta0()
+            lam0 = np.maximum(linear_lambda(base.F, th0), 0.0)
+            w = base.w * lam0
+            self._asimov = Design(base.F, w, np.sqrt(w), base.integ, base.lo, base.hi, base.n_events)
+            lam = np.maximum(lam0, 1e-300)
+            self._asimov_nll0 = np.einsum("kp,kp->k", base.integ, th0) - np.einsum("kn,kn->k", w, np.log(lam))
+        return self._asimov
+
+    def q_asimov(self, poi: NDArray, *, scale: NDArray | None = None, syst: Syst | None = None, start: NDArray | None = None) -> tuple[NDArray, NewtonResult]:
+        a = self.conditional(poi, scale=scale, syst=syst, start=start, asimov=True)
+        return np.maximum(2.0 * (a.nll - self._asimov_nll0), 0.0), a
+
+    def asimov_sigma(self, *, scale: NDArray | None = None) -> NDArray:
+        """Asimov standard deviation of the POI from the Hessian at the true parameters."""
+        d = self.asimov_design()
+        th0 = self._asimov_theta0()
+        lam = np.maximum(linear_lambda(d.F, th0), 1e-300)
+        G = d.F * (d.sw / lam)[:, None, :]
+        H = np.matmul(G, np.swapaxes(G, 1, 2))
+        s = np.sqrt(np.abs(_cov00(H)))
+        if scale is not None:
+            s = s / scale
+        return np.where(np.isfinite(s) & (s > 0), s, 1.0)
+
+    # -- limits ------------------------------------------------------------
+    def cls(self, poi: NDArray, *, scale: NDArray | None = None, syst: Syst | None = None, start: NDArray | None = None, start_a: NDArray | None = None) -> tuple[NDArray, NewtonResult, NewtonResult]:
+        """Asymptotic CLs at POI values ``poi`` (k,)."""
+        bf = self.fit_
+        assert bf is not None
+        sc = np.ones(self.design.k) if scale is None else scale
+        c = self.conditional(poi, scale=sc, syst=syst, start=start)
+        q = q_tilde(c.nll, bf.nll_hat, bf.nll_zero, poi * sc, bf.mu_hat)
+        qa, a = self.q_asimov(poi, scale=sc, syst=syst, start=start_a)
+        cls, _, _ = cls_asymptotic(q, qa)
+        return cls, c, a
+
+    def expected_limits(self, *, cl: float = 0.95, scale: NDArray | None = None, syst: Syst | None = None, n_sigma: NDArray = N_SIGMA, max_iter: int = 30, rtol: float = 1e-5) -> tuple[NDArray, NDArray]:
+        """Expected limits (k, len(n_sigma)) in POI units and a convergence flag (k,)."""
+        alpha = 1.0 - cl
+        k = self.design.k
+        targets = expected_band_targets(alpha, n_sigma)  # (m,)
+        m = len(targets)
+        sigma = self.asimov_sigma(scale=scale)
+        sc = np.ones(k) if scale is None else scale
+        # stack the m band positions as m copies of the batch
+        rep = _RepeatedBatch(self, m)
+        tgt = np.repeat(targets[None, :], k, axis=0).T.reshape(-1)  # (m*k,)
+        x = tgt * np.tile(sigma, m)
+        scl = np.tile(sc, m)
+        sy = None if syst is None else Syst(np.tile(syst.rel_unc, m), syst.kind)
+        start = np.tile(self._asimov_theta0(), (m, 1))
+        fx = None
+        x_prev = f_prev = None
+        done = np.zeros(m * k, bool)
+        for _ in range(max_iter):
+            qa, res = rep.q_asimov(x, scale=scl, syst=sy, start=start)
+            fx = np.sqrt(qa) - tgt
+            start = res.theta.copy() if sy is None else _with_mu0(res.theta, start)
+            # secant on sqrt(q_A)(x), fall back to the fixed-point update x * tgt / sqrt(q_A)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fp = x * tgt / np.sqrt(np.maximum(qa, 1e-300))
+                if x_prev is not None:
+                    slope = (fx - f_prev) / (x - x_prev)
+                    sec = x - fx / slope
+                    x_new = np.where(np.isfinite(sec) & (sec > 0) & (slope > 0), sec, fp)
+                else:
+                    x_new = fp
+            x_new = np.clip(x_new, 0.25 * x, 4.0 * x)
+            done = np.abs(x_new - x) <= rtol * np.abs(x)
+            x_prev, f_prev = x, fx
+            x = np.where(done, x, x_new)
+            if np.all(done):
+                break
+        lim = x.reshape(m, k).T
+        ok = done.reshape(m, k).all(axis=0)
+        return lim, ok
+
+    def observed_limit(self, *, cl: float = 0.95, scale: NDArray | None = None, syst: Syst | None = None, max_iter: int = 60, htol: float = 2e-4, rtol: float = 1e-6) -> tuple[NDArray, NDArray]:
+        """Observed CLs limits (k,) in POI units and a convergence flag (k,)."""
+        bf = self.fit_
+        assert bf is not None
+        alpha = 1.0 - cl
+        k = self.design.k
+        sc = np.ones(k) if scale is None else scale
+        target = ndtri(alpha)
+        mu_hat = bf.mu_hat / sc
+        sig = np.where(np.isfinite(bf.mu_err), bf.mu_err, self.asimov_sigma() * 1.0) / sc
+        mh = np.maximum(mu_hat, 0.0)
+        from scipy.special import ndtr
+
+        x = mh + sig * ndtri(1.0 - alpha * ndtr(mh / np.maximum(sig, 1e-300)))
+        x = np.where(np.isfinite(x) & (x > 0), x, np.maximum(2.0 * sig, 1e-6))
+        start = bf.hat.theta.copy()
+        if syst is not None:
+            start[:, 0] = 0.0
+        start_a = self._asimov_theta0()
+
+        def h_of(xx: NDArray, st: NDArray, sta: NDArray) -> tuple[NDArray, NDArray, NDArray]:
+            cls, c, a = self.cls(xx, scale=sc, syst=syst, start=st, start_a=sta)
+            h = ndtri(np.clip(cls, 1e-300, 1.0 - 1e-16)) - target
+            return h, _with_mu0(c.theta, st) if syst is not None else c.theta, _with_mu0(a.theta, sta) if syst is not None else a.theta
+
+        # bracket [a, b] with h(a) > 0 > h(b); CLs(0) = 1 so a = 0 is always a valid lower end
+        a_x = np.zeros(k)
+        a_h = np.full(k, np.inf)  # unknown (h(0) = +inf)
+        b_x = np.full(k, np.inf)
+        b_h = np.full(k, -np.inf)
+        last = np.zeros(k, int)
+        done = np.zeros(k, bool)
+        h = np.zeros(k)
+        for _ in range(max_iter):
+            h_new, st_new, sta_new = h_of(x, start, start_a)
+            act = ~done
+            h = np.where(act, h_new, h)
+            start = np.where(act[:, None], st_new, start)
+            start_a = np.where(act[:, None], sta_new, start_a)
+            pos = h > 0
+            # Illinois: when the same end moves twice in a row, halve the other end's h
+            b_h = np.where(act & pos & (last == 1) & np.isfinite(b_x), 0.5 * b_h, b_h)
+            a_h = np.where(act & ~pos & (last == -1) & np.isfinite(a_h), 0.5 * a_h, a_h)
+            a_x = np.where(act & pos, x, a_x)
+            a_h = np.where(act & pos, h, a_h)
+            b_x = np.where(act & ~pos, x, b_x)
+            b_h = np.where(act & ~pos, h, b_h)
+            last = np.where(act, np.where(pos, 1, -1), last)
+            done |= np.abs(h) < htol
+            have_b = np.isfinite(b_x)
+            done |= have_b & (np.abs(b_x - a_x) <= rtol * np.maximum(np.abs(b_x), 1e-12))
+            if np.all(done):
+                break
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                fp = (a_x * b_h - b_x * a_h) / (b_h - a_h)
+            mid = 0.5 * (a_x + b_x)
+            fp = np.where(np.isfinite(a_h) & np.isfinite(fp) & (fp > a_x) & (fp < b_x), fp, mid)
+            up = np.maximum(2.0 * x, 1e-9)
+            x = np.where(done, x, np.where(have_b, fp, up))
+        result = np.where(np.abs(h) < htol, x, np.where(np.isfinite(b_x), 0.5 * (a_x + b_x), x))
+        return result, done
+
+
+def _with_mu0(theta: NDArray, like: NDArray) -> NDArray:
+    """Conditional solution as a start for the next conditional fit (nuisance reset to 0)."""
+    out = theta.copy()
+    out[:, 0] = 0.0
+    return out
+
+
+class _RepeatedBatch:
+    """m stacked copies of a batch's Asimov set (expected band positions in one solve)."""
+
+    def __init__(self, batch: Batch, m: int) -> None:
+        d = batch.asimov_design()
+        self.design = Design(
+            np.tile(d.F, (m, 1, 1)), np.tile(d.w, (m, 1)), np.tile(d.sw, (m, 1)), np.tile(d.integ, (m, 1)), np.tile(d.lo, m), np.tile(d.hi, m), np.tile(d.n_events, m)
+        )
+        self.nll0 = np.tile(batch._asimov_nll0, m)
+
+    def q_asimov(self, poi: NDArray, *, scale: NDArray, syst: Syst | None, start: NDArray) -> tuple[NDArray, NewtonResult]:
+        th = start.copy()
+        c = poi * scale
+        if syst is None or np.all(syst.rel_unc <= 0):
+            th[:, 0] = c
+            r = minimise(self.design, th, mode="fixed")
+        else:
+            th[:, 0] = 0.0
+            r = minimise(self.design, th, mode="syst", syst_c=c, syst_a=syst.a, syst_kind=syst.kind)
+        return np.maximum(2.0 * (r.nll - self.nll0), 0.0), r
+
+
+def _merge(dst: NewtonResult, src: NewtonResult, idx: NDArray, take: NDArray) -> None:
+    j = idx[take]
+    for name in ("theta", "mu", "nll", "hess", "grad_lin", "hess_lin", "converged"):
+        getattr(dst, name)[j] = getattr(src, name)[take]
