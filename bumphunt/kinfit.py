@@ -915,3 +915,59 @@ def fit_reference(
     pvalue = np.where(converged, _pvalue4(np.where(converged, chi2, 0.0)), 0.0)
     return KinFitResult(E=rE, theta=rt, phi=rp, cov=rcov, chi2=chi2, pvalue=pvalue, converged=converged,
                         n_iter=n_iter, pulls=pulls, status=status)
+
+
+def apply_to_events(
+    events: dict[str, NDArray],
+    *,
+    beam: Beam | None = None,
+    covariance_model: Any = None,
+    **fit_options: Any,
+) -> dict[str, NDArray]:
+    """Run the kinematic fit on a three-photon dict and add the fitted photons.
+
+    Parameters
+    ----------
+    events : dict
+        Three-photon events (``E``, ``theta``, ``phi`` (n, 3); ``cov``
+        (n, 3, 3, 3) and/or ``region`` (n, 3)), see the data contract.
+    beam : Beam, optional
+        Default ``Beam.belle2()``.
+    covariance_model : PhotonCovarianceModel, optional
+        When given, the photon covariances come from this model (e.g. a
+        calibration loaded with ``PhotonCovarianceModel.load``); otherwise the
+        ``cov`` of the events is used.
+    **fit_options
+        Passed to ``fit`` (tolerances, ``beam_cov``, ...).
+
+    Returns
+    -------
+    dict
+        A new dict with the input arrays plus ``fit_E``, ``fit_theta``,
+        ``fit_phi`` (n, 3; the measured values for events that did not
+        converge), ``kinfit_chi2`` (+inf if not converged),
+        ``kinfit_pvalue``, ``kinfit_converged``, ``kinfit_status`` (0 when
+        converged, see ``STATUS_REASONS``) and ``kinfit_n_iter``.
+    """
+    for key in ("E", "theta", "phi"):
+        if key not in events:
+            raise InputError(f"kinfit: three-photon events lack the field {key!r}")
+    if covariance_model is not None:
+        cov = covariance_model.event_covariance(events)
+    elif "cov" in events:
+        cov = events["cov"]
+    else:
+        from .pcm import PhotonCovarianceModel
+
+        cov = PhotonCovarianceModel().event_covariance(events)
+    res = fit(events["E"], events["theta"], events["phi"], cov, beam, **fit_options)
+    out = dict(events)
+    out["fit_E"] = res.E
+    out["fit_theta"] = res.theta
+    out["fit_phi"] = res.phi
+    out["kinfit_chi2"] = res.chi2
+    out["kinfit_pvalue"] = res.pvalue
+    out["kinfit_converged"] = res.converged
+    out["kinfit_status"] = res.status
+    out["kinfit_n_iter"] = res.n_iter
+    return out
