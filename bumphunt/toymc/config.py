@@ -13,15 +13,15 @@ Example (every key optional; the values shown are the defaults)::
       g_agg: 1.0e-3         # GeV^-1, sets the signal cross-section (weights)
       lifetime: false       # true: ALPs fly beta gamma hbar c / Gamma(m_a, g_agg) before decaying
     backgrounds:            # events per background MC sample (weighted to lumi_fb)
-      ggg: 40000
-      eeg: 10000
+      ggg: 20000
+      eeg: 5000
       pi0g: 2000
       etag: 2000
       etapg: 2000
       pi0gg: 5000
       etagg: 5000
       etapgg: 5000
-    control: {n: 10000}     # e+e- -> mu+ mu- gamma
+    control: {n: 5000}     # e+e- -> mu+ mu- gamma
     xsec_pb: {}             # replace built-in cross-sections, e.g. {eeg: 50.0}
     data:
       enabled: true
@@ -44,8 +44,8 @@ __all__ = ["CONFIG_SCHEMA", "DEFAULT_BACKGROUND_EVENTS", "load_toymc_config"]
 
 DEFAULT_MASSES = [0.5, 1.0, 2.0, 4.0, 7.0]
 DEFAULT_BACKGROUND_EVENTS = {
-    "ggg": 40_000,
-    "eeg": 10_000,
+    "ggg": 20_000,
+    "eeg": 5_000,
     "pi0g": 2_000,
     "etag": 2_000,
     "etapg": 2_000,
@@ -115,7 +115,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "default": {},
-            "properties": {"n": {"type": "integer", "minimum": 0, "default": 10_000}},
+            "properties": {"n": {"type": "integer", "minimum": 0, "default": 5_000}},
         },
         "xsec_pb": {
             "type": "object",

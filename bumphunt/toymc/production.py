@@ -96,7 +96,7 @@ def _data_blocks(counts: dict[str, int], seed: int, st: Settings, inject_mass: f
             if proc == "signal":
                 batch = simulate_signal(inject_mass, nb, rng=rng, g_agg=g_agg, **st.sim_kwargs())
             else:
-                batch = simulate_background(proc, nb, rng=rng, generator=st.generator, **st.sim_kwargs())
+                batch = simulate_background(proc, nb, rng=rng, generator=st.generator, unweighted=True, **st.sim_kwargs())
             batch["mc_process"] = batch["process"].copy()
             parts.append(batch)
         if not parts:

@@ -121,8 +121,8 @@ def write_sample(
 ) -> int:
     """Write the event blocks of one sample to ``path`` in chunks; return the number of events.
 
-    ``weight`` (if not None) is written into the ``weight`` branch of every
-    event. The metadata JSON (``META_KEY``) gets ``n_written`` added.
+    ``weight`` (if not None) multiplies the ``weight`` branch of every event
+    (the per-event weights of the generator, 1 for unweighted samples). The metadata JSON (``META_KEY``) gets ``n_written`` added.
     """
     import uproot
 
@@ -136,7 +136,7 @@ def write_sample(
         def flush(batch: dict) -> None:
             nonlocal written
             if weight is not None:
-                batch["weight"] = np.full(len(batch["process"]), float(weight))
+                batch["weight"] = batch["weight"] * float(weight)
             tree_data = _tree_dict(batch, written)
             if TREE_NAME not in f:
                 types = {k: (v.type.content if k in ("gamma", "track") else v.dtype) for k, v in tree_data.items()}
