@@ -154,6 +154,7 @@ class PhotonCovarianceModel:
         """Calibration factor multiplying sigma_E (1 for the uncalibrated model)."""
         E = np.asarray(E, dtype=float)
         region = np.broadcast_to(np.asarray(region), E.shape)
+        region = np.where(region == REGION_NONE, REGION_BARREL, region)  # gaps use the barrel values
         s = np.ones(E.shape)
         k = np.zeros(E.shape)
         for code in _REGIONS:
@@ -430,6 +431,7 @@ def calibrate(
     *,
     beam: Beam,
     base: PhotonCovarianceModel | None = None,
+    nominal: str = "parametrisation",
     track_resolution: TrackResolution | None = None,
     energy_power: bool = False,
     energy_bins: ArrayLike | None = None,
@@ -445,9 +447,13 @@ def calibrate(
         (see ``control_sample_from_events``); ``cov`` (n, 3, 3) optional.
     beam : Beam
     base : PhotonCovarianceModel, optional
-        Nominal model whose sigma_E the fitted factors multiply (default
-        uncalibrated parametrisation; with ``base.use_ntuple`` and a ``cov``
-        in the control sample the ntuple sigma_E is the nominal).
+        Model providing the parametrisation (default ``Resolution()``).
+    nominal : {"parametrisation", "ntuple"}
+        What the fitted factors multiply: the parametrised sigma_E (default;
+        the calibrated model then uses the parametrisation times the factors
+        and ignores ntuple covariances) or the per-photon sigma_E stored in
+        the ntuple (``cov`` of the control sample; the calibrated model then
+        scales ntuple covariances).
     track_resolution : TrackResolution, optional
         Muon momentum resolution for the prediction error.
     energy_power : bool
@@ -468,6 +474,11 @@ def calibrate(
     from iminuit import Minuit
 
     base = PhotonCovarianceModel() if base is None else base
+    if nominal not in ("parametrisation", "ntuple"):
+        raise InputError(f"calibrate: nominal must be 'parametrisation' or 'ntuple', got {nominal!r}")
+    use_ntuple = nominal == "ntuple"
+    if use_ntuple and control.get("cov") is None:
+        raise InputError("calibrate: nominal='ntuple' needs per-photon covariances ('cov', gamma_cov_* branches) in the control sample")
     for key in ("E", "theta", "phi", "mu_p3"):
         if key not in control:
             raise InputError(f"control sample lacks the field {key!r}")
@@ -478,11 +489,11 @@ def calibrate(
     good = np.isfinite(E) & (E > 0) & np.isfinite(theta) & np.isfinite(phi)
     e_pred, s_pred = predict_photon_energy(theta, phi, control["mu_p3"], beam, track_resolution=track_resolution)
     good &= np.isfinite(e_pred) & (e_pred > base.resolution.min_energy)
-    nominal = PhotonCovarianceModel(resolution=base.resolution, use_ntuple=base.use_ntuple)
-    if control.get("cov") is not None and base.use_ntuple:
+    nominal_model = PhotonCovarianceModel(resolution=base.resolution, use_ntuple=use_ntuple)
+    if use_ntuple:
         s_nom = np.sqrt(np.asarray(control["cov"], dtype=float)[:, 0, 0])
     else:
-        s_nom = nominal.sigma_energy(e_pred, region)
+        s_nom = nominal_model.sigma_energy(e_pred, region)
     x = E - e_pred
     good &= np.abs(x) < max_pull * np.sqrt(s_nom**2 + s_pred**2)
     logger.info("calibration: %d of %d control events used", int(good.sum()), E.size)
@@ -558,6 +569,7 @@ def calibrate(
         "calibration": {
             "method": "unbinned Gaussian fit of E_meas - E_pred, E_pred = (P_beam - p_mu1 - p_mu2) . n_gamma",
             "n_events": int(good.sum()),
+            "nominal": nominal,
             "energy_power_fitted": bool(energy_power),
             "track_resolution": (track_resolution or TrackResolution()).to_dict(),
             "beam": beam.to_dict(),
@@ -566,7 +578,7 @@ def calibrate(
             "fit_valid": fit_valid,
         }
     }
-    model = PhotonCovarianceModel(resolution=base.resolution, use_ntuple=base.use_ntuple, energy_scale=scale,
+    model = PhotonCovarianceModel(resolution=base.resolution, use_ntuple=use_ntuple, energy_scale=scale,
                                   energy_power=power, energy_bias=bias, meta=meta)
     return PhotonCalibration(model=model, params=params, bins=bins, n_events=int(good.sum()), fit_valid=fit_valid)
 
