@@ -62,6 +62,7 @@ __all__ = [
     "generalisation_table",
     "apply",
     "load_selector",
+    "load_samples",
 ]
 
 FORMULAS = ("basic", "extended")
@@ -672,3 +673,76 @@ def apply(model: Any, candidates: dict[str, NDArray], events: Mapping[str, Any] 
     if not hasattr(model, "predict_features"):
         model = load_selector(model)
     return model.apply(candidates, events, beam=beam)
+
+
+# ---------------------------------------------------------------------------
+# reading training samples
+
+
+def load_samples(paths: Sequence[str], *, beam: Beam | None = None, include_data: bool = False) -> tuple[dict[str, NDArray], dict[float, int], float | None]:
+    """Read signal/background samples for the selector into one three-photon dict.
+
+    Each path (glob patterns allowed) is a three-photon file written by
+    ``bumphunt preselect`` or a raw ntuple (pre-selected on the fly). The
+    sample metadata give ``N_gen`` of signal files (``mass`` and
+    ``n_generated``) and the luminosity the weights are normalised to
+    (``lumi_fb``); background weights of files with different ``lumi_fb`` are
+    rescaled to the first one. Pseudo-data files (``process`` "data") are
+    skipped unless ``include_data``.
+
+    Returns
+    -------
+    events, n_generated, weight_lumi_fb
+    """
+    from .errors import SchemaError
+    from .io import expand_paths, read_events, read_meta
+    from .preselection import combine_three_photon, load_three_photon, preselect
+
+    files = expand_paths(list(paths))
+    if not files:
+        raise InputError(f"no input files match {list(paths)}")
+    parts: list[dict[str, NDArray]] = []
+    n_gen: dict[float, int] = {}
+    lumi_ref: float | None = None
+    for path in files:
+        try:
+            meta = read_meta(path)
+        except Exception:  # noqa: BLE001 - files without metadata are allowed
+            meta = {}
+        if meta.get("process") == "data" and not include_data:
+            logger.warning("%s: pseudo-data sample skipped for training", path)
+            continue
+        try:
+            ev = load_three_photon(path)
+        except SchemaError:
+            raw = read_events([path])
+            ev, _ = preselect(raw, beam=beam)
+        n = int(np.asarray(ev.get("E", np.zeros((0, 3)))).shape[0])
+        if n == 0:
+            logger.warning("%s: no events after pre-selection", path)
+        proc = np.asarray(ev.get("process", np.zeros(0)))
+        if n and np.any(proc == 0):
+            masses = np.unique(np.round(np.asarray(ev["mc_ma"], dtype=float)[proc == 0], 6))
+            if "n_generated" not in meta:
+                raise InputError(f"{path}: signal file without 'n_generated' in its metadata; give n_generated in the config")
+            if isinstance(meta["n_generated"], Mapping):
+                n_gen.update({round(float(k), 6): int(v) for k, v in meta["n_generated"].items()})
+            elif masses.size == 1:
+                n_gen[float(masses[0])] = int(meta["n_generated"])
+            else:
+                raise InputError(f"{path}: {masses.size} signal masses but one n_generated; give n_generated per mass in the config")
+        elif n and "lumi_fb" in meta:
+            lumi = float(meta["lumi_fb"])
+            if lumi_ref is None:
+                lumi_ref = lumi
+            elif not np.isclose(lumi, lumi_ref):
+                ev["weight"] = np.asarray(ev["weight"], dtype=float) * lumi_ref / lumi
+        if n:
+            parts.append(ev)
+    if not parts:
+        raise InputError(f"no events in {[str(f) for f in files]}")
+    keys = set(parts[0])
+    for p in parts[1:]:
+        keys &= set(p)
+    events = combine_three_photon([{k: p[k] for k in keys} for p in parts])
+    return events, n_gen, lumi_ref

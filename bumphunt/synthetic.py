@@ -41,7 +41,7 @@ from .kinematics import Beam, invariant_mass, p4_from_spherical, spherical_from_
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["signal_events", "background_events", "beam_background_events", "concatenate_events", "synthetic_sample"]
+__all__ = ["signal_events", "background_events", "beam_background_events", "synthetic_data", "concatenate_events", "synthetic_sample"]
 
 PHOTON_KEYS = ("E", "theta", "phi", "time", "region", "mc_E", "mc_theta", "mc_phi")
 
@@ -360,3 +360,31 @@ def synthetic_sample(
     logger.info("synthetic sample: %d signal events (%d masses), %d background events", sig["E"].shape[0], len(n_gen),
                 events["E"].shape[0] - sig["E"].shape[0])
     return events, n_gen
+
+
+def synthetic_data(
+    *,
+    lumi_fb: float,
+    seed: int = 2,
+    beam: Beam | None = None,
+    xsec_pb: float = 40.0,
+    bb_xsec_pb: float = 20.0,
+) -> dict[str, NDArray]:
+    """Toy "data": background-only events for ``lumi_fb`` with unit weights and process code ``data``.
+
+    The numbers of generated events are ``xsec * lumi`` (so every event has
+    weight 1, as real data) for the same two processes ``synthetic_sample``
+    simulates, from an independent seed.
+    """
+    from .schema import PROCESS_CODES
+
+    rng = np.random.default_rng(seed)
+    n1 = int(rng.poisson(xsec_pb * 1000.0 * lumi_fb))
+    n2 = int(rng.poisson(bb_xsec_pb * 1000.0 * lumi_fb))
+    parts = [background_events(n1, rng=rng, beam=beam, xsec_pb=xsec_pb, lumi_fb=lumi_fb)]
+    if n2 > 0:
+        parts.append(beam_background_events(n2, rng=rng, beam=beam, xsec_pb=bb_xsec_pb, lumi_fb=lumi_fb))
+    ev = concatenate_events(*parts)
+    ev["process"] = np.full(ev["E"].shape[0], PROCESS_CODES["data"], dtype=np.int32)
+    ev["weight"] = np.ones(ev["E"].shape[0])
+    return ev
