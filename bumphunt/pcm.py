@@ -75,9 +75,10 @@ _FILE_KIND = "bumphunt.photon_covariance_model"
 
 @dataclass(frozen=True)
 class TrackResolution:
-    """Charged-track momentum resolution (Belle II CDC-like).
+    """Charged-track momentum resolution (Belle II CDC-like, as in the toy MC).
 
-    ``sigma_pT / pT = sqrt((pt_a * pT)^2 + pt_b^2)`` with pT in GeV, and
+    ``sigma_pT / pT = sqrt((pt_a * pT)^2 + (pt_b / beta)^2)`` with pT in GeV
+    and beta = p / E for the given ``mass`` (GeV, muon by default), and
     Gaussian polar/azimuthal angle errors ``sigma_theta``, ``sigma_phi`` (rad).
     """
 
@@ -85,9 +86,11 @@ class TrackResolution:
     pt_b: float = 0.0025
     sigma_theta: float = 1.0e-3
     sigma_phi: float = 1.0e-3
+    mass: float = MUON_MASS
 
-    def _sigmas(self, pt: NDArray) -> tuple[NDArray, float, float]:
-        return pt * np.hypot(self.pt_a * pt, self.pt_b), self.sigma_theta, self.sigma_phi
+    def _sigmas(self, pt: NDArray, p: NDArray) -> tuple[NDArray, float, float]:
+        beta = p / np.sqrt(p * p + self.mass**2)
+        return pt * np.hypot(self.pt_a * pt, self.pt_b / beta), self.sigma_theta, self.sigma_phi
 
     def covariance(self, p3: ArrayLike) -> NDArray[np.float64]:
         """Momentum covariance (GeV^2) in (px, py, pz), shape ``p3.shape[:-1] + (3, 3)``."""
@@ -96,7 +99,7 @@ class TrackResolution:
         pt = np.hypot(px, py)
         phi = np.arctan2(py, px)
         theta = np.arctan2(pt, pz)
-        s_pt, s_t, s_p = self._sigmas(pt)
+        s_pt, s_t, s_p = self._sigmas(pt, np.linalg.norm(p3, axis=-1))
         st = np.sin(theta)
         cot = np.cos(theta) / st
         J = np.zeros(p3.shape[:-1] + (3, 3))
@@ -112,14 +115,14 @@ class TrackResolution:
         pt = np.hypot(p3[..., 0], p3[..., 1])
         phi = np.arctan2(p3[..., 1], p3[..., 0])
         theta = np.arctan2(pt, p3[..., 2])
-        s_pt, s_t, s_p = self._sigmas(pt)
+        s_pt, s_t, s_p = self._sigmas(pt, np.linalg.norm(p3, axis=-1))
         pt_m = pt + s_pt * rng.standard_normal(pt.shape)
         th_m = theta + s_t * rng.standard_normal(pt.shape)
         ph_m = phi + s_p * rng.standard_normal(pt.shape)
         return np.stack([pt_m * np.cos(ph_m), pt_m * np.sin(ph_m), pt_m / np.tan(th_m)], axis=-1)
 
     def to_dict(self) -> dict[str, float]:
-        return {"pt_a": self.pt_a, "pt_b": self.pt_b, "sigma_theta": self.sigma_theta, "sigma_phi": self.sigma_phi}
+        return {"pt_a": self.pt_a, "pt_b": self.pt_b, "sigma_theta": self.sigma_theta, "sigma_phi": self.sigma_phi, "mass": self.mass}
 
 
 @dataclass(frozen=True)
@@ -374,8 +377,8 @@ def control_sample_from_events(events: Any, *, beam: Beam) -> dict[str, NDArray]
     in_ecl = ak.Array(ecl_region(ak.flatten(gth).to_numpy()) != REGION_NONE)
     in_ecl = ak.unflatten(in_ecl, ak.num(gth))
     gE_sel = ak.where(in_ecl, gE, -1.0)
-    ok = (ak.num(tq) == 2) & (ak.sum(tq, axis=1) == 0) & (ak.max(gE_sel, axis=1, initial=-1.0) > 0)
-    ok = ak.to_numpy(ok)
+    has_photon = ak.fill_none(ak.max(gE_sel, axis=1), -1.0) > 0
+    ok = ak.to_numpy((ak.num(tq) == 2) & (ak.sum(tq, axis=1) == 0) & has_photon).astype(bool)
     best = ak.argmax(gE_sel[ok], axis=1, keepdims=True)
     out: dict[str, NDArray] = {}
     for name, arr in (("E", gE), ("theta", gth), ("phi", gph)):
