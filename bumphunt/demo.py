@@ -27,12 +27,12 @@ from .kinematics import Beam
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DemoContext", "STAGES", "add_stage", "run_demo", "DEFAULT_LUMI_FB", "SMALL_LUMI_FB"]
+__all__ = ["DemoContext", "STAGES", "add_stage", "run_demo", "plot_mgg_per_sample", "plot_mgg_stacked", "sample_kind", "DEFAULT_LUMI_FB", "SMALL_LUMI_FB"]
 
 #: Default integrated luminosity of the demo toy samples (fb^-1).
-DEFAULT_LUMI_FB = 0.5
+DEFAULT_LUMI_FB = 0.1
 #: Luminosity used with ``small=True`` (tests, docs).
-SMALL_LUMI_FB = 0.05
+SMALL_LUMI_FB = 0.02
 
 
 @dataclass
@@ -103,7 +103,14 @@ def stage_generate(ctx: DemoContext) -> None:
     """Generate the toy MC samples (signal and backgrounds), one ROOT file each."""
     from . import toymc
 
-    files = toymc.generate(ctx.folder("toymc"), lumi_fb=ctx.lumi_fb, seed=ctx.seed)
+    config = None
+    if ctx.small:
+        from .toymc.processes import DEFAULT_BACKGROUND_EVENTS
+
+        config = {"signal": {"n_per_mass": 800},
+                  "backgrounds": {p: max(n // 5, 200) for p, n in DEFAULT_BACKGROUND_EVENTS.items()},
+                  "control": {"n": 500}}
+    files = toymc.generate(ctx.folder("toymc"), lumi_fb=ctx.lumi_fb, seed=ctx.seed, config=config)
     ctx.samples = {str(k): Path(v) for k, v in files.items()}
     for name, p in ctx.samples.items():
         ctx.products[f"toymc_{name}"] = p
@@ -134,8 +141,8 @@ def stage_preselect(ctx: DemoContext) -> None:
         md.write_text("# Pre-selection cut flow\n\n" + total.to_markdown())
         ctx.products["cutflow_md"] = md
         ctx.report.append(
-            "## Pre-selection\n\nEvents and weighted yields (events expected at the sample luminosity) after each "
-            "cut, cumulative:\n\n" + total.to_markdown()
+            "## Pre-selection\n\nPer process: events / weighted yield (events expected at the sample luminosity) "
+            "(cumulative efficiency) after each cut:\n\n" + total.to_markdown(by="process")
         )
 
 
@@ -153,52 +160,105 @@ def stage_candidates(ctx: DemoContext) -> None:
                       "is the true ALP (or P meson) pair.\n\n" + "\n".join(lines) + "\n")
 
 
+def sample_kind(name: str) -> str:
+    """"signal", "data", "control" (mu mu gamma) or "background" from a toy-MC sample name."""
+    if name.startswith("signal"):
+        return "signal"
+    if name == "data":
+        return "data"
+    if name == "mumug":
+        return "control"
+    return "background"
+
+
 def _mgg_bins(ctx: DemoContext) -> np.ndarray:
     return np.linspace(0.0, 10.5, 211)
 
 
+def plot_mgg_per_sample(candidates: dict[str, dict[str, np.ndarray]], *, bins: np.ndarray, lumi_fb: float | None = None,
+                        sqrt_s: float | None = None) -> Any:
+    """One panel per sample: M_gg of all candidates and of the truth-matched ones (unweighted counts)."""
+    import matplotlib.pyplot as plt
+    import mplhep
+
+    names = list(candidates)
+    ncol = min(4, max(1, len(names)))
+    nrow = int(np.ceil(len(names) / ncol)) or 1
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.3 * nrow), squeeze=False, constrained_layout=True)
+    for ax, name in zip(axes.flat, names):
+        c = candidates[name]
+        h_all, _ = np.histogram(c["mgg"], bins=bins)
+        mplhep.histplot(h_all, bins, ax=ax, histtype="step", color="tab:blue", label="all pairs")
+        if c["truth_match"].any():
+            h_tm, _ = np.histogram(c["mgg"][c["truth_match"]], bins=bins)
+            mplhep.histplot(h_tm, bins, ax=ax, histtype="fill", color="tab:orange", alpha=0.6, label="truth-matched")
+        ax.set_title(f"{name} ({len(c['mgg']) // 3} events)", fontsize="small")
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=0.5)
+        ax.tick_params(labelsize="x-small")
+        ax.set_xlabel(r"$M_{\gamma\gamma}$ [GeV]", fontsize="small")
+        ax.set_ylabel("candidates", fontsize="small")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize="x-small")
+    info = ", ".join(x for x in (f"{lumi_fb:g} fb$^{{-1}}$" if lumi_fb else "", f"sqrt(s) = {sqrt_s:.2f} GeV" if sqrt_s else "") if x)
+    fig.suptitle(f"Diphoton mass per sample (3 pairs per event){': ' + info if info else ''}", fontsize="medium")
+    return fig
+
+
+def plot_mgg_stacked(candidates: dict[str, dict[str, np.ndarray]], *, bins: np.ndarray, lumi_fb: float | None = None,
+                     sqrt_s: float | None = None, signal_scale: float = 100.0) -> Any:
+    """Weighted backgrounds stacked, signal samples overlaid (times ``signal_scale``), pseudo-data as points."""
+    import mplhep
+
+    from . import plotting
+
+    fig, ax = plotting.new_figure(figsize=(11.0, 7.5))
+    kinds = {n: sample_kind(n) for n in candidates}
+    bkg = {n: c for n, c in candidates.items() if kinds[n] == "background" and len(c["mgg"])}
+    sig = {n: c for n, c in candidates.items() if kinds[n] == "signal" and len(c["mgg"])}
+    ymax = 1.0
+    if bkg:
+        order = sorted(bkg, key=lambda n: bkg[n]["weight"].sum())
+        hs = [np.histogram(bkg[n]["mgg"], bins=bins, weights=bkg[n]["weight"])[0] for n in order]
+        mplhep.histplot(hs, bins, ax=ax, stack=True, histtype="fill", label=order, alpha=0.8)
+        ymax = max(ymax, float(np.sum(hs, axis=0).max()))
+    for n, c in sig.items():
+        h, _ = np.histogram(c["mgg"], bins=bins, weights=c["weight"] * signal_scale)
+        mplhep.histplot(h, bins, ax=ax, histtype="step", lw=1.5, label=f"{n} x {signal_scale:g}")
+    if "data" in candidates and len(candidates["data"]["mgg"]):
+        h, _ = np.histogram(candidates["data"]["mgg"], bins=bins)
+        mplhep.histplot(h, bins, ax=ax, histtype="errorbar", yerr=np.sqrt(h), color="black", label="pseudo-data")
+        ymax = max(ymax, float(h.max()))
+    ax.set_xlabel(r"$M_{\gamma\gamma}$ [GeV]")
+    ax.set_ylabel(f"candidates / {bins[1] - bins[0]:.2g} GeV")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-2, ymax * 30)
+    ax.legend(fontsize="xx-small", ncol=3, loc="upper center")
+    plotting.label(ax, lumi_fb=lumi_fb, sqrt_s=sqrt_s)
+    return fig
+
+
 def stage_plots(ctx: DemoContext) -> None:
-    """M_gg spectra: per sample (unweighted shapes) and stacked weighted backgrounds with the signal overlaid."""
+    """M_gg spectra: per sample (all and truth-matched pairs) and stacked weighted backgrounds with signal and data."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import mplhep
+    logging.getLogger("matplotlib.mathtext").setLevel(logging.ERROR)
 
     from . import plotting
 
     bins = _mgg_bins(ctx)
     with plotting.style():
-        fig, ax = plotting.new_figure()
-        for name, cand in ctx.candidates.items():
-            if len(cand["mgg"]):
-                h, _ = np.histogram(cand["mgg"], bins=bins)
-                mplhep.histplot(h / max(h.sum(), 1), bins, ax=ax, label=name, histtype="step")
-        ax.set_xlabel(r"$M_{\gamma\gamma}$ [GeV]")
-        ax.set_ylabel("fraction of candidates / 0.05 GeV")
-        ax.set_yscale("log")
-        ax.legend(fontsize="small", ncol=2)
-        plotting.label(ax, lumi_fb=ctx.lumi_fb, sqrt_s=ctx.beam.sqrt_s)
+        fig = plot_mgg_per_sample(ctx.candidates, bins=bins, lumi_fb=ctx.lumi_fb, sqrt_s=ctx.beam.sqrt_s)
         ctx.products["plot_mgg_per_sample"] = plotting.save(fig, ctx.path("plots", "mgg_per_sample.png"))
-
-        fig, ax = plotting.new_figure()
-        bkg = {n: c for n, c in ctx.candidates.items() if not n.startswith("signal") and len(c["mgg"])}
-        sig = {n: c for n, c in ctx.candidates.items() if n.startswith("signal") and len(c["mgg"])}
-        if bkg:
-            order = sorted(bkg, key=lambda n: bkg[n]["weight"].sum())
-            hs = [np.histogram(bkg[n]["mgg"], bins=bins, weights=bkg[n]["weight"])[0] for n in order]
-            mplhep.histplot(hs, bins, ax=ax, stack=True, histtype="fill", label=order, alpha=0.8)
-        for n, c in sig.items():
-            h, _ = np.histogram(c["mgg"], bins=bins, weights=c["weight"])
-            mplhep.histplot(h, bins, ax=ax, histtype="step", color="black", lw=2, label=n)
-        ax.set_xlabel(r"$M_{\gamma\gamma}$ [GeV]")
-        ax.set_ylabel("candidates / 0.05 GeV")
-        ax.set_yscale("log")
-        ax.legend(fontsize="small", ncol=2)
-        plotting.label(ax, lumi_fb=ctx.lumi_fb, sqrt_s=ctx.beam.sqrt_s)
+        fig = plot_mgg_stacked(ctx.candidates, bins=bins, lumi_fb=ctx.lumi_fb, sqrt_s=ctx.beam.sqrt_s)
         ctx.products["plot_mgg_stacked"] = plotting.save(fig, ctx.path("plots", "mgg_stacked.png"))
     ctx.report.append(
         "## Plots\n\n"
+        "Diphoton mass of all three pairs per event, per sample, with the truth-matched pairs:\n\n"
         "![M_gg per sample](plots/mgg_per_sample.png)\n\n"
+        "Weighted backgrounds stacked (events at the sample luminosity), signal overlaid (scaled), pseudo-data:\n\n"
         "![M_gg stacked](plots/mgg_stacked.png)\n"
     )
 

@@ -18,7 +18,17 @@ Event
     0.8 sqrt(s) < M_ggg < 1.05 sqrt(s) with sqrt(s) of the beam; the three
     clusters are simultaneous (max - min of their times below
     ``time_spread_max``); no good track (|dr| < 1 cm, |dz| < 3 cm and polar
-    angle inside the CDC acceptance).
+    angle inside the CDC acceptance). The default time-spread cut, 20 ns, is
+    many times the cluster-time resolution of photons above 0.1 GeV (a few ns)
+    while beam-background clusters are spread over hundreds of ns.
+
+Truth
+    ``truth_a1``, ``truth_a2``, ``truth_recoil`` are the positions (0..2)
+    among the three kept photons of the clusters named by ``mc_idx_a1``,
+    ``mc_idx_a2``, ``mc_idx_recoil``; where those are -1 or absent, the
+    clusters' ``mc_origin`` (1, 2: ALP or meson daughters, 0: recoil photon)
+    is used, so that P -> gamma gamma backgrounds (pi0 g, eta g, ...) are
+    truth-matched too. -1: not among the kept photons.
 
 The implementation works on flat numpy arrays with per-event offsets (no
 Python loop over events). ``preselect`` returns the three-photon dict of the
@@ -65,7 +75,7 @@ NEEDED_FIELDS: tuple[str, ...] = (
     "event", "process", "weight", "mc_ma", "mc_idx_a1", "mc_idx_a2", "mc_idx_recoil",
     "gamma_E", "gamma_theta", "gamma_phi", "gamma_time", "gamma_region",
     *(f"gamma_{name}" for name, _, _ in COV_FIELDS),
-    "gamma_mc_E", "gamma_mc_theta", "gamma_mc_phi",
+    "gamma_mc_E", "gamma_mc_theta", "gamma_mc_phi", "gamma_mc_origin",
     "track_px", "track_py", "track_pz", "track_dr", "track_dz",
 )
 
@@ -104,7 +114,7 @@ class PreselectionCuts:
     multiplicity: str = "exactly"
     mggg_min: float = 0.8
     mggg_max: float = 1.05
-    time_spread_max: float = 50.0
+    time_spread_max: float = 20.0
     veto_good_tracks: bool = True
     track_dr_max: float = 1.0
     track_dz_max: float = 3.0
@@ -284,9 +294,25 @@ class CutFlow:
         path.write_text(json.dumps(self.to_dict(), indent=2))
         return path
 
-    def to_markdown(self) -> str:
-        """Markdown table: one row per cut, per process 'count (yield)' and cumulative efficiency."""
+    def to_markdown(self, *, by: str | None = None) -> str:
+        """Markdown table of counts, weighted yields (+- sqrt(sum w^2)) and cumulative efficiencies.
+
+        ``by="cut"``: one row per cut, three columns per process; ``by="process"``:
+        one row per process, one column per cut with "events / weighted (eff.)".
+        Default: by cut for up to three processes, else by process.
+        """
+        by = by or ("cut" if len(self.processes) <= 3 else "process")
         eff = self.efficiency()
+        if by == "process":
+            head = "| process | " + " | ".join(self.descriptions) + " |"
+            sep = "|---|" + "---:|" * len(self.cuts)
+            lines = [head, sep]
+            for i, p in enumerate(self.processes):
+                cells = [f"{self.counts[c, i]:d} / {self.yields[c, i]:.4g} ({eff[c, i]:.3f})" for c in range(len(self.cuts))]
+                lines.append(f"| {p} | " + " | ".join(cells) + " |")
+            return "\n".join(lines) + "\n"
+        if by != "cut":
+            raise ValueError(f"by must be 'cut' or 'process', got {by!r}")
         head = "| cut | " + " | ".join(f"{p}: events | {p}: weighted | {p}: eff." for p in self.processes) + " |"
         sep = "|---|" + "---:|---:|---:|" * len(self.processes)
         lines = [head, sep]
@@ -474,13 +500,19 @@ def preselect(
     out["weight"] = weight[rows]
     out["mc_ma"] = np.asarray(events["mc_ma"], dtype=float)[rows] if "mc_ma" in events else np.full(len(rows), -1.0)
     local = idx - g_off[rows][:, None]
-    for src, dst in (("mc_idx_a1", "truth_a1"), ("mc_idx_a2", "truth_a2"), ("mc_idx_recoil", "truth_recoil")):
+    origin = g["mc_origin"][idx] if "mc_origin" in g else None
+    for src, dst, code in (("mc_idx_a1", "truth_a1", 1), ("mc_idx_a2", "truth_a2", 2), ("mc_idx_recoil", "truth_recoil", 0)):
+        pos = np.full(len(rows), -1, dtype=np.int32)
         if src in events:
             true_idx = np.asarray(events[src])[rows]
-            hit = local == true_idx[:, None]
-            out[dst] = np.where(hit.any(axis=1) & (true_idx >= 0), np.argmax(hit, axis=1), -1).astype(np.int32)
-        else:
-            out[dst] = np.full(len(rows), -1, dtype=np.int32)
+            hit = (local == true_idx[:, None]) & (true_idx[:, None] >= 0)
+            pos = np.where(hit.any(axis=1), np.argmax(hit, axis=1), -1).astype(np.int32)
+        if origin is not None:
+            # backgrounds with a decaying meson (P -> gamma gamma) flag their photons by mc_origin only
+            hit = origin == code
+            from_origin = np.where(hit.sum(axis=1) == 1, np.argmax(hit, axis=1), -1)
+            pos = np.where(pos >= 0, pos, from_origin).astype(np.int32)
+        out[dst] = pos
     logger.info("pre-selection: %d of %d events kept", len(rows), n)
     return out, cutflow
 

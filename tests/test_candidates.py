@@ -117,3 +117,36 @@ def test_bad_input() -> None:
         diphoton_candidates({"theta": np.zeros((2, 3))})
     with pytest.raises(InputError, match=r"shape \(n, 3\)"):
         diphoton_candidates({"E": np.zeros((2, 4)), "theta": np.zeros((2, 4)), "phi": np.zeros((2, 4))})
+
+
+def _toymc():
+    try:
+        from bumphunt import toymc
+    except ImportError:
+        return None
+    return toymc if hasattr(toymc, "generate") else None
+
+
+@pytest.mark.skipif(_toymc() is None, reason="bumphunt.toymc.generate not available")
+def test_toymc_pi0g_truth_pair_peaks_at_pi0_and_signal_fully_matched(tmp_path: Path) -> None:
+    """Full chain on the toy MC: the truth pair of pi0 gamma peaks at m(pi0); signal has one TM pair per matched event."""
+    from particle import Particle
+
+    toymc = _toymc()
+    files = toymc.generate(tmp_path, lumi_fb=0.01, seed=11, samples=["pi0g", "signal"], data=False,
+                           config={"signal": {"masses": [3.0], "n_per_mass": 1500}, "backgrounds": {"pi0g": 1500}})
+    m_pi0 = Particle.from_pdgid(111).mass / 1000.0
+    ev, cf = preselect(read_events(files["pi0g"]))
+    cand = diphoton_candidates(ev)
+    m = cand["mgg"][cand["truth_match"]]
+    assert len(m) > 0.5 * len(ev["event"])
+    assert np.median(m) == pytest.approx(m_pi0, abs=0.01)
+    # the pi0 peak is the narrow feature of this sample: most TM pairs within +-30 MeV, few non-TM pairs there
+    assert np.mean(np.abs(m - m_pi0) < 0.03) > 0.8
+    sig_name = next(n for n in files if n.startswith("signal"))
+    sig, _ = preselect(read_events(files[sig_name]))
+    cs = diphoton_candidates(sig)
+    full = (sig["truth_a1"] >= 0) & (sig["truth_a2"] >= 0) & (sig["truth_recoil"] >= 0)
+    assert full.mean() > 0.9
+    assert np.all(cs["truth_match"].reshape(-1, 3)[full].sum(axis=1) == 1)
+    assert np.median(cs["mgg"][cs["truth_match"]]) == pytest.approx(3.0, rel=0.01)

@@ -14,7 +14,7 @@ __all__ = ["preselect"]
 @click.option("--config", "config", type=click.Path(dir_okay=False),
               help="YAML with pre-selection cuts (keys of PreselectionCuts; GeV, rad, ns, cm). "
                    "Default: the Belle II cuts (E > 0.1 GeV, 17-150 deg, |t| < 200 ns, exactly three photons, "
-                   "0.8 < M_ggg/sqrt(s) < 1.05, time spread < 50 ns, no good track).")
+                   "0.8 < M_ggg/sqrt(s) < 1.05, time spread < 20 ns, no good track).")
 @click.option("--aliases", type=click.Path(dir_okay=False),
               help="YAML alias map for ntuples with other branch names/units (see bumphunt.io).")
 @click.option("--energy-unit", type=click.Choice(["GeV", "MeV"]), default=None,
