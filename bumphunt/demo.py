@@ -105,10 +105,12 @@ def stage_generate(ctx: DemoContext) -> None:
 
     config = None
     if ctx.small:
-        from .toymc.processes import DEFAULT_BACKGROUND_EVENTS
+        # a fifth of the default MC sizes (the toy-MC configuration documents these keys)
+        from .toymc.config import load_toymc_config
 
+        defaults = load_toymc_config(None)
         config = {"signal": {"n_per_mass": 800},
-                  "backgrounds": {p: max(n // 5, 200) for p, n in DEFAULT_BACKGROUND_EVENTS.items()},
+                  "backgrounds": {p: max(int(n) // 5, 200) for p, n in defaults["backgrounds"].items()},
                   "control": {"n": 500}}
     files = toymc.generate(ctx.folder("toymc"), lumi_fb=ctx.lumi_fb, seed=ctx.seed, config=config)
     ctx.samples = {str(k): Path(v) for k, v in files.items()}
