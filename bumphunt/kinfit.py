@@ -89,6 +89,7 @@ __all__ = [
     "fit",
     "fit_reference",
     "apply_to_events",
+    "fit_events",
     "beam_covariance",
     "STATUS_REASONS",
 ]
@@ -949,6 +950,17 @@ def apply_to_events(
         ``kinfit_pvalue``, ``kinfit_converged``, ``kinfit_status`` (0 when
         converged, see ``STATUS_REASONS``) and ``kinfit_n_iter``.
     """
+    return fit_events(events, beam=beam, covariance_model=covariance_model, **fit_options)[0]
+
+
+def fit_events(
+    events: dict[str, NDArray],
+    *,
+    beam: Beam | None = None,
+    covariance_model: Any = None,
+    **fit_options: Any,
+) -> tuple[dict[str, NDArray], KinFitResult]:
+    """As ``apply_to_events``, also returning the full ``KinFitResult`` (pulls, covariances)."""
     for key in ("E", "theta", "phi"):
         if key not in events:
             raise InputError(f"kinfit: three-photon events lack the field {key!r}")
@@ -970,4 +982,4 @@ def apply_to_events(
     out["kinfit_converged"] = res.converged
     out["kinfit_status"] = res.status
     out["kinfit_n_iter"] = res.n_iter
-    return out
+    return out, res

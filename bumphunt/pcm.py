@@ -282,7 +282,7 @@ class PhotonCovarianceModel:
             d = json.loads(path.read_text())
         except FileNotFoundError as exc:
             raise InputError(f"{path}: photon covariance model file not found") from exc
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: not valid JSON ({exc})") from exc
         return cls.from_dict(d, source=str(path))
 

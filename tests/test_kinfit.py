@@ -270,3 +270,43 @@ def test_statistics_large_samples(m_a: float) -> None:
     n = 200000
     ev = three_photon_sample(n, beam=BEAM, rng=np.random.default_rng(int(100 * m_a)), m_a=m_a, sort=False)
     _check_statistics(_fit(ev), n)
+
+
+def test_cli_kinfit_and_calibrate(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from bumphunt.cli import cli
+    from bumphunt.detector import Resolution
+    from bumphunt.io import write_events
+    from bumphunt.preselection import load_three_photon, save_three_photon
+    from bumphunt.toymc import simulate_control
+
+    ev = three_photon_sample(400, beam=BEAM, rng=np.random.default_rng(30), m_a=4.0)
+    save_three_photon(tmp_path / "sig_3g.root", ev, meta={"beam": BEAM.to_dict()})
+    runner = CliRunner()
+    r = runner.invoke(cli, ["kinfit", str(tmp_path / "sig_3g.root"), "--out", str(tmp_path / "fit.root"),
+                            "--plots", str(tmp_path / "plots")])
+    assert r.exit_code == 0, r.output
+    out = load_three_photon(tmp_path / "fit.root")
+    ref = kinfit.apply_to_events(ev, beam=BEAM)
+    np.testing.assert_allclose(out["fit_E"], ref["fit_E"], rtol=1e-12)
+    np.testing.assert_array_equal(out["kinfit_converged"].astype(bool), ref["kinfit_converged"])
+    for name in ("kinfit_pulls.png", "kinfit_chi2_pvalue.png", "kinfit_mgg_resolution.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 0
+    # user errors are clean messages
+    r = runner.invoke(cli, ["kinfit", str(tmp_path / "sig_3g.root"), "--out", str(tmp_path / "x.root"), "--pcm", str(tmp_path / "sig_3g.root")])
+    assert r.exit_code != 0 and "not valid JSON" in r.output and "Traceback" not in r.output
+
+    ctrl = simulate_control(4000, rng=np.random.default_rng(31), beam=BEAM, resolution=Resolution(energy_scale={1: 1.0, 2: 1.3, 3: 1.0}))
+    ctrl["event"] = np.arange(4000, dtype=np.int64)
+    write_events(tmp_path / "mumug.root", ctrl, meta={"process": "mumug", "beam": BEAM.to_dict()})
+    r = runner.invoke(cli, ["calibrate-photons", str(tmp_path / "mumug.root"), "--out", str(tmp_path / "pcm.json"),
+                            "--plot", str(tmp_path / "cal.png")])
+    assert r.exit_code == 0, r.output
+    from bumphunt.pcm import PhotonCovarianceModel
+
+    model = PhotonCovarianceModel.load(tmp_path / "pcm.json")
+    err = model.meta["calibration"]["params"]["2"]["scale_err"]
+    assert abs(model.energy_scale[2] - 1.3) < 4 * err
+    r = runner.invoke(cli, ["kinfit", str(tmp_path / "sig_3g.root"), "--out", str(tmp_path / "fit2.root"), "--pcm", str(tmp_path / "pcm.json")])
+    assert r.exit_code == 0, r.output
