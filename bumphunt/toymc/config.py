@@ -6,7 +6,7 @@ Example (every key optional; the values shown are the defaults)::
     lumi_fb: 0.1            # fb^-1: normalises MC weights, sets the pseudo-data size
     chunk_size: 100000      # events written per tree.extend
     samples: null           # null = all; or a list such as [signal, ggg, data]
-    beam: {e_her: 7.0, e_ler: 4.0, crossing_angle: 0.083}
+    beam: {e_her: 7.0, e_ler: 4.0, crossing_angle: 0.083, e_spread_her: 6.4e-4, e_spread_ler: 8.0e-4}
     signal:
       masses: [0.5, 1.0, 2.0, 4.0, 7.0]    # GeV
       n_per_mass: 4000
@@ -61,6 +61,9 @@ _POS = {"type": "number", "exclusiveMinimum": 0}
 def _dataclass_props(cls: type, *, minimum: float | None = 0) -> dict[str, Any]:
     props = {}
     for f in fields(cls):
+        if isinstance(f.default, bool):
+            props[f.name] = {"type": "boolean", "default": f.default}
+            continue
         spec: dict[str, Any] = {"type": "number", "default": f.default}
         if minimum is not None and not f.name.startswith("ecl_z"):
             spec["minimum"] = minimum
@@ -92,6 +95,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "e_her": {**_POS, "default": 7.0},
                 "e_ler": {**_POS, "default": 4.0},
                 "crossing_angle": {"type": "number", "minimum": 0, "maximum": 1.5, "default": 0.083},
+                "e_spread_her": {"type": "number", "minimum": 0, "maximum": 0.1, "default": 6.4e-4},
+                "e_spread_ler": {"type": "number", "minimum": 0, "maximum": 0.1, "default": 8.0e-4},
             },
         },
         "signal": {

@@ -37,6 +37,8 @@ __all__ = [
     "cm_basis",
     "sample_one_plus_cos2",
     "two_body_cm",
+    "EventBeams",
+    "event_beams",
     "decay_two_photons",
     "ThreeBodyCuts",
     "ggg_matrix_element",
@@ -89,23 +91,63 @@ def sample_one_plus_cos2(n: int, rng: np.random.Generator) -> NDArray[np.float64
     return np.cbrt(q + d) + np.cbrt(q - d)
 
 
-def two_body_cm(n: int, m_x: float, rng: np.random.Generator, beam: Beam) -> tuple[NDArray, NDArray]:
+@dataclass(frozen=True)
+class EventBeams:
+    """Per-event beams: CM energy (GeV) and CM velocity in the lab, shapes (n,) and (n, 3)."""
+
+    sqrt_s: NDArray
+    beta: NDArray
+
+    def to_lab(self, p4: NDArray) -> NDArray[np.float64]:
+        """Boost per-event CM four-vectors, shape (n, 4) or (n, k, 4), to the lab."""
+        beta = self.beta if p4.ndim == 2 else self.beta[:, None, :]
+        return boost(p4, beta)
+
+    def scale_from_nominal(self, p4_cm: NDArray, nominal_sqrt_s: float) -> NDArray[np.float64]:
+        """Rescale massless CM momenta generated at the nominal sqrt(s) to each event's sqrt(s)."""
+        f = self.sqrt_s / nominal_sqrt_s
+        return p4_cm * (f[:, None, None] if p4_cm.ndim == 3 else f[:, None])
+
+
+def event_beams(n: int, beam: Beam, rng: np.random.Generator, *, spread: bool) -> EventBeams:
+    """Beams of ``n`` events, with Gaussian beam-energy spreads (``Beam.e_spread_her/ler``) if ``spread``.
+
+    The beam directions are kept; the CM-frame beam axis changes by O(1e-4) rad
+    event to event, which is neglected (the nominal ``Beam.cm_axis`` is used).
+    """
+    if not spread or (beam.e_spread_her == 0 and beam.e_spread_ler == 0):
+        return EventBeams(np.full(n, beam.sqrt_s), np.broadcast_to(beam.boost, (n, 3)))
+    f_her = 1.0 + beam.e_spread_her * rng.standard_normal(n)
+    f_ler = 1.0 + beam.e_spread_ler * rng.standard_normal(n)
+    total = f_her[:, None] * beam.p4_her[None, :] + f_ler[:, None] * beam.p4_ler[None, :]
+    m2 = total[:, 3] ** 2 - np.sum(total[:, :3] ** 2, axis=1)
+    return EventBeams(np.sqrt(m2), total[:, :3] / total[:, 3:4])
+
+
+def two_body_cm(
+    n: int, m_x: float, rng: np.random.Generator, beam: Beam, *, sqrt_s: NDArray | None = None
+) -> tuple[NDArray, NDArray]:
     """e+e- -> gamma X in the CM with a 1 + cos^2(theta*) distribution about the beam axis.
+
+    Parameters
+    ----------
+    sqrt_s : ndarray, optional
+        Per-event CM energies (GeV); default the nominal ``beam.sqrt_s``.
 
     Returns
     -------
     gamma, x : ndarray, shape (n, 4)
         CM four-vectors of the recoil photon and of X (mass ``m_x`` GeV).
     """
-    sqrt_s = beam.sqrt_s
-    if not 0.0 <= m_x < sqrt_s:
-        raise ValueError(f"two_body_cm: mass {m_x} GeV must be in [0, sqrt(s) = {sqrt_s:.4f}) GeV")
-    e_gamma = (sqrt_s**2 - m_x**2) / (2.0 * sqrt_s)
+    w = np.full(n, beam.sqrt_s) if sqrt_s is None else np.asarray(sqrt_s, dtype=float)
+    if not (m_x >= 0.0 and np.all(m_x < w)):
+        raise ValueError(f"two_body_cm: mass {m_x} GeV must be in [0, sqrt(s) = {np.min(w):.4f}) GeV")
+    e_gamma = (w**2 - m_x**2) / (2.0 * w)
     cos_t = sample_one_plus_cos2(n, rng)
     phi = rng.uniform(-np.pi, np.pi, n)
     u = _unit(cos_t, phi) @ cm_basis(beam)
-    gamma = np.concatenate([e_gamma * u, np.full((n, 1), e_gamma)], axis=1)
-    x = np.concatenate([-e_gamma * u, np.full((n, 1), sqrt_s - e_gamma)], axis=1)
+    gamma = np.concatenate([e_gamma[:, None] * u, e_gamma[:, None]], axis=1)
+    x = np.concatenate([-e_gamma[:, None] * u, (w - e_gamma)[:, None]], axis=1)
     return gamma, x
 
 

@@ -51,6 +51,7 @@ from .detector_sim import ORIGIN, DetectorSettings, TruthParticles, detector_res
 from .physics import (
     ThreeBodyCuts,
     decay_two_photons,
+    event_beams,
     ggg_cross_section_pb,
     give_masses,
     particle_mass,
@@ -101,12 +102,17 @@ class GeneratorSettings:
         Maximum |cos theta*| about the beam axis of each particle of three-body final states.
     k_eeg, k_mumug : float
         Cross-section factors relative to e+e- -> 3 gamma (module docstring).
+    beam_energy_spread : bool
+        Draw each event's beam energies with the Gaussian spreads of ``Beam``
+        (``e_spread_her``, ``e_spread_ler``); the final state is generated in
+        that event's CM frame. False: every event at the nominal sqrt(s).
     """
 
     e_min_cm: float = 0.05
     cos_max_cm: float = 0.966
     k_eeg: float = 2.0
     k_mumug: float = 0.5
+    beam_energy_spread: bool = True
 
     @property
     def cuts(self) -> ThreeBodyCuts:
@@ -133,6 +139,7 @@ def simulate_signal(
     g_agg: float | None = None,
     resolution: Resolution | None = None,
     detector: DetectorSettings | None = None,
+    generator: GeneratorSettings | None = None,
 ) -> dict:
     """e+e- -> gamma a, a -> gamma gamma at ALP mass ``m_a`` (GeV).
 
@@ -148,9 +155,11 @@ def simulate_signal(
     from signal_models.alp import decay_length as mean_decay_length
 
     beam = beam or Beam.belle2()
-    gamma_cm, a_cm = two_body_cm(n, float(m_a), rng, beam)
-    gamma_lab = beam.to_lab(gamma_cm)
-    a_lab = beam.to_lab(a_cm)
+    gen = generator or GeneratorSettings()
+    eb = event_beams(n, beam, rng, spread=gen.beam_energy_spread)
+    gamma_cm, a_cm = two_body_cm(n, float(m_a), rng, beam, sqrt_s=eb.sqrt_s)
+    gamma_lab = eb.to_lab(gamma_cm)
+    a_lab = eb.to_lab(a_cm)
     g1, g2 = decay_two_photons(a_lab, float(m_a), rng)
     p4 = np.stack([gamma_lab, g1, g2], axis=1)
     pid = np.full((n, 3), PID_G)
@@ -192,11 +201,12 @@ def _charged_final_state(
     n: int, lepton: str, rng: np.random.Generator, beam: Beam, gen: GeneratorSettings, det: DetectorSettings
 ) -> tuple[NDArray, NDArray, NDArray]:
     """``n`` candidate e e gamma / mu mu gamma events: lab p4 (n, 3, 4), pid (n, 3), tracked (n, 3)."""
-    cm = _three_body_assign(sample_three_body_cm(n, rng, beam, gen.cuts), beam)
+    eb = event_beams(n, beam, rng, spread=gen.beam_energy_spread)
+    cm = eb.scale_from_nominal(_three_body_assign(sample_three_body_cm(n, rng, beam, gen.cuts), beam), beam.sqrt_s)
     pid_l = PID_E if lepton == "e" else PID_MU
     if lepton == "mu":
         cm = give_masses(cm, np.array([0.0, particle_mass("mu"), particle_mass("mu")]))
-    lab = beam.to_lab(cm)
+    lab = eb.to_lab(cm)
     pid = np.broadcast_to(np.array([PID_G, pid_l, -pid_l]), (n, 3)).copy()
     theta = np.arccos(np.clip(lab[..., 2] / np.linalg.norm(lab[..., :3], axis=-1), -1.0, 1.0))
     tracked = in_cdc(theta) & (rng.random((n, 3)) >= det.tracking_inefficiency)
@@ -302,7 +312,8 @@ def simulate_background(
         raise ValueError(f"unknown background process {process!r}; expected one of {', '.join(BACKGROUNDS)}")
     tracked = None
     if process == "ggg":
-        p4 = beam.to_lab(sample_three_body_cm(n, rng, beam, gen.cuts))
+        eb = event_beams(n, beam, rng, spread=gen.beam_energy_spread)
+        p4 = eb.to_lab(eb.scale_from_nominal(sample_three_body_cm(n, rng, beam, gen.cuts), beam.sqrt_s))
         pid = np.full((n, 3), PID_G)
         origin = np.full((n, 3), ORIGIN["other"])
     elif process == "eeg":
@@ -318,23 +329,24 @@ def simulate_background(
         origin = np.broadcast_to(np.array([ORIGIN["other"], ORIGIN["electron"], ORIGIN["electron"]]), (n, 3)).copy()
     else:
         m_p = particle_mass(MESONS[process])
+        eb = event_beams(n, beam, rng, spread=gen.beam_energy_spread)
         if process.endswith("gg"):
-            cm = sample_three_body_cm(n, rng, beam, gen.cuts)
+            cm = eb.scale_from_nominal(sample_three_body_cm(n, rng, beam, gen.cuts), beam.sqrt_s)
             col = rng.integers(0, 3, n)
             masses = np.where(np.arange(3)[None, :] == col[:, None], m_p, 0.0)
             cm = give_masses(cm, masses)
             rows = np.arange(n)
             others = np.stack([(col + 1) % 3, (col + 2) % 3], axis=1)
-            meson = beam.to_lab(cm[rows, col])
-            photons = beam.to_lab(cm[rows[:, None], others])
+            meson = eb.to_lab(cm[rows, col])
+            photons = eb.to_lab(cm[rows[:, None], others])
             d1, d2 = decay_two_photons(meson, m_p, rng)
             p4 = np.concatenate([photons, d1[:, None], d2[:, None]], axis=1)
             origin = np.broadcast_to(np.array([ORIGIN["other"], ORIGIN["other"], ORIGIN["a1"], ORIGIN["a2"]]), (n, 4)).copy()
         else:
-            g_cm, p_cm = two_body_cm(n, m_p, rng, beam)
-            meson = beam.to_lab(p_cm)
+            g_cm, p_cm = two_body_cm(n, m_p, rng, beam, sqrt_s=eb.sqrt_s)
+            meson = eb.to_lab(p_cm)
             d1, d2 = decay_two_photons(meson, m_p, rng)
-            p4 = np.stack([beam.to_lab(g_cm), d1, d2], axis=1)
+            p4 = np.stack([eb.to_lab(g_cm), d1, d2], axis=1)
             origin = np.broadcast_to(np.array([ORIGIN["recoil"], ORIGIN["a1"], ORIGIN["a2"]]), (n, 3)).copy()
         pid = np.full(p4.shape[:2], PID_G)
     truth = TruthParticles(p4=p4, pid=pid, origin=origin, alive=np.ones(pid.shape, dtype=bool), tracked=tracked)

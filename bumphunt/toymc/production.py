@@ -94,7 +94,7 @@ def _data_blocks(counts: dict[str, int], seed: int, st: Settings, inject_mass: f
             if nb == 0:
                 continue
             if proc == "signal":
-                batch = simulate_signal(inject_mass, nb, rng=rng, g_agg=g_agg, **st.sim_kwargs())
+                batch = simulate_signal(inject_mass, nb, rng=rng, g_agg=g_agg, generator=st.generator, **st.sim_kwargs())
             else:
                 batch = simulate_background(proc, nb, rng=rng, generator=st.generator, unweighted=True, **st.sim_kwargs())
             batch["mc_process"] = batch["process"].copy()
@@ -183,7 +183,7 @@ def generate(
         cfg["data"]["inject"] = dict(inject)
     if beam is not None:
         b = beam if isinstance(beam, Beam) else Beam(**dict(beam))
-        cfg["beam"] = {"e_her": b.e_her, "e_ler": b.e_ler, "crossing_angle": b.crossing_angle}
+        cfg["beam"] = b.to_dict()
     validate(cfg, CONFIG_SCHEMA, source="generate() arguments")
     st = Settings(cfg)
     sqrt_s = st.beam.sqrt_s
@@ -248,7 +248,7 @@ def generate(
             n = int(cfg["signal"]["n_per_mass"])
             xsec = st.xsec("signal", m_a=arg, g_agg=g_agg)
             ga = g_agg if lifetime else None
-            blocks = _blocks(n, name, seed_, lambda k, rng, m=arg, ga=ga: simulate_signal(m, k, rng=rng, g_agg=ga, **st.sim_kwargs()))
+            blocks = _blocks(n, name, seed_, lambda k, rng, m=arg, ga=ga: simulate_signal(m, k, rng=rng, g_agg=ga, generator=st.generator, **st.sim_kwargs()))
             meta.update(process="signal", masses=[arg], mass=arg)
         elif kind == "background":
             n = int(arg)
