@@ -195,8 +195,11 @@ def plot_mgg_per_sample(candidates: dict[str, dict[str, np.ndarray]], *, bins: n
             h_tm, _ = np.histogram(c["mgg"][c["truth_match"]], bins=bins)
             mplhep.histplot(h_tm, bins, ax=ax, histtype="fill", color="tab:orange", alpha=0.6, label="truth-matched")
         ax.set_title(f"{name} ({len(c['mgg']) // 3} events)", fontsize="small")
-        ax.set_yscale("log")
-        ax.set_ylim(bottom=0.5)
+        if h_all.sum() > 0:
+            ax.set_yscale("log")
+            ax.set_ylim(bottom=0.5)
+        else:
+            ax.text(0.5, 0.5, "no events selected", transform=ax.transAxes, ha="center", fontsize="small")
         ax.tick_params(labelsize="x-small")
         ax.set_xlabel(r"$M_{\gamma\gamma}$ [GeV]", fontsize="small")
         ax.set_ylabel("candidates", fontsize="small")

@@ -342,6 +342,35 @@ def _read_branch(plan: _Plan, src: str, start: int, stop: int, library: str) -> 
                          f"(truncated or corrupt file?): {type(exc).__name__}: {exc}") from None
 
 
+_EXECUTOR: Any = None
+
+
+def _executor() -> Any:
+    """Thread pool shared by all reads: decompression (zlib, lz4) releases the GIL."""
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        _EXECUTOR = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="bumphunt-io")
+    return _EXECUTOR
+
+
+def _read_all(plan: _Plan, srcs: list[str], start: int, stop: int) -> dict[str, Any]:
+    """Read several branches at once (baskets decompressed in parallel threads).
+
+    On failure, branches are re-read one by one so the error names the broken one.
+    """
+    if not srcs:
+        return {}
+    try:
+        ex = _executor()
+        return plan.tree.arrays(srcs, entry_start=start, entry_stop=stop, library="ak", how=dict,
+                                decompression_executor=ex, interpretation_executor=ex)
+    except Exception:
+        return {src: _read_branch(plan, src, start, stop, "ak") for src in srcs}
+
+
 def _jagged_parts(arr: Any) -> tuple[np.ndarray, np.ndarray]:
     """(offsets starting at 0, flat content) of a one-level jagged awkward array."""
     import awkward as ak
@@ -379,12 +408,16 @@ def _non_finite(values: np.ndarray) -> tuple[int, int] | None:
 
 
 def _read_chunk(plan: _Plan, start: int, stop: int, energy_unit: str | None, *, check_units: bool) -> dict[str, Any]:
+    import awkward as ak
+
     path = plan.path
     n = stop - start
     out: dict[str, Any] = {}
+    srcs = list(dict.fromkeys([*plan.event.values(), *(s for m in plan.jagged.values() for s in m.values())]))
+    raw = _read_all(plan, srcs, start, stop)
     for name, src in plan.event.items():
         b = _EVENT_BY_NAME[name]
-        values = np.asarray(_read_branch(plan, src, start, stop, "np"))
+        values = np.asarray(ak.to_numpy(raw[src]))
         bad = _non_finite(values)
         if bad:
             raise InputError(f"{path}: branch {src!r} has {bad[0]} NaN/inf value(s), first at entry {start + bad[1]}")
@@ -402,7 +435,7 @@ def _read_chunk(plan: _Plan, start: int, stop: int, energy_unit: str | None, *, 
         offsets_ref: np.ndarray | None = None
         flat: dict[str, np.ndarray] = {}
         for field, src in mapping.items():
-            offsets, content = _jagged_parts(_read_branch(plan, src, start, stop, "ak"))
+            offsets, content = _jagged_parts(raw[src])
             if offsets_ref is None:
                 offsets_ref = offsets
             elif offsets.shape != offsets_ref.shape or not np.array_equal(offsets, offsets_ref):
