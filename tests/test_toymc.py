@@ -333,7 +333,7 @@ def test_weighted_yields_scale_with_luminosity(tmp_path: Path) -> None:
     f1 = toymc.generate(tmp_path / "a", config=cfg, lumi_fb=0.004, samples=["ggg", "pi0gg", "data"], seed=1)
     f3 = toymc.generate(tmp_path / "b", config=cfg, lumi_fb=0.012, samples=["ggg", "pi0gg", "data"], seed=1)
     for name in ("ggg", "pi0gg"):
-        (a, ma), (b, mb) = _content(f1[name]), _content(f3[name])
+        (a, ma), (b, _) = _content(f1[name]), _content(f3[name])
         assert b["weight"].sum() / a["weight"].sum() == pytest.approx(3.0, rel=1e-12)
         assert a["weight"].sum() == pytest.approx(ma["xsec_pb"] * 0.004 * 1000, rel=1e-9)
     for path, lumi in ((f1["data"], 0.004), (f3["data"], 0.012)):
@@ -405,3 +405,29 @@ def test_cli_generate(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").glob("*.root")) == ["ggg.root", "signal_m0.500.root", "signal_m3.000.root"]
     bad = CliRunner().invoke(cli, ["generate", "--out", str(tmp_path / "x"), "--config", str(tmp_path / "missing.yaml")])
     assert bad.exit_code != 0 and "not found" in bad.output and "Traceback" not in bad.output
+
+
+# ----------------------------------------------------------------------------- slow: the chain sees realistic data
+
+
+@pytest.mark.slow
+def test_pseudo_data_after_preselection_has_meson_peaks_and_smooth_background(tmp_path: Path) -> None:
+    """1 fb^-1 of pseudo-data: pi0, eta, eta' peaks stand out; the continuum is smooth between 1 and 8 GeV."""
+    from bumphunt.candidates import diphoton_candidates
+    from bumphunt.io import read_events
+    from bumphunt.preselection import preselect
+
+    files = toymc.generate(tmp_path, lumi_fb=1.0, samples=["data"], seed=11)
+    events = read_events(files["data"])
+    three, _ = preselect(events, beam=BEAM)
+    mgg = diphoton_candidates(three, beam=BEAM)["mgg_raw"]
+    for meson, half in (("pi0", 0.015), ("eta", 0.03), ("etap", 0.04)):
+        m0 = physics.particle_mass(meson)
+        peak = np.sum(np.abs(mgg - m0) < half)
+        side = np.sum((np.abs(mgg - m0) >= 2 * half) & (np.abs(mgg - m0) < 3 * half))  # two sidebands of width half
+        excess = peak - side
+        assert excess > 4 * np.sqrt(side + 1), (meson, peak, side)
+    counts, _ = np.histogram(mgg, bins=np.arange(1.0, 8.01, 0.5))
+    assert np.all(counts > 0)
+    ratios = counts[1:] / counts[:-1]
+    assert np.all(ratios < 1.1) and np.all(ratios > 0.5)  # smooth and falling from 1 to 8 GeV

@@ -310,6 +310,9 @@ def detector_response(
         "mc_phi": sel["mc_phi"][order],
         "mc_origin": sel["origin"][order].astype(np.int32),
     }
+    bad = [name for name in ("E", "theta", "phi", "time") if not np.all(np.isfinite(gamma_cols[name]))]
+    if bad:
+        raise FloatingPointError(f"toy MC detector simulation produced non-finite cluster values in {', '.join(bad)}")
     out: dict = {}
     ev_sorted = sel["ev"][order]
     slot_sorted = sel["slot"][order]
