@@ -122,14 +122,14 @@ ALIAS_SCHEMA: dict[str, Any] = {
         "energy_unit": {"enum": ["GeV", "MeV"]},
         "branches": {
             "type": "object",
-            "propertyNames": {"enum": _ALL_SCHEMA_NAMES},
-            "additionalProperties": {"type": "string", "minLength": 1},
+            "additionalProperties": False,
+            "properties": {name: {"type": "string", "minLength": 1} for name in _ALL_SCHEMA_NAMES},
             "default": {},
         },
         "constants": {
             "type": "object",
-            "propertyNames": {"enum": [b.name for b in EVENT_BRANCHES]},
-            "additionalProperties": {"type": ["number", "string"]},
+            "additionalProperties": False,
+            "properties": {b.name: {"type": ["number", "string"]} for b in EVENT_BRANCHES},
             "default": {},
         },
     },
@@ -589,23 +589,35 @@ def read_events(
     return out
 
 
+#: Value of an optional event branch for files that do not have it (default -1, "not set").
+_FILL_VALUES: dict[str, float] = {"mc_decay_length": 0.0}
+
+
 def concatenate_events(chunks: list[Events]) -> Events:
     """Concatenate chunks (same keys) into one ``Events``."""
     import awkward as ak
 
     if len(chunks) == 1:
         return chunks[0]
-    keys = list(chunks[0])
-    for c in chunks[1:]:
-        if set(c) != set(keys):
-            raise SchemaError(f"cannot combine files with different branches: {c.files} has {sorted(c)}, "
-                              f"{chunks[0].files} has {sorted(keys)}")
+    # optional branches present in only some files: fill event-level ones with -1 (the schema's
+    # "not set"), keep only the jagged fields all files have
+    keys = list(dict.fromkeys(k for c in chunks for k in c))
     arrays: dict[str, Any] = {}
     for key in keys:
         if key in COLLECTIONS:
-            arrays[key] = ak.concatenate([c[key] for c in chunks])
+            if not all(key in c for c in chunks):
+                missing = [f for c in chunks if key not in c for f in c.files]
+                raise SchemaError(f"cannot combine files: {missing} have no {key!r} collection")
+            common = [f for f in chunks[0][key].fields if all(f in c[key].fields for c in chunks)]
+            dropped = {f for c in chunks for f in c[key].fields} - set(common)
+            if dropped:
+                logger.warning("combining files: %s fields %s are not in every file and are dropped", key, sorted(dropped))
+            arrays[key] = ak.concatenate([c[key][common] for c in chunks])
         else:
-            arrays[key] = np.concatenate([c[key] for c in chunks])
+            dtype = next(np.asarray(c[key]).dtype for c in chunks if key in c)
+            fill = _FILL_VALUES.get(key, -1)
+            arrays[key] = np.concatenate([np.asarray(c[key]) if key in c else np.full(c.n_events, fill, dtype=dtype)
+                                          for c in chunks])
     samples: list[dict[str, Any]] = []
     files: list[str] = []
     for c in chunks:

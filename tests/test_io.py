@@ -238,3 +238,19 @@ def test_metadata_errors(tmp_path: Path, events_raw: dict) -> None:
     q = write_ntuple(tmp_path / "nometa.root", events_raw)
     assert read_meta(q) == {}
     assert json.loads(json.dumps(read_events(q).sample)) == {}
+
+
+def test_combining_files_with_different_optional_branches(tmp_path: Path, rng: np.random.Generator) -> None:
+    """Pseudo-data carries mc_process, MC samples do not: the combined events fill -1 where absent."""
+    from bumphunt.preselection import preselect
+
+    mc = make_events(rng, 40, process="ggg")
+    data = make_events(rng, 30, process="data")
+    data["mc_process"] = np.full(30, 1, dtype=np.int32)
+    a = write_ntuple(tmp_path / "a.root", mc)
+    b = write_ntuple(tmp_path / "b.root", data)
+    ev = read_events([a, b])
+    np.testing.assert_array_equal(ev["mc_process"], np.r_[np.full(40, -1), np.full(30, 1)])
+    np.testing.assert_array_equal(ev["mc_decay_length"], 0.0)
+    out, cf = preselect(ev)
+    assert cf.processes == ["ggg", "data"] and cf.count("all") == 70
