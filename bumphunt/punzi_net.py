@@ -12,8 +12,8 @@ Training follows Abudinen et al., Eur. Phys. J. C 82 (2022) 121
    ``B_m = sum_{background in window m} w_i y_i``, and the loss is the mean
    over masses of ``sigma_min = S_min(B_m) / (eps_m L)`` (pb); or, with
    ``loss="asimov"``, minus the mean Asimov significance for a reference
-   cross-section. Signal sums are ``tf.math.segment_sum`` over the signal
-   rows sorted by mass; background window sums are differences of one
+   cross-section. Signal sums are segment sums over the signal rows
+   (``tf.math.unsorted_segment_sum`` by trained-mass index, which XLA compiles); background window sums are differences of one
    ``tf.cumsum`` over the M_gg-sorted background rows gathered at the window
    edges (O(1) per window, no dense masses x candidates matrix). Sums run in
    float64.
@@ -83,7 +83,7 @@ class TrainConfig:
     activation: str = "leaky_relu"
     leaky_slope: float = 0.1
     pretrain_epochs: int = 20
-    pretrain_batch_size: int = 2048
+    pretrain_batch_size: int = 8192
     pretrain_learning_rate: float = 2e-3
     pretrain_patience: int = 5
     punzi_epochs: int = 500
@@ -198,9 +198,7 @@ def punzi_loss(y: Any, t: Mapping[str, Any], *, lumi_fb: float, a: float, b: flo
     y = tf.cast(tf.reshape(y, [-1]), tf.float64)
     n_sig = t["n_sig"]
     ys, yb = y[:n_sig], y[n_sig:]
-    eps = tf.math.segment_sum(ys * t["w_sig"], t["seg"])
-    # segment_sum returns max(seg)+1 entries; pad to n_masses (masses without rows in this batch)
-    eps = tf.pad(eps, [[0, t["n_masses"] - tf.shape(eps)[0]]])
+    eps = tf.math.unsorted_segment_sum(ys * t["w_sig"], t["seg"], num_segments=t["n_masses"])
     cum = tf.concat([tf.zeros([1], tf.float64), tf.cumsum(yb * t["w_bkg"])], axis=0)
     B = tf.maximum(tf.gather(cum, t["stop"]) - tf.gather(cum, t["start"]), 0.0)
     Bf = B + b_floor

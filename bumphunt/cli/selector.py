@@ -60,7 +60,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "type": "object", "additionalProperties": False, "default": {},
             "properties": {
                 "pretrain_epochs": {"type": "integer", "minimum": 0, "default": 20},
-                "pretrain_batch_size": {"type": "integer", "minimum": 1, "default": 2048},
+                "pretrain_batch_size": {"type": "integer", "minimum": 1, "default": 8192},
                 "pretrain_learning_rate": {"type": "number", "exclusiveMinimum": 0, "default": 2e-3},
                 "pretrain_patience": {"type": "integer", "minimum": 1, "default": 5},
                 "punzi_epochs": {"type": "integer", "minimum": 0, "default": 500},
