@@ -138,7 +138,7 @@ def _write_plots(folder: Path, parts: list[dict], fits: list[Any], console: Any)
               help="What the fitted per-region factors multiply: the ECL parametrisation of sigma_E or the "
                    "per-photon sigma_E stored in the ntuple (gamma_cov_EE).")
 @click.option("--energy-power", is_flag=True, help="Also fit an energy exponent per region: factor = s (E/GeV)^k.")
-@click.option("--max-pull", default=6.0, show_default=True, type=click.FloatRange(min=1),
+@click.option("--max-pull", default=4.0, show_default=True, type=click.FloatRange(min=1),
               help="Drop control events whose E_meas - E_pred exceeds this many expected sigmas (tails).")
 @click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None,
               help="Write the resolution-versus-energy plot (binned fits and calibrated curve) here (PNG).")
