@@ -192,6 +192,12 @@ def plan_scan(mgg: NDArray[np.float64], signal_model: Any, cfg: Mapping[str, Any
         np.full_like(eff, syst["other_rel"]),
     )
     fit_idx = np.flatnonzero(np.asarray(status) == "fit")
+    if len(fit_idx) == 0:
+        raise ScanInputError(
+            f"scan: none of the {len(masses)} mass points can be fitted ({status.count('vetoed')} vetoed, "
+            f"{status.count('empty')} with fewer than {max(cfg['min_window_events'], 1)} candidates in the window; "
+            f"data range [{data_range[0]:.4g}, {data_range[1]:.4g}] GeV)"
+        )
     bs = cfg["block_size"]
     blocks = [fit_idx[i : i + bs] for i in range(0, len(fit_idx), bs)]
     shapes = [None if st == "vetoed" else sh for st, sh in zip(status, shapes_all)]
@@ -493,9 +499,6 @@ def scan(
     # -- look-elsewhere effect --------------------------------------------------
     scanned = [i for i in plan.fit_indices]
     z_obs = np.array([points[i].get("z_local", 0.0) if points[i]["converged"] else 0.0 for i in scanned])
-    global_: dict[str, Any]
-    if len(scanned) == 0:
-        raise ScanInputError("scan: no mass point could be fitted (all vetoed or with empty windows)")
     n_toys = cfg["lee"]["toys"]
     z_toys = None
     if n_toys > 0:
