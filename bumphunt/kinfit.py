@@ -108,6 +108,8 @@ STATUS_REASONS: tuple[str, ...] = (
 OK, BAD_FINITE, BAD_ENERGY, BAD_THETA, BAD_COV, BAD_S, MAX_ITER, BAD_ITER = range(8)
 
 _CHUNK = 4096
+#: Finished events are removed from the working set once they are this fraction of it.
+_COMPACT_FRACTION = 0.25
 
 
 @dataclass
@@ -259,23 +261,40 @@ def _bwd4(L: list[NDArray], y0: NDArray, y1: NDArray, y2: NDArray, y3: NDArray) 
 # the iteration on one chunk (component-first arrays)
 # ----------------------------------------------------------------------------
 
-_POLY_MAX = 0.2  # rad: below this, sin/cos of an angle step use the polynomial update
+_POLY_MAX = 0.02  # rad: below this, sin/cos of an angle step use the polynomial update
 
 
 def _trig_update(old: NDArray, new: NDArray, s: NDArray, c: NDArray) -> tuple[NDArray, NDArray]:
     """sin and cos of ``new`` from those of ``old`` by the angle-addition theorem.
 
     The sine and cosine of the small step ``d = new - old`` come from their
-    Taylor series (exact to double precision for |d| < 0.2 rad), which is
+    Taylor series (exact to double precision for |d| < 0.02 rad), which is
     several times cheaper than ``np.sin``/``np.cos``; larger steps are
     evaluated directly.
     """
     d = new - old
     d2 = d * d
-    sd = d * (1.0 - d2 / 6.0 * (1.0 - d2 / 20.0 * (1.0 - d2 / 42.0 * (1.0 - d2 / 72.0 * (1.0 - d2 / 110.0)))))
-    cd = 1.0 - d2 / 2.0 * (1.0 - d2 / 12.0 * (1.0 - d2 / 30.0 * (1.0 - d2 / 56.0 * (1.0 - d2 / 90.0 * (1.0 - d2 / 132.0)))))
-    s_new = s * cd + c * sd
-    c_new = c * cd - s * sd
+    # sin d = d (1 - d2/6 (1 - d2/20)),  cos d = 1 - d2/2 (1 - d2/12 (1 - d2/30)):
+    # truncation errors d^7/5040 and d^8/40320, below 1e-16 for |d| < _POLY_MAX
+    t = d2 * (1.0 / 20.0)
+    np.subtract(1.0, t, out=t)
+    t *= d2
+    t *= 1.0 / 6.0
+    np.subtract(1.0, t, out=t)
+    sd = t
+    sd *= d
+    u = d2 * (1.0 / 30.0)
+    np.subtract(1.0, u, out=u)
+    u *= d2
+    u *= 1.0 / 12.0
+    np.subtract(1.0, u, out=u)
+    u *= d2
+    u *= 0.5
+    cd = np.subtract(1.0, u, out=u)
+    s_new = s * cd
+    s_new += c * sd
+    c_new = c * cd
+    c_new -= s * sd
     big = np.abs(d) > _POLY_MAX
     if big.any():
         s_new[big] = np.sin(new[big])
@@ -444,6 +463,7 @@ def _fit_chunk(
     chi2_prev = np.full(m, np.inf)
     status_out, niter_out = out["status"], out["n_iter"]
     niter = 0
+    alive: NDArray | None = None  # None: every event in the working set is still iterating
     total_passes = max_iter * (max_halvings + 1)
 
     for it in range(total_passes):
@@ -488,9 +508,12 @@ def _fit_chunk(
         if any_bad or reject is not None:
             conv &= accept
         failed = bad | (accept & ~finite)
+        if alive is not None:  # frozen events (finished earlier) are ignored
+            conv &= alive
+            failed &= alive
         any_failed = bool(failed.any())
         last = niter >= max_iter
-        done = conv | failed if not last else np.ones(idx.size, dtype=bool)
+        done = conv | failed if not last else (np.ones(idx.size, dtype=bool) if alive is None else alive.copy())
 
         if conv.any():
             c = np.nonzero(conv)[0] if not conv.all() else slice(None)
@@ -532,10 +555,18 @@ def _fit_chunk(
             f = np.nonzero(failed)[0]
             status_out[idx[f]] = np.where(bad[f], BAD_S, BAD_ITER)
         if last:
-            niter_out[idx] = niter
+            niter_out[idx[done]] = niter
             break
         if done.any():
             niter_out[idx[done]] = niter
+        # finished events leave the working set; when only a few finished, they
+        # are frozen instead (copying the many remaining events would cost more
+        # than carrying the few finished ones through another pass)
+        gone = done if alive is None else (done | ~alive)
+        n_gone = int(np.count_nonzero(gone))
+        compact = n_gone >= _COMPACT_FRACTION * idx.size
+        if not compact and n_gone:
+            alive = ~gone
 
         # --- advance the events that continue ------------------------------------
         # accepted events move to the new linearised solution; rejected ones
@@ -615,8 +646,9 @@ def _fit_chunk(
             st[:, u], ct[:, u] = np.sin(th[:, u]), np.cos(th[:, u])
             sp[:, u], cp[:, u] = np.sin(ph[:, u]), np.cos(ph[:, u])
         # --- drop finished events from the working set ----------------------------
-        if done.any():
-            s = np.nonzero(~done)[0]
+        if compact:
+            alive = None
+            s = np.nonzero(~gone)[0]
             idx = idx[s]
             E, th, ph, st, ct, sp, cp = (x[:, s] for x in (E, th, ph, st, ct, sp, cp))
             E0, th0, ph0 = E0[:, s], th0[:, s], ph0[:, s]
@@ -738,81 +770,127 @@ def fit(
     P0 = np.asarray(beam.p4, dtype=np.float64)
     n = E.shape[0]
 
-    # component-first copies: (3, n) per parameter, covariance (3, 3, 3, n) = (a, b, photon, event)
-    ET = np.ascontiguousarray(E.T)
-    tT = np.ascontiguousarray(theta.T)
-    pT = np.ascontiguousarray(phi.T)
-    cT = np.ascontiguousarray(np.transpose(cov, (2, 3, 1, 0)))
+    opts = dict(max_iter=int(max_iter), max_halvings=int(max_halvings), tol_chi2=float(tol_chi2),
+                tol_constraint=float(tol_constraint), full_cov=bool(full_cov))
 
-    # --- per-event validity -------------------------------------------------
+    # outputs (n-major); events that do not converge keep the measured values
+    res_E = E.copy()
+    res_t = theta.copy()
+    res_p = phi.copy()
+    res_cov = cov.copy()
+    chi2 = np.full(n, np.inf)
+    pulls = np.full((n, 3, 3), np.nan)
+    n_iter = np.zeros(n, dtype=np.int16)
     status = np.zeros(n, dtype=np.int8)
+    cov_full = None
+    if full_cov:
+        cov_full = np.zeros((n, 9, 9))
+        for i in range(3):
+            cov_full[:, 3 * i:3 * i + 3, 3 * i:3 * i + 3] = cov[:, i]
+    beam_out = np.tile(P0, (n, 1)) if Vb is not None else None
+
+    # cache-sized chunks: transpose to component-first (3, m) arrays, validate, fit, write back
+    chunk = max(int(chunk_size), 1)
+    for start in range(0, n, chunk):
+        sl = slice(start, min(start + chunk, n))
+        Ec = np.ascontiguousarray(E[sl].T)
+        tc = np.ascontiguousarray(theta[sl].T)
+        pc = np.ascontiguousarray(phi[sl].T)
+        cc = np.ascontiguousarray(np.transpose(cov[sl], (2, 3, 1, 0)))  # (a, b, photon, event)
+        st_c = _validate(Ec, tc, pc, cc)
+        m = st_c.size
+        valid = st_c == OK
+        st_c[valid] = MAX_ITER
+        out: dict[str, Any] = {
+            "E": Ec.copy(), "theta": tc.copy(), "phi": pc.copy(),
+            "V": [cc[a, b].copy() for a, b in _PAIRS],
+            "pulls": np.full((3, 3, m), np.nan), "chi2": np.full(m, np.inf),
+            "n_iter": np.zeros(m, dtype=np.int16), "status": st_c,
+        }
+        if full_cov:
+            out["cov_full"] = np.zeros((3, 3, 3, 3, m))
+        if Vb is not None:
+            out["beam"] = np.repeat(P0[:, None], m, axis=1)
+        V = [cc[a, b] if a == b else 0.5 * (cc[a, b] + cc[b, a]) for a, b in _PAIRS]
+        if valid.all():
+            _fit_chunk(Ec, tc, pc, tuple(V), P0, Vb, out, slice(0, m), **opts)
+        elif valid.any():
+            vi = np.nonzero(valid)[0]
+            _fit_chunk(Ec[:, vi], tc[:, vi], pc[:, vi], tuple(v[:, vi] for v in V), P0, Vb, out, vi, **opts)
+        status[sl] = st_c
+        n_iter[sl] = out["n_iter"]
+        conv = st_c == OK
+        if conv.all():
+            res_E[sl] = out["E"].T
+            res_t[sl] = out["theta"].T
+            res_p[sl] = out["phi"].T
+            chi2[sl] = out["chi2"]
+            pulls[sl] = np.transpose(out["pulls"], (2, 1, 0))
+            blk = res_cov[sl]
+            for q, (a, b) in enumerate(_PAIRS):
+                blk[:, :, a, b] = out["V"][q].T
+                if a != b:
+                    blk[:, :, b, a] = out["V"][q].T
+            if full_cov:
+                cov_full[sl] = np.transpose(out["cov_full"], (4, 0, 1, 2, 3)).reshape(m, 9, 9)
+            if Vb is not None:
+                beam_out[sl] = out["beam"].T
+        elif conv.any():
+            ci = np.nonzero(conv)[0]
+            gi = ci + sl.start
+            res_E[gi] = out["E"][:, ci].T
+            res_t[gi] = out["theta"][:, ci].T
+            res_p[gi] = out["phi"][:, ci].T
+            chi2[gi] = out["chi2"][ci]
+            pulls[gi] = np.transpose(out["pulls"][:, :, ci], (2, 1, 0))
+            for q, (a, b) in enumerate(_PAIRS):
+                res_cov[gi, :, a, b] = out["V"][q][:, ci].T
+                if a != b:
+                    res_cov[gi, :, b, a] = out["V"][q][:, ci].T
+            if full_cov:
+                cov_full[gi] = np.transpose(out["cov_full"][..., ci], (4, 0, 1, 2, 3)).reshape(-1, 9, 9)
+            if Vb is not None:
+                beam_out[gi] = out["beam"][:, ci].T
+
+    converged = status == OK
+    if converged.all():
+        np.subtract(np.mod(res_p + np.pi, 2 * np.pi), np.pi, out=res_p)
+    else:
+        res_p[converged] = np.mod(res_p[converged] + np.pi, 2 * np.pi) - np.pi
+    pvalue = np.where(converged, _pvalue4(np.where(converged, chi2, 0.0)), 0.0)
+    n_bad = n - int(np.count_nonzero(converged))
+    if n_bad:
+        logger.info("kinfit: %d of %d events did not converge", n_bad, n)
+    return KinFitResult(
+        E=res_E, theta=res_t, phi=res_p, cov=res_cov, chi2=chi2, pvalue=pvalue, converged=converged,
+        n_iter=n_iter, pulls=pulls, status=status, cov_full=cov_full, beam_p4=beam_out,
+        options={**opts, "beam_cov": None if Vb is None else Vb.tolist(), "beam": beam.to_dict()},
+    )
+
+
+def _validate(ET: NDArray, tT: NDArray, pT: NDArray, cT: NDArray) -> NDArray[np.int8]:
+    """Status per event (0 valid) from component-first inputs (3, m) and covariances (3, 3, 3, m)."""
+    m = ET.shape[1]
+    status = np.zeros(m, dtype=np.int8)
     with np.errstate(invalid="ignore", over="ignore"):
-        finite = np.isfinite(ET).all(0) & np.isfinite(tT).all(0) & np.isfinite(pT).all(0) & np.isfinite(cT).all((0, 1, 2))
+        finite = np.isfinite(ET).all(0) & np.isfinite(tT).all(0) & np.isfinite(pT).all(0)
+        finite &= np.isfinite(cT.reshape(27, m)).all(0)
         status[~finite] = BAD_FINITE
         status[(status == OK) & ~(ET > 0).all(0)] = BAD_ENERGY
         status[(status == OK) & ~((tT > 0) & (tT < np.pi)).all(0)] = BAD_THETA
         c00, c11, c22 = cT[0, 0], cT[1, 1], cT[2, 2]
         c01, c02, c12 = cT[0, 1], cT[0, 2], cT[1, 2]
-        scale = np.sqrt(np.abs(c00 * c11)) + np.sqrt(np.abs(c00 * c22)) + np.sqrt(np.abs(c11 * c22))
-        asym = (np.abs(c01 - cT[1, 0]) + np.abs(c02 - cT[2, 0]) + np.abs(c12 - cT[2, 1])) > 1e-9 * scale
+        d01, d02, d12 = c01 - cT[1, 0], c02 - cT[2, 0], c12 - cT[2, 1]
+        if d01.any() or d02.any() or d12.any():
+            scale = np.sqrt(np.abs(c00 * c11)) + np.sqrt(np.abs(c00 * c22)) + np.sqrt(np.abs(c11 * c22))
+            asym = (np.abs(d01) + np.abs(d02) + np.abs(d12)) > 1e-9 * scale
+        else:
+            asym = np.zeros(c00.shape, dtype=bool)
         m2 = c00 * c11 - c01 * c01
         det = c00 * (c11 * c22 - c12 * c12) - c01 * (c01 * c22 - c12 * c02) + c02 * (c01 * c12 - c11 * c02)
         notpd = ~((c00 > 0) & (m2 > 0) & (det > 0)) | asym
     status[(status == OK) & notpd.any(0)] = BAD_COV
-
-    # --- outputs, component-first, pre-filled with the measured values -------
-    valid = np.nonzero(status == OK)[0]
-    status[valid] = MAX_ITER
-    out: dict[str, Any] = {
-        "E": ET.copy(), "theta": tT.copy(), "phi": pT.copy(),
-        "V": [cT[a, b].copy() for a, b in _PAIRS],
-        "pulls": np.full((3, 3, n), np.nan), "chi2": np.full(n, np.inf),
-        "n_iter": np.zeros(n, dtype=np.int16), "status": status,
-    }
-    if full_cov:
-        out["cov_full"] = np.zeros((3, 3, 3, 3, n))
-        for i in range(3):
-            out["cov_full"][i, :, i, :, :] = cT[:, :, i, :]
-    if Vb is not None:
-        out["beam"] = np.repeat(P0[:, None], n, axis=1)
-
-    opts = dict(max_iter=int(max_iter), max_halvings=int(max_halvings), tol_chi2=float(tol_chi2),
-                tol_constraint=float(tol_constraint), full_cov=bool(full_cov))
-    chunk = max(int(chunk_size), 1)
-    if valid.size == n:
-        src_E, src_t, src_p = ET, tT, pT
-        src_V = [0.5 * (cT[a, b] + cT[b, a]) if a != b else cT[a, b] for a, b in _PAIRS]
-    else:
-        src_E, src_t, src_p = ET[:, valid], tT[:, valid], pT[:, valid]
-        src_V = [(0.5 * (cT[a, b] + cT[b, a]) if a != b else cT[a, b])[:, valid] for a, b in _PAIRS]
-    for start in range(0, valid.size, chunk):
-        stop = min(start + chunk, valid.size)
-        oidx: NDArray | slice = slice(start, stop) if valid.size == n else valid[start:stop]
-        _fit_chunk(src_E[:, start:stop], src_t[:, start:stop], src_p[:, start:stop],
-                   tuple(v[:, start:stop] for v in src_V), P0, Vb, out, oidx, **opts)
-
-    converged = status == OK
-    res_p = out["phi"]
-    res_p[:, converged] = np.mod(res_p[:, converged] + np.pi, 2 * np.pi) - np.pi
-    chi2 = out["chi2"]
-    pvalue = np.where(converged, _pvalue4(np.where(converged, chi2, 0.0)), 0.0)
-    res_cov = np.empty((n, 3, 3, 3))
-    for q, (a, b) in enumerate(_PAIRS):
-        res_cov[:, :, a, b] = out["V"][q].T
-        if a != b:
-            res_cov[:, :, b, a] = out["V"][q].T
-    cov_full = None
-    if full_cov:
-        cov_full = np.ascontiguousarray(np.transpose(out["cov_full"], (4, 0, 1, 2, 3))).reshape(n, 9, 9)
-    n_bad = int((~converged).sum())
-    if n_bad:
-        logger.info("kinfit: %d of %d events did not converge", n_bad, n)
-    return KinFitResult(
-        E=out["E"].T.copy(), theta=out["theta"].T.copy(), phi=res_p.T.copy(), cov=res_cov, chi2=chi2,
-        pvalue=pvalue, converged=converged, n_iter=out["n_iter"], pulls=np.ascontiguousarray(np.transpose(out["pulls"], (2, 1, 0))),
-        status=status, cov_full=cov_full, beam_p4=out["beam"].T.copy() if Vb is not None else None,
-        options={**opts, "beam_cov": None if Vb is None else Vb.tolist(), "beam": beam.to_dict()},
-    )
+    return status
 
 
 def _fit_one(a0: NDArray, V0: NDArray, P0: NDArray, Vb: NDArray | None, max_iter: int, max_halvings: int,
