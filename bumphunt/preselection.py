@@ -216,23 +216,28 @@ class CutFlow:
 
     @classmethod
     def from_masks(cls, cuts: list[str], masks: list[np.ndarray], process: np.ndarray, weight: np.ndarray) -> "CutFlow":
-        """Build from cumulative boolean masks (one per cut, over all events)."""
+        """Build from cumulative (nested) boolean masks, one per cut, over all events."""
         process = np.asarray(process)
+        weight = np.asarray(weight, dtype=float)
         if process.size and process.min() >= 0 and process.max() < 4096:
             codes = np.flatnonzero(np.bincount(process))
+            lookup = np.zeros(int(process.max()) + 1, dtype=np.int64)
+            lookup[codes] = np.arange(len(codes))
+            inv = lookup[process]
         else:
-            codes = np.unique(process)
+            codes, inv = np.unique(process, return_inverse=True)
         names = [PROCESS_NAMES.get(int(c), str(int(c))) for c in codes]
-        inv = np.searchsorted(codes, process)
-        k = len(codes)
-        counts = np.zeros((len(cuts), k), dtype=np.int64)
-        yields = np.zeros((len(cuts), k))
-        sumw2 = np.zeros((len(cuts), k))
-        for c, m in enumerate(masks):
-            counts[c] = np.bincount(inv[m], minlength=k)
-            yields[c] = np.bincount(inv[m], weights=weight[m], minlength=k)
-            sumw2[c] = np.bincount(inv[m], weights=weight[m] ** 2, minlength=k)
-        return cls(list(cuts), names, counts, yields, sumw2)
+        k, nc = len(codes), len(cuts)
+        # number of cuts passed by each event (the masks are nested), then one histogram over (level, process)
+        level = np.zeros(process.shape, dtype=np.int64)
+        for m in masks:
+            level += m
+        key = level * k + inv
+        size = (nc + 1) * k
+        per_level = [np.bincount(key, weights=w, minlength=size).reshape(nc + 1, k) for w in (None, weight, weight * weight)]
+        # events passing cut c = events whose level is above c
+        counts, yields, sumw2 = (np.cumsum(h[::-1], axis=0)[::-1][1:] for h in per_level)
+        return cls(list(cuts), names, np.rint(counts).astype(np.int64), yields, sumw2)
 
     def __add__(self, other: "CutFlow") -> "CutFlow":
         """Combine two cut flows (e.g. chunks or files); processes are merged."""
@@ -457,8 +462,10 @@ def preselect(
     idx = np.take_along_axis(idx, order3, axis=1)
 
     # event cuts on the pre-selected photons
-    p4 = p4_from_spherical(E[idx], theta[idx], g["phi"][idx])
-    mggg = invariant_mass(p4[:, 0], p4[:, 1], p4[:, 2])
+    E3, th3, ph3 = E[idx], theta[idx], g["phi"][idx]
+    pt3 = E3 * np.sin(th3)  # photons: |p| = E
+    px, py, pz, etot = (pt3 * np.cos(ph3)).sum(1), (pt3 * np.sin(ph3)).sum(1), (E3 * np.cos(th3)).sum(1), E3.sum(1)
+    mggg = np.sqrt(np.clip(etot * etot - px * px - py * py - pz * pz, 0.0, None))
     sqrt_s = beam.sqrt_s
     ok_mass = (mggg > cuts.mggg_min * sqrt_s) & (mggg < cuts.mggg_max * sqrt_s)
     tt = t[idx]
@@ -489,7 +496,7 @@ def preselect(
     rows = sel_ev[keep]
     out: dict[str, np.ndarray] = {}
     for key in PHOTON_KEYS:
-        out[key] = g[key][idx]
+        out[key] = g[key][idx]  # (E, theta, phi, time, region) of the kept photons
     out["region"] = out["region"].astype(np.int32)
     out["cov"] = _covariance(g, idx, resolution)
     if all(k in g for k in TRUTH_PHOTON_KEYS):
@@ -520,10 +527,15 @@ def preselect(
 def _covariance(g: Mapping[str, np.ndarray], idx: np.ndarray, resolution: Resolution) -> np.ndarray:
     """(n, 3, 3, 3) photon covariances: from the cov branches when present, else from ``resolution``."""
     if all(name in g for name in ("cov_EE", "cov_thetatheta", "cov_phiphi")):
-        zeros = np.zeros(idx.shape)
-        parts = [g[name][idx] if name in g else zeros for name, _, _ in COV_FIELDS]
-        sym = np.stack(parts, axis=-1)  # (n, 3, 6) in COV_FIELDS order
-        return sym[..., _SYM_INDEX].reshape(idx.shape + (3, 3))
+        cov = np.empty(idx.shape + (3, 3))
+        flat = cov.reshape(-1, 9)
+        pick = idx.reshape(-1)
+        for name, a, b in COV_FIELDS:
+            values = g[name][pick] if name in g else 0.0
+            flat[:, 3 * a + b] = values
+            if a != b:
+                flat[:, 3 * b + a] = flat[:, 3 * a + b]
+        return cov
     return resolution.covariance(g["E"][idx], g["region"][idx])
 
 
