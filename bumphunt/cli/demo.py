@@ -12,7 +12,7 @@ __all__ = ["demo"]
               help="Output folder for the toy samples, intermediate files, plots and report.md.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed of the toy MC and every random step.")
 @click.option("--lumi", "lumi_fb", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="Integrated luminosity of the toy samples in fb^-1 (default 0.5).")
+              help="Integrated luminosity of the toy samples in fb^-1 (default 0.1; 0.02 with --small).")
 @click.option("--small", is_flag=True, help="Small samples (a few seconds), e.g. for a quick check.")
 def demo(out_dir: str, seed: int, lumi_fb: float | None, small: bool) -> None:
     """Run the whole chain on toy MC and say where the results are.
