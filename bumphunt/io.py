@@ -306,12 +306,12 @@ class _Plan:
                     continue
                 src = alias.get(name, name)
                 if src in keys:
-                    self._check_dtype(src, b, jagged=True, what=describe(name))
+                    self._check_dtype(src, b, jagged=True, what=describe(name), per="cluster" if coll == "gamma" else "track")
                     self.jagged[coll][b.name] = src
                 elif b.required:
                     raise SchemaError(f"{path}: missing required {describe(name)} ({b.doc}; {b.unit or 'no unit'})")
 
-    def _check_dtype(self, src: str, b: Branch, *, jagged: bool, what: str) -> None:
+    def _check_dtype(self, src: str, b: Branch, *, jagged: bool, what: str, per: str = "event") -> None:
         from uproot.interpretation.jagged import AsJagged
         from uproot.interpretation.numerical import AsDtype
 
@@ -322,7 +322,7 @@ class _Plan:
         if jagged:
             if not isinstance(interp, AsJagged) or not isinstance(interp.content, AsDtype):
                 raise SchemaError(f"{self.path}: {what} should be a variable-length array of {b.dtype} "
-                                  f"(one entry per {'cluster' if 'gamma' in src or b in GAMMA_FIELDS else 'track'}), got {interp}")
+                                  f"(one entry per {per}), got {interp}")
             dtype = interp.content.to_dtype
         else:
             if not isinstance(interp, AsDtype) or interp.to_dtype.shape != ():
