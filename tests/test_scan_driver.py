@@ -141,3 +141,30 @@ def test_errors_before_any_fit(tmp_path, monkeypatch) -> None:
     cfg_path.write_text("inputs:\n  files: [cands.npz]\n")
     with pytest.raises(ScanInputError, match="no array 'mgg' .*has: m"):
         run_config(cfg_path)
+
+
+def test_cli_scan_resume_and_plot(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from bumphunt.cli import cli
+
+    np.savez(tmp_path / "cands.npz", mgg=_spectrum())
+    (tmp_path / "scan.yaml").write_text("inputs:\n  files: [cands.npz]\nmass: {min: 0.3, max: 1.0}\nlee: {toys: 0}\n")
+    runner = CliRunner()
+    out = tmp_path / "out"
+    res = runner.invoke(cli, ["scan", str(tmp_path / "scan.yaml"), "--out", str(out), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "scan_result.json").read_text())
+    assert result["inputs"][0]["path"].endswith("cands.npz") and len(result["inputs"][0]["sha256"]) == 64
+    assert (out / "scan_points.csv").read_text().count("\n") == len(result["points"]) + 1
+    assert (out / "plots" / "brazil_xsec.png").stat().st_size > 0
+    again = runner.invoke(cli, ["scan", str(tmp_path / "scan.yaml"), "--out", str(out), "--resume", "--no-plots"])
+    assert again.exit_code == 0 and json.loads((out / "scan_result.json").read_text())["points"] == result["points"]
+    ext = tmp_path / "ext.csv"
+    ext.write_text("mass,g\n0.2,1e-3\n1.0,2e-3\n")
+    res = runner.invoke(cli, ["plot", str(out / "scan_result.json"), "--out", str(tmp_path / "plots"), "--external", str(ext),
+                              "--fit-masses", "0.7"])
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in (tmp_path / "plots").iterdir()} >= {"coupling_exclusion.png", "local_p0.png", "fit_0.7000GeV.png"}
+    bad = runner.invoke(cli, ["scan", str(tmp_path / "scan.yaml"), "--input", str(tmp_path / "nope.npz")])
+    assert bad.exit_code != 0 and "nope.npz: input file not found" in bad.output and "Traceback" not in bad.output

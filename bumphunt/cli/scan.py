@@ -1,0 +1,148 @@
+"""``bumphunt scan`` and ``bumphunt plot``: run a mass scan and draw its plots.
+
+Heavy libraries (numpy stacks, fits, TensorFlow for a selector) are imported
+inside the commands so ``bumphunt --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["scan", "plot"]
+
+
+def _candidates_from_events(cfg: dict[str, Any], paths: list[Path]) -> Any:
+    """M_gg of selected candidates from raw ntuples: pre-selection, kinematic fit, candidates, selector cut."""
+    import numpy as np
+
+    from .. import candidates as cand_mod
+    from .. import io, preselection, selection
+    from ..kinematics import Beam
+
+    inp = cfg["inputs"]
+    beam_cfg = cfg["beam"]
+    beam = Beam(e_her=beam_cfg["e_her"], e_ler=beam_cfg["e_ler"], crossing_angle=beam_cfg["crossing_angle"])
+    events = io.read_events([str(p) for p in paths], tree=inp["tree"], aliases=inp["aliases"] or None)
+    three, _ = preselection.preselect(events, beam=beam)
+    try:
+        from .. import kinfit
+
+        res = kinfit.fit(three["E"], three["theta"], three["phi"], three["cov"], beam)
+        three = {**three, "fit_E": res.E, "fit_theta": res.theta, "fit_phi": res.phi, "kinfit_chi2": res.chi2,
+                 "kinfit_converged": res.converged}
+    except ImportError:
+        logger.warning("kinematic fit not available: using measured photons for M_gg")
+    cands = cand_mod.diphoton_candidates(three, beam=beam)
+    mgg = np.asarray(cands["mgg"], dtype=float)
+    if inp["selection"]["model"] is not None:
+        out = selection.apply(inp["selection"]["model"], cands, three, beam=beam)
+        mgg = mgg[np.asarray(out) >= inp["selection"]["working_point"]]
+    return mgg
+
+
+@click.command("scan")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--input", "inputs", multiple=True, type=click.Path(dir_okay=False),
+              help="Candidate file(s) (.root/.npy/.npz/.csv with M_gg in GeV); overrides inputs.files of CONFIG.")
+@click.option("--signal-model", type=click.Path(dir_okay=False), default=None,
+              help="SignalModel JSON; overrides signal_model of CONFIG (default: the analytic model).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output directory for scan_result.json, scan_points.csv and the checkpoint [default: output.dir = scan_output].")
+@click.option("--resume", is_flag=True, help="Continue a killed scan from the checkpoint in the output directory (refused if config or inputs changed).")
+@click.option("--dask", "dask_address", default=None, metavar="ADDR",
+              help="Run blocks and toys on a Dask cluster: scheduler address (tcp://host:8786) or 'local'.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes [default: execution.workers = 2].")
+@click.option("--toys", type=click.IntRange(min=0), default=None, help="Background-only toy scans for the global significance [default: lee.toys = 50].")
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Draw the Brazil bands, coupling exclusion and local p0 into OUT/plots.")
+def scan(config: str | None, inputs: tuple[str, ...], signal_model: str | None, out_dir: str | None, resume: bool,
+         dask_address: str | None, workers: int | None, toys: int | None, plots: bool) -> None:
+    """Scan the ALP mass: fit signal + background at every m_a, set CLs limits.
+
+    CONFIG is a YAML scan configuration (see docs/reference/scan_config.md;
+    every key has a default: m_a from 0.175 to 9.6 GeV in 0.05 GeV steps,
+    windows of +-20 sigma(m), pi0/eta/eta' vetoed, 95% CLs, 0.445 fb^-1).
+    Writes the scan result JSON (limits on N_sig, cross-section in pb and
+    g_agg in GeV^-1, local and global significance) and a CSV of the points.
+    """
+    import scans
+    from scans.run import resolve_inputs
+
+    try:
+        cfg = scans.load_scan_config(config)
+        base = Path(config).resolve().parent if config else Path.cwd()
+        paths = [Path(p) for p in inputs] if inputs else resolve_inputs(cfg, base)
+        if not paths:
+            raise click.UsageError("no input files: give --input FILE or inputs.files in CONFIG")
+        for p in paths:
+            if not p.is_file():
+                raise click.ClickException(f"{p}: input file not found")
+        mgg = None
+        if cfg["inputs"]["kind"] == "events" or cfg["inputs"]["selection"]["model"] is not None:
+            mgg = _candidates_from_events(cfg, paths)
+        model = None
+        if signal_model is not None:
+            model = scans.run.load_signal_model(Path(signal_model))
+        result = scans.run_config(
+            cfg if config is None else config, mgg=mgg, input_paths=paths, signal_model=model, out_dir=out_dir,
+            resume=resume, dask=dask_address, workers=workers, lee_toys=toys,
+        )
+    except click.ClickException:
+        raise
+    except (scans.ScanError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    out = Path(out_dir) if out_dir is not None else Path(cfg["output"]["dir"])
+    g = result["global"]
+    click.echo(f"scan result: {out / cfg['output']['result']} ({len(result['points'])} mass points)")
+    click.echo(f"points CSV:  {out / cfg['output']['csv']}")
+    click.echo(f"largest local excess: Z = {g['max_z_local']:.2f} at m_a = {g['mass_at_max']:.4g} GeV; "
+               f"global Z = {g['z_global']:.2f} ({g['method']})")
+    if plots:
+        from scans.plots import plot_all
+
+        files = plot_all(result, out / "plots")
+        click.echo(f"plots:       {out / 'plots'} ({len(files)} files)")
+
+
+@click.command("plot")
+@click.argument("result_path", metavar="RESULT", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Directory for the PNG plots.")
+@click.option("--external", multiple=True, type=click.Path(dir_okay=False),
+              help="CSV with columns mass (GeV), g (GeV^-1) of an external limit to overlay on the coupling plot; repeatable.")
+@click.option("--fit-masses", default="", metavar="M1,M2,...",
+              help="Comma-separated masses (GeV) for fit plots; needs the scan inputs (read from the result's config and inputs).")
+def plot(result_path: str, out_dir: str, external: tuple[str, ...], fit_masses: str) -> None:
+    """Draw a scan result: Brazil bands (N_sig and cross-section), g_agg exclusion vs m_a, local p0 with the global significance."""
+    import scans
+    from scans.plots import plot_all, read_external_limits
+
+    try:
+        result = scans.load_result(result_path)
+        ext = {Path(p).stem: read_external_limits(p) for p in external}
+        masses = [float(m) for m in fit_masses.split(",") if m.strip()]
+        mgg = model = None
+        if masses:
+            cfg = result["config"]
+            paths = [Path(d["path"]) for d in result.get("inputs", [])]
+            if not paths:
+                raise click.ClickException("--fit-masses: the result records no input files to fit")
+            if cfg["inputs"]["kind"] == "events" or cfg["inputs"]["selection"]["model"] is not None:
+                mgg = _candidates_from_events(cfg, paths)
+            else:
+                sel = cfg["inputs"]["selection"]
+                mgg = scans.read_candidates(paths, tree=cfg["inputs"]["tree"], branch=cfg["inputs"]["branch"],
+                                            aliases=cfg["inputs"]["aliases"], selection_branch=sel["branch"],
+                                            working_point=sel["working_point"])
+            model = scans.run.load_signal_model(cfg["signal_model"], cfg["analytic_signal_model"])
+        files = plot_all(result, out_dir, external=ext, fit_masses=masses, mgg=mgg, signal_model=model)
+    except click.ClickException:
+        raise
+    except (scans.ScanError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for f in files:
+        click.echo(str(f))

@@ -1,0 +1,238 @@
+"""Plots of a scan result: Brazil bands, coupling exclusion, local p0, fits at chosen masses.
+
+Every function takes the scan result (dict, as written by the driver) and
+returns a matplotlib figure; ``plot_all`` writes the standard set as PNG
+files. Style: mplhep's ROOT style (``scans`` does not import ``bumphunt``, so
+the style is applied here directly).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import stats
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["limit_arrays", "plot_brazil", "plot_coupling", "plot_p0", "plot_fit", "read_external_limits", "plot_all"]
+
+_QUANTITY = {
+    "nsig": ("ul_nsig_obs", "ul_nsig_exp", r"95% CL upper limit on $N_\mathrm{sig}$"),
+    "xsec": ("ul_xsec_pb_obs", "ul_xsec_pb_exp", r"95% CL upper limit on $\sigma(e^+e^-\to\gamma a)$ [pb]"),
+    "g": ("ul_g_gev_obs", "ul_g_gev_exp", r"95% CL upper limit on $g_{a\gamma\gamma}$ [GeV$^{-1}$]"),
+}
+
+
+def _style():
+    import matplotlib.pyplot as plt
+    import mplhep
+
+    return plt.style.context(mplhep.style.ROOT)
+
+
+def limit_arrays(result: Mapping[str, Any], quantity: str = "nsig") -> dict[str, NDArray]:
+    """Masses, observed limits and expected band (k, 5) of the converged points; NaN at gaps.
+
+    Vetoed and failed points are kept as NaN so that lines break across them.
+    """
+    obs_key, exp_key, _ = _QUANTITY[quantity]
+    pts = result["points"]
+    m = np.array([p["mass"] for p in pts])
+    ok = np.array([(not p["vetoed"]) and p.get("converged", False) and obs_key in p for p in pts])
+    obs = np.array([p[obs_key] if o else np.nan for p, o in zip(pts, ok)])
+    exp = np.array([p[exp_key] if o else [np.nan] * 5 for p, o in zip(pts, ok)])
+    z = np.array([p.get("z_local", np.nan) if o else np.nan for p, o in zip(pts, ok)])
+    return {"mass": m, "obs": obs, "exp": exp, "z_local": z, "ok": ok}
+
+
+def _label(ax: Any, result: Mapping[str, Any]) -> None:
+    ax.set_title("bumphunt", loc="left", fontsize="medium")
+    ax.set_title(f"$\\int L\\,dt = {result['luminosity_fb']:g}$ fb$^{{-1}}$, \u221as = {result['sqrt_s']:.2f} GeV",
+                 loc="right", fontsize="small")
+
+
+def _shade_vetoes(ax: Any, result: Mapping[str, Any]) -> None:
+    pts = result["points"]
+    masses = [p["mass"] for p in pts]
+    step = np.median(np.diff(masses)) if len(masses) > 1 else 0.0
+    for p in pts:
+        if p["vetoed"]:
+            ax.axvspan(p["mass"] - step / 2, p["mass"] + step / 2, color="0.85", lw=0, zorder=0)
+
+
+def plot_brazil(result: Mapping[str, Any], *, quantity: str = "nsig", ax: Any = None, logy: bool | None = None) -> Any:
+    """Observed limit with the expected median and the +-1, +-2 sigma bands.
+
+    Parameters
+    ----------
+    quantity : {"nsig", "xsec", "g"}
+        Signal events, cross-section (pb) or coupling (GeV^-1).
+    """
+    import matplotlib.pyplot as plt
+
+    a = limit_arrays(result, quantity)
+    with _style():
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(9, 6))
+        else:
+            fig = ax.figure
+        m, e = a["mass"], a["exp"]
+        ax.fill_between(m, e[:, 0], e[:, 4], color="#FFDF7F", label=r"Expected $\pm 2\sigma$", step=None)
+        ax.fill_between(m, e[:, 1], e[:, 3], color="#85D1FB", label=r"Expected $\pm 1\sigma$")
+        ax.plot(m, e[:, 2], "k--", lw=1.2, label="Expected (median)")
+        ax.plot(m, a["obs"], "k-", lw=1.5, label="Observed")
+        _shade_vetoes(ax, result)
+        ax.set_xlabel(r"$m_a$ [GeV]")
+        ax.set_ylabel(_QUANTITY[quantity][2])
+        if logy if logy is not None else quantity != "nsig":
+            ax.set_yscale("log")
+        ax.legend(loc="best", fontsize="small")
+        _label(ax, result)
+    return fig
+
+
+def read_external_limits(path: str | Path) -> tuple[NDArray, NDArray]:
+    """An external limit curve from a CSV with columns ``mass`` (GeV) and ``g`` (GeV^-1)."""
+    data = np.genfromtxt(path, delimiter=",", names=True)
+    names = data.dtype.names or ()
+    if "mass" not in names or "g" not in names:
+        raise ValueError(f"{path}: external limit CSV needs columns 'mass' and 'g' (has: {', '.join(names)})")
+    return np.atleast_1d(data["mass"]), np.atleast_1d(data["g"])
+
+
+def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDArray, NDArray]] | None = None, ax: Any = None) -> Any:
+    """Excluded region in (m_a, g_agg) on log axes, with optional external curves ``{label: (mass, g)}``."""
+    import matplotlib.pyplot as plt
+
+    a = limit_arrays(result, "g")
+    with _style():
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(9, 6))
+        else:
+            fig = ax.figure
+        m, obs, e = a["mass"], a["obs"], a["exp"]
+        top = np.nanmax(np.r_[obs, e[:, 4]]) * 30 if np.isfinite(obs).any() else 1.0
+        ax.fill_between(m, obs, top, where=np.isfinite(obs), color="tab:blue", alpha=0.3, label="Excluded (observed, 95% CL)")
+        ax.plot(m, obs, color="tab:blue", lw=1.5)
+        ax.plot(m, e[:, 2], "k--", lw=1.0, label="Expected (median)")
+        for lab, (xm, xg) in (external or {}).items():
+            ax.plot(xm, xg, lw=1.5, label=lab)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(r"$m_a$ [GeV]")
+        ax.set_ylabel(r"$g_{a\gamma\gamma}$ [GeV$^{-1}$]")
+        ax.legend(loc="upper left", fontsize="small")
+        _label(ax, result)
+    return fig
+
+
+def plot_p0(result: Mapping[str, Any], *, ax: Any = None) -> Any:
+    """Local p-value p0 = 1 - Phi(Z_local) versus mass, with the global significance of the largest excess."""
+    import matplotlib.pyplot as plt
+
+    a = limit_arrays(result, "nsig")
+    z = np.array([p.get("z_local", np.nan) if (not p["vetoed"] and p.get("converged", False)) else np.nan for p in result["points"]])
+    p0 = stats.norm.sf(np.clip(z, 0, None))
+    g = result["global"]
+    with _style():
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(9, 6))
+        else:
+            fig = ax.figure
+        ax.plot(a["mass"], p0, "k-", lw=1.2, label="Local $p_0$")
+        lo = min(np.nanmin(p0) / 10 if np.isfinite(p0).any() else 1e-3, 1e-3)
+        for s in (1, 2, 3, 4, 5):
+            pv = stats.norm.sf(s)
+            if pv >= lo:
+                ax.axhline(pv, color="tab:red", ls=":", lw=0.8)
+                ax.text(a["mass"][-1], pv, f" {s}$\\sigma$", color="tab:red", va="center", fontsize="small")
+        ax.set_yscale("log")
+        ax.set_ylim(lo, 1.0)
+        _shade_vetoes(ax, result)
+        ax.set_xlabel(r"$m_a$ [GeV]")
+        ax.set_ylabel("Local $p_0$")
+        ax.plot([], [], " ", label=f"max $Z_\\mathrm{{local}}$ = {g['max_z_local']:.2f} at {g['mass_at_max']:.3f} GeV")
+        ax.plot([], [], " ", label=f"$Z_\\mathrm{{global}}$ = {g['z_global']:.2f} ({g['method'].split(' ')[0]}, {g.get('n_toys', 0)} toys)")
+        ax.legend(loc="lower left", fontsize="small")
+        _label(ax, result)
+    return fig
+
+
+def plot_fit(mgg: NDArray, fit_result: Any, *, bins: int = 60, ax: Any = None, mass: float | None = None) -> Any:
+    """Data histogram in the fit window with the fitted signal + background (a ``fits.fit`` result)."""
+    import matplotlib.pyplot as plt
+
+    lo, hi = fit_result.window
+    x = np.asarray(mgg, dtype=float)
+    x = x[(x >= lo) & (x <= hi)]
+    counts, edges = np.histogram(x, bins=bins, range=(lo, hi))
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    width = edges[1] - edges[0]
+    grid = np.linspace(lo, hi, 400)
+    with _style():
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(9, 6))
+        else:
+            fig = ax.figure
+        ax.errorbar(centres, counts, yerr=np.sqrt(np.maximum(counts, 1)), fmt="ko", ms=3, label="Candidates")
+        ax.plot(grid, fit_result.density(grid) * width, "b-", lw=1.5, label="Signal + background fit")
+        ax.plot(grid, fit_result.bkg_density(grid) * width, "r--", lw=1.2, label="Background")
+        ax.set_xlabel(r"$M_{\gamma\gamma}$ [GeV]")
+        ax.set_ylabel(f"Candidates / {1000 * width:.2g} MeV")
+        title = f"$m_a$ = {mass:.4g} GeV: " if mass is not None else ""
+        ax.set_title(f"{title}$N_\\mathrm{{sig}}$ = {fit_result.nsig:.1f} $\\pm$ {fit_result.nsig_err:.1f}, $Z$ = {fit_result.z_local:.2f}",
+                     fontsize="small")
+        ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    logger.info("wrote plot %s", path)
+    return path
+
+
+def plot_all(
+    result: Mapping[str, Any],
+    out_dir: str | Path,
+    *,
+    external: Mapping[str, tuple[NDArray, NDArray]] | None = None,
+    fit_masses: Sequence[float] = (),
+    mgg: NDArray | None = None,
+    signal_model: Any = None,
+) -> list[Path]:
+    """Write the standard scan plots to ``out_dir``; fit plots need ``mgg`` and ``signal_model``.
+
+    Returns the list of files written.
+    """
+    out = Path(out_dir)
+    paths = [
+        _save(plot_brazil(result, quantity="nsig"), out / "brazil_nsig.png"),
+        _save(plot_brazil(result, quantity="xsec"), out / "brazil_xsec.png"),
+        _save(plot_coupling(result, external=external), out / "coupling_exclusion.png"),
+        _save(plot_p0(result), out / "local_p0.png"),
+    ]
+    if fit_masses:
+        if mgg is None or signal_model is None:
+            raise ValueError("fit plots need the candidate masses and the signal model (the scan inputs)")
+        import fits
+
+        cfg = result.get("config", {})
+        data_range = result.get("data_range") or [float(np.min(mgg)), float(np.max(mgg))]
+        n_sigma = cfg.get("window_n_sigma", 20.0)
+        for m in fit_masses:
+            shape = signal_model.shape(float(m))
+            lo = max(m - n_sigma * shape.sigma, data_range[0], shape.mu - shape.comb_domain * shape.sigma)
+            hi = min(m + n_sigma * shape.sigma, data_range[1], shape.mu + shape.comb_domain * shape.sigma)
+            res = fits.fit(mgg, shape, (lo, hi), bkg_order=cfg.get("bkg_order", 3))
+            paths.append(_save(plot_fit(mgg, res, mass=float(m)), out / f"fit_{m:.4f}GeV.png"))
+    return paths
