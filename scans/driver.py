@@ -347,6 +347,12 @@ def _build_point(plan: ScanPlan, i: int, fit: Mapping[str, Any] | None, j: int) 
             conv = False
             reason = f"non-finite or missing result for {', '.join(bad)} after the fit"
             logger.warning("m = %.4g GeV: %s", m, reason)
+        elif not point["ul_nsig_obs"] > 1e-3 * point["ul_nsig_exp"][2]:
+            # a CLs limit cannot fall to ~0 events: the limit root finding went wrong
+            conv = False
+            reason = (f"observed limit {point['ul_nsig_obs']:.3g} events is implausibly far below the expected "
+                      f"median {point['ul_nsig_exp'][2]:.3g} (limit root finding failed)")
+            logger.warning("m = %.4g GeV: %s", m, reason)
     if not conv:
         # a failed fit carries no fit numbers (the engine's placeholders would look like results)
         keep = {k: v for k, v in point.items() if k in ("mass", "vetoed", "window", "n_events", "efficiency")}
