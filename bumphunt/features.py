@@ -32,9 +32,11 @@ Default features (nine, in this order):
     sign combinations ``+-p_1 +- p_2 +- p_3``, of which the one maximising
     ``sum |p_i . n|`` is taken (event level).
 ``kinfit_chi2``
-    chi2 of the 4C kinematic fit (from the three-photon dict); when the
-    events carry no kinematic fit and the default feature list is used, this
-    feature is dropped with a warning (eight features).
+    chi2 of the 4C kinematic fit (from the three-photon dict), capped at
+    ``KINFIT_CHI2_CAP`` (= 1000); events whose fit did not converge carry
+    ``+inf`` by contract and get the cap. When the events carry no
+    kinematic fit and the default feature list is used, this feature is
+    dropped with a warning (eight features).
 
 Add a feature with ``@register_feature("name", unit="GeV", doc="...")`` on a
 function ``f(ctx: FeatureContext) -> ndarray`` returning one value per
@@ -81,6 +83,9 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "cleo_cone0",
     "kinfit_chi2",
 )
+
+#: Value given to kinfit_chi2 above it and for fits that did not converge (chi2 = +inf).
+KINFIT_CHI2_CAP = 1000.0
 
 #: Opening half-angle of CLEO cone 0 about the thrust axis (rad).
 CLEO_CONE0_HALF_ANGLE = np.deg2rad(10.0)
@@ -291,9 +296,11 @@ def _cone0(ctx: FeatureContext) -> NDArray:
     return ctx.per_event(ctx.event_cleo_cone0)
 
 
-@register_feature("kinfit_chi2", doc="chi2 of the 4C kinematic fit", requires=("kinfit_chi2",))
+@register_feature("kinfit_chi2", doc="chi2 of the 4C kinematic fit, capped at 1000 (not converged: 1000)", requires=("kinfit_chi2",))
 def _chi2(ctx: FeatureContext) -> NDArray:
-    return ctx.per_event(np.asarray(ctx.events["kinfit_chi2"], dtype=float))
+    chi2 = np.asarray(ctx.events["kinfit_chi2"], dtype=float)
+    chi2 = np.where(np.isposinf(chi2), KINFIT_CHI2_CAP, np.minimum(chi2, KINFIT_CHI2_CAP))  # NaN stays NaN -> error
+    return ctx.per_event(chi2)
 
 
 # ---------------------------------------------------------------------------

@@ -49,6 +49,12 @@ def test_default_list_has_nine_features_and_drops_chi2_without_fit(caplog: pytes
     f9 = compute_features(ev, beam=BEAM)
     assert list(f9) == list(DEFAULT_FEATURES)
     np.testing.assert_allclose(f9["kinfit_chi2"], np.repeat(ev["kinfit_chi2"], 3))
+    # a fit that did not converge (chi2 = +inf by contract) gets the cap; NaN is an error
+    ev["kinfit_chi2"][0] = np.inf
+    assert compute_features(ev, beam=BEAM, names=["kinfit_chi2"])["kinfit_chi2"][0] == 1000.0
+    ev["kinfit_chi2"][0] = np.nan
+    with pytest.raises(InputError, match="kinfit_chi2"):
+        compute_features(ev, beam=BEAM, names=["kinfit_chi2"])
 
 
 def test_energies_obey_three_body_kinematics() -> None:

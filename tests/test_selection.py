@@ -348,3 +348,20 @@ def test_punzi_beats_bce_and_cuts_and_generalises() -> None:
     assert s["punzi"] < s["bce"] < s["cut_based"]
     for row in res.generalisation:
         assert abs(row["ratio"] - 1.0) < 0.10, row
+
+
+def test_data_mc_chi2_and_plot(rng: np.random.Generator, tmp_path) -> None:  # noqa: ANN001
+    from bumphunt.selector_plots import data_mc_chi2, plot_data_mc
+
+    # data drawn from the MC expectation: chi2 ~ ndf; data 30% above: chi2 >> ndf
+    mc = rng.uniform(50, 500, 40)
+    sumw2 = mc * 0.01  # MC with 100x the data statistics
+    chi2s = [data_mc_chi2(rng.poisson(mc).astype(float), mc, sumw2)[0] for _ in range(200)]
+    assert np.mean(chi2s) == pytest.approx(40, rel=0.1)
+    assert data_mc_chi2(rng.poisson(1.3 * mc).astype(float), mc, sumw2)[0] > 200
+    x_mc = rng.normal(size=20000)
+    x_d = rng.normal(size=2000)
+    res = plot_data_mc({"x": x_mc}, np.full(20000, 0.1), np.where(x_mc > 0, 1, 2), {"x": x_d}, ["x"], out_dir=tmp_path)
+    assert (tmp_path / "datamc_x.png").is_file() and res["x"]["chi2"] / res["x"]["ndf"] < 3
+    with pytest.raises(InputError, match="'y'"):
+        plot_data_mc({"x": x_mc}, np.ones(20000), np.ones(20000), {"x": x_d}, ["y"])
