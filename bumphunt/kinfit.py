@@ -107,7 +107,7 @@ STATUS_REASONS: tuple[str, ...] = (
 )
 OK, BAD_FINITE, BAD_ENERGY, BAD_THETA, BAD_COV, BAD_S, MAX_ITER, BAD_ITER = range(8)
 
-_CHUNK = 4096
+_CHUNK = 8192
 #: Finished events are removed from the working set once they are this fraction of it.
 _COMPACT_FRACTION = 0.25
 
