@@ -1,0 +1,124 @@
+"""Benchmark of the mass scan: full-scan time, speed-up over a zfit + hepstats loop, peak memory, LEE toy time.
+
+    python benchmarks/scan.py [--quick]
+
+Prints one JSON object:
+
+- ``scan_seconds``: full scan (>= 1000 mass hypotheses, observed and expected
+  CLs limits, cross-section limits with systematics) on 2e5 candidates,
+  2 local workers, no LEE toys (target <= 10 s);
+- ``zfit_seconds_per_hypothesis``: the reference engine (zfit fits, hepstats
+  asymptotic CLs limits; ``fits.evaluate_hypotheses(engine="zfit")``) on a few
+  hypotheses of the same spectrum, and ``speedup`` = (zfit time per
+  hypothesis x number of hypotheses) / scan time (target >= 1500);
+- ``peak_rss_gib_1e7``: peak resident memory of a scan of 1e7 candidates
+  (20 mass points), measured in a subprocess with ``resource.getrusage``
+  (target <= 4 GiB);
+- ``seconds_per_lee_toy``: one background-only toy scan over the full grid.
+
+``--quick`` uses 2e4 candidates, ~200 hypotheses and 1e6 candidates for the
+memory figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+MEMORY_SCRIPT = textwrap.dedent(
+    """
+    import json, resource, sys
+    import numpy as np
+    from scans import scan
+    from scans.testing import analytic_signal_model, toy_spectrum
+    n = int(sys.argv[1])
+    x = toy_spectrum(n, lo=0.1, hi=10.0, slope=0.35, seed=2)
+    scan(x, analytic_signal_model(), config={"mass": {"min": 1.0, "max": 1.95}, "lee": {"toys": 0}}, workers=1)
+    print(json.dumps({"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+    """
+)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    args = parser.parse_args(argv)
+
+    import fits
+    from scans import scan
+    from scans.driver import _evaluate_toy, plan_scan
+    from scans.config import load_scan_config
+    from scans.lee import fit_smooth_background
+    from scans.testing import analytic_signal_model, toy_spectrum
+
+    n_cand = 20_000 if args.quick else 200_000
+    step = 0.045 if args.quick else 0.009
+    n_mem = 1_000_000 if args.quick else 10_000_000
+    model = analytic_signal_model()
+    x = toy_spectrum(n_cand, lo=0.1, hi=10.0, slope=0.35, seed=1)
+    cfg = {"mass": {"min": 0.175, "max": 9.6, "step": step}, "lee": {"toys": 0}, "execution": {"workers": 2}}
+
+    t0 = time.perf_counter()
+    result = scan(x, model, config=cfg)
+    t_scan = time.perf_counter() - t0
+    fitted = [p for p in result["points"] if not p["vetoed"]]
+    n_hyp = len(fitted)
+    n_conv = sum(p["converged"] for p in fitted)
+
+    # reference: zfit fits + hepstats limits, one hypothesis at a time
+    sub = [model.shape(m) for m in (1.0, 3.0, 6.0)]
+    windows = np.array([[s.mu - 20 * s.sigma, s.mu + 20 * s.sigma] for s in sub])
+    t0 = time.perf_counter()
+    fits.evaluate_hypotheses(x, sub, windows, limits=True, expected=True, engine="zfit")
+    t_zfit = (time.perf_counter() - t0) / len(sub)
+
+    # one LEE toy scan over the full grid (fits only, no limits)
+    full = load_scan_config(cfg)
+    plan = plan_scan(np.sort(x), model, full)
+    idx = plan.fit_indices
+    bkg = fit_smooth_background(x, data_range=plan.data_range, order=12, bins=2000)
+    payload = {"bkg_order": 3, "cl": 0.95, "engine": "vectorised", "seed": 1, "index": 0, "block_size": 64,
+               "background": {"lo": bkg.lo, "hi": bkg.hi, "coeffs": bkg.coeffs, "n_expected": float(n_cand)},
+               "windows": plan.windows[idx], "shapes": [plan.shapes[i] for i in idx]}
+    t0 = time.perf_counter()
+    _evaluate_toy(payload)
+    t_toy = time.perf_counter() - t0
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(n_mem)], capture_output=True, text=True, env=env)
+    mem = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_gib"] if proc.returncode == 0 else None
+
+    out = {
+        "n_candidates": n_cand,
+        "n_hypotheses": n_hyp,
+        "n_converged": n_conv,
+        "scan_seconds": round(t_scan, 3),
+        "scan_target_seconds": 10.0,
+        "zfit_seconds_per_hypothesis": round(t_zfit, 3),
+        "zfit_loop_seconds_extrapolated": round(t_zfit * n_hyp, 1),
+        "speedup": round(t_zfit * n_hyp / t_scan, 1),
+        "speedup_target": 1500,
+        "seconds_per_lee_toy": round(t_toy, 3),
+        "memory_candidates": n_mem,
+        "peak_rss_gib": None if mem is None else round(mem, 3),
+        "peak_rss_target_gib": 4.0,
+        "memory_error": None if proc.returncode == 0 else proc.stderr[-500:],
+        "quick": args.quick,
+    }
+    print(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()
