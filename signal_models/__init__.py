@@ -12,9 +12,26 @@ from typing import Any
 
 from .shapes import SignalShape, ShapeError
 
-__all__ = ["SignalShape", "ShapeError", "SignalModel", "alp"]
 
-_LAZY = {"SignalModel": ("signal_models.model", "SignalModel")}
+def _read_version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("bumphunt")
+    except Exception:  # not installed (PackageNotFoundError) or broken metadata
+        return "unknown"
+
+
+__version__ = _read_version()
+
+__all__ = ["SignalShape", "ShapeError", "SignalModel", "SignalModelFormatError", "MassFit", "build_signal_model", "alp", "__version__"]
+
+_LAZY = {
+    "SignalModel": ("signal_models.model", "SignalModel"),
+    "SignalModelFormatError": ("signal_models.model", "SignalModelFormatError"),
+    "build_signal_model": ("signal_models.model", "build_signal_model"),
+    "MassFit": ("signal_models.calibration", "MassFit"),
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -31,11 +31,20 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import erf
+from scipy.special import erf, ndtr, ndtri
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SignalShape", "dscb_density", "dscb_integral", "comb_density", "comb_integral", "ShapeError"]
+__all__ = [
+    "SignalShape",
+    "dscb_density",
+    "dscb_integral",
+    "dscb_quantile",
+    "comb_density",
+    "comb_integral",
+    "comb_quantile",
+    "ShapeError",
+]
 
 _SQRT_HALF_PI = np.sqrt(np.pi / 2.0)
 _SQRT2 = np.sqrt(2.0)
@@ -108,6 +117,58 @@ def dscb_integral(t1: ArrayLike, t2: ArrayLike, alpha_l: ArrayLike, n_l: ArrayLi
     return core + left + right
 
 
+def _tail_inverse(v: NDArray, alpha: NDArray, n: NDArray) -> NDArray:
+    """Inverse of ``_tail_primitive`` in its first argument: the outward distance u with P(u) = v."""
+    k = alpha / n
+    pref = np.exp(-0.5 * alpha * alpha)
+    n_is_one = np.abs(n - 1.0) < 1e-12
+    safe_nm1 = np.where(n_is_one, 1.0, n - 1.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # 1 - base^-(n-1) = v k (n-1) / pref
+        frac = np.clip(v * k * safe_nm1 / pref, 0.0, 1.0)
+        general = np.exp(-np.log1p(-frac) / safe_nm1)
+        log_case = np.exp(v * k / pref)
+        base = np.where(n_is_one, log_case, general)
+    return alpha + (base - 1.0) / k
+
+
+def dscb_quantile(q: ArrayLike, t1: ArrayLike, t2: ArrayLike, alpha_l: ArrayLike, n_l: ArrayLike, alpha_r: ArrayLike, n_r: ArrayLike) -> NDArray:
+    """Quantile function (inverse CDF) of the DSCB truncated to [t1, t2] (standardised units).
+
+    ``q`` in [0, 1]; all arguments broadcast. Analytic in each region (power
+    law tails in closed form, Gaussian core via ``ndtri`` on the side of the
+    core where it keeps full precision); used to sample the shape exactly.
+    """
+    q = np.asarray(q, dtype=float)
+    t1 = np.asarray(t1, dtype=float)
+    t2 = np.asarray(t2, dtype=float)
+    alpha_l = np.asarray(alpha_l, dtype=float)
+    alpha_r = np.asarray(alpha_r, dtype=float)
+    n_l = np.asarray(n_l, dtype=float)
+    n_r = np.asarray(n_r, dtype=float)
+    c1 = np.clip(t1, -alpha_l, alpha_r)
+    c2 = np.clip(t2, -alpha_l, alpha_r)
+    l1, l2 = np.maximum(-t1, alpha_l), np.maximum(-t2, alpha_l)
+    r1, r2 = np.maximum(t1, alpha_r), np.maximum(t2, alpha_r)
+    p_l1 = _tail_primitive(l1, alpha_l, n_l)
+    left = p_l1 - _tail_primitive(l2, alpha_l, n_l)
+    core = _SQRT_HALF_PI * (erf(c2 / _SQRT2) - erf(c1 / _SQRT2))
+    p_r1 = _tail_primitive(r1, alpha_r, n_r)
+    right = _tail_primitive(r2, alpha_r, n_r) - p_r1
+    target = q * (left + core + right)
+    sqrt2pi = 2.0 * _SQRT_HALF_PI
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        t_left = -_tail_inverse(p_l1 - target, alpha_l, n_l)
+        qc = np.clip(target - left, 0.0, core)
+        # lower half of the core: Phi(t) = Phi(c1) + qc / sqrt(2 pi); upper half through the survival function
+        t_core_lo = ndtri(np.clip(ndtr(c1) + qc / sqrt2pi, 0.0, 1.0))
+        t_core_hi = -ndtri(np.clip(ndtr(-c2) + (core - qc) / sqrt2pi, 0.0, 1.0))
+        t_core = np.where(t_core_lo <= 0.0, t_core_lo, t_core_hi)
+        t_right = _tail_inverse(p_r1 + (target - left - core), alpha_r, n_r)
+    out = np.where(target < left, t_left, np.where(target <= left + core, t_core, t_right))
+    return np.clip(out, t1, t2)
+
+
 def comb_density(u: ArrayLike, slope: ArrayLike) -> NDArray:
     """Unnormalised combinatorial density ``1 + slope * u`` (Chebyshev T0 + slope T1)."""
     return 1.0 + np.asarray(slope, dtype=float) * np.asarray(u, dtype=float)
@@ -118,6 +179,19 @@ def comb_integral(u1: ArrayLike, u2: ArrayLike, slope: ArrayLike) -> NDArray:
     u1 = np.asarray(u1, dtype=float)
     u2 = np.asarray(u2, dtype=float)
     return (u2 - u1) + 0.5 * np.asarray(slope, dtype=float) * (u2 * u2 - u1 * u1)
+
+
+def comb_quantile(q: ArrayLike, u1: ArrayLike, u2: ArrayLike, slope: ArrayLike) -> NDArray:
+    """Quantile function of the linear density ``1 + slope * u`` on [u1, u2] (domain units)."""
+    q = np.asarray(q, dtype=float)
+    u1 = np.asarray(u1, dtype=float)
+    slope = np.asarray(slope, dtype=float)
+    # cumulative (u - u1) + slope/2 (u^2 - u1^2) = q I  ->  slope/2 u^2 + u - K = 0
+    k = q * comb_integral(u1, u2, slope) + u1 + 0.5 * slope * u1 * u1
+    disc = np.maximum(1.0 + 2.0 * slope * k, 0.0)
+    # root written without cancellation for small slopes
+    u = 2.0 * k / (1.0 + np.sqrt(disc))
+    return np.clip(u, u1, u2)
 
 
 @dataclass(frozen=True)
@@ -226,6 +300,23 @@ class SignalShape:
         )
         comb = comb_integral(self._u(a), self._u(b), self.comb_slope) / comb_integral(self._u(lo), self._u(hi), self.comb_slope)
         return float((1.0 - self.comb_fraction) * peak + self.comb_fraction * comb)
+
+    def sample(self, n: int, lo: float, hi: float, *, rng: np.random.Generator, return_truth: bool = False) -> NDArray | tuple[NDArray, NDArray]:
+        """Draw ``n`` masses (GeV) from the density normalised on [lo, hi], exactly (inverse CDF).
+
+        With ``return_truth`` also returns a bool array, True for draws from
+        the truth-matched DSCB part, False for combinatorics.
+        """
+        self._check_window(lo, hi)
+        n = int(n)
+        is_tm = rng.random(n) >= self.comb_fraction
+        q = rng.random(n)
+        x = np.empty(n)
+        x[is_tm] = self.mu + self.sigma * dscb_quantile(q[is_tm], self._t(lo), self._t(hi), self.alpha_l, self.n_l, self.alpha_r, self.n_r)
+        scale = self.comb_domain * self.sigma
+        x[~is_tm] = self.mu + scale * comb_quantile(q[~is_tm], self._u(lo), self._u(hi), self.comb_slope)
+        x = np.clip(x, lo, hi)
+        return (x, is_tm) if return_truth else x
 
     def window(self, n_sigma: float = 20.0) -> tuple[float, float]:
         """The nominal fit window ``mu +- n_sigma * sigma`` in GeV."""

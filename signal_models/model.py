@@ -1,0 +1,506 @@
+"""``SignalModel``: signal shape and efficiency interpolated in the ALP mass, and its JSON file.
+
+A model holds the per-mass calibration fits (``signal_models.calibration``)
+and one ``ParameterCurve`` per quantity:
+
+=================  ==========================================  ===========
+quantity           meaning                                     transform
+=================  ==========================================  ===========
+``mu_shift``       DSCB peak minus generated mass (GeV)        identity
+``sigma``          DSCB core width (GeV)                       log
+``alpha_l/r``      tail starts (units of sigma)                log
+``n_l/r``          tail exponents (constant when fixed)        log
+``comb_fraction``  wrong-pair fraction in the nominal window   identity
+``comb_slope``     combinatorial Chebyshev slope               identity
+``eff_tm``         truth-matched candidates / generated        identity
+``eff_total``      all candidates in the window / generated    identity
+=================  ==========================================  ===========
+
+The file format is documented in ``docs/reference/signal_model_format.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .calibration import FIT_PARAMS, MassFit
+from .interpolation import ParameterCurve, fit_curve
+from .shapes import ShapeError, SignalShape
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SignalModel", "SignalModelFormatError", "FORMAT_NAME", "SCHEMA_VERSION", "CURVES"]
+
+FORMAT_NAME = "bumphunt-signal-model"
+SCHEMA_VERSION = 1
+
+#: interpolated quantities: name -> (transform, clip)
+CURVES: dict[str, tuple[str, tuple[float, float] | None]] = {
+    "mu_shift": ("identity", None),
+    "sigma": ("log", None),
+    "alpha_l": ("log", None),
+    "n_l": ("log", None),
+    "alpha_r": ("log", None),
+    "n_r": ("log", None),
+    "comb_fraction": ("identity", (0.0, 1.0)),
+    "comb_slope": ("identity", (-1.0, 1.0)),
+    "eff_tm": ("identity", (0.0, 1.0)),
+    "eff_total": ("identity", (0.0, 3.0)),  # at most three candidates per event
+}
+
+
+class SignalModelFormatError(ShapeError):
+    """A signal-model file or dictionary is invalid (the message names the key)."""
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _curve_data(fits: Sequence[MassFit], name: str) -> tuple[NDArray, NDArray, NDArray]:
+    m = np.array([f.mass for f in fits])
+    if name == "mu_shift":
+        v = np.array([f.params["mu"] - f.mass for f in fits])
+        e = np.array([f.errors["mu"] for f in fits])
+    elif name == "eff_tm":
+        v = np.array([f.eff_tm for f in fits])
+        e = np.array([f.eff_tm_err for f in fits])
+    elif name == "eff_total":
+        v = np.array([f.eff_total for f in fits])
+        e = np.array([f.eff_total_err for f in fits])
+    else:
+        v = np.array([f.params[name] for f in fits])
+        e = np.array([f.errors[name] for f in fits])
+    return m, v, e
+
+
+class SignalModel:
+    """Signal shape and efficiency as smooth functions of the ALP mass.
+
+    Build with ``signal_models.build_signal_model`` (or ``SignalModel.load``).
+
+    Parameters
+    ----------
+    fits : sequence of MassFit
+        Per-mass calibration results, any status; only ``ok`` masses not in
+        ``holdout`` enter the interpolation.
+    holdout : sequence of float
+        Generated masses fitted but kept out of the interpolation (closure checks).
+    interpolation : mapping, optional
+        Per quantity ``{"method": ..., "lam": ...}``; ``"auto"`` (default)
+        chooses by cross-validation.
+    selection : mapping, optional
+        Free-form description of the selection / working point the model belongs to.
+    settings : mapping, optional
+        Calibration settings recorded in the file (fixed parameters, fit range...).
+    comb_domain : float
+        Chebyshev domain half-width in sigma (the calibration fit range).
+    """
+
+    def __init__(
+        self,
+        fits: Sequence[MassFit],
+        *,
+        holdout: Sequence[float] = (),
+        interpolation: Mapping[str, Mapping[str, Any]] | None = None,
+        selection: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+        comb_domain: float = 20.0,
+        version: str | None = None,
+        created: str | None = None,
+    ) -> None:
+        self.fits = sorted(fits, key=lambda f: f.mass)
+        masses_all = np.array([f.mass for f in self.fits])
+        if np.any(np.diff(masses_all) <= 0):
+            raise ShapeError(f"SignalModel: generated masses must be distinct, got {masses_all.tolist()}")
+        self.holdout = sorted(float(h) for h in holdout)
+        self.selection = dict(selection or {})
+        self.settings = dict(settings or {})
+        self.comb_domain = float(comb_domain)
+        self.version = version or _package_version()
+        self.created = created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self.used = [f for f in self.fits if f.ok and not _in(f.mass, self.holdout)]
+        if len(self.used) < 2:
+            raise ShapeError(
+                f"SignalModel needs at least two successfully fitted masses outside the hold-out set, got {len(self.used)} "
+                f"(statuses: {[(f.mass, f.status) for f in self.fits]})"
+            )
+        interpolation = dict(interpolation or {})
+        self.curves: dict[str, ParameterCurve] = {}
+        for name, (transform, clip) in CURVES.items():
+            spec = dict(interpolation.get(name, {}))
+            m, v, e = _curve_data(self.used, name)
+            self.curves[name] = fit_curve(name, m, v, e, method=spec.get("method", "auto"), transform=transform, clip=clip, lam=spec.get("lam"))
+        self._range = (float(self.used[0].mass), float(self.used[-1].mass))
+
+    # -- evaluation -------------------------------------------------------------
+    @property
+    def mass_range(self) -> tuple[float, float]:
+        """(lowest, highest) generated mass used in the interpolation, GeV."""
+        return self._range
+
+    @property
+    def masses(self) -> NDArray:
+        """Generated masses entering the interpolation (GeV)."""
+        return np.array([f.mass for f in self.used])
+
+    def _check(self, m: ArrayLike) -> NDArray:
+        m = np.asarray(m, dtype=float)
+        lo, hi = self._range
+        tol = 1e-9 * max(1.0, abs(hi))
+        bad = ~np.isfinite(m) | (m < lo - tol) | (m > hi + tol)
+        if np.any(bad):
+            first = np.ravel(m)[np.ravel(bad)][0]
+            raise ValueError(
+                f"mass {first!r} GeV is outside the signal model's generated mass range [{lo:.6g}, {hi:.6g}] GeV; "
+                "the model does not extrapolate"
+            )
+        return np.clip(m, lo, hi)
+
+    def shape_params(self, masses: ArrayLike) -> dict[str, NDArray]:
+        """Shape parameters at many masses at once (vectorised).
+
+        Returns a dict with arrays of the ``SignalShape`` fields ``mu``,
+        ``sigma``, ``alpha_l``, ``n_l``, ``alpha_r``, ``n_r``,
+        ``comb_fraction``, ``comb_slope`` and ``comb_domain`` (GeV / units of sigma).
+        """
+        m = self._check(masses)
+        c = self.curves
+        out = {
+            "mu": m + c["mu_shift"](m),
+            "sigma": c["sigma"](m),
+            "alpha_l": c["alpha_l"](m),
+            "n_l": c["n_l"](m),
+            "alpha_r": c["alpha_r"](m),
+            "n_r": c["n_r"](m),
+            "comb_fraction": c["comb_fraction"](m),
+            "comb_slope": c["comb_slope"](m),
+        }
+        out["comb_domain"] = np.full(m.shape, self.comb_domain)
+        return out
+
+    def shape(self, mass: float) -> SignalShape:
+        """The interpolated ``SignalShape`` at ``mass`` (GeV); ValueError outside ``mass_range``."""
+        p = self.shape_params(np.asarray([mass], dtype=float))
+        return SignalShape(**{k: float(v[0]) for k, v in p.items()})
+
+    def shapes(self, masses: ArrayLike) -> list[SignalShape]:
+        """``SignalShape`` objects at many masses."""
+        p = self.shape_params(np.asarray(masses, dtype=float).ravel())
+        n = len(p["mu"])
+        return [SignalShape(**{k: float(v[i]) for k, v in p.items()}) for i in range(n)]
+
+    def efficiency(self, mass: ArrayLike) -> Any:
+        """Truth-matched signal efficiency (TM candidates in the window / generated events)."""
+        return _scalar(self.curves["eff_tm"](self._check(mass)))
+
+    def efficiency_uncertainty(self, mass: ArrayLike) -> Any:
+        """1-sigma uncertainty of ``efficiency`` from the per-mass statistical errors."""
+        return _scalar(self.curves["eff_tm"].uncertainty(self._check(mass)))
+
+    def efficiency_total(self, mass: ArrayLike) -> Any:
+        """All signal candidates (TM + combinatorial) in the nominal window per generated event.
+
+        This is the normalisation of the full signal shape: the expected
+        number of signal candidates described by ``shape(m)`` is
+        ``sigma x L x efficiency_total(m)`` (= ``efficiency(m) / (1 - comb_fraction)``).
+        """
+        return _scalar(self.curves["eff_total"](self._check(mass)))
+
+    def efficiency_total_uncertainty(self, mass: ArrayLike) -> Any:
+        return _scalar(self.curves["eff_total"].uncertainty(self._check(mass)))
+
+    def parameter(self, name: str, mass: ArrayLike) -> NDArray:
+        """Interpolated quantity ``name`` (a key of ``CURVES``) at ``mass``."""
+        return self._curve(name)(self._check(mass))
+
+    def parameter_uncertainty(self, name: str, mass: ArrayLike) -> NDArray:
+        """Uncertainty band half-width of quantity ``name`` at ``mass``."""
+        return self._curve(name).uncertainty(self._check(mass))
+
+    def _curve(self, name: str) -> ParameterCurve:
+        if name not in self.curves:
+            raise KeyError(f"unknown signal-model quantity {name!r}; expected one of {list(self.curves)}")
+        return self.curves[name]
+
+    def fit_at(self, mass: float) -> MassFit:
+        """The per-mass calibration fit at a generated mass."""
+        for f in self.fits:
+            if abs(f.mass - mass) <= 1e-9 * max(1.0, abs(mass)):
+                return f
+        raise KeyError(f"no calibration fit at {mass} GeV; generated masses: {[f.mass for f in self.fits]}")
+
+    def __repr__(self) -> str:
+        lo, hi = self._range
+        return f"SignalModel({len(self.used)} masses in [{lo:.4g}, {hi:.4g}] GeV, holdout={self.holdout}, version={self.version})"
+
+    # -- file format --------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "bumphunt_version": self.version,
+            "created": self.created,
+            "selection": self.selection,
+            "settings": self.settings,
+            "comb_domain": self.comb_domain,
+            "mass_range": list(self._range),
+            "holdout": self.holdout,
+            "interpolation": {k: c.settings() for k, c in self.curves.items()},
+            "fits": [_clean(f.to_dict()) for f in self.fits],
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model as JSON (atomically: a temporary file renamed into place)."""
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
+        # round trip before writing: never leave a file that does not load
+        SignalModel.from_dict(json.loads(text), source=str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        logger.info("signal model written to %s", path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "SignalModel":
+        """Read and validate a model file; ``SignalModelFormatError`` names the bad key."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise SignalModelFormatError(f"{path}: cannot read signal model file: {exc}") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SignalModelFormatError(f"{path}: not valid JSON ({exc})") from exc
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> "SignalModel":
+        _validate(data, source)
+        fits = [MassFit.from_dict(_unclean(f)) for f in data["fits"]]
+        interp = {k: {"method": v["method"], "lam": v.get("lam")} for k, v in data["interpolation"].items()}
+        try:
+            return cls(
+                fits,
+                holdout=data["holdout"],
+                interpolation=interp,
+                selection=data["selection"],
+                settings=data["settings"],
+                comb_domain=data["comb_domain"],
+                version=data["bumphunt_version"],
+                created=data["created"],
+            )
+        except (ValueError, KeyError) as exc:
+            raise SignalModelFormatError(f"{source}: invalid signal model: {exc}") from exc
+
+
+def _scalar(a: NDArray) -> Any:
+    return float(a) if np.ndim(a) == 0 else a
+
+
+def _in(m: float, masses: Sequence[float]) -> bool:
+    return any(abs(m - h) <= 1e-9 * max(1.0, abs(m)) for h in masses)
+
+
+def _clean(obj: Any) -> Any:
+    """NaN -> None for JSON (only allowed in entries of masses that were not fitted)."""
+    if isinstance(obj, float):
+        return None if not math.isfinite(obj) else obj
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+_FIT_NUMBERS = ("chi2", "pvalue", "edm")
+
+
+def _unclean(d: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(d)
+    for k in _FIT_NUMBERS:
+        if out.get(k) is None:
+            out[k] = math.nan
+    out["window"] = [math.nan if v is None else v for v in out.get("window", [None, None])]
+    return out
+
+
+_TOP_KEYS = {
+    "format": str,
+    "schema_version": int,
+    "bumphunt_version": str,
+    "created": str,
+    "selection": dict,
+    "settings": dict,
+    "comb_domain": (int, float),
+    "mass_range": list,
+    "holdout": list,
+    "interpolation": dict,
+    "fits": list,
+}
+_FIT_KEYS = ("mass", "n_generated", "status", "params", "errors", "fixed", "window", "eff_tm", "eff_tm_err", "eff_total", "eff_total_err")
+_PARAM_KEYS = ("mu", "sigma", "alpha_l", "n_l", "alpha_r", "n_r", "comb_fraction", "comb_slope")
+
+
+def _validate(data: Mapping[str, Any], source: str) -> None:
+    def fail(msg: str) -> None:
+        raise SignalModelFormatError(f"{source}: {msg}")
+
+    if not isinstance(data, Mapping):
+        fail(f"top level must be a JSON object, got {type(data).__name__}")
+    for key, typ in _TOP_KEYS.items():
+        if key not in data:
+            fail(f"missing key {key!r}")
+        if not isinstance(data[key], typ) or isinstance(data[key], bool):
+            fail(f"key {key!r} has type {type(data[key]).__name__}, expected {typ}")
+    if data["format"] != FORMAT_NAME:
+        fail(f"key 'format' is {data['format']!r}, expected {FORMAT_NAME!r}")
+    if data["schema_version"] > SCHEMA_VERSION or data["schema_version"] < 1:
+        fail(f"key 'schema_version' is {data['schema_version']}, this version reads 1..{SCHEMA_VERSION}")
+    if not (isinstance(data["comb_domain"], (int, float)) and math.isfinite(data["comb_domain"]) and data["comb_domain"] > 0):
+        fail(f"key 'comb_domain' must be a positive number, got {data['comb_domain']!r}")
+    for name in CURVES:
+        spec = data["interpolation"].get(name)
+        if spec is None:
+            fail(f"missing key 'interpolation.{name}'")
+        if spec.get("method") not in ("pchip", "smoothing", "linear", "constant"):
+            fail(f"key 'interpolation.{name}.method' is {spec.get('method')!r}")
+        if spec.get("method") == "smoothing" and not (isinstance(spec.get("lam"), (int, float)) and math.isfinite(spec["lam"]) and spec["lam"] > 0):
+            fail(f"key 'interpolation.{name}.lam' must be a positive number for a smoothing spline, got {spec.get('lam')!r}")
+    masses = []
+    for i, f in enumerate(data["fits"]):
+        where = f"fits[{i}]"
+        if not isinstance(f, Mapping):
+            fail(f"{where} must be an object")
+        for key in _FIT_KEYS:
+            if key not in f:
+                fail(f"missing key '{where}.{key}'")
+        if not isinstance(f["mass"], (int, float)) or not math.isfinite(f["mass"]):
+            fail(f"key '{where}.mass' must be a finite number, got {f['mass']!r}")
+        masses.append(float(f["mass"]))
+        if f["status"] not in ("ok", "failed", "skipped"):
+            fail(f"key '{where}.status' is {f['status']!r}, expected 'ok', 'failed' or 'skipped'")
+        if f["status"] != "ok":
+            continue
+        for group in ("params", "errors"):
+            for p in _PARAM_KEYS:
+                v = f[group].get(p)
+                if v is None:
+                    fail(f"missing or null key '{where}.{group}.{p}' (mass {f['mass']} GeV)")
+                if not isinstance(v, (int, float)) or not math.isfinite(v):
+                    fail(f"key '{where}.{group}.{p}' must be a finite number, got {v!r} (mass {f['mass']} GeV)")
+        for key in ("eff_tm", "eff_tm_err", "eff_total", "eff_total_err", "n_generated"):
+            v = f[key]
+            if v is None or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                fail(f"key '{where}.{key}' must be a finite non-negative number, got {v!r} (mass {f['mass']} GeV)")
+        try:
+            SignalShape(comb_domain=float(data["comb_domain"]), **{p: float(f["params"][p]) for p in _PARAM_KEYS})
+        except ShapeError as exc:
+            fail(f"'{where}.params' is not a valid shape: {exc}")
+    if np.any(np.diff(masses) <= 0):
+        fail(f"key 'fits' must be sorted by strictly increasing mass, got masses {masses}")
+    for h in data["holdout"]:
+        if not isinstance(h, (int, float)) or not math.isfinite(h):
+            fail(f"key 'holdout' must hold finite masses, got {h!r}")
+
+
+def build_signal_model(
+    mgg: ArrayLike,
+    truth_match: ArrayLike,
+    mc_ma: ArrayLike,
+    *,
+    n_generated: Mapping[float, int],
+    weights: ArrayLike | None = None,
+    holdout: Sequence[float] = (),
+    n_fixed: Sequence[str] = ("n_l", "n_r"),
+    fixed_values: Mapping[str, float] | None = None,
+    half_width: float = 20.0,
+    min_events: int = 100,
+    interpolation: Mapping[str, Mapping[str, Any]] | None = None,
+    selection: Mapping[str, Any] | None = None,
+    fitter: Any = None,
+    progress: Any = None,
+) -> SignalModel:
+    """Calibrate every generated mass with zfit and interpolate in mass.
+
+    Parameters
+    ----------
+    mgg, truth_match, mc_ma : array-like (n,)
+        Selected signal-MC candidates: diphoton mass (GeV), truth-match flag,
+        generated ALP mass of the event (GeV).
+    n_generated : mapping float -> int
+        Generated events per mass (efficiency denominator).
+    weights : array-like (n,), optional
+        Candidate weights.
+    holdout : sequence of float
+        Generated masses fitted but not used in the interpolation (closure tests).
+    n_fixed : sequence of str
+        Shape parameters fixed in the per-mass fits (default the tail
+        exponents ``n_l``, ``n_r``); their values come from ``fixed_values`` or
+        a pre-pass fit at a few masses with them floating.
+    half_width : float
+        Fit range and Chebyshev domain, in units of sigma.
+    min_events : int
+        Masses with fewer truth-matched candidates are skipped with a warning.
+    interpolation : mapping, optional
+        Per-quantity ``{"method": "pchip"|"smoothing"|"linear"|"constant", "lam": ...}``;
+        default chooses by cross-validation.
+    selection : mapping, optional
+        Free-form description of the selection / working point.
+    fitter : CalibrationFitter, optional
+        Reuse a compiled zfit fitter.
+    progress : callable, optional
+        Wraps the iterable over masses (progress bar).
+    """
+    from .calibration import calibrate
+
+    fits = calibrate(
+        mgg,
+        truth_match,
+        mc_ma,
+        n_generated=n_generated,
+        weights=weights,
+        fixed=tuple(n_fixed),
+        fixed_values=fixed_values,
+        half_width=half_width,
+        min_events=min_events,
+        fitter=fitter,
+        progress=progress,
+    )
+    fixed_used = {k: fits_value(fits, k) for k in n_fixed}
+    settings = {
+        "half_width": half_width,
+        "fixed": list(n_fixed),
+        "fixed_values": fixed_used,
+        "min_events": min_events,
+        "fit_params": list(FIT_PARAMS),
+        "minimiser": "zfit.minimize.Minuit",
+    }
+    holdout = [float(h) for h in holdout]
+    fitted = {f.mass for f in fits}
+    missing = [h for h in holdout if not _in(h, list(fitted))]
+    if missing:
+        raise ShapeError(f"holdout mass(es) {missing} GeV are not among the generated masses {sorted(fitted)[:10]}...")
+    return SignalModel(fits, holdout=holdout, interpolation=interpolation, selection=selection, settings=settings, comb_domain=half_width)
+
+
+def fits_value(fits: Sequence[MassFit], key: str) -> float | None:
+    for f in fits:
+        if f.ok:
+            return float(f.params[key])
+    return None
