@@ -40,7 +40,9 @@ __all__ = [
     "chebyshev_integrals",
     "signal_pdf",
     "build_design",
+    "build_asimov_design",
     "quadrature_nodes",
+    "moment_layout",
 ]
 
 
@@ -124,45 +126,92 @@ def signal_pdf(x: NDArray, sh: ShapeArrays, lo: NDArray, hi: NDArray) -> NDArray
     return out
 
 
+def moment_layout(order: int) -> tuple[int, NDArray, NDArray]:
+    """Row layout of the moment matrix and the Hessian assembly indices.
+
+    Rows of ``M`` (per event): ``s, T_0..T_p, s T_1..s T_p, T_{p+1}..T_{2p}, s^2``
+    (``R = 3p + 3`` rows). The first ``P = p + 2`` rows are the design matrix
+    ``F`` (``lambda = theta . F``). Because ``T_j T_k = (T_{j+k} + T_{|j-k|}) / 2``,
+    every entry of the Hessian ``sum_i w_i F_i F_i^T / lambda_i^2`` is half
+    the sum of two rows of ``M @ (w / lambda^2)``: ``H = (h[A] + h[B]) / 2``.
+    """
+    p = order
+    P = p + 2
+    R = 3 * p + 3
+
+    def t_row(m: int) -> int:
+        return 1 + m if m <= p else p + 1 + m
+
+    def st_row(kk: int) -> int:
+        return 0 if kk == 0 else p + 1 + kk
+
+    A = np.empty((P, P), int)
+    B = np.empty((P, P), int)
+    A[0, 0] = B[0, 0] = R - 1
+    for kk in range(p + 1):
+        A[0, 1 + kk] = B[0, 1 + kk] = A[1 + kk, 0] = B[1 + kk, 0] = st_row(kk)
+        for j in range(p + 1):
+            A[1 + j, 1 + kk] = t_row(j + kk)
+            B[1 + j, 1 + kk] = t_row(abs(j - kk))
+    return R, A, B
+
+
 @dataclass
 class Design:
-    """Design matrices of a batch of hypotheses (one window each).
+    """Moment matrices of a batch of hypotheses (one window each).
 
     Attributes
     ----------
-    F : ndarray (k, P, n)
-        ``F[j, 0] = s(x)`` (signal density), ``F[j, 1+k] = T_k(x')``.
+    M : ndarray (k, R, n)
+        Per-event moment rows (see ``moment_layout``); ``M[:, :P]`` is the
+        design matrix ``F`` with ``F[j, 0] = s(x)`` (signal density, 1/GeV)
+        and ``F[j, 1+k] = T_k(x')``.
     w : ndarray (k, n)
         Event weights (1 for data events, 0 for padding; quadrature weight
         times expected density for an Asimov set).
-    sw : ndarray (k, n)
-        ``sqrt(w)``.
     integ : ndarray (k, P)
-        Integrals of the columns of F over the window (``[1, I_0, ..., I_p]``).
+        Integrals of the rows of F over the window (``[1, I_0, ..., I_p]``).
     lo, hi : ndarray (k,)
         Windows in GeV.
     n_events : ndarray (k,)
-        Number of real events (sum of weights for data).
+        Number of real events.
+    unit_weights : bool
+        All weights are 0 or 1 (data): the damped Newton step of
+        self-concordant functions applies.
     """
 
-    F: NDArray
+    M: NDArray
     w: NDArray
-    sw: NDArray
     integ: NDArray
     lo: NDArray
     hi: NDArray
     n_events: NDArray
+    unit_weights: bool = True
 
     @property
     def k(self) -> int:
-        return self.F.shape[0]
+        return self.M.shape[0]
 
     @property
     def n_par(self) -> int:
-        return self.F.shape[1]
+        return self.integ.shape[1]
+
+    @property
+    def F(self) -> NDArray:
+        return self.M[:, : self.n_par, :]
+
+    @property
+    def order(self) -> int:
+        return self.n_par - 2
 
     def take(self, idx: ArrayLike) -> "Design":
-        return Design(self.F[idx], self.w[idx], self.sw[idx], self.integ[idx], self.lo[idx], self.hi[idx], self.n_events[idx])
+        return Design(self.M[idx], self.w[idx], self.integ[idx], self.lo[idx], self.hi[idx], self.n_events[idx], self.unit_weights)
+
+    def with_weights(self, w: NDArray) -> "Design":
+        return Design(self.M, w, self.integ, self.lo, self.hi, self.n_events, False)
+
+    def tile(self, m: int) -> "Design":
+        return Design(np.tile(self.M, (m, 1, 1)), np.tile(self.w, (m, 1)), np.tile(self.integ, (m, 1)), np.tile(self.lo, m), np.tile(self.hi, m), np.tile(self.n_events, m), self.unit_weights)
 
 
 def _integrals(lo: NDArray, hi: NDArray, order: int) -> NDArray:
@@ -173,13 +222,33 @@ def _integrals(lo: NDArray, hi: NDArray, order: int) -> NDArray:
     return integ
 
 
-def _fill_design(x: NDArray, w: NDArray, sh: ShapeArrays, lo: NDArray, hi: NDArray, order: int) -> NDArray:
+def _fill_design(x: NDArray, sh: ShapeArrays, lo: NDArray, hi: NDArray, order: int) -> NDArray:
     k, n = x.shape
-    F = np.empty((k, order + 2, n))
-    F[:, 0, :] = signal_pdf(x, sh, lo, hi)
+    p = order
+    R, _, _ = moment_layout(p)
+    M = np.empty((k, R, n))
+    sig = signal_pdf(x, sh, lo, hi)
+    M[:, 0, :] = sig
     xp = (2.0 * x - (lo + hi)[:, None]) / (hi - lo)[:, None]
-    F[:, 1:, :] = np.moveaxis(chebyshev_basis(xp, order), 0, 1)
-    return F
+    T = M[:, 1 : p + 2, :]
+    T[:, 0] = 1.0
+    if p >= 1:
+        T[:, 1] = xp
+    for m in range(2, p + 1):
+        np.multiply(2.0 * xp, T[:, m - 1], out=T[:, m])
+        T[:, m] -= T[:, m - 2]
+    for kk in range(1, p + 1):
+        np.multiply(sig, T[:, kk], out=M[:, p + 1 + kk])
+    # higher Chebyshev terms T_{p+1}..T_{2p} continue the recursion
+    prev2 = M[:, p, :] if p >= 1 else None
+    prev1 = M[:, p + 1, :]
+    for m in range(p + 1, 2 * p + 1):
+        row = M[:, p + 1 + m]
+        np.multiply(2.0 * xp, prev1, out=row)
+        row -= prev2
+        prev2, prev1 = prev1, row
+    np.multiply(sig, sig, out=M[:, R - 1])
+    return M
 
 
 def build_design(
@@ -217,8 +286,8 @@ def build_design(
     # empty windows: put the padding event in the middle of the window
     x = np.where(counts[:, None] > 0, x, 0.5 * (lo + hi)[:, None])
     w = valid.astype(float)
-    F = _fill_design(x, w, sh, lo, hi, order)
-    return Design(F=F, w=w, sw=w, integ=_integrals(lo, hi, order), lo=lo, hi=hi, n_events=counts.astype(int))
+    M = _fill_design(x, sh, lo, hi, order)
+    return Design(M=M, w=w, integ=_integrals(lo, hi, order), lo=lo, hi=hi, n_events=counts.astype(int), unit_weights=True)
 
 
 #: break points of the composite Gauss-Legendre rule, in units of sigma around the peak
@@ -264,5 +333,5 @@ def build_asimov_design(sh: ShapeArrays, lo: NDArray, hi: NDArray, order: int, *
     Returns the design (with ``w`` = quadrature weights) and the node positions.
     """
     x, wq = quadrature_nodes(sh, lo, hi, n_gl=n_gl)
-    F = _fill_design(x, wq, sh, lo, hi, order)
-    return Design(F=F, w=wq, sw=np.sqrt(wq), integ=_integrals(lo, hi, order), lo=lo, hi=hi, n_events=np.zeros(len(lo), int)), x
+    M = _fill_design(x, sh, lo, hi, order)
+    return Design(M=M, w=wq, integ=_integrals(lo, hi, order), lo=lo, hi=hi, n_events=np.zeros(len(lo), int), unit_weights=False), x

@@ -31,17 +31,18 @@ zfit + Minuit.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .model import Design
+from .model import Design, moment_layout
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NewtonResult", "minimise", "linear_lambda"]
+__all__ = ["NewtonResult", "minimise", "linear_lambda", "start_values"]
 
 
 @dataclass
@@ -74,6 +75,43 @@ def _mu_of(p0: NDArray, mode: str, c: NDArray | None, a: NDArray | None, kind: s
     return m, c * a, np.zeros_like(p0)
 
 
+@functools.lru_cache(maxsize=16)
+def _legendre_in_chebyshev(p: int) -> NDArray:
+    """Matrix L with P_l = sum_m L[l, m] T_m (l, m = 0..p)."""
+    L = np.zeros((p + 1, p + 1))
+    for ell in range(p + 1):
+        coef = np.polynomial.Legendre.basis(ell).convert(kind=np.polynomial.Chebyshev).coef
+        L[ell, : len(coef)] = coef
+    return L
+
+
+def _initial_background(design: Design) -> NDArray:
+    """Background start values from the Legendre moments of the events (orthogonal projection).
+
+    Returns beta (k, p+1) in events/GeV; rows whose projection is not positive
+    at every event are replaced later by a flat start.
+    """
+    p = design.order
+    S = np.einsum("kmn,kn->km", design.M[:, 1 : p + 2, :], design.w)  # sum_i T_m(x'_i)
+    L = _legendre_in_chebyshev(p)
+    c = (2 * np.arange(p + 1) + 1) / 2.0 * (S @ L.T)  # Legendre coefficients of the density in x'
+    b = c @ L  # Chebyshev coefficients
+    return b * (2.0 / (design.hi - design.lo))[:, None]
+
+
+def start_values(design: Design) -> NDArray:
+    """Unconditional start: no signal, background from the event moments (flat if not positive)."""
+    k, P = design.k, design.n_par
+    th = np.zeros((k, P))
+    th[:, 1:] = _initial_background(design)
+    lam = linear_lambda(design.F, th)
+    bad = ~(lam.min(axis=1) > 0)
+    if np.any(bad):
+        th[bad, 1:] = 0.0
+        th[bad, 1] = np.maximum(design.w[bad].sum(axis=1), 1.0) / (design.hi - design.lo)[bad]
+    return th
+
+
 def minimise(
     design: Design,
     theta0: NDArray,
@@ -83,19 +121,31 @@ def minimise(
     syst_a: NDArray | None = None,
     syst_kind: str = "lognormal",
     max_iter: int = 60,
-    tol: float = 1e-10,
+    tol: float = 1e-9,
 ) -> NewtonResult:
     """Minimise the NLL of every hypothesis in ``design`` from ``theta0`` (k, P).
 
     See the module docstring for ``mode``. In "fixed" mode ``theta0[:, 0]`` is
     the fixed signal yield; in "syst" mode ``theta0[:, 0]`` is the starting
     nuisance value and ``syst_c`` (k,) the nominal yield.
+
+    Step control: for data (unit weights) outside "syst" mode the NLL is a
+    standard self-concordant function and the damped Newton step
+    ``t = 1/(1 + delta)`` (``delta^2`` the Newton decrement; full steps once
+    ``delta < 0.5``) is guaranteed feasible and decreasing, so no NLL
+    evaluation is needed inside the loop. Otherwise (Asimov weights,
+    systematics) a backtracking line search keeps ``lambda > 0`` and enforces
+    an Armijo decrease.
     """
-    F, w, sw, integ = design.F, design.w, design.sw, design.integ
-    k, P, _ = F.shape
+    M, w, integ = design.M, design.w, design.integ
+    k, R, n = M.shape
+    P = design.n_par
+    F = M[:, :P, :]
+    _, A, B = moment_layout(design.order)
     p = np.array(theta0, dtype=float, copy=True)
     if mode == "syst" and (syst_c is None or syst_a is None):
         raise ValueError("mode='syst' needs syst_c and syst_a")
+    damped = design.unit_weights and mode != "syst"
     eye = np.eye(P)
 
     def lin(pp: NDArray) -> tuple[NDArray, NDArray, NDArray, NDArray]:
@@ -118,25 +168,27 @@ def minimise(
     bad = ~(lam_min > 0)
     if np.any(bad):
         span = np.maximum(design.hi - design.lo, 1e-12)
-        scale = np.maximum(np.abs(integ[:, 1:] * tl[:, 1:]).sum(axis=1) + np.abs(m) + 1.0, 1.0) / span
+        scale = (np.abs(integ[:, 1:] * tl[:, 1:]).sum(axis=1) + np.abs(m) + 1.0) / span
         shift = np.where(bad, np.nan_to_num(-lam_min, nan=0.0, posinf=0.0, neginf=0.0) + 0.1 * scale, 0.0)
         p[:, 1] += shift
         tl[:, 1] += shift
         lam = lam + shift[:, None]
-    nll = nll_of(tl, lam, p)
+    nll = None if damped else nll_of(tl, lam, p)
     converged = np.zeros(k, dtype=bool)
-    stuck = np.zeros(k, dtype=bool)  # no further decrease possible at numerical precision
+    stuck = np.zeros(k, dtype=bool)
+    V = np.empty((k, 2, n))
     g = np.zeros((k, P))
     H = np.tile(eye, (k, 1, 1))
     g_lin = np.zeros((k, P))
     H_lin = np.zeros((k, P, P))
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        r = w / lam
-        q = sw / lam
-        g_lin = integ - np.matmul(F, r[:, :, None])[:, :, 0]
-        G = F * q[:, None, :]
-        H_lin = np.matmul(G, np.swapaxes(G, 1, 2))
+        np.divide(w, lam, out=V[:, 0])
+        np.divide(V[:, 0], lam, out=V[:, 1])
+        mom = np.matmul(M, np.swapaxes(V, 1, 2))  # (k, R, 2)
+        g_lin = integ - mom[:, :P, 0]
+        h = mom[:, :, 1]
+        H_lin = 0.5 * (h[:, A] + h[:, B])
         g = g_lin.copy()
         H = H_lin.copy()
         if mode == "fixed":
@@ -168,13 +220,31 @@ def minimise(
             dg = -g / np.maximum(diag, 1e-300)
             d = np.where(nondescent[:, None], dg, d)
             dec = -np.einsum("kp,kp->k", g, d)
-        converged = (dec < tol) | (np.abs(dec) < 1e-14 * np.maximum(np.abs(nll), 1.0)) | stuck
-        if np.all(converged):
+        finished = (dec < tol) | stuck
+        converged = finished
+        active = ~finished
+        if damped:
+            # the step at dec < tol is still taken (it costs nothing and squares the error)
+            delta = np.sqrt(np.maximum(dec, 0.0))
+            t = np.where(delta > 0.5, 1.0 / (1.0 + delta), 1.0)
+            p = p + t[:, None] * d
+            tl, m, dm, d2m = lin(p)
+            lam = linear_lambda(F, tl)
+            if np.all(finished):
+                break
+            neg = ~(lam.min(axis=1) > 0)
+            if np.any(neg):  # cannot happen in exact arithmetic; undo and halve
+                p = np.where(neg[:, None], p - 0.5 * t[:, None] * d, p)
+                tl, m, dm, d2m = lin(p)
+                lam = linear_lambda(F, tl)
+                stuck |= neg & (dec < 1e-6)
+            continue
+        if np.all(finished):
             break
-        active = ~converged
         # line search: full step, halved until feasible and not increasing the NLL
         t = np.where(active, 1.0, 0.0)
         Fdb = linear_lambda(F[:, 1:, :], d[:, 1:])
+        ok = ~active
         for _ in range(60):
             p_t = p + t[:, None] * d
             tl_t, m_t, _, _ = lin(p_t)
@@ -186,7 +256,7 @@ def minimise(
             if np.all(ok):
                 break
             t = np.where(ok, t, 0.5 * t)
-        # accept the steps that passed; the others keep their point (t -> 0)
+        # accept the steps that passed; the others keep their point
         p = np.where(ok[:, None], p_t, p)
         lam = np.where(ok[:, None], lam_t, lam)
         nll = np.where(ok, nll_t, nll)
@@ -195,4 +265,6 @@ def minimise(
         stuck |= stalled & (dec < 1e-6)
     else:
         logger.debug("Newton: %d of %d hypotheses not converged after %d iterations", int((~converged).sum()), k, max_iter)
+    if damped or nll is None:
+        nll = nll_of(tl, lam, p)
     return NewtonResult(theta=p, mu=m, nll=nll, hess=H, grad_lin=g_lin, hess_lin=H_lin, converged=converged, n_iter=n_iter)

@@ -37,7 +37,7 @@ from scipy.special import ndtri
 
 from .asymptotic import N_SIGMA, cls_asymptotic, expected_band_targets, q_tilde, z_from_q0
 from .model import Design, ShapeArrays, build_asimov_design
-from .newton import NewtonResult, linear_lambda, minimise
+from .newton import NewtonResult, linear_lambda, minimise, start_values
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +45,8 @@ __all__ = ["Batch", "BatchFit", "initial_theta"]
 
 
 def initial_theta(design: Design) -> NDArray:
-    """Start values: no signal, flat background with the observed number of events."""
-    k, P = design.k, design.n_par
-    th = np.zeros((k, P))
-    width = design.hi - design.lo
-    th[:, 1] = np.maximum(design.w.sum(axis=1), 1.0) / width
-    return th
+    """Start values: no signal, background from the event moments."""
+    return start_values(design)
 
 
 def _cov00(H: NDArray) -> NDArray:
@@ -116,8 +112,8 @@ class Batch:
         if np.any(bad):  # retry from a different start with more iterations
             idx = np.flatnonzero(bad)
             sub = d.take(idx)
-            th = initial_theta(sub)
-            th[:, 1] *= 2.0
+            th = np.zeros((sub.k, sub.n_par))
+            th[:, 1] = 2.0 * np.maximum(sub.w.sum(axis=1), 1.0) / (sub.hi - sub.lo)
             retry = minimise(sub, th, mode="free", max_iter=4 * max_iter)
             better = retry.converged | (retry.nll < hat.nll[idx])
             _merge(hat, retry, idx, better)
@@ -164,7 +160,7 @@ class Batch:
             th0 = self._asimov_theta0()
             lam0 = np.maximum(linear_lambda(base.F, th0), 0.0)
             w = base.w * lam0
-            self._asimov = Design(base.F, w, np.sqrt(w), base.integ, base.lo, base.hi, base.n_events)
+            self._asimov = base.with_weights(w)
             lam = np.maximum(lam0, 1e-300)
             self._asimov_nll0 = np.einsum("kp,kp->k", base.integ, th0) - np.einsum("kn,kn->k", w, np.log(lam))
         return self._asimov
@@ -178,7 +174,7 @@ class Batch:
         d = self.asimov_design()
         th0 = self._asimov_theta0()
         lam = np.maximum(linear_lambda(d.F, th0), 1e-300)
-        G = d.F * (d.sw / lam)[:, None, :]
+        G = d.F * (np.sqrt(d.w) / lam)[:, None, :]
         H = np.matmul(G, np.swapaxes(G, 1, 2))
         s = np.sqrt(np.abs(_cov00(H)))
         if scale is not None:
@@ -248,10 +244,12 @@ class Batch:
         target = ndtri(alpha)
         mu_hat = bf.mu_hat / sc
         sig = np.where(np.isfinite(bf.mu_err), bf.mu_err, self.asimov_sigma() * 1.0) / sc
-        mh = np.maximum(mu_hat, 0.0)
         from scipy.special import ndtr
 
-        x = mh + sig * ndtri(1.0 - alpha * ndtr(mh / np.maximum(sig, 1e-300)))
+        # Gaussian approximation (q~ = (x - mu_hat)^2 / sigma^2, q_A = x^2 / sigma^2): in both regimes
+        # CLs = Phi(-(x - mu_hat)/sigma) / Phi(mu_hat/sigma), which gives the start value
+        sg = np.maximum(sig, 1e-300)
+        x = mu_hat + sg * ndtri(1.0 - alpha * ndtr(mu_hat / sg))
         x = np.where(np.isfinite(x) & (x > 0), x, np.maximum(2.0 * sig, 1e-6))
         start = bf.hat.theta.copy()
         if syst is not None:
@@ -263,12 +261,14 @@ class Batch:
             h = ndtri(np.clip(cls, 1e-300, 1.0 - 1e-16)) - target
             return h, _with_mu0(c.theta, st) if syst is not None else c.theta, _with_mu0(a.theta, sta) if syst is not None else a.theta
 
-        # bracket [a, b] with h(a) > 0 > h(b); CLs(0) = 1 so a = 0 is always a valid lower end
+        # h(x) = probit(CLs(x)) - probit(1 - cl) decreases with x, with slope ~ -1/sigma.
+        # Safeguarded secant: keep a bracket [a, b] with h(a) > 0 > h(b) (a = 0 is always valid
+        # since CLs(0) = 1); steps that leave the bracket are replaced by bisection, and without
+        # an upper end the step grows until CLs crosses, so a limit is never missing.
         a_x = np.zeros(k)
-        a_h = np.full(k, np.inf)  # unknown (h(0) = +inf)
         b_x = np.full(k, np.inf)
-        b_h = np.full(k, -np.inf)
-        last = np.zeros(k, int)
+        x_prev = np.full(k, np.nan)
+        h_prev = np.full(k, np.nan)
         done = np.zeros(k, bool)
         h = np.zeros(k)
         for _ in range(max_iter):
@@ -278,25 +278,24 @@ class Batch:
             start = np.where(act[:, None], st_new, start)
             start_a = np.where(act[:, None], sta_new, start_a)
             pos = h > 0
-            # Illinois: when the same end moves twice in a row, halve the other end's h
-            b_h = np.where(act & pos & (last == 1) & np.isfinite(b_x), 0.5 * b_h, b_h)
-            a_h = np.where(act & ~pos & (last == -1) & np.isfinite(a_h), 0.5 * a_h, a_h)
-            a_x = np.where(act & pos, x, a_x)
-            a_h = np.where(act & pos, h, a_h)
-            b_x = np.where(act & ~pos, x, b_x)
-            b_h = np.where(act & ~pos, h, b_h)
-            last = np.where(act, np.where(pos, 1, -1), last)
+            a_x = np.where(act & pos, np.maximum(a_x, x), a_x)
+            b_x = np.where(act & ~pos, np.minimum(b_x, x), b_x)
             done |= np.abs(h) < htol
             have_b = np.isfinite(b_x)
             done |= have_b & (np.abs(b_x - a_x) <= rtol * np.maximum(np.abs(b_x), 1e-12))
             if np.all(done):
                 break
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                fp = (a_x * b_h - b_x * a_h) / (b_h - a_h)
-            mid = 0.5 * (a_x + b_x)
-            fp = np.where(np.isfinite(a_h) & np.isfinite(fp) & (fp > a_x) & (fp < b_x), fp, mid)
-            up = np.maximum(2.0 * x, 1e-9)
-            x = np.where(done, x, np.where(have_b, fp, up))
+                slope = (h - h_prev) / (x - x_prev)
+                slope = np.where(np.isfinite(slope) & (slope < 0), slope, -1.0 / sg)
+                step = -h / slope
+            step = np.clip(step, -0.8 * x, 4.0 * np.maximum(x, sg))
+            x_new = x + step
+            inside = (x_new > a_x) & (x_new < b_x)
+            x_new = np.where(inside, x_new, np.where(have_b, 0.5 * (a_x + b_x), np.maximum(2.0 * x, x + sg)))
+            x_prev = np.where(act, x, x_prev)
+            h_prev = np.where(act, h, h_prev)
+            x = np.where(done, x, x_new)
         result = np.where(np.abs(h) < htol, x, np.where(np.isfinite(b_x), 0.5 * (a_x + b_x), x))
         return result, done
 
@@ -312,10 +311,7 @@ class _RepeatedBatch:
     """m stacked copies of a batch's Asimov set (expected band positions in one solve)."""
 
     def __init__(self, batch: Batch, m: int) -> None:
-        d = batch.asimov_design()
-        self.design = Design(
-            np.tile(d.F, (m, 1, 1)), np.tile(d.w, (m, 1)), np.tile(d.sw, (m, 1)), np.tile(d.integ, (m, 1)), np.tile(d.lo, m), np.tile(d.hi, m), np.tile(d.n_events, m)
-        )
+        self.design = batch.asimov_design().tile(m)
         self.nll0 = np.tile(batch._asimov_nll0, m)
 
     def q_asimov(self, poi: NDArray, *, scale: NDArray, syst: Syst | None, start: NDArray) -> tuple[NDArray, NewtonResult]:
