@@ -375,7 +375,7 @@ def _linearise(E: NDArray, st: NDArray, ct: NDArray, sp: NDArray, cp: NDArray, V
         S = [s + Vb[a, b] for s, (a, b) in zip(S, _SIDX)]
     L, ok = _chol4(S)
     D = (DxE, DyE, ct, Dxt, Dyt, Dzt, Dxp, Dyp)
-    G = ((GxE, Gxt, Gxp), (GyE, Gyt, Gyp), (GzE, Gzt, Gzp), (VEE, VEt, VEp))
+    G = ((GxE, Gxt, Gxp), (GyE, Gyt, Gyp), (GzE, Gzt, Gzp), (VEE, None, None) if diag else (VEE, VEt, VEp))
     return H, D, G, L, ok
 
 
@@ -476,8 +476,8 @@ def _fit_chunk(
             Hc = tuple(H[k] - vbl[k] for k in range(4))  # constraint residual incl. the beam shift
         else:
             Hc = H
-        xH = _bwd4(L, *_fwd4(L, *Hc))
-        h = Hc[0] * xH[0] + Hc[1] * xH[1] + Hc[2] * xH[2] + Hc[3] * xH[3]
+        yH = _fwd4(L, *Hc)  # h = H^T S^-1 H = |L^-1 H|^2
+        h = yH[0] * yH[0] + yH[1] * yH[1] + yH[2] * yH[2] + yH[3] * yH[3]
         bad = ~ok
         any_bad = bool(bad.any())
         # --- step control: reject points whose constraint violation grew --------
@@ -489,13 +489,14 @@ def _fit_chunk(
             if rej.any():
                 reject = rej
         # --- linearised solution -------------------------------------------------
-        dE = E0 - E
-        dt = th0 - th
-        dp = ph0 - ph
-        r = _apply_D(D, dE, dt, dp)
-        r = tuple(r[k] + H[k] for k in range(4))
-        lam = _bwd4(L, *_fwd4(L, *r))
-        chi2_new = r[0] * lam[0] + r[1] * lam[1] + r[2] * lam[2] + r[3] * lam[3]
+        if it == 0:  # linearised at the measurement: r = H
+            r = H
+        else:
+            r = _apply_D(D, E0 - E, th0 - th, ph0 - ph)
+            r = tuple(r[k] + H[k] for k in range(4))
+        yr = _fwd4(L, *r)
+        lam = _bwd4(L, *yr)
+        chi2_new = yr[0] * yr[0] + yr[1] * yr[1] + yr[2] * yr[2] + yr[3] * yr[3]  # = r^T S^-1 r
         sE, sT, sP = _apply_GT(G, lam)
         nE = E0 - sE
         nT = th0 - sT

@@ -310,3 +310,14 @@ def test_cli_kinfit_and_calibrate(tmp_path) -> None:
     assert abs(model.energy_scale[2] - 1.3) < 4 * err
     r = runner.invoke(cli, ["kinfit", str(tmp_path / "sig_3g.root"), "--out", str(tmp_path / "fit2.root"), "--pcm", str(tmp_path / "pcm.json")])
     assert r.exit_code == 0, r.output
+
+
+def test_max_iter_exhausted_is_flagged() -> None:
+    ev = three_photon_sample(100, beam=BEAM, rng=np.random.default_rng(40))
+    res = _fit(ev, max_iter=1)
+    assert not res.converged.any()
+    assert (res.status == kinfit.MAX_ITER).all()
+    assert all("max_iter" in r for r in res.reason)
+    assert (res.n_iter == 1).all()
+    np.testing.assert_array_equal(res.E, ev["E"])  # measured values returned, flagged
+    assert np.isinf(res.chi2).all() and (res.pvalue == 0).all()
