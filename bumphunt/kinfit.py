@@ -60,14 +60,19 @@ converged at linearisation point ``alpha_A`` when both
 
 The returned point is the solution of that last linearisation, whose own
 constraint residual is of second order in the (already tolerated) one. Events
-that have converged leave the working set, so only active events iterate.
+that have converged leave the working set, so only active events iterate
+(when only a small fraction finished in a pass they are masked out instead,
+which is cheaper than copying all the others). Typical events need three
+linearisations.
 
 Implementation note: the 3x3 and 4x4 algebra (Jacobian, ``D V0 D^T``, a 4x4
 Cholesky factorisation and triangular solves) is written out in closed form on
 component arrays of shape (3, m) / (m,) rather than calling ``np.linalg`` on
 stacks of tiny matrices: numpy's batched solvers pay a large per-matrix
 overhead for 4x4 systems, and this fit must run at ~10^6 events/s.
-Events are processed in cache-sized chunks.
+Events are processed in cache-sized chunks, and after the first
+linearisation sin/cos of the updated angles come from the angle-addition
+theorem with a short Taylor series of the (small) step.
 """
 
 from __future__ import annotations
