@@ -131,6 +131,7 @@ def evaluate_hypotheses(
     signal_scale_rel_unc: ArrayLike | None = None,
     syst_kind: str = "lognormal",
     engine: str = "vectorised",
+    bkg_fixed: ArrayLike | None = None,
     chunk_slots: int = _CHUNK_SLOTS,
     show_progress: bool | None = False,
 ) -> HypothesisTable:
@@ -161,6 +162,10 @@ def evaluate_hypotheses(
     engine : {"vectorised", "zfit"}
         ``"zfit"`` loops over hypotheses with the reference engine (slow;
         fits and limits via zfit + hepstats).
+    bkg_fixed : array (k, bkg_order+1), optional
+        Background coefficients ``beta_k`` (events/GeV of ``T_k(x')``) held
+        fixed, e.g. from ``fits.sideband.sideband_background``; only the
+        signal yield floats.
 
     Returns
     -------
@@ -190,6 +195,11 @@ def evaluate_hypotheses(
     if engine != "vectorised":
         raise FitInputError(f"engine: expected 'vectorised' or 'zfit', got {engine!r}")
 
+    bkg_fixed_arr = None
+    if bkg_fixed is not None:
+        bkg_fixed_arr = np.asarray(bkg_fixed, float).reshape(k, order + 1)
+        if not np.all(np.isfinite(bkg_fixed_arr)):
+            raise FitInputError("bkg_fixed: background coefficients must be finite")
     lo, hi = win[:, 0].copy(), win[:, 1].copy()
     sh = ShapeArrays.from_shapes(shapes) if k else None
     n_exp = len(N_SIGMA)
@@ -230,14 +240,15 @@ def evaluate_hypotheses(
         chunks.append(np.array(cur))
 
     for idx in chunks:
-        _evaluate_chunk(idx, x, sh, lo, hi, start, stop, order, cl, limits, expected, scale, syst, out, reasons)
+        bf_chunk = None if bkg_fixed_arr is None else bkg_fixed_arr[idx]
+        _evaluate_chunk(idx, x, sh, lo, hi, start, stop, order, cl, limits, expected, scale, syst, out, reasons, bf_chunk)
     return HypothesisTable(mass=sh.mu.copy(), window=win, reason=reasons, **out)
 
 
-def _evaluate_chunk(idx, x, sh, lo, hi, start, stop, order, cl, limits, expected, scale, syst, out, reasons) -> None:
+def _evaluate_chunk(idx, x, sh, lo, hi, start, stop, order, cl, limits, expected, scale, syst, out, reasons, bkg_fixed=None) -> None:
     shc = sh.take(idx)
     design = build_design(x, shc, lo[idx], hi[idx], order, index_range=(start[idx], stop[idx]))
-    batch = Batch(design, shc, order)
+    batch = Batch(design, shc, order, bkg_fixed=bkg_fixed)
     bf = batch.fit()
     integ = design.integ
     beta = bf.hat.theta[:, 1:]
@@ -308,6 +319,7 @@ def fit(
     *,
     bkg_order: int = DEFAULT_BKG_ORDER,
     engine: str = "vectorised",
+    bkg_fixed: ArrayLike | None = None,
 ) -> FitResult:
     """Extended unbinned fit of signal + Chebyshev background in one window.
 
@@ -339,7 +351,8 @@ def fit(
         return fit_zfit(x, shape, (lo, hi), bkg_order=bkg_order)
     if engine != "vectorised":
         raise FitInputError(f"engine: expected 'vectorised' or 'zfit', got {engine!r}")
-    t = evaluate_hypotheses(x, [shape], [[lo, hi]], bkg_order=bkg_order, limits=False, expected=False)
+    bf = None if bkg_fixed is None else np.asarray(bkg_fixed, float).reshape(1, -1)
+    t = evaluate_hypotheses(x, [shape], [[lo, hi]], bkg_order=bkg_order, limits=False, expected=False, bkg_fixed=bf)
     return _fit_result_from_table(t, 0, shape, bkg_order)
 
 
@@ -380,6 +393,7 @@ def upper_limit(
     n_toys: int = 1000,
     seed: int | None = 0,
     engine: str = "vectorised",
+    bkg_fixed: ArrayLike | None = None,
 ) -> LimitResult:
     """CLs upper limit (q~_mu) on the signal yield, or on the cross-section.
 
@@ -405,6 +419,8 @@ def upper_limit(
         grid of width scales with a Gaussian constraint.
     engine : {"vectorised", "zfit"}
         ``"zfit"`` uses zfit + hepstats' AsymptoticCalculator (slow, reference).
+    bkg_fixed : array (bkg_order+1,), optional
+        Fixed background coefficients (events/GeV), e.g. from a sideband fit.
 
     Returns
     -------
@@ -430,7 +446,8 @@ def upper_limit(
     scale = None if signal_scale is None else [float(signal_scale)]
     if rel_unc and signal_scale is None:
         scale = [1.0]
-    t = evaluate_hypotheses(x, [shape], [[lo, hi]], bkg_order=bkg_order, cl=cl, signal_scale=scale, signal_scale_rel_unc=rel_unc, syst_kind=syst_kind)
+    bf = None if bkg_fixed is None else np.asarray(bkg_fixed, float).reshape(1, -1)
+    t = evaluate_hypotheses(x, [shape], [[lo, hi]], bkg_order=bkg_order, cl=cl, signal_scale=scale, signal_scale_rel_unc=rel_unc, syst_kind=syst_kind, bkg_fixed=bf)
     f = _fit_result_from_table(t, 0, shape, bkg_order)
     if scale is not None:
         obs, exp, poi = float(t.ul_xsec_obs[0]), np.array(t.ul_xsec_exp[0]), ("xsec" if signal_scale is not None else "nsig")

@@ -122,12 +122,15 @@ def minimise(
     syst_kind: str = "lognormal",
     max_iter: int = 60,
     tol: float = 1e-9,
+    fix_bkg: bool = False,
 ) -> NewtonResult:
     """Minimise the NLL of every hypothesis in ``design`` from ``theta0`` (k, P).
 
     See the module docstring for ``mode``. In "fixed" mode ``theta0[:, 0]`` is
     the fixed signal yield; in "syst" mode ``theta0[:, 0]`` is the starting
-    nuisance value and ``syst_c`` (k,) the nominal yield.
+    nuisance value and ``syst_c`` (k,) the nominal yield. ``fix_bkg`` keeps
+    the background coefficients at their start values (background fixed, e.g.
+    from a sideband fit).
 
     Step control: for data (unit weights) outside "syst" mode the NLL is a
     standard self-concordant function and the damped Newton step
@@ -166,7 +169,14 @@ def minimise(
     # make the start feasible: raise the constant background term where needed
     lam_min = lam.min(axis=1)
     bad = ~(lam_min > 0)
-    if np.any(bad):
+    if np.any(bad) and fix_bkg:
+        # only the signal yield can move: raise it (or fail for a background that is not positive)
+        if mode == "free":
+            smin = np.where(bad, (-lam_min) / np.maximum(F[:, 0, :].min(axis=1), 1e-300), 0.0)
+            p[:, 0] += np.where(bad, smin * 1.01 + 1e-9, 0.0)
+            tl, m, dm, d2m = lin(p)
+            lam = linear_lambda(F, tl)
+    elif np.any(bad):
         span = np.maximum(design.hi - design.lo, 1e-12)
         scale = (np.abs(integ[:, 1:] * tl[:, 1:]).sum(axis=1) + np.abs(m) + 1.0) / span
         shift = np.where(bad, np.nan_to_num(-lam_min, nan=0.0, posinf=0.0, neginf=0.0) + 0.1 * scale, 0.0)
@@ -201,6 +211,13 @@ def minimise(
             H[:, 0, 1:] *= dm[:, None]
             H[:, 1:, 0] *= dm[:, None]
             H[:, 0, 0] = H_lin[:, 0, 0] * dm * dm + g_lin[:, 0] * d2m + 1.0
+        if fix_bkg:
+            g[:, 1:] = 0.0
+            H[:, 1:, :] = 0.0
+            H[:, :, 1:] = 0.0
+            H[:, range(1, P), range(1, P)] = 1.0
+            if mode == "fixed":
+                H[:, 0, 0] = 1.0
         # tiny relative ridge so that a degenerate batch member cannot break the batched solve
         diag = np.abs(np.diagonal(H, axis1=1, axis2=2))
         Hr = H + (1e-13 * diag + 1e-300)[:, :, None] * eye

@@ -95,8 +95,9 @@ class Syst:
 class Batch:
     """Fits and limits for a batch of hypotheses sharing one parameter layout."""
 
-    def __init__(self, design: Design, shapes: ShapeArrays, order: int, *, n_gl: int = 12) -> None:
+    def __init__(self, design: Design, shapes: ShapeArrays, order: int, *, n_gl: int = 12, bkg_fixed: NDArray | None = None) -> None:
         self.design = design
+        self.bkg_fixed = None if bkg_fixed is None else np.asarray(bkg_fixed, float).reshape(design.k, order + 1)
         self.shapes = shapes
         self.order = order
         self.n_gl = n_gl
@@ -107,9 +108,13 @@ class Batch:
     # -- fits --------------------------------------------------------------
     def fit(self, *, max_iter: int = 60) -> BatchFit:
         d = self.design
-        hat = minimise(d, initial_theta(d), mode="free", max_iter=max_iter)
+        fb = self.bkg_fixed is not None
+        th_init = initial_theta(d)
+        if fb:
+            th_init[:, 1:] = self.bkg_fixed
+        hat = minimise(d, th_init, mode="free", max_iter=max_iter, fix_bkg=fb)
         bad = ~hat.converged
-        if np.any(bad):  # retry from a different start with more iterations
+        if np.any(bad) and not fb:  # retry from a different start with more iterations
             idx = np.flatnonzero(bad)
             sub = d.take(idx)
             th = np.zeros((sub.k, sub.n_par))
@@ -119,9 +124,9 @@ class Batch:
             _merge(hat, retry, idx, better)
         th0 = hat.theta.copy()
         th0[:, 0] = 0.0
-        zero = minimise(d, th0, mode="fixed", max_iter=max_iter)
+        zero = minimise(d, th0, mode="fixed", max_iter=max_iter, fix_bkg=fb)
         mu_hat = hat.mu
-        var = _cov00(hat.hess_lin)
+        var = _cov00(hat.hess)
         mu_err = np.sqrt(np.where(var > 0, var, np.nan))
         nll_zero = np.minimum(zero.nll, np.where(mu_hat <= 0, hat.nll, np.inf))
         nll_zero = np.where(np.isfinite(nll_zero), nll_zero, zero.nll)
@@ -140,11 +145,12 @@ class Batch:
             start = (self._asimov_theta0() if asimov else bf.hat.theta).copy()
         th = start.copy()
         c = poi * scale
+        fb = self.bkg_fixed is not None
         if syst is None or np.all(syst.rel_unc <= 0):
             th[:, 0] = c
-            return minimise(d, th, mode="fixed")
+            return minimise(d, th, mode="fixed", fix_bkg=fb)
         th[:, 0] = 0.0
-        return minimise(d, th, mode="syst", syst_c=c, syst_a=syst.a, syst_kind=syst.kind)
+        return minimise(d, th, mode="syst", syst_c=c, syst_a=syst.a, syst_kind=syst.kind, fix_bkg=fb)
 
     # -- Asimov ------------------------------------------------------------
     def _asimov_theta0(self) -> NDArray:
@@ -313,16 +319,17 @@ class _RepeatedBatch:
     def __init__(self, batch: Batch, m: int) -> None:
         self.design = batch.asimov_design().tile(m)
         self.nll0 = np.tile(batch._asimov_nll0, m)
+        self.fix_bkg = batch.bkg_fixed is not None
 
     def q_asimov(self, poi: NDArray, *, scale: NDArray, syst: Syst | None, start: NDArray) -> tuple[NDArray, NewtonResult]:
         th = start.copy()
         c = poi * scale
         if syst is None or np.all(syst.rel_unc <= 0):
             th[:, 0] = c
-            r = minimise(self.design, th, mode="fixed")
+            r = minimise(self.design, th, mode="fixed", fix_bkg=self.fix_bkg)
         else:
             th[:, 0] = 0.0
-            r = minimise(self.design, th, mode="syst", syst_c=c, syst_a=syst.a, syst_kind=syst.kind)
+            r = minimise(self.design, th, mode="syst", syst_c=c, syst_a=syst.a, syst_kind=syst.kind, fix_bkg=self.fix_bkg)
         return np.maximum(2.0 * (r.nll - self.nll0), 0.0), r
 
 

@@ -55,7 +55,7 @@ _counter = itertools.count()
 def signal_pdf_zfit(shape: SignalShape, obs: Any) -> Any:
     """zfit PDF of a signal shape on ``obs`` (``SignalShape.to_zfit`` when available)."""
     if hasattr(shape, "to_zfit"):
-        return shape.to_zfit(obs)
+        return shape.to_zfit(obs, prefix=f"sig{next(_counter)}")
     # private fallback: DoubleCB (+ first-order Chebyshev for combinatorics on its own domain)
     tag = next(_counter)
     p = {n: zfit.Parameter(f"{n}_{tag}", float(getattr(shape, n)), floating=False) for n in ("mu", "sigma", "alpha_l", "n_l", "alpha_r", "n_r")}
