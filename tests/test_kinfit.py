@@ -321,3 +321,38 @@ def test_max_iter_exhausted_is_flagged() -> None:
     assert (res.n_iter == 1).all()
     np.testing.assert_array_equal(res.E, ev["E"])  # measured values returned, flagged
     assert np.isinf(res.chi2).all() and (res.pvalue == 0).all()
+
+
+@pytest.mark.parametrize("m_a", [None, 8.0], ids=["ggg", "signal_8GeV"])
+def test_statistics_on_toy_mc_with_its_covariance(m_a: float | None) -> None:
+    """Full toy MC with its written covariance, beam-energy spread and the soft beam constraint.
+
+    Cluster merging, beam background and displaced decays are switched off
+    (the fit model assumes three prompt, separately measured photons). For
+    signal the photons are put in truth order (a1, a2, recoil): ordering by
+    measured energy selects upward energy fluctuations of the first photon.
+    """
+    from bumphunt.preselection import preselect
+    from bumphunt.toymc import simulate_background, simulate_signal
+    from bumphunt.toymc.detector_sim import DetectorSettings
+    from bumphunt.toymc.processes import GeneratorSettings
+
+    det = DetectorSettings(merge_angle=0.0, beam_bkg_rate=0.0, fake_track_rate=0.0)
+    gen = GeneratorSettings(beam_energy_spread=True)
+    rng = np.random.default_rng(50)
+    if m_a is None:
+        raw = simulate_background("ggg", 40000, rng=rng, beam=BEAM, detector=det, generator=gen)
+    else:
+        raw = simulate_signal(m_a, 25000, rng=rng, beam=BEAM, detector=det, generator=gen)
+    raw["event"] = np.arange(len(raw["process"]))
+    ev, _ = preselect(raw, beam=BEAM)
+    if m_a is not None:
+        order = np.stack([ev["truth_a1"], ev["truth_a2"], ev["truth_recoil"]], 1)
+        ok = (order >= 0).all(1) & (np.sort(order, 1) == np.arange(3)).all(1)
+        order = order[ok]
+        ev = {k: np.take_along_axis(ev[k][ok], order.reshape(order.shape + (1,) * (ev[k].ndim - 2)), 1)
+              for k in ("E", "theta", "phi", "cov")}
+    n = len(ev["E"])
+    assert n > 10000
+    res = kinfit.fit(ev["E"], ev["theta"], ev["phi"], ev["cov"], BEAM, beam_cov="spread")
+    _check_statistics(res, n)
