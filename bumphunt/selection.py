@@ -679,7 +679,8 @@ def apply(model: Any, candidates: dict[str, NDArray], events: Mapping[str, Any] 
 # reading training samples
 
 
-def load_samples(paths: Sequence[str], *, beam: Beam | None = None, include_data: bool = False) -> tuple[dict[str, NDArray], dict[float, int], float | None]:
+def load_samples(paths: Sequence[str], *, beam: Beam | None = None, include_data: bool = False,
+                 require_n_generated: bool = True) -> tuple[dict[str, NDArray], dict[float, int], float | None]:
     """Read signal/background samples for the selector into one three-photon dict.
 
     Each path (glob patterns allowed) is a three-photon file written by
@@ -688,7 +689,8 @@ def load_samples(paths: Sequence[str], *, beam: Beam | None = None, include_data
     ``n_generated``) and the luminosity the weights are normalised to
     (``lumi_fb``); background weights of files with different ``lumi_fb`` are
     rescaled to the first one. Pseudo-data files (``process`` "data") are
-    skipped unless ``include_data``.
+    skipped unless ``include_data``. ``require_n_generated=False`` (applying
+    a trained selector) accepts signal files without ``n_generated``.
 
     Returns
     -------
@@ -724,6 +726,9 @@ def load_samples(paths: Sequence[str], *, beam: Beam | None = None, include_data
         if n and np.any(proc == 0):
             masses = np.unique(np.round(np.asarray(ev["mc_ma"], dtype=float)[proc == 0], 6))
             if "n_generated" not in meta:
+                if not require_n_generated:
+                    parts.append(ev)
+                    continue
                 raise InputError(f"{path}: signal file without 'n_generated' in its metadata; give n_generated in the config")
             if isinstance(meta["n_generated"], Mapping):
                 n_gen.update({round(float(k), 6): int(v) for k, v in meta["n_generated"].items()})

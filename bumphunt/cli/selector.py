@@ -215,7 +215,7 @@ def apply_cmd(model: str, inputs: tuple[str, ...], out: str, threshold: float | 
 
     try:
         sel = PunziSelector.load(model)
-        events, _, _ = load_samples(list(inputs), include_data=True)
+        events, _, _ = load_samples(list(inputs), include_data=True, require_n_generated=False)
         from ..kinematics import Beam
 
         beam = Beam(**sel.metadata["beam"]) if "beam" in sel.metadata else Beam.belle2()
