@@ -24,14 +24,15 @@ Cross-sections (pb, ``cross_section_pb``) refer to the generated phase space:
   by RAMBO-style rescaling); sigma = k_mumug x sigma_ggg x (fraction with two
   tracks), k_mumug = 0.5.
 - ``P g`` (pi0, eta, eta'): e+e- -> P gamma with 1 + cos^2(theta*), P -> gamma gamma
-  isotropic; ``P g g``: 3-gamma kinematics with one particle (chosen at random)
-  given the P mass. The cross-sections are effective values sigma x BR(P -> gamma gamma)
+  isotropic; ``P g g``: 3-gamma kinematics with one of the two harder particles
+  (chosen at random) given the P mass, the softest being the extra photon. The cross-sections are effective values sigma x BR(P -> gamma gamma)
   (table ``MESON_XSEC_PB``): pi0 g 7.26e-3 pb and pi0 g g 1.68 pb (Belle II
   simulation), eta g 1.8e-3 pb and eta' g 1.2e-4 pb (BaBar sigma(e+e- -> eta/eta' gamma)
-  = 4.5 / 5.4 fb at 10.58 GeV times BR = 39.4% / 2.2%), eta g g 1.0 pb and
-  eta' g g 1.0 pb (toy values, not measurements, chosen so that the eta and
-  eta' peaks stand out at about 5 sigma above e+e- -> 3 gamma in 1 fb^-1
-  after pre-selection).
+  = 4.5 / 5.4 fb at 10.58 GeV times BR = 39.4% / 2.2%), eta g g 3.0 pb and
+  eta' g g 3.0 pb (toy values, not measurements, chosen so that the eta and
+  eta' peaks stand out clearly above e+e- -> 3 gamma in 1 fb^-1 after
+  pre-selection: about 500 peak events on about 2000 (eta) and 4000 (eta')
+  continuum candidates within +-30 MeV).
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ MESON_XSEC_PB: dict[str, float] = {
     "etag": 1.8e-3,
     "etapg": 1.2e-4,
     "pi0gg": 1.68,
-    "etagg": 1.0,
-    "etapgg": 1.0,
+    "etagg": 3.0,
+    "etapgg": 3.0,
 }
 
 PID_E, PID_MU, PID_G = 11, 13, 22
@@ -332,7 +333,10 @@ def simulate_background(
         eb = event_beams(n, beam, rng, spread=gen.beam_energy_spread)
         if process.endswith("gg"):
             cm = eb.scale_from_nominal(sample_three_body_cm(n, rng, beam, gen.cuts), beam.sqrt_s)
-            col = rng.integers(0, 3, n)
+            # the meson is one of the two harder particles (at random); the softest is the
+            # extra (radiated) photon, often too soft or too close to the beam to be seen
+            soft = np.argmin(cm[..., 3], axis=1)
+            col = (soft + 1 + rng.integers(0, 2, n)) % 3
             masses = np.where(np.arange(3)[None, :] == col[:, None], m_p, 0.0)
             cm = give_masses(cm, masses)
             rows = np.arange(n)

@@ -23,6 +23,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import threading
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
@@ -63,29 +64,43 @@ class _FrozenDatetime(_dt.datetime):
         return cls(2020, 1, 1, 0, 0, 0)
 
 
+_CLOCK_LOCK = threading.Lock()
+_CLOCK_USERS = 0
+_CLOCK_SAVED: list[tuple[Any, Any]] = []
+
+
 @contextlib.contextmanager
 def _frozen_uproot_clock() -> Iterator[None]:
     """Make uproot stamp ``FIXED_TIMESTAMP`` instead of the wall-clock time.
 
     uproot has no option for the TKey/TDirectory dates; its writing modules
     call ``datetime.datetime.now()``, so their ``datetime`` module reference is
-    swapped for a stand-in while a file is written (restored afterwards).
+    swapped for a stand-in while files are written (reference-counted across
+    threads; the original is restored when the last writer finishes).
     """
+    global _CLOCK_USERS
     import types
 
     import uproot.writing._cascade as m1
     import uproot.writing._cascadetree as m2
     import uproot.writing.writable as m3
 
-    shim = types.SimpleNamespace(datetime=_FrozenDatetime, timezone=_dt.timezone, timedelta=_dt.timedelta)
-    saved = [(m, m.datetime) for m in (m1, m2, m3) if hasattr(m, "datetime")]
+    with _CLOCK_LOCK:
+        if _CLOCK_USERS == 0:
+            shim = types.SimpleNamespace(datetime=_FrozenDatetime, timezone=_dt.timezone, timedelta=_dt.timedelta)
+            _CLOCK_SAVED[:] = [(m, m.datetime) for m in (m1, m2, m3) if hasattr(m, "datetime")]
+            for m, _ in _CLOCK_SAVED:
+                m.datetime = shim
+        _CLOCK_USERS += 1
     try:
-        for m, _ in saved:
-            m.datetime = shim
         yield
     finally:
-        for m, orig in saved:
-            m.datetime = orig
+        with _CLOCK_LOCK:
+            _CLOCK_USERS -= 1
+            if _CLOCK_USERS == 0:
+                for m, orig in _CLOCK_SAVED:
+                    m.datetime = orig
+                _CLOCK_SAVED.clear()
 
 
 def _uuid_function(seed: int, name: str) -> Callable[[], uuid.UUID]:
