@@ -51,7 +51,7 @@ def label(ax: Any, *, text: str = DEFAULT_LABEL, lumi_fb: float | None = None, s
     if lumi_fb is not None:
         parts.append(f"$\\int L\\,dt = {lumi_fb:g}$ fb$^{{-1}}$")
     if sqrt_s is not None:
-        parts.append(f"$\\sqrt{{s}} = {sqrt_s:.2f}$ GeV")
+        parts.append(f"\u221as = {sqrt_s:.2f} GeV")
     ax.set_title(text, loc="left", fontsize="medium")
     if parts:
         ax.set_title(", ".join(parts), loc="right", fontsize="small")
