@@ -434,3 +434,26 @@ def test_pseudo_data_after_preselection_has_meson_peaks_and_smooth_background(tm
     # above ~8 GeV the pair of the two hard photons of e+e- -> 3 gamma (third one soft) takes over
     high, _ = np.histogram(mgg, bins=[6.5, 7.5, 8.5, 9.5])
     assert high[2] > high[0]
+
+
+def test_eeg_both_tracks_lost_and_weights(rng: np.random.Generator) -> None:
+    from bumphunt.detector import CDC_THETA_MAX, CDC_THETA_MIN
+
+    weighted = toymc.simulate_background("eeg", 4000, rng=rng, beam=BEAM)
+    w = weighted["weight"]
+    assert abs(np.mean(w) - 1.0) < 0.2  # normalised to the filter efficiency of the pilot
+    g = weighted["gamma"]
+    lepton = g.mc_origin == toymc.ORIGIN["electron"]
+    theta = ak.to_numpy(ak.flatten(g.mc_theta[lepton]))
+    inside = (theta > CDC_THETA_MIN) & (theta < CDC_THETA_MAX)
+    assert inside.any() and (~inside).any()
+    # unweighted (pseudo-data) events: leptons inside the CDC are rare (tracking inefficiency only)
+    unweighted = toymc.simulate_background("eeg", 4000, rng=rng, beam=BEAM, unweighted=True)
+    assert np.all(unweighted["weight"] == 1.0)
+    gu = unweighted["gamma"]
+    tu = ak.to_numpy(ak.flatten(gu.mc_theta[gu.mc_origin == toymc.ORIGIN["electron"]]))
+    assert np.mean((tu > CDC_THETA_MIN) & (tu < CDC_THETA_MAX)) < 0.05
+    # no track of the leptons: only beam-background fake tracks, which are rarely good
+    t = unweighted["track"]
+    good = ak.to_numpy(ak.sum((t.dr < 1.0) & (np.abs(t.dz) < 3.0), axis=1))
+    assert np.mean(good > 0) < 0.03
