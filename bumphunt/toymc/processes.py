@@ -2,7 +2,8 @@
 
 Each ``simulate_*`` function generates ``n`` events and returns columnar
 arrays (no file is written): a dict with the event-level numpy arrays
-``process``, ``weight`` (1 here; the writer sets sigma L / N), ``mc_ma``,
+``process``, ``weight`` (1, except for the weighted ``eeg`` MC; the writer
+multiplies it by sigma L / N), ``mc_ma``,
 ``mc_decay_length``, ``mc_idx_a1``, ``mc_idx_a2``, ``mc_idx_recoil`` and the
 jagged awkward records ``gamma`` and ``track`` (schema of ``bumphunt.schema``).
 
@@ -25,7 +26,8 @@ Cross-sections (pb, ``cross_section_pb``) refer to the generated phase space:
   tracks), k_mumug = 0.5.
 - ``P g`` (pi0, eta, eta'): e+e- -> P gamma with 1 + cos^2(theta*), P -> gamma gamma
   isotropic; ``P g g``: 3-gamma kinematics with one of the two harder particles
-  (chosen at random) given the P mass, the softest being the extra photon. The cross-sections are effective values sigma x BR(P -> gamma gamma)
+  (chosen at random) given the P mass, the softest being the extra photon.
+  The cross-sections are effective values sigma x BR(P -> gamma gamma)
   (table ``MESON_XSEC_PB``): pi0 g 7.26e-3 pb and pi0 g g 1.68 pb (Belle II
   simulation), eta g 1.8e-3 pb and eta' g 1.2e-4 pb (BaBar sigma(e+e- -> eta/eta' gamma)
   = 4.5 / 5.4 fb at 10.58 GeV times BR = 39.4% / 2.2%), eta g g 3.0 pb and
