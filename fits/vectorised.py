@@ -128,8 +128,9 @@ class Batch:
         mu_hat = hat.mu
         var = _cov00(hat.hess)
         mu_err = np.sqrt(np.where(var > 0, var, np.nan))
-        nll_zero = np.minimum(zero.nll, np.where(mu_hat <= 0, hat.nll, np.inf))
-        nll_zero = np.where(np.isfinite(nll_zero), nll_zero, zero.nll)
+        nll_zero = zero.nll
+        # the unconditional minimum cannot be above the conditional one (rounding)
+        hat.nll = np.minimum(hat.nll, nll_zero)
         z = z_from_q0(nll_zero, hat.nll, mu_hat)
         conv = hat.converged & zero.converged & np.isfinite(mu_err) & np.isfinite(hat.nll)
         self.fit_ = BatchFit(hat, zero, mu_hat, mu_err, hat.nll, nll_zero, z, conv)
