@@ -221,7 +221,7 @@ def _filtered(process: str, n: int, rng: np.random.Generator, beam: Beam, gen: G
     """Generate until ``n`` events pass the process filter (eeg: no lepton track; mumug: both tracks)."""
     lepton = "e" if process == "eeg" else "mu"
     eff = max(_filter_efficiency(process, beam, gen, det)[0], 1e-3)
-    parts = []
+    parts = [(np.zeros((0, 3, 4)), np.zeros((0, 3), dtype=int), np.zeros((0, 3), dtype=bool))]
     have = 0
     while have < n:
         m = int(min(max(1.2 * (n - have) / eff, 500), 100_000))

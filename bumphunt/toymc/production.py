@@ -172,7 +172,7 @@ def generate(
         if val is not None:
             cfg[key] = val
     if samples is not None:
-        cfg["samples"] = list(samples)
+        cfg["samples"] = [samples] if isinstance(samples, str) else list(samples)
     if signal_masses is not None:
         cfg["signal"]["masses"] = [float(m) for m in np.atleast_1d(signal_masses)]
     if n_signal_per_mass is not None:
