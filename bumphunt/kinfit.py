@@ -458,7 +458,15 @@ def _fit_chunk(
         gidx = gidx + oidx.start
     idx = gidx
     E, th, ph = E0, th0, ph0
-    st, ct, sp, cp = np.sin(th), np.cos(th), np.sin(ph), np.cos(ph)
+    ct = np.cos(th)
+    if th.size and th.min() > 0.05 and th.max() < np.pi - 0.05:
+        # sin(theta) >= 0 on (0, pi); away from the poles sqrt(1 - cos^2) is exact to ~1e-15
+        st = ct * ct
+        np.subtract(1.0, st, out=st)
+        np.sqrt(st, out=st)
+    else:
+        st = np.sin(th)
+    sp, cp = np.sin(ph), np.cos(ph)
     lamb = tuple(np.zeros(m) for _ in range(4)) if Vb is not None else None
     prev = None  # (E, th, ph, lamb) of the last accepted point
     step_to = None  # full step target from prev
