@@ -1,0 +1,95 @@
+"""Plots of one hypothesis: data with the fitted model and components, pulls; CLs curves.
+
+matplotlib is imported inside the functions. Only numpy/matplotlib are used
+(the package-wide mplhep style lives in ``bumphunt.plotting``, which ``fits``
+may not import).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .results import FitResult
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["plot_fit", "plot_cls"]
+
+
+def plot_fit(mgg: NDArray, res: FitResult, *, bins: int = 50, path: str | Path | None = None, ax: Any = None) -> Any:
+    """Histogram of the candidates in the window with the fitted model, its components and pulls.
+
+    The model curves are the densities times the bin width (events per bin);
+    pulls are ``(n - nu) / sqrt(nu)`` with ``nu`` the model's bin integral
+    (Simpson's rule on 9 points per bin). Returns the path if ``path`` is
+    given, else the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    lo, hi = res.window
+    x = np.asarray(mgg, float)
+    x = x[(x >= lo) & (x <= hi)]
+    edges = np.linspace(lo, hi, bins + 1)
+    n, _ = np.histogram(x, bins=edges)
+    width = edges[1] - edges[0]
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    # expected events per bin by Simpson's rule
+    sub = np.linspace(0.0, 1.0, 9)
+    wts = np.array([1, 4, 2, 4, 2, 4, 2, 4, 1], float) / 24.0
+    pts = edges[:-1, None] + width * sub[None, :]
+    nu = (res.density(pts.ravel()).reshape(pts.shape) * wts).sum(axis=1) * width
+    fine = np.linspace(lo, hi, 600)
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05})
+    a1.errorbar(centres, n, yerr=np.sqrt(np.maximum(n, 1)), fmt="ko", ms=3, label="data")
+    a1.plot(fine, res.density(fine) * width, "b-", label="signal + background")
+    a1.plot(fine, res.bkg_density(fine) * width, "b--", label="background")
+    a1.plot(fine, res.signal_density(fine) * width, "r-", label=f"signal ($N_{{sig}}$ = {res.nsig:.1f} $\\pm$ {res.nsig_err:.1f})")
+    a1.set_ylabel(f"candidates / {1000 * width:.2g} MeV")
+    a1.set_title(f"$m_a$ hypothesis {res.shape.mu:.4f} GeV, $Z_{{local}}$ = {res.z_local:+.2f} ({res.engine})", fontsize="medium")
+    a1.legend(fontsize="small")
+    pull = (n - nu) / np.sqrt(np.maximum(nu, 1e-9))
+    a2.bar(centres, pull, width=width, color="grey")
+    a2.axhline(0, color="k", lw=0.8)
+    a2.set_ylabel("pull")
+    a2.set_xlabel(r"$M_{\gamma\gamma}$ [GeV]")
+    a2.set_ylim(-4, 4)
+    if path is None:
+        return fig
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_cls(curve: dict[str, Any], *, cl: float = 0.95, observed: float | None = None, expected: float | None = None, ax: Any = None) -> Any:
+    """CLs (observed and expected median) and q~_mu vs N_sig from ``fits.limit_curve``."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    else:
+        axes = ax
+        fig = axes[0].figure
+    mu = curve["poi"]
+    axes[0].plot(mu, curve["q_tilde"], "k-", label=r"$\tilde q_\mu$ (data)")
+    axes[0].plot(mu, curve["q_asimov"], "b--", label=r"$q_{\mu,A}$ (Asimov, b-only)")
+    axes[0].set_xlabel(r"$N_{sig}$")
+    axes[0].set_ylabel("test statistic")
+    axes[0].legend()
+    axes[1].semilogy(mu, curve["cls"], "k-", label="CLs observed")
+    axes[1].semilogy(mu, curve["cls_expected"], "b--", label="CLs expected (median)")
+    axes[1].axhline(1 - cl, color="r", lw=0.8)
+    if observed is not None:
+        axes[1].axvline(observed, color="k", ls=":", lw=0.8)
+    if expected is not None:
+        axes[1].axvline(expected, color="b", ls=":", lw=0.8)
+    axes[1].set_xlabel(r"$N_{sig}$")
+    axes[1].set_ylabel("CLs")
+    axes[1].legend()
+    return fig
