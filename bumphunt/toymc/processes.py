@@ -20,7 +20,8 @@ Cross-sections (pb, ``cross_section_pb``) refer to the generated phase space:
   effective k_eeg = 2 (a toy normalisation, not a prediction: the true
   radiative Bhabha rate is larger, but only the small fraction with two lost
   tracks inside the CDC survives a photon selection in the CDC acceptance).
-- ``mumug``: e+e- -> mu+ mu- gamma with both muons reconstructed as tracks;
+- ``mumug``: e+e- -> mu+ mu- gamma with both muons reconstructed as tracks and
+  a photon of at least 0.25 GeV (lab);
   same kinematic approximation (softest particle = photon, muon masses given
   by RAMBO-style rescaling); sigma = k_mumug x sigma_ggg x (fraction with two
   tracks), k_mumug = 0.5.
@@ -109,12 +110,16 @@ class GeneratorSettings:
         Draw each event's beam energies with the Gaussian spreads of ``Beam``
         (``e_spread_her``, ``e_spread_ler``); the final state is generated in
         that event's CM frame. False: every event at the nominal sqrt(s).
+    mumug_photon_min_energy : float
+        The control sample keeps only events whose photon has at least this
+        lab energy (GeV): softer photons do not help the calibration.
     """
 
     e_min_cm: float = 0.05
     cos_max_cm: float = 0.966
     k_eeg: float = 2.0
     k_mumug: float = 0.5
+    mumug_photon_min_energy: float = 0.25
     beam_energy_spread: bool = True
 
     @property
@@ -226,25 +231,25 @@ def _filtered(process: str, n: int, rng: np.random.Generator, beam: Beam, gen: G
     while have < n:
         m = int(min(max(1.2 * (n - have) / eff, 500), 100_000))
         lab, pid, tracked = _charged_final_state(m, lepton, rng, beam, gen, det)
-        ok = _filter(process, tracked)
+        ok = _filter(process, tracked, lab, gen)
         idx = np.nonzero(ok)[0][: n - have]
         parts.append((lab[idx], pid[idx], tracked[idx]))
         have += len(idx)
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
 
-def _filter(process: str, tracked: NDArray) -> NDArray:
+def _filter(process: str, tracked: NDArray, lab: NDArray, gen: GeneratorSettings) -> NDArray:
     if process == "eeg":
         return ~tracked[:, 1] & ~tracked[:, 2]
-    return tracked[:, 1] & tracked[:, 2]
+    return tracked[:, 1] & tracked[:, 2] & (lab[:, 0, 3] >= gen.mumug_photon_min_energy)
 
 
 @functools.lru_cache(maxsize=32)
 def _filter_efficiency(process: str, beam: Beam, gen: GeneratorSettings, det: DetectorSettings, n: int = 50_000) -> tuple[float, float]:
     """Fraction (and binomial error) of three-body events passing the eeg / mumug filter (fixed-seed pilot)."""
     rng = np.random.default_rng(np.random.SeedSequence(0x5eed_f11e))
-    _, _, tracked = _charged_final_state(n, "e" if process == "eeg" else "mu", rng, beam, gen, det)
-    f = float(np.mean(_filter(process, tracked)))
+    lab, _, tracked = _charged_final_state(n, "e" if process == "eeg" else "mu", rng, beam, gen, det)
+    f = float(np.mean(_filter(process, tracked, lab, gen)))
     return f, float(np.sqrt(f * (1 - f) / n))
 
 
@@ -373,6 +378,9 @@ def simulate_control(
     generator: GeneratorSettings | None = None,
 ) -> dict:
     """``n`` e+e- -> mu+ mu- gamma events with both muons reconstructed (process ``mumug``).
+
+    Only events whose photon has at least ``generator.mumug_photon_min_energy``
+    (default 0.25 GeV, lab) are kept (the cross-section accounts for this).
 
     The muon tracks are smeared with the tracker resolution of
     ``DetectorSettings`` (sigma_pT/pT = sqrt((a pT)^2 + (b/beta)^2), angles
