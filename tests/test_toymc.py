@@ -228,6 +228,39 @@ def test_ggg_matrix_element_soft_limit() -> None:
         assert me3 / (eikonal * me2) == pytest.approx(1.0, rel=10 * eps / sqrt_s + 1e-9)
 
 
+def test_ggg_importance_sampling_matches_flat_phase_space() -> None:
+    """The importance-sampled integral of |M|^2 agrees with plain uniform phase-space sampling."""
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(99)
+    sqrt_s, cuts = BEAM.sqrt_s, toymc.ThreeBodyCuts()
+    x_min = 2 * cuts.e_min / sqrt_s
+    means = []
+    for _ in range(4):
+        n = 500_000
+        x = np.stack([rng.random(n), rng.random(n)], axis=1)
+        x = np.column_stack([x, 2 - x.sum(axis=1)])  # uniform on the Dalitz triangle where x3 <= 1
+        inside = x[:, 2] <= 1
+        E = x * sqrt_s / 2
+        c01 = np.clip((E[:, 2] ** 2 - E[:, 0] ** 2 - E[:, 1] ** 2) / (2 * E[:, 0] * E[:, 1]), -1, 1)
+        v = np.zeros((n, 3, 3))
+        v[:, 0, 2] = E[:, 0]
+        v[:, 1, 0] = E[:, 1] * np.sqrt(1 - c01**2)
+        v[:, 1, 2] = E[:, 1] * c01
+        v[:, 2] = -(v[:, 0] + v[:, 1])
+        rot = Rotation.random(n, random_state=int(rng.integers(1 << 31))).as_matrix()
+        u = np.einsum("nij,nkj->nki", rot, v)
+        cos_t = u[:, :, 2] / np.linalg.norm(u, axis=2)
+        ok = inside & np.all(x >= x_min, axis=1) & np.all(np.abs(cos_t) < cuts.cos_max, axis=1)
+        me = np.where(ok, physics.ggg_matrix_element(E, cos_t), 0.0)
+        means.append(me.sum() / inside.sum())
+    flat, err = np.mean(means), np.std(means, ddof=1) / 2
+    factor = 1 / (2 * BEAM.s) / 6 * BEAM.s / (256 * np.pi**3) * physics.GEV2_TO_PB
+    sigma, sigma_err = toymc.ggg_cross_section_pb(sqrt_s, cuts)
+    assert flat * factor == pytest.approx(sigma, abs=4 * np.hypot(err * factor, sigma_err))
+    assert err / flat < 0.03
+
+
 def test_ggg_cross_section_is_stable_and_grows_with_looser_cuts() -> None:
     s1, e1 = toymc.ggg_cross_section_pb(BEAM.sqrt_s)
     assert 100 < s1 < 1000 and e1 / s1 < 0.01
