@@ -141,10 +141,14 @@ def write_sample(
     """
     import uproot
 
+    from ..io import default_compression
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     written = 0
-    with _frozen_uproot_clock(), uproot.recreate(tmp, uuid_function=_uuid_function(seed, name)) as f:
+    with _frozen_uproot_clock(), uproot.recreate(
+        tmp, compression=default_compression(), uuid_function=_uuid_function(seed, name)
+    ) as f:
         buffer: list[dict] = []
         n_buf = 0
 
