@@ -264,7 +264,12 @@ def _evaluate_chunk(idx, x, sh, lo, hi, start, stop, order, cl, limits, expected
     out["bkg_nonnegative"][idx] = _bkg_nonnegative(beta, order)
     for jj, j in enumerate(idx):
         if not conv[jj]:
-            reasons[j] = "fit did not converge (Newton, after retry)" if not bf.hat.converged[jj] else "Hessian not positive definite at the minimum"
+            if not bf.hat.converged[jj]:
+                reasons[j] = "signal + background fit did not converge (Newton, after retry)"
+            elif not bf.zero.converged[jj]:
+                reasons[j] = "background-only fit did not converge (Newton)"
+            else:
+                reasons[j] = "Hessian not positive definite at the minimum"
     if limits:
         obs, ok = batch.observed_limit(cl=cl)
         out["ul_nsig_obs"][idx] = np.nan_to_num(obs)

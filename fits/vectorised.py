@@ -106,7 +106,7 @@ class Batch:
         self._asimov_nll0: NDArray | None = None
 
     # -- fits --------------------------------------------------------------
-    def fit(self, *, max_iter: int = 60) -> BatchFit:
+    def fit(self, *, max_iter: int = 200) -> BatchFit:
         d = self.design
         fb = self.bkg_fixed is not None
         th_init = initial_theta(d)
@@ -124,6 +124,10 @@ class Batch:
             _merge(hat, retry, idx, better)
         th0 = hat.theta.copy()
         th0[:, 0] = 0.0
+        # a large signal makes the unconditional background a poor start: use the event moments
+        big = np.abs(hat.mu) > 0.2 * np.maximum(d.n_events, 1)
+        if np.any(big) and not fb:
+            th0[big] = start_values(d.take(np.flatnonzero(big)))
         zero = minimise(d, th0, mode="fixed", max_iter=max_iter, fix_bkg=fb)
         mu_hat = hat.mu
         var = _cov00(hat.hess)
