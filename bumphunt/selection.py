@@ -276,6 +276,10 @@ class PunziData:
     validation_fraction, lumi_fb, n_sigma : float
     event_id : ndarray (n,) int
         Row of the candidate's event in the input events.
+    features : dict
+        The feature columns (same rows).
+    process : ndarray (n,) int
+        Process code per row (``bumphunt.schema.PROCESS_CODES``).
     """
 
     X: NDArray[np.float32]
@@ -298,6 +302,7 @@ class PunziData:
     n_sigma: float
     event_id: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     features: dict[str, NDArray] = field(default_factory=dict)
+    process: NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
 
     @property
     def n_masses(self) -> int:
@@ -476,7 +481,7 @@ def prepare_training_data(
         X=X, names=names, mgg=mgg, label=sig_rows.astype(np.int8), weight=weight, mass_idx=mass_idx,
         in_window=in_window, split=split, masses=masses, sigma=sig, lo=lo, hi=hi, n_gen=n_gen,
         trained=trained, heldout=held, validation_fraction=validation_fraction, lumi_fb=lumi_fb,
-        n_sigma=n_sigma, event_id=ev, features=feats,
+        n_sigma=n_sigma, event_id=ev, features=feats, process=np.asarray(cand["process"], dtype=np.int32),
     )
 
 

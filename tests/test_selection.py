@@ -338,10 +338,13 @@ def test_scan_working_point_with_perfect_discriminant(small_data) -> None:  # no
 
 @pytest.mark.slow
 def test_punzi_beats_bce_and_cuts_and_generalises() -> None:
-    """Acceptance study on the synthetic toy: 41 masses, 8 held out."""
+    """Acceptance study on the synthetic toy after the kinematic fit: 41 masses, 8 held out."""
     from bumphunt.punzi_net import TrainConfig, train_selector
 
+    from bumphunt.kinfit import apply_to_events
+
     ev, ng = synthetic_sample(masses=mass_grid(0.3, 10.3, n=41), n_per_mass=2000, n_background=300000, seed=21)
+    ev = apply_to_events(ev)
     d = prepare_training_data(ev, n_generated=ng, heldout=8, lumi_fb=1.0)
     res = train_selector(d, TrainConfig(pretrain_epochs=15, punzi_epochs=400, punzi_learning_rate=3e-3, patience=60))
     s = res.summary()["mean_sigma_min_pb"]

@@ -31,15 +31,17 @@ def test_bad_config_key_is_a_clean_error(tmp_path) -> None:  # noqa: ANN001
 
 def test_train_then_apply(tmp_path) -> None:  # noqa: ANN001
     from bumphunt.preselection import save_three_photon
-    from bumphunt.synthetic import synthetic_sample
+    from bumphunt.synthetic import synthetic_data, synthetic_sample
 
+    data_file = save_three_photon(tmp_path / "data_3g.root", synthetic_data(lumi_fb=0.05, seed=4))
     cfg = {
         "output": str(tmp_path / "out"),
+        "data": [str(data_file)],
+        "lumi_fb": 0.05,
         "synthetic": {"n_masses": 8, "n_per_mass": 150, "n_background": 6000, "seed": 3},
         "heldout": 1,
         "network": {"hidden_layers": 1, "units": 8},
         "training": {"pretrain_epochs": 1, "punzi_epochs": 3},
-        "plots": False,
     }
     path = tmp_path / "sel.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -48,6 +50,12 @@ def test_train_then_apply(tmp_path) -> None:  # noqa: ANN001
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert set(summary["mean_sigma_min_pb"]) == {"punzi", "bce", "cut_based"}
     assert len(summary["per_mass"]["mass"]) == 8
+    # data/MC comparison of the features and the output: same processes, so no gross disagreement
+    chi2 = summary["data_mc_chi2"]
+    assert set(chi2) >= {"E_recoil_cm", "punzi_net"}
+    assert (tmp_path / "out" / "plots" / "datamc_punzi_net.png").is_file()
+    assert (tmp_path / "out" / "plots" / "sensitivity_vs_mass.png").is_file()
+    assert all(v["chi2"] / v["ndf"] < 5 for v in chi2.values()), chi2
     model = tmp_path / "out" / "model"
     ev, _ = synthetic_sample(masses=[2.0], n_per_mass=50, n_background=2000, seed=9)
     f = save_three_photon(tmp_path / "in_3g.root", ev)

@@ -23,6 +23,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "output": {"type": "string", "default": "selector", "description": "output folder (model, plots, summary.json)"},
         "inputs": {"type": "array", "items": {"type": "string"}, "default": [],
                    "description": "signal and background files (three-photon files or raw ntuples, globs allowed); empty: synthetic toy"},
+        "data": {"type": "array", "items": {"type": "string"}, "default": [],
+                 "description": "(pseudo-)data files for the data/MC comparison plots of every feature and the output; "
+                                "the MC is normalised to lumi_fb, which must then be the data luminosity"},
         "n_generated": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}, "default": {},
                         "description": "events generated per signal mass {mass_GeV: N}; overrides the file metadata"},
         "synthetic": {
@@ -132,10 +135,33 @@ def train_from_config(config: Any) -> dict[str, Any]:
         from ..selector_plots import plot_all
 
         summary["plots"] = plot_all(result, data, out / "plots")
+    if cfg["data"]:
+        summary["data_mc_chi2"] = _data_mc(cfg["data"], result, data, beam, out / "plots" if cfg["plots"] else None)
     summary["model"] = str(out / "model")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     summary["summary_file"] = str(out / "summary.json")
     return summary
+
+
+def _data_mc(paths: list[str], result: Any, data: Any, beam: Any, plot_dir: Path | None) -> dict[str, Any]:
+    """Features and output of (pseudo-)data vs the weighted background MC; chi2 per variable."""
+    from ..features import compute_features
+    from ..selection import basic_candidates, load_samples
+    from ..selector_plots import plot_data_mc
+
+    events, _, _ = load_samples(paths, beam=beam, include_data=True, require_n_generated=False)
+    feats = compute_features(events, basic_candidates(events, beam=beam), beam=beam, names=data.names)
+    feats["punzi_net"] = result.selector.predict(feats)
+    bkg = data.label == 0
+    mc = {n: data.X[bkg, k].astype(float) for k, n in enumerate(data.names)}
+    mc["punzi_net"] = result.outputs[bkg]
+    res = plot_data_mc(mc, data.weight[bkg], data.process[bkg], feats, list(data.names) + ["punzi_net"],
+                       out_dir=plot_dir, lumi_fb=data.lumi_fb)
+    import matplotlib.pyplot as plt
+
+    for r in res.values():
+        plt.close(r["figure"])
+    return {k: {"chi2": v["chi2"], "ndf": v["ndf"]} for k, v in res.items()}
 
 
 @click.group("selector")
