@@ -236,7 +236,9 @@ class CalibrationFitter:
         self._nll = nll
         self._nll_grad = nll_grad
         # analytic (autodiff) gradient: far fewer likelihood calls than Minuit's numerical one
-        self._minimizers = {s: zfit.minimize.Minuit(tol=tol, gradient="zfit", mode=s) for s in (1, 2)}
+        self._minimizers = {s: zfit.minimize.Minuit(tol=tol, gradient="zfit", mode=s) for s in (0, 1, 2)}
+        # loose tolerance for the first, window-finding fit of the iteration
+        self._rough = zfit.minimize.Minuit(tol=max(tol, 0.05), gradient="zfit", mode=0)
 
     @staticmethod
     def _start_default(k: str) -> float:
@@ -251,7 +253,8 @@ class CalibrationFitter:
         *,
         start: Mapping[str, float],
         floating: Iterable[str],
-        strategy: int = 1,
+        strategy: int = 0,
+        rough: bool = False,
     ) -> dict[str, Any]:
         """Fit standardised data; returns values, errors, validity and EDM (standardised units)."""
         zfit = self._zfit
@@ -276,17 +279,9 @@ class CalibrationFitter:
         loss = zfit.loss.SimpleLoss(lambda _values: nll(), params=free, errordef=0.5, gradient=gradient)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = self._minimizers[strategy].minimize(loss)
-            errors: dict[str, float] = {}
-            hesse_ok = True
-            try:
-                h = result.hesse(method="minuit_hesse")
-                for k in FIT_PARAMS:
-                    par = self.params[k]
-                    errors[k] = float(h[par]["error"]) if par in h else 0.0
-            except Exception as exc:  # hesse failing is a fit failure, retried by the caller
-                logger.debug("hesse failed: %s", exc)
-                hesse_ok = False
+            minimizer = self._rough if rough and strategy == 0 else self._minimizers[strategy]
+            result = minimizer.minimize(loss)
+        self._last = (result, floating)
         values = {k: float(self.params[k].value()) for k in FIT_PARAMS}
         at_limit = []
         for k in floating:
@@ -295,15 +290,33 @@ class CalibrationFitter:
                 continue  # |slope| = 1 is a legitimate (vanishing-at-the-edge) line
             if min(values[k] - lo, hi - values[k]) < 1e-4 * (hi - lo):
                 at_limit.append(k)
-        finite = all(np.isfinite(values[k]) for k in FIT_PARAMS) and all(np.isfinite(e) and (e > 0 or k not in floating) for k, e in errors.items())
         reason = ""
         if not result.valid:
             reason = "Minuit minimum not valid"
-        elif not hesse_ok or not finite:
-            reason = "Hesse errors not finite/positive"
+        elif not all(np.isfinite(values[k]) for k in FIT_PARAMS):
+            reason = "non-finite parameter value"
         elif at_limit:
             reason = f"parameter(s) at limit: {sorted(at_limit)}"
-        return {"values": values, "errors": errors, "valid": reason == "", "reason": reason, "edm": float(result.edm), "fmin": float(result.fmin)}
+        return {"values": values, "valid": reason == "", "reason": reason, "edm": float(result.edm), "fmin": float(result.fmin)}
+
+    def hesse(self) -> tuple[dict[str, float], str]:
+        """Minuit Hesse errors of the last fit (standardised units); ("", ...) reason when fine."""
+        result, floating = self._last
+        errors = {k: 0.0 for k in FIT_PARAMS}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                h = result.hesse(method="minuit_hesse")
+            except Exception as exc:  # a failing Hesse is a fit failure, retried by the caller
+                return errors, f"Hesse failed: {exc}"
+        for k in FIT_PARAMS:
+            par = self.params[k]
+            if par in h:
+                errors[k] = float(h[par]["error"])
+        bad = [k for k in floating if not (np.isfinite(errors[k]) and errors[k] > 0)]
+        if bad:
+            return errors, f"Hesse errors not finite/positive for {bad}"
+        return errors, ""
 
 
 # -- per-mass driver ----------------------------------------------------------------
@@ -331,7 +344,7 @@ def fit_mass(
     min_events: int = 100,
     max_iterations: int = 4,
     start_from: MassFit | None = None,
-    strategy: int = 1,
+    strategy: int = 0,
 ) -> MassFit:
     """Iterated window fit at one generated mass (see module docstring).
 
@@ -366,14 +379,18 @@ def fit_mass(
         # weights scaled to effective counts so that Hesse errors are those of the effective sample
         wt_s = w_t * (w_t.sum() / np.sum(w_t * w_t))
         wc_s = w_c * (w_c.sum() / np.sum(w_c * w_c)) if n_comb else w_c
-        res = fitter.fit((x[sel_t] - m0) / s0, wt_s, (x[sel_c] - m0) / s0, wc_s, start=start, floating=floating, strategy=strategy)
+        res = fitter.fit((x[sel_t] - m0) / s0, wt_s, (x[sel_c] - m0) / s0, wc_s, start=start, floating=floating, strategy=strategy, rough=iteration == 1 and max_iterations > 1)
         out.n_iterations = iteration
         if not res["valid"]:
             break
         vals = res["values"]
         new_m0, new_s0 = m0 + s0 * vals["mu"], s0 * vals["sigma"]
-        moved = abs(new_m0 - m0) > 0.02 * new_s0 or abs(new_s0 / s0 - 1.0) > 0.01
-        if not moved:
+        moved = abs(new_m0 - m0) > 0.05 * new_s0 or abs(new_s0 / s0 - 1.0) > 0.02
+        if (not moved and iteration > 1) or iteration == max_iterations:
+            errs, hesse_reason = fitter.hesse()
+            res["errors"] = errs
+            if hesse_reason:
+                res["valid"], res["reason"] = False, hesse_reason
             break
         # next window: centred on the fitted peak; restart from the fitted values rescaled
         start = dict(vals)
@@ -570,8 +587,8 @@ def _fit_with_retries(
     neighbours: Sequence[MassFit | None],
     attempts_before: int = 0,
 ) -> MassFit:
-    starts: list[tuple[MassFit | None, int]] = [(n, 1) for n in neighbours if n is not None and n.ok]
-    starts += [(None, 1), (None, 2)]
+    starts: list[tuple[MassFit | None, int]] = [(n, 0) for n in neighbours if n is not None and n.ok]
+    starts += [(None, 0), (None, 1), (None, 2)]
     res: MassFit | None = None
     for attempt, (start_from, strategy) in enumerate(starts, start=1):
         res = fit_mass(fitter, x, tm, w, mass=mass, n_generated=n_generated, fixed=fixed, fixed_values=fixed_values, min_events=min_events, start_from=start_from, strategy=strategy)

@@ -70,15 +70,15 @@ def generate_candidates(
     n_generated: int | Sequence[int] = 10_000,
     truth: TruthCurves | None = None,
     seed: int = 1,
-    outside_fraction: float = 0.1,
+    outside_width: float = 10.0,
 ) -> tuple[NDArray, NDArray, NDArray, dict[float, int]]:
     """Candidates at each generated mass, drawn from ``truth``.
 
     At each mass: ``Binomial(n_generated, efficiency)`` truth-matched
     candidates from the DSCB in the nominal window (mu +- 20 sigma), wrong
     pairs from the Chebyshev in the window with the true combinatorial
-    fraction, plus ``outside_fraction`` (relative to the wrong pairs) of
-    wrong pairs spread flat beyond the window (they must be ignored).
+    fraction, continued beyond the window for ``outside_width`` sigma on each
+    side at the density of the window edge (candidates a fit must ignore).
 
     Returns
     -------
@@ -102,11 +102,12 @@ def generate_candidates(
         comb_shape = SignalShape(shape.mu, shape.sigma, shape.alpha_l, shape.n_l, shape.alpha_r, shape.n_r, comb_fraction=1.0, comb_slope=shape.comb_slope)
         x_tm = tm_shape.sample(n_tm, lo, hi, rng=rng)
         x_comb = comb_shape.sample(n_comb, lo, hi, rng=rng)
-        n_out = int(rng.poisson(outside_fraction * n_comb))
-        side = rng.random(n_out) < 0.5
-        x_out = np.where(side, lo - rng.uniform(0, 10 * shape.sigma, n_out), hi + rng.uniform(0, 10 * shape.sigma, n_out))
+        width = outside_width * shape.sigma
+        edge = comb_shape.comb_pdf(np.array([lo, hi]), lo, hi) * width * n_comb
+        n_lo, n_hi = int(rng.poisson(edge[0])), int(rng.poisson(edge[1]))
+        x_out = np.concatenate([lo - rng.uniform(0, width, n_lo), hi + rng.uniform(0, width, n_hi)])
         x = np.concatenate([x_tm, x_comb, x_out])
-        tm = np.concatenate([np.ones(n_tm, bool), np.zeros(n_comb + n_out, bool)])
+        tm = np.concatenate([np.ones(n_tm, bool), np.zeros(n_comb + x_out.size, bool)])
         xs.append(x)
         tms.append(tm)
         mas.append(np.full(x.size, m))

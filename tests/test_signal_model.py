@@ -1,0 +1,275 @@
+"""Signal model: per-mass zfit calibration, interpolation in mass, closure, file format, bad input."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+pytest.importorskip("zfit")
+
+from signal_models import SignalModel, SignalModelFormatError, SignalShape, build_signal_model  # noqa: E402
+from signal_models.calibration import CalibrationFitter, calibrate, chi2_equal_probability  # noqa: E402
+from signal_models.interpolation import fit_curve  # noqa: E402
+from signal_models.synthetic import TruthCurves, generate_candidates  # noqa: E402
+
+MASSES = np.round(np.linspace(0.5, 9.5, 10), 6)
+HOLDOUT = (MASSES[3], MASSES[6])
+TRUTH = TruthCurves()
+
+
+@pytest.fixture(scope="module")
+def fitter() -> CalibrationFitter:
+    return CalibrationFitter()
+
+
+@pytest.fixture(scope="module")
+def sample() -> tuple:
+    return generate_candidates(MASSES, n_generated=8000, truth=TRUTH, seed=11)
+
+
+@pytest.fixture(scope="module")
+def model(sample: tuple, fitter: CalibrationFitter) -> SignalModel:
+    x, tm, ma, ngen = sample
+    # tail exponents fixed at their true values (the pre-pass that determines them is tested separately)
+    return build_signal_model(
+        x, tm, ma, n_generated=ngen, holdout=HOLDOUT, selection={"working_point": "none"}, fixed_values={"n_l": TRUTH.n_l, "n_r": TRUTH.n_r}, fitter=fitter
+    )
+
+
+# -- per-mass fits ----------------------------------------------------------------
+
+
+def test_per_mass_fits_pull_against_truth(model: SignalModel) -> None:
+    assert all(f.ok for f in model.fits)
+    pulls = {k: [] for k in ("mu", "sigma", "alpha_l", "alpha_r", "comb_fraction", "comb_slope")}
+    for f in model.fits:
+        true = TRUTH.shape(f.mass)
+        for k in pulls:
+            pulls[k].append((f.params[k] - getattr(true, k)) / f.errors[k])
+        assert f.pvalue > 1e-3, f"mass {f.mass}: chi2/ndf {f.chi2:.1f}/{f.ndf}"
+        assert f.window[0] < f.params["mu"] < f.window[1]
+        # window is mu +- 20 sigma of the fit
+        assert (f.window[1] - f.window[0]) / (40 * f.params["sigma"]) == pytest.approx(1.0, rel=0.03)
+    for k, p in pulls.items():
+        p = np.asarray(p)
+        assert np.all(np.abs(p) < 4.0), (k, p)
+        # pulls are unit-width on average: mean square well below what a 2x error misestimate would give
+        assert np.mean(p**2) < 3.0, (k, p)
+    assert model.settings["fixed"] == ["n_l", "n_r"]
+    assert model.settings["fixed_values"] == {"n_l": TRUTH.n_l, "n_r": TRUTH.n_r}
+
+
+def test_prepass_determines_tail_exponents(fitter: CalibrationFitter, caplog) -> None:
+    x, tm, ma, ngen = generate_candidates([2.0, 7.0], n_generated=20000, seed=21)
+    with caplog.at_level(logging.INFO, logger="signal_models.calibration"):
+        fits = calibrate(x, tm, ma, n_generated=ngen, fitter=fitter, n_prepass=2)
+    assert "pre-pass" in caplog.text
+    n_l = fits[0].params["n_l"]
+    assert all(f.ok and f.params["n_l"] == n_l and f.errors["n_l"] == 0 for f in fits)
+    assert n_l == pytest.approx(TRUTH.n_l, rel=0.35)
+
+
+def test_efficiency_per_mass_binomial(model: SignalModel) -> None:
+    for f in model.fits:
+        true = TRUTH.efficiency(f.mass)
+        assert abs(f.eff_tm - true) < 4 * math.sqrt(true * (1 - true) / f.n_generated)
+        assert f.eff_tm_err == pytest.approx(math.sqrt(f.eff_tm * (1 - f.eff_tm) / f.n_generated), rel=1e-6)
+        # total includes the combinatorics in the window
+        assert f.eff_total == pytest.approx(f.eff_tm / (1 - f.params["comb_fraction"]), rel=1e-9)
+
+
+# -- closure on held-out masses ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("mass", HOLDOUT)
+def test_closure_heldout_mass(model: SignalModel, sample: tuple, mass: float) -> None:
+    x, tm, ma, ngen = sample
+    assert mass not in model.masses
+    shape = model.shape(mass)
+    true = TRUTH.shape(mass)
+    fit = model.fit_at(mass)  # fitted, not interpolated
+    # peak bias < 0.1 sigma, sigma within 3 %
+    assert abs(shape.mu - true.mu) < 0.1 * true.sigma
+    assert abs(shape.mu - fit.params["mu"]) < 0.1 * true.sigma
+    assert abs(shape.sigma / true.sigma - 1) < 0.03
+    # the interpolated shape describes the held-out MC
+    lo, hi = shape.window(20.0)
+    sel = (ma == mass) & (x >= lo) & (x <= hi)
+    chi2, ndf, p = chi2_equal_probability(x[sel], None, shape, lo, hi, n_bins=40)
+    assert p > 0.01, f"chi2/ndf = {chi2:.1f}/{ndf}"
+    # efficiency within its uncertainty (interpolation band and the held-out count combined)
+    eff, unc = model.efficiency(mass), model.efficiency_uncertainty(mass)
+    assert 0 < unc < 0.05
+    assert abs(eff - fit.eff_tm) < 2.5 * math.hypot(unc, fit.eff_tm_err)
+    assert abs(eff - TRUTH.efficiency(mass)) < 3 * unc
+
+
+def test_closure_chi2_detects_a_wrong_shape(model: SignalModel, sample: tuple) -> None:
+    # the closure test has power: a 15 % wider shape fails it
+    x, tm, ma, _ = sample
+    mass = HOLDOUT[0]
+    s = model.shape(mass)
+    wrong = SignalShape(**{**s.to_dict(), "sigma": 1.15 * s.sigma})
+    lo, hi = s.window(20.0)
+    sel = (ma == mass) & (x >= lo) & (x <= hi)
+    assert chi2_equal_probability(x[sel], None, wrong, lo, hi, n_bins=40)[2] < 1e-3
+
+
+# -- evaluation API ----------------------------------------------------------------------
+
+
+def test_vectorised_shape_params_match_shape(model: SignalModel) -> None:
+    m = np.linspace(*model.mass_range, 1001)
+    p = model.shape_params(m)
+    for i in (0, 137, 500, 1000):
+        s = model.shape(m[i])
+        for k, v in s.to_dict().items():
+            assert p[k][i] == pytest.approx(v, rel=1e-12)
+    assert np.all(p["sigma"] > 0) and np.all((p["comb_fraction"] >= 0) & (p["comb_fraction"] <= 1))
+    # smooth in mass: the interpolated sigma follows the true curve within its band
+    band = model.parameter_uncertainty("sigma", m)
+    assert np.all(band > 0)
+    assert np.all(np.abs(p["sigma"] - (TRUTH.sigma0 + TRUTH.sigma1 * m)) < 3.5 * band)
+    eff = model.efficiency(m)
+    assert eff.shape == m.shape and np.all(model.efficiency_uncertainty(m) > 0)
+
+
+def test_extrapolation_refused(model: SignalModel) -> None:
+    lo, hi = model.mass_range
+    with pytest.raises(ValueError, match=r"outside .*range \[0\.5, 9\.5\] GeV"):
+        model.shape(hi + 0.01)
+    with pytest.raises(ValueError, match="range"):
+        model.efficiency(lo - 1e-3)
+    with pytest.raises(ValueError, match="range"):
+        model.shape_params(np.array([1.0, np.nan]))
+    model.shape(hi)  # the edges themselves are fine
+
+
+# -- file format ----------------------------------------------------------------------------
+
+
+def test_save_load_roundtrip(model: SignalModel, tmp_path) -> None:
+    path = model.save(tmp_path / "sm.json")
+    loaded = SignalModel.load(path)
+    m = np.linspace(*model.mass_range, 57)
+    for k, v in model.shape_params(m).items():
+        np.testing.assert_allclose(loaded.shape_params(m)[k], v, rtol=1e-12)
+    np.testing.assert_allclose(loaded.efficiency_uncertainty(m), model.efficiency_uncertainty(m), rtol=1e-9)
+    assert loaded.holdout == model.holdout and loaded.selection == {"working_point": "none"}
+    data = json.loads(path.read_text())
+    assert data["format"] == "bumphunt-signal-model" and data["schema_version"] == 1
+    import signal_models
+
+    assert data["bumphunt_version"] == signal_models.__version__
+
+
+def _broken(model: SignalModel, tmp_path, edit) -> str:
+    data = model.to_dict()
+    edit(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data).replace("NaN", "NaN"))
+    return str(path)
+
+
+def test_load_validation_names_the_key(model: SignalModel, tmp_path) -> None:
+    with pytest.raises(SignalModelFormatError, match="missing key 'interpolation'"):
+        SignalModel.load(_broken(model, tmp_path, lambda d: d.pop("interpolation")))
+    with pytest.raises(SignalModelFormatError, match=r"fits\[2\]\.params\.sigma"):
+        SignalModel.load(_broken(model, tmp_path, lambda d: d["fits"][2]["params"].__setitem__("sigma", float("nan"))))
+    with pytest.raises(SignalModelFormatError, match=r"missing or null key 'fits\[1\]\.errors\.mu'"):
+        SignalModel.load(_broken(model, tmp_path, lambda d: d["fits"][1]["errors"].pop("mu")))
+
+    def swap(d):
+        d["fits"][0], d["fits"][1] = d["fits"][1], d["fits"][0]
+
+    with pytest.raises(SignalModelFormatError, match="strictly increasing mass"):
+        SignalModel.load(_broken(model, tmp_path, swap))
+    with pytest.raises(SignalModelFormatError, match="schema_version"):
+        SignalModel.load(_broken(model, tmp_path, lambda d: d.__setitem__("schema_version", 99)))
+    bad = tmp_path / "notjson.json"
+    bad.write_text("{")
+    with pytest.raises(SignalModelFormatError, match="not valid JSON"):
+        SignalModel.load(bad)
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+def test_too_few_events_skipped_with_warning(fitter: CalibrationFitter, caplog) -> None:
+    x, tm, ma, ngen = generate_candidates([2.0, 3.0], n_generated=[6000, 150], seed=3)
+    with caplog.at_level(logging.WARNING, logger="signal_models.calibration"):
+        fits = calibrate(x, tm, ma, n_generated=ngen, fixed_values={"n_l": 3.5, "n_r": 8.0}, fitter=fitter)
+    assert [f.status for f in fits] == ["ok", "skipped"]
+    assert "skipped" in caplog.text and "min_events" in caplog.text
+    # a model needs two usable masses
+    with pytest.raises(ValueError, match="at least two"):
+        SignalModel(fits)
+
+
+def test_failed_fit_is_retried_from_a_neighbour(fitter: CalibrationFitter, monkeypatch, caplog) -> None:
+    x, tm, ma, ngen = generate_candidates([2.0, 3.0], n_generated=5000, seed=4)
+    real_fit = CalibrationFitter.fit
+    calls = {"n": 0}
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        out = real_fit(self, *args, **kwargs)
+        if calls["n"] == 3:  # the first (window-finding) fit of the second mass fails
+            out["valid"], out["reason"] = False, "Minuit minimum not valid"
+        return out
+
+    monkeypatch.setattr(CalibrationFitter, "fit", flaky)
+    with caplog.at_level(logging.INFO, logger="signal_models.calibration"):
+        fits = calibrate(x, tm, ma, n_generated=ngen, fixed_values={"n_l": 3.5, "n_r": 8.0}, fitter=fitter)
+    assert all(f.ok for f in fits)
+    assert fits[1].n_attempts == 2 and fits[0].n_attempts == 1
+    assert "retrying" in caplog.text
+
+
+def test_bad_arrays_raise_clear_errors(fitter: CalibrationFitter, caplog) -> None:
+    x, tm, ma, ngen = generate_candidates([2.0, 3.0], n_generated=4000, seed=5)
+    with pytest.raises(ValueError, match="n_generated has no entry"):
+        calibrate(x, tm, ma, n_generated={2.0: 4000}, fitter=fitter, fixed_values={"n_l": 3.5, "n_r": 8.0})
+    with pytest.raises(ValueError, match="one length"):
+        calibrate(x[:-1], tm, ma, n_generated=ngen, fitter=fitter)
+    ma_bad = ma.copy()
+    ma_bad[0] = np.nan
+    with pytest.raises(ValueError, match="mc_ma contains 1 non-finite"):
+        calibrate(x, tm, ma_bad, n_generated=ngen, fitter=fitter)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        calibrate(x, tm, ma, n_generated=ngen, fitter=fitter, fixed=("nope",))
+    # NaN masses are dropped with a warning, the fit still works
+    x_nan = x.copy()
+    x_nan[:5] = np.nan
+    with caplog.at_level(logging.WARNING, logger="signal_models.calibration"):
+        fits = calibrate(x_nan, tm, ma, n_generated=ngen, fitter=fitter, fixed_values={"n_l": 3.5, "n_r": 8.0}, masses=[2.0])
+    assert fits[0].ok and "non-finite" in caplog.text
+
+
+def test_interpolation_rejects_non_monotone_and_nan() -> None:
+    with pytest.raises(ValueError, match="strictly increasing"):
+        fit_curve("sigma", [1.0, 3.0, 2.0], [1, 2, 3], [0.1, 0.1, 0.1])
+    with pytest.raises(ValueError, match="non-finite"):
+        fit_curve("sigma", [1.0, 2.0, 3.0], [1, np.nan, 3], [0.1, 0.1, 0.1])
+
+
+def test_interpolation_band_covers_truth() -> None:
+    # noisy points around a known curve: the band has the right size (coverage of the truth)
+    rng = np.random.default_rng(7)
+    x = np.linspace(1, 10, 40)
+    truth = 0.01 + 0.002 * x + 0.001 * np.sin(x / 2)
+    err = np.full_like(x, 4e-4)
+    inside = []
+    for _ in range(30):
+        y = truth + err * rng.standard_normal(x.size)
+        c = fit_curve("sigma", x, y, err, transform="log")
+        xq = np.linspace(1.5, 9.5, 25)
+        tq = 0.01 + 0.002 * xq + 0.001 * np.sin(xq / 2)
+        inside.append(np.abs(c(xq) - tq) < 2 * c.uncertainty(xq))
+    frac = np.mean(inside)
+    assert 0.8 < frac <= 1.0, frac
