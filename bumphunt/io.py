@@ -357,7 +357,7 @@ def _executor() -> Any:
 
 
 def _read_all(plan: _Plan, srcs: list[str], start: int, stop: int) -> dict[str, Any]:
-    """Read several branches at once (baskets decompressed in parallel threads).
+    """Read several branches at once with uproot (baskets decompressed in parallel threads).
 
     On failure, branches are re-read one by one so the error names the broken one.
     """
@@ -369,6 +369,171 @@ def _read_all(plan: _Plan, srcs: list[str], start: int, stop: int) -> dict[str, 
                                 decompression_executor=ex, interpretation_executor=ex)
     except Exception:
         return {src: _read_branch(plan, src, start, stop, "ak") for src in srcs}
+
+
+class _Flat:
+    """One branch read as flat native-endian numpy content (+ per-entry item offsets for jagged branches).
+
+    ``pieces`` keeps, per basket used, (basket number, entry range in the basket, byte offsets of
+    those entries relative to the first) so that the entry structure of two branches can be compared
+    without building offsets for both.
+    """
+
+    __slots__ = ("content", "itemsize", "pieces", "offsets", "boundaries")
+
+    def __init__(self, content: np.ndarray, itemsize: int, pieces: list[tuple[int, np.ndarray]] | None,
+                 boundaries: tuple[int, ...]) -> None:
+        self.content = content
+        self.itemsize = itemsize
+        self.pieces = pieces
+        self.boundaries = boundaries
+        self.offsets: np.ndarray | None = None
+
+    def item_offsets(self) -> np.ndarray:
+        """Offsets (int64, from 0) of each entry's items in ``content``."""
+        if self.offsets is None:
+            assert self.pieces is not None
+            n = sum(len(bo) - 1 for _, bo in self.pieces)
+            out = np.empty(n + 1, dtype=np.int64)
+            out[0] = 0
+            pos, base = 0, 0
+            for _, bo in self.pieces:
+                k = len(bo) - 1
+                seg = out[pos + 1:pos + k + 1]
+                np.floor_divide(bo[1:], self.itemsize, out=seg, casting="unsafe")
+                seg += base
+                base = int(seg[-1]) if k else base
+                pos += k
+            self.offsets = out
+        return self.offsets
+
+    def same_structure(self, ref: "_Flat") -> bool:
+        """True if both jagged branches have the same number of items in every entry."""
+        if self.pieces is None or ref.pieces is None:
+            return self.pieces is ref.pieces
+        if self.boundaries == ref.boundaries and len(self.pieces) == len(ref.pieces):
+            a, b = self.itemsize, ref.itemsize
+            for (_, bo), (_, bo_ref) in zip(self.pieces, ref.pieces):
+                if bo.shape != bo_ref.shape:
+                    return False
+                if a == b:
+                    if not np.array_equal(bo, bo_ref):
+                        return False
+                elif not np.array_equal(bo * b, bo_ref * a):  # both count bytes: compare items
+                    return False
+            return True
+        other = self.item_offsets()
+        return other.shape == ref.item_offsets().shape and np.array_equal(other, ref.item_offsets())
+
+
+class _NotFlat(Exception):
+    """The branch's baskets do not have the simple layout the direct reader handles."""
+
+
+def _direct_interpretation(branch: Any) -> tuple[np.dtype, bool] | None:
+    """(on-disk dtype, jagged?) when the branch can be read basket by basket as flat content, else None."""
+    from uproot.interpretation.jagged import AsJagged
+    from uproot.interpretation.numerical import AsDtype
+
+    interp = branch.interpretation
+    if type(interp) is AsDtype and interp.from_dtype.shape == () and interp.from_dtype.kind in "fiub":
+        return np.dtype(interp.from_dtype), False
+    if (type(interp) is AsJagged and type(interp.content) is AsDtype and interp.header_bytes == 0
+            and interp.content.from_dtype.shape == () and interp.content.from_dtype.kind in "fiub"):
+        return np.dtype(interp.content.from_dtype), True
+    return None
+
+
+def _read_flat(branch: Any, dtype: np.dtype, jagged: bool, start: int, stop: int) -> _Flat:
+    """Read entries [start, stop) of one branch directly from its baskets.
+
+    This bypasses uproot's array assembly (awkward layouts built per basket, then concatenated,
+    then byte-swapped): every basket's bytes (a view of the memory-mapped file when stored
+    uncompressed, else the decompressed buffer) are copied once, byte-swapping on the fly, into
+    one preallocated native-endian array. About 3x less CPU than ``TTree.arrays`` for our ntuples.
+    """
+    bounds = [int(x) for x in branch.entry_offsets]
+    first = max(0, int(np.searchsorted(bounds, start, side="right")) - 1)
+    baskets = []
+    for i in range(first, len(bounds) - 1):
+        b0, b1 = bounds[i], bounds[i + 1]
+        if b0 >= stop:
+            break
+        if b1 <= start:
+            continue
+        baskets.append((i, max(start, b0) - b0, min(stop, b1) - b0))
+    itemsize = dtype.itemsize
+    views: list[np.ndarray] = []
+    pieces: list[tuple[int, np.ndarray]] | None = [] if jagged else None
+    for i, e0, e1 in baskets:
+        basket = branch.basket(i)
+        data = basket.data
+        if jagged:
+            bo = basket.byte_offsets
+            if bo is None or len(bo) != basket.num_entries + 1:
+                raise _NotFlat(f"basket {i} has no entry offsets")
+            bo = bo[e0:e1 + 1]
+            lo, hi = int(bo[0]), int(bo[-1])
+            if lo % itemsize or hi % itemsize:
+                raise _NotFlat(f"basket {i}: entries not aligned to {itemsize}-byte items")
+            if lo:
+                bo = bo - lo
+            pieces.append((i, bo))  # type: ignore[union-attr]
+            raw = data[lo:hi]
+        else:
+            if len(data) != basket.num_entries * itemsize:
+                raise _NotFlat(f"basket {i} holds {len(data)} bytes for {basket.num_entries} entries")
+            raw = data[e0 * itemsize:e1 * itemsize]
+        views.append(raw.view(dtype))
+    total = sum(len(v) for v in views)
+    content = np.empty(total, dtype=dtype.newbyteorder("="))
+    pos = 0
+    for v in views:
+        content[pos:pos + len(v)] = v  # copy + byte swap in one pass (releases the GIL)
+        pos += len(v)
+    if jagged:
+        if any(len(bo) and int(bo[-1]) // itemsize != len(v) for (_, bo), v in zip(pieces, views)):  # type: ignore[arg-type]
+            raise _NotFlat("entry offsets do not match the basket content")
+        if (sum(len(bo) - 1 for _, bo in pieces) != stop - start):  # type: ignore[union-attr]
+            raise _NotFlat("baskets do not cover the requested entries")
+    elif total != stop - start:
+        raise _NotFlat("baskets do not cover the requested entries")
+    return _Flat(content, itemsize, pieces, tuple(bounds))
+
+
+def _read_direct(plan: _Plan, srcs: list[str], start: int, stop: int) -> dict[str, Any]:
+    """Read branches as ``_Flat`` (direct basket reader, one task per branch on the shared threads).
+
+    Branches the direct reader cannot handle (e.g. ``std::vector`` with per-entry headers) are
+    read by uproot and returned as awkward/numpy arrays.
+    """
+    ex = _executor()
+    out: dict[str, Any] = {}
+    futures = {}
+    fallback: list[str] = []
+    for src in srcs:
+        branch = plan.tree[src]
+        how = _direct_interpretation(branch)
+        if how is None:
+            fallback.append(src)
+        else:
+            futures[src] = ex.submit(_read_flat, branch, how[0], how[1], start, stop)
+    # biggest first would balance better, but branches come in similar sizes: keep schema order
+    error: InputError | None = None
+    for src, fut in futures.items():  # wait for every task (the file is closed after a failure)
+        try:
+            out[src] = fut.result()
+        except _NotFlat as exc:
+            logger.debug("%s: branch %r read through uproot: %s", plan.path, src, exc)
+            fallback.append(src)
+        except Exception as exc:  # decompression / basket errors: the file is damaged
+            error = error or InputError(f"{plan.path}: cannot read branch {src!r} entries [{start}, {stop}) "
+                                        f"(truncated or corrupt file?): {type(exc).__name__}: {exc}")
+    if error is not None:
+        raise error
+    if fallback:
+        out.update(_read_all(plan, fallback, start, stop))
+    return out
 
 
 def _jagged_parts(arr: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -398,8 +563,14 @@ def make_jagged_record(offsets: np.ndarray, fields: Mapping[str, np.ndarray]) ->
 
 
 def _non_finite(values: np.ndarray) -> tuple[int, int] | None:
-    """(count, first index) of non-finite values, or None."""
+    """(count, first index) of non-finite values, or None.
+
+    One summation pass (NaN and inf propagate through a sum); only when the sum is not finite
+    (bad values, or an overflow of huge finite ones) are the values checked one by one.
+    """
     if values.dtype.kind != "f" or values.size == 0:
+        return None
+    if np.isfinite(np.add.reduce(values, axis=None)):
         return None
     bad = ~np.isfinite(values)
     if not bad.any():
@@ -407,17 +578,44 @@ def _non_finite(values: np.ndarray) -> tuple[int, int] | None:
     return int(bad.sum()), int(np.argmax(bad))
 
 
-def _read_chunk(plan: _Plan, start: int, stop: int, energy_unit: str | None, *, check_units: bool) -> dict[str, Any]:
+#: Photons used for the MeV heuristic (a strided subsample of the first chunk).
+_UNIT_SAMPLE = 100_000
+
+
+def _sample_median(values: np.ndarray) -> float:
+    """Median of ``values``, from an evenly strided subsample of at most ``_UNIT_SAMPLE`` values."""
+    stride = max(1, len(values) // _UNIT_SAMPLE)
+    return float(np.median(values[::stride]))
+
+
+def _event_values(raw: Any) -> np.ndarray:
+    return raw.content if isinstance(raw, _Flat) else np.asarray(ak_to_numpy(raw))
+
+
+def ak_to_numpy(arr: Any) -> np.ndarray:
     import awkward as ak
 
+    return ak.to_numpy(arr)
+
+
+def _jagged_of(raw: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets from 0, flat content) of a branch read either way."""
+    if isinstance(raw, _Flat):
+        if raw.pieces is None:
+            raise _NotFlat("scalar branch")
+        return raw.item_offsets(), raw.content
+    return _jagged_parts(raw)
+
+
+def _read_chunk(plan: _Plan, start: int, stop: int, energy_unit: str | None, *, check_units: bool) -> dict[str, Any]:
     path = plan.path
     n = stop - start
     out: dict[str, Any] = {}
     srcs = list(dict.fromkeys([*plan.event.values(), *(s for m in plan.jagged.values() for s in m.values())]))
-    raw = _read_all(plan, srcs, start, stop)
+    raw = _read_direct(plan, srcs, start, stop)
     for name, src in plan.event.items():
         b = _EVENT_BY_NAME[name]
-        values = np.asarray(ak.to_numpy(raw[src]))
+        values = _event_values(raw[src])
         bad = _non_finite(values)
         if bad:
             raise InputError(f"{path}: branch {src!r} has {bad[0]} NaN/inf value(s), first at entry {start + bad[1]}")
@@ -433,17 +631,27 @@ def _read_chunk(plan: _Plan, start: int, stop: int, energy_unit: str | None, *, 
             continue
         fields_by_name = {b.name: b for b in COLLECTIONS[coll][1]}
         offsets_ref: np.ndarray | None = None
+        first_src: str | None = None
         flat: dict[str, np.ndarray] = {}
         for field, src in mapping.items():
-            offsets, content = _jagged_parts(raw[src])
-            if offsets_ref is None:
-                offsets_ref = offsets
-            elif offsets.shape != offsets_ref.shape or not np.array_equal(offsets, offsets_ref):
-                first = next(iter(mapping.values()))
-                raise SchemaError(f"{path}: branch {src!r} has a different number of entries per event than {first!r}")
+            this = raw[src]
+            if first_src is None:
+                offsets, content = _jagged_of(this)
+                offsets_ref, first_src = offsets, src
+            else:
+                ref = raw[first_src]
+                if isinstance(this, _Flat) and isinstance(ref, _Flat) and this.pieces is not None:
+                    same = this.same_structure(ref)
+                    content = this.content
+                else:
+                    offsets, content = _jagged_of(this)
+                    same = offsets.shape == offsets_ref.shape and np.array_equal(offsets, offsets_ref)
+                if not same:
+                    raise SchemaError(f"{path}: branch {src!r} has a different number of entries per event than {first_src!r}")
             bad = _non_finite(content)
             if bad:
-                event_idx = int(np.searchsorted(offsets, bad[1], side="right") - 1)
+                assert offsets_ref is not None
+                event_idx = int(np.searchsorted(offsets_ref, bad[1], side="right") - 1)
                 raise InputError(f"{path}: branch {src!r} has {bad[0]} NaN/inf value(s), first in entry {start + event_idx}")
             content = content.astype(fields_by_name[field].dtype, copy=False)
             key = f"{coll}_{field}"
@@ -452,7 +660,7 @@ def _read_chunk(plan: _Plan, start: int, stop: int, energy_unit: str | None, *, 
                 content = np.where(content > 0, content * factor, content) if field in ("E", "mc_E") else content * factor
             flat[field] = content
         if check_units and coll == "gamma" and "E" in flat and flat["E"].size:
-            median = float(np.median(flat["E"]))
+            median = _sample_median(flat["E"])
             if energy_unit is None and median > MEV_SUSPICION_GEV:
                 raise SchemaError(
                     f"{path}: branch {mapping['E']!r}: median photon energy is {median:.4g}, which looks like MeV "

@@ -439,37 +439,58 @@ def preselect(
     weight = np.asarray(events["weight"], dtype=float)
     counts = np.diff(g_off)
 
-    # photon candidates; per-event counts from a cumulative sum (no per-cluster event index needed)
+    # photon candidates: one pass per cut over the flat cluster arrays
     E, theta, t = g["E"], g["theta"], g["time"]
-    passing = (E > cuts.photon_e_min) & (theta > cuts.photon_theta_min) & (theta < cuts.photon_theta_max)
-    passing &= np.abs(t) < cuts.photon_time_max
-    n_pass = _segment_sum(passing, g_off)
+    passing = E > cuts.photon_e_min
+    passing &= theta > cuts.photon_theta_min
+    passing &= theta < cuts.photon_theta_max
+    passing &= t < cuts.photon_time_max
+    passing &= t > -cuts.photon_time_max
+    # rank of each event's first passing cluster among all passing clusters (cumulative sum; int32 while it fits)
+    rank = np.empty(len(passing) + 1, dtype=np.int32 if len(passing) < 2**31 - 1 else np.int64)
+    rank[0] = 0
+    np.cumsum(passing, out=rank[1:])
+    first_rank = rank[g_off]
+    n_pass = np.diff(first_rank)
     m_mult = n_pass == 3 if cuts.multiplicity == "exactly" else n_pass >= 3
 
-    # indices (into the flat cluster arrays) of the three kept photons per event, by energy
+    # flat indices of the three kept photons per event (columns i0, i1, i2), then sorted by energy
     sel_ev = np.flatnonzero(m_mult)
-    cand = np.flatnonzero(passing & np.repeat(m_mult, counts))
     if cuts.multiplicity == "exactly":
-        idx = cand.reshape(-1, 3)
+        passing_idx = np.flatnonzero(passing)
+        r = first_rank[sel_ev].astype(np.int64)
+        cols = [passing_idx[r], passing_idx[r + 1], passing_idx[r + 2]]
     else:
         # sort passing clusters by (event, -E); take the first three of each event
+        cand = np.flatnonzero(passing & np.repeat(m_mult, counts))
         cand_ev = np.searchsorted(g_off, cand, side="right") - 1
         order = np.lexsort((-E[cand], cand_ev))
         cand = cand[order]
         first = np.searchsorted(cand_ev[order], sel_ev)
-        idx = cand[first[:, None] + np.arange(3)]
-    order3 = np.argsort(-E[idx], axis=1, kind="stable")
-    idx = np.take_along_axis(idx, order3, axis=1)
+        cols = [cand[first + k] for k in range(3)]
+    energies = [E[c] for c in cols]
+    # stable descending sort of three values: a bubble sort network with strict comparisons
+    for a, b in ((0, 1), (1, 2), (0, 1)):
+        swap = energies[b] > energies[a]
+        energies[a], energies[b] = np.where(swap, energies[b], energies[a]), np.where(swap, energies[a], energies[b])
+        cols[a], cols[b] = np.where(swap, cols[b], cols[a]), np.where(swap, cols[a], cols[b])
 
-    # event cuts on the pre-selected photons
-    E3, th3, ph3 = E[idx], theta[idx], g["phi"][idx]
-    pt3 = E3 * np.sin(th3)  # photons: |p| = E
-    px, py, pz, etot = (pt3 * np.cos(ph3)).sum(1), (pt3 * np.sin(ph3)).sum(1), (E3 * np.cos(th3)).sum(1), E3.sum(1)
+    # event cuts on the pre-selected photons (column by column: no reductions along a length-3 axis)
+    phi = g["phi"]
+    px = py = pz = etot = None
+    for e_k, c in zip(energies, cols):
+        th_k, ph_k = theta[c], phi[c]
+        pt_k = e_k * np.sin(th_k)  # photons: |p| = E
+        terms = (pt_k * np.cos(ph_k), pt_k * np.sin(ph_k), e_k * np.cos(th_k), e_k)
+        if px is None:
+            px, py, pz, etot = terms
+        else:
+            px, py, pz, etot = px + terms[0], py + terms[1], pz + terms[2], etot + terms[3]
     mggg = np.sqrt(np.clip(etot * etot - px * px - py * py - pz * pz, 0.0, None))
     sqrt_s = beam.sqrt_s
     ok_mass = (mggg > cuts.mggg_min * sqrt_s) & (mggg < cuts.mggg_max * sqrt_s)
-    tt = t[idx]
-    ok_time = (tt.max(axis=1) - tt.min(axis=1)) < cuts.time_spread_max
+    t0, t1, t2 = (t[c] for c in cols)
+    ok_time = (np.maximum(np.maximum(t0, t1), t2) - np.minimum(np.minimum(t0, t1), t2)) < cuts.time_spread_max
 
     m_mass = np.zeros(n, dtype=bool)
     m_mass[sel_ev[ok_mass]] = True
@@ -492,12 +513,13 @@ def preselect(
     cutflow = CutFlow.from_masks(names, masks, process, weight)
 
     keep = m_final[sel_ev]
-    idx = idx[keep]
+    cols = [c[keep] for c in cols]
+    idx = np.stack(cols, axis=1)
     rows = sel_ev[keep]
     out: dict[str, np.ndarray] = {}
     for key in PHOTON_KEYS:
         out[key] = g[key][idx]  # (E, theta, phi, time, region) of the kept photons
-    out["region"] = out["region"].astype(np.int32)
+    out["region"] = out["region"].astype(np.int32, copy=False)
     out["cov"] = _covariance(g, idx, resolution)
     if all(k in g for k in TRUTH_PHOTON_KEYS):
         for key in TRUTH_PHOTON_KEYS:
@@ -506,19 +528,21 @@ def preselect(
     out["process"] = process[rows].astype(np.int32)
     out["weight"] = weight[rows]
     out["mc_ma"] = np.asarray(events["mc_ma"], dtype=float)[rows] if "mc_ma" in events else np.full(len(rows), -1.0)
-    local = idx - g_off[rows][:, None]
-    origin = g["mc_origin"][idx] if "mc_origin" in g else None
+    start_of = g_off[rows]
+    local = [c - start_of for c in cols]  # positions of the kept photons in their event's cluster list
+    origin = [g["mc_origin"][c] for c in cols] if "mc_origin" in g else None
     for src, dst, code in (("mc_idx_a1", "truth_a1", 1), ("mc_idx_a2", "truth_a2", 2), ("mc_idx_recoil", "truth_recoil", 0)):
         pos = np.full(len(rows), -1, dtype=np.int32)
         if src in events:
             true_idx = np.asarray(events[src])[rows]
-            hit = (local == true_idx[:, None]) & (true_idx[:, None] >= 0)
-            pos = np.where(hit.any(axis=1), np.argmax(hit, axis=1), -1).astype(np.int32)
+            for k in (2, 1, 0):  # the first matching position wins
+                pos[(local[k] == true_idx) & (true_idx >= 0)] = k
         if origin is not None:
             # backgrounds with a decaying meson (P -> gamma gamma) flag their photons by mc_origin only
-            hit = origin == code
-            from_origin = np.where(hit.sum(axis=1) == 1, np.argmax(hit, axis=1), -1)
-            pos = np.where(pos >= 0, pos, from_origin).astype(np.int32)
+            hits = [o == code for o in origin]
+            from_origin = np.where(hits[0], 0, np.where(hits[1], 1, 2)).astype(np.int32)
+            unique = (hits[0].astype(np.int8) + hits[1] + hits[2]) == 1
+            pos = np.where((pos < 0) & unique, from_origin, pos)
         out[dst] = pos
     logger.info("pre-selection: %d of %d events kept", len(rows), n)
     return out, cutflow
@@ -530,11 +554,15 @@ def _covariance(g: Mapping[str, np.ndarray], idx: np.ndarray, resolution: Resolu
         cov = np.empty(idx.shape + (3, 3))
         flat = cov.reshape(-1, 9)
         pick = idx.reshape(-1)
-        for name, a, b in COV_FIELDS:
-            values = g[name][pick] if name in g else 0.0
-            flat[:, 3 * a + b] = values
-            if a != b:
-                flat[:, 3 * b + a] = flat[:, 3 * a + b]
+        # filled block by block so that each block of the (9-column) output stays in cache
+        block = 16384
+        for lo in range(0, len(pick), block):
+            rows_ = flat[lo:lo + block]
+            p = pick[lo:lo + block]
+            for name, a, b in COV_FIELDS:
+                rows_[:, 3 * a + b] = g[name][p] if name in g else 0.0
+                if a != b:
+                    rows_[:, 3 * b + a] = rows_[:, 3 * a + b]
         return cov
     return resolution.covariance(g["E"][idx], g["region"][idx])
 
