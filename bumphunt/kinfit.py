@@ -953,7 +953,9 @@ def _fit_one(a0: NDArray, V0: NDArray, P0: NDArray, Vb: NDArray | None, max_iter
         prev, step, lamb_prev, lamb_step = a, new, lamb, lam
         t, n_halv, h_prev, chi2_prev = 1.0, 0, h, chi2
         a, lamb = new, lam
-        while np.any(a[0::3] <= 0) or np.any(a[1::3] <= 0) or np.any(a[1::3] >= np.pi):
+        for _h in range(60):
+            if not (np.any(a[0::3] <= 0) or np.any(a[1::3] <= 0) or np.any(a[1::3] >= np.pi)):
+                break
             t *= 0.5
             a = prev + t * (step - prev)
             lamb = lamb_prev + t * (lamb_step - lamb_prev)
@@ -977,8 +979,8 @@ def fit_reference(
 
     Same algorithm, convergence criterion and outputs as ``fit``, written
     event by event with ``np.linalg.solve``; it exists to cross-check the
-    vectorised closed-form implementation and to measure its speed-up. It
-    does not validate inputs beyond shapes.
+    vectorised closed-form implementation and to measure its speed-up.
+    Invalid events are flagged exactly as in ``fit``.
     """
     beam = Beam.belle2() if beam is None else beam
     E, theta, phi, cov = _check_inputs(E, theta, phi, cov)
@@ -990,7 +992,12 @@ def fit_reference(
     pulls = np.full((n, 3, 3), np.nan)
     n_iter = np.zeros(n, dtype=np.int16)
     status = np.full(n, MAX_ITER, dtype=np.int8)
+    valid = _validate(np.ascontiguousarray(E.T), np.ascontiguousarray(theta.T), np.ascontiguousarray(phi.T),
+                      np.ascontiguousarray(np.transpose(cov, (2, 3, 1, 0))))
     for i in range(n):  # reference implementation: deliberately one event at a time
+        if valid[i] != OK:
+            status[i] = valid[i]
+            continue
         a0 = np.stack([E[i], theta[i], phi[i]], axis=1).ravel()
         V0 = np.zeros((9, 9))
         for k in range(3):

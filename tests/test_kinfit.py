@@ -356,3 +356,26 @@ def test_statistics_on_toy_mc_with_its_covariance(m_a: float | None) -> None:
     assert n > 10000
     res = kinfit.fit(ev["E"], ev["theta"], ev["phi"], ev["cov"], BEAM, beam_cov="spread")
     _check_statistics(res, n)
+
+
+def test_step_halving_path_matches_reference() -> None:
+    """Events far from the constraint with large angular errors need step halving; both implementations agree."""
+    rng = np.random.default_rng(60)
+    n = 150
+    ev = three_photon_sample(n, beam=BEAM, rng=rng)
+    cov = np.zeros((n, 3, 3, 3))
+    cov[..., 0, 0] = (0.01 * ev["E"]) ** 2
+    cov[..., 1, 1] = 0.1**2
+    cov[..., 2, 2] = 0.2**2
+    th = np.clip(ev["theta"] + rng.normal(0, 0.1, (n, 3)), 0.1, 3.0)
+    ph = ev["phi"] + rng.normal(0, 0.2, (n, 3))
+    E = ev["E"] * rng.uniform(0.7, 1.2, (n, 3))
+    a = kinfit.fit(E, th, ph, cov, BEAM, max_iter=40)
+    b = kinfit.fit_reference(E, th, ph, cov, BEAM, max_iter=40)
+    assert (a.n_iter > 6).sum() > 10  # the step control was active
+    np.testing.assert_array_equal(a.n_iter, b.n_iter)
+    np.testing.assert_array_equal(a.status, b.status)
+    np.testing.assert_allclose(a.E, b.E, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.chi2[a.converged], b.chi2[b.converged], rtol=1e-9)
+    assert a.converged.mean() > 0.8
+    assert np.isfinite(a.E).all() and np.isfinite(a.theta).all()
