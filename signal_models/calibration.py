@@ -89,6 +89,8 @@ class MassFit:
     edm: float = math.nan
     n_attempts: int = 0
     n_iterations: int = 0
+    #: binned candidates in the window for plots: {"edges", "counts", "counts_tm", "sumw2"}
+    histogram: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -345,6 +347,7 @@ def fit_mass(
     max_iterations: int = 4,
     start_from: MassFit | None = None,
     strategy: int = 0,
+    n_hist_bins: int = 80,
 ) -> MassFit:
     """Iterated window fit at one generated mass (see module docstring).
 
@@ -407,6 +410,11 @@ def fit_mass(
     mu, sigma = m0 + s0 * vals["mu"], s0 * vals["sigma"]
     slope = _rescale_slope(vals["comb_slope"], m0, hw * s0, mu, hw * sigma)
     d_slope = abs(_rescale_slope(vals["comb_slope"] + 1e-6, m0, hw * s0, mu, hw * sigma) - slope) / 1e-6
+    # counts (fraction, efficiencies, chi2) refer to the nominal window of the fitted shape,
+    # mu +- half_width * sigma, which the last fit window matches to within 2 % of sigma
+    lo, hi = mu - hw * sigma, mu + hw * sigma
+    inwin = (x >= lo) & (x <= hi)
+    w_t, w_c = w[inwin & tm], w[inwin & ~tm]
     sum_t, sum_c = float(w_t.sum()), float(w_c.sum())
     total = sum_t + sum_c
     n_eff = total**2 / float(np.sum(w_t * w_t) + np.sum(w_c * w_c))
@@ -432,7 +440,7 @@ def fit_mass(
         "comb_slope": d_slope * errs["comb_slope"] if errs["comb_slope"] > 0 else 0.0,
     }
     out.params, out.errors = {k: float(v) for k, v in params.items()}, {k: float(v) for k, v in errors.items()}
-    out.window = (float(m0 - hw * s0), float(m0 + hw * s0))
+    out.window = (float(lo), float(hi))
     out.n_tm, out.n_comb, out.n_eff = sum_t, sum_c, float(n_eff)
     ngen = float(n_generated)
     out.eff_tm = sum_t / ngen
@@ -445,6 +453,13 @@ def fit_mass(
     inwin = (x >= out.window[0]) & (x <= out.window[1])
     n_float = len([k for k in FIT_PARAMS if k not in fixed]) + 1  # + the counted fraction
     out.chi2, out.ndf, out.pvalue = chi2_equal_probability(x[inwin], w[inwin], shape, *out.window, n_fitted=n_float)
+    edges = np.linspace(out.window[0], out.window[1], n_hist_bins + 1)
+    out.histogram = {
+        "edges": edges.tolist(),
+        "counts": np.histogram(x[inwin], bins=edges, weights=w[inwin])[0].tolist(),
+        "counts_tm": np.histogram(x[inwin & tm], bins=edges, weights=w[inwin & tm])[0].tolist(),
+        "sumw2": np.histogram(x[inwin], bins=edges, weights=w[inwin] ** 2)[0].tolist(),
+    }
     out.status, out.reason = "ok", ""
     return out
 

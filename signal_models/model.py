@@ -258,7 +258,7 @@ class SignalModel:
             "comb_domain": self.comb_domain,
             "mass_range": list(self._range),
             "holdout": self.holdout,
-            "interpolation": {k: c.settings() for k, c in self.curves.items()},
+            "interpolation": {k: _clean(c.settings()) for k, c in self.curves.items()},
             "fits": [_clean(f.to_dict()) for f in self.fits],
         }
 
@@ -469,6 +469,11 @@ def build_signal_model(
     """
     from .calibration import calibrate
 
+    holdout = [float(h) for h in holdout]
+    generated = np.unique(np.asarray(mc_ma, dtype=float))
+    missing = [h for h in holdout if not _in(h, list(generated))]
+    if missing:
+        raise ShapeError(f"holdout mass(es) {missing} GeV are not among the generated masses {generated[:10].tolist()}...")
     fits = calibrate(
         mgg,
         truth_match,
@@ -491,11 +496,6 @@ def build_signal_model(
         "fit_params": list(FIT_PARAMS),
         "minimiser": "zfit.minimize.Minuit",
     }
-    holdout = [float(h) for h in holdout]
-    fitted = {f.mass for f in fits}
-    missing = [h for h in holdout if not _in(h, list(fitted))]
-    if missing:
-        raise ShapeError(f"holdout mass(es) {missing} GeV are not among the generated masses {sorted(fitted)[:10]}...")
     return SignalModel(fits, holdout=holdout, interpolation=interpolation, selection=selection, settings=settings, comb_domain=half_width)
 
 
