@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .detector import REGION_BARREL, REGION_NONE, Resolution, ecl_region
-from .kinematics import Beam, boost, p4_from_spherical, spherical_from_p4
+from .kinematics import Beam, boost, spherical_from_p4
 
 logger = logging.getLogger(__name__)
 
