@@ -34,6 +34,7 @@ __all__ = [
     "fit_toys",
     "ToyFits",
     "toy_upper_limit",
+    "toy_limits",
 ]
 
 _GRID = 4097
@@ -312,3 +313,15 @@ def toy_upper_limit(
         converged=crossed, reason="" if crossed else "toy CLs did not bracket 1 - cl on the POI grid",
         details={"poi": mus, "cls": obs, "cls_expected": exp, "n_toys": n_toys, "seed": seed, "asymptotic": asym},
     )
+
+
+def toy_limits(toys: Sequence[NDArray], shape: SignalShape, window: tuple[float, float], *, bkg_order: int = 3, cl: float = 0.95, expected: bool = False) -> dict[str, NDArray]:
+    """Asymptotic CLs limits of every toy (one batch): ``{"observed", "expected", "converged", "nsig", "nsig_err", "z_local"}``."""
+    tf = fit_toys(toys, shape, window, bkg_order=bkg_order)
+    obs, ok = tf.batch.observed_limit(cl=cl)
+    out = {"observed": obs, "converged": ok & tf.converged, "nsig": tf.nsig, "nsig_err": tf.nsig_err, "z_local": tf.z_local}
+    if expected:
+        exp, ok_e = tf.batch.expected_limits(cl=cl)
+        out["expected"] = exp
+        out["converged"] = out["converged"] & ok_e
+    return out
