@@ -78,6 +78,7 @@ __all__ = [
     "read_meta",
     "write_events",
     "default_compression",
+    "branch_compression",
     "expand_paths",
     "load_aliases",
     "ALIAS_SCHEMA",
@@ -213,7 +214,8 @@ def _open(path: Path) -> Any:
     if not path.exists():
         raise InputError(f"{path}: file not found")
     try:
-        return uproot.open(path)
+        # memory-mapped: baskets stored uncompressed are read without an intermediate copy
+        return uproot.open(path, handler=uproot.MemmapSource)
     except Exception as exc:  # uproot raises many kinds for non-ROOT or damaged files
         raise InputError(f"{path}: not a readable ROOT file (truncated, corrupt or another format): {exc}") from None
 
@@ -444,6 +446,36 @@ def _direct_interpretation(branch: Any) -> tuple[np.dtype, bool] | None:
     return None
 
 
+def _basket_parts(branch: Any, i: int) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """(data bytes, entry byte offsets or None, number of entries) of basket ``i``.
+
+    uproot's ``TBranch.basket`` copies the bytes of an uncompressed basket out of the memory-mapped
+    file (so that they survive closing it); here they are used before the file is closed, so for
+    uncompressed baskets only the header is parsed (by uproot) and the data stay a view of the map.
+    """
+    from uproot.models.TBasket import Model_TBasket
+    from uproot.source.cursor import Cursor
+
+    try:
+        chunk, cursor = branch.basket_chunk_cursor(i)
+    except IndexError:  # embedded basket (stored in the TBranch itself)
+        chunk = None
+    if chunk is not None and getattr(chunk, "is_memmap", False):
+        start = cursor.index
+        head = Model_TBasket.read(chunk, cursor, {"basket_num": i, "read_basket": False}, branch.file, branch.file, branch)
+        keylen, objlen = int(head.member("fKeylen")), int(head.member("fObjlen"))
+        if int(head.member("fNbytes")) - keylen == objlen:  # stored uncompressed
+            raw = Cursor(start + keylen).bytes(chunk, objlen, {})
+            border = int(head.border)
+            if border == objlen:
+                return raw, None, int(head.num_entries)
+            offsets = raw[border:].view(">i4")[1:] - keylen  # as uproot: a native copy, last = border
+            offsets[-1] = border
+            return raw[:border], offsets, int(head.num_entries)
+    basket = branch.basket(i)
+    return basket.data, basket.byte_offsets, int(basket.num_entries)
+
+
 def _read_flat(branch: Any, dtype: np.dtype, jagged: bool, start: int, stop: int) -> _Flat:
     """Read entries [start, stop) of one branch directly from its baskets.
 
@@ -466,11 +498,9 @@ def _read_flat(branch: Any, dtype: np.dtype, jagged: bool, start: int, stop: int
     views: list[np.ndarray] = []
     pieces: list[tuple[int, np.ndarray]] | None = [] if jagged else None
     for i, e0, e1 in baskets:
-        basket = branch.basket(i)
-        data = basket.data
+        data, bo, num_entries = _basket_parts(branch, i)
         if jagged:
-            bo = basket.byte_offsets
-            if bo is None or len(bo) != basket.num_entries + 1:
+            if bo is None or len(bo) != num_entries + 1:
                 raise _NotFlat(f"basket {i} has no entry offsets")
             bo = bo[e0:e1 + 1]
             lo, hi = int(bo[0]), int(bo[-1])
@@ -481,8 +511,8 @@ def _read_flat(branch: Any, dtype: np.dtype, jagged: bool, start: int, stop: int
             pieces.append((i, bo))  # type: ignore[union-attr]
             raw = data[lo:hi]
         else:
-            if len(data) != basket.num_entries * itemsize:
-                raise _NotFlat(f"basket {i} holds {len(data)} bytes for {basket.num_entries} entries")
+            if len(data) != num_entries * itemsize:
+                raise _NotFlat(f"basket {i} holds {len(data)} bytes for {num_entries} entries")
             raw = data[e0 * itemsize:e1 * itemsize]
         views.append(raw.view(dtype))
     total = sum(len(v) for v in views)
@@ -881,6 +911,7 @@ def write_events(path: str | Path, events: Mapping[str, Any], *, meta: Mapping[s
     tmp = path.with_name(path.name + ".tmp")
     with uproot.recreate(tmp, compression=default_compression()) as f:
         t = f.mktree(tree, {k: (data[k].type if isinstance(data[k], ak.Array) else types[k]) for k in data})
+        t.compression = branch_compression(t)
         t.extend(data)
         f[META_KEY] = json.dumps(_jsonable(meta))
     tmp.replace(path)  # never leave a half-written output under the final name
@@ -901,6 +932,25 @@ def default_compression() -> Any:
     except ImportError:
         return uproot.ZLIB(1)
     return uproot.LZ4(1)
+
+
+#: Per-cluster float branches that hardly compress (measured on the toy MC: 0-26 % smaller with LZ4): stored as is, so reading them is a plain copy instead of a decompression.
+INCOMPRESSIBLE_BRANCHES: frozenset[str] = frozenset({
+    "gamma_E", "gamma_theta", "gamma_phi", "gamma_time", "gamma_cov_EE", "gamma_cov_thetatheta",
+    "gamma_cov_phiphi", "gamma_mc_E", "gamma_mc_theta", "gamma_mc_phi",
+})
+
+
+def branch_compression(tree: Any) -> dict[str, Any]:
+    """Per-branch compression for a writable uproot tree: ``default_compression()`` except for
+    ``INCOMPRESSIBLE_BRANCHES`` (no compression).
+
+    Use as ``tree.compression = branch_compression(tree)`` right after ``mktree``. Reading
+    then costs about half the CPU time, for files about 10 % larger.
+    """
+    comp = default_compression()
+    names = [d["fName"] for d in tree._cascading._branch_data if d["kind"] != "record"]
+    return {name: (None if name in INCOMPRESSIBLE_BRANCHES else comp) for name in names}
 
 
 def _jsonable(obj: Any) -> Any:
