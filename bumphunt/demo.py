@@ -277,12 +277,20 @@ def stage_report(ctx: DemoContext) -> None:
     ctx.products["report"] = path
 
 
+def stage_scan(ctx: DemoContext) -> None:
+    """Mass scan of the (selected) pseudo-data with limits and scan plots (``bumphunt.scan_stage``)."""
+    from .scan_stage import run_scan_stage
+
+    run_scan_stage(ctx)
+
+
 #: The demo stages in order; "report" must stay last.
 STAGES: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("generate", stage_generate),
     ("preselect", stage_preselect),
     ("candidates", stage_candidates),
     ("plots", stage_plots),
+    ("scan", stage_scan),
     ("report", stage_report),
 ]
 

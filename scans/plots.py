@@ -51,8 +51,7 @@ def limit_arrays(result: Mapping[str, Any], quantity: str = "nsig") -> dict[str,
 
 
 def _label(ax: Any, result: Mapping[str, Any]) -> None:
-    ax.set_title("bumphunt", loc="left", fontsize="medium")
-    ax.set_title(f"$\\int L\\,dt = {result['luminosity_fb']:g}$ fb$^{{-1}}$, \u221as = {result['sqrt_s']:.2f} GeV",
+    ax.set_title(f"bumphunt   $\\int L\\,dt = {result['luminosity_fb']:g}$ fb$^{{-1}}$, \u221as = {result['sqrt_s']:.2f} GeV",
                  loc="right", fontsize="small")
 
 
@@ -124,9 +123,14 @@ def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDA
             ax.plot(xm, xg, lw=1.5, label=lab)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        from matplotlib.ticker import NullFormatter
+
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if np.isfinite(obs).any():
+            ax.set_ylim(0.3 * np.nanmin(np.r_[obs, e[:, 0]]), top)
         ax.set_xlabel(r"$m_a$ [GeV]")
         ax.set_ylabel(r"$g_{a\gamma\gamma}$ [GeV$^{-1}$]")
-        ax.legend(loc="upper left", fontsize="small")
+        ax.legend(loc="lower right", fontsize="small")
         _label(ax, result)
     return fig
 
