@@ -778,7 +778,56 @@ def iterate_events(
     wanted = set(fields) if fields is not None else None
     if step_size < 1:
         raise ValueError(f"step_size must be positive, got {step_size}")
-    for path in expand_paths(paths):
+    paths_ = expand_paths(paths)
+    jobs = _chunk_jobs(paths_, tree, cfg, wanted, step_size, allow_empty)
+
+    def next_job() -> tuple[_Job | None, BaseException | None]:
+        try:
+            return next(jobs), None
+        except StopIteration:
+            return None, None
+        except Exception as exc:  # raised where the chunk would have been yielded
+            return None, exc
+
+    # the next chunk is read in the background while the caller works on the current one
+    ex = _prefetch_executor()
+    job, error = next_job()
+    future = ex.submit(_read_chunk, job.plan, job.start, job.stop, unit, check_units=job.start == 0) if job else None
+    try:
+        while job is not None:
+            assert future is not None
+            arrays = future.result()
+            current = job
+            job, future = None, None
+            if error is None:
+                job, error = next_job()  # may close the previous file: its last read is done
+                if job is not None:
+                    future = ex.submit(_read_chunk, job.plan, job.start, job.stop, unit, check_units=job.start == 0)
+            yield Events(arrays, sample=current.meta, files=[str(current.path)])
+        if error is not None:
+            raise error
+    finally:
+        if future is not None:  # the caller stopped early: let the read finish before closing the file
+            try:
+                future.result()
+            except Exception:
+                pass
+        jobs.close()
+
+
+class _Job:
+    """One chunk to read: entries [start, stop) of an open file."""
+
+    __slots__ = ("path", "plan", "meta", "start", "stop")
+
+    def __init__(self, path: Path, plan: _Plan, meta: dict[str, Any], start: int, stop: int) -> None:
+        self.path, self.plan, self.meta, self.start, self.stop = path, plan, meta, start, stop
+
+
+def _chunk_jobs(paths: list[Path], tree: str | None, cfg: Mapping[str, Any], wanted: set[str] | None,
+                step_size: int, allow_empty: bool) -> Iterator[_Job]:
+    """Open and validate the files one after the other; each is closed when the next is asked for."""
+    for path in paths:
         f, plan, meta = _prepare(path, tree, cfg, wanted)
         try:
             n = int(plan.tree.num_entries)
@@ -788,11 +837,22 @@ def iterate_events(
                     continue
                 raise InputError(f"{path}: tree {plan.tree.name!r} has no events (pass allow_empty=True to skip empty files)")
             for start in range(0, n, step_size):
-                stop = min(n, start + step_size)
-                arrays = _read_chunk(plan, start, stop, unit, check_units=(start == 0))
-                yield Events(arrays, sample=meta, files=[str(path)])
+                yield _Job(path, plan, meta, start, min(n, start + step_size))
         finally:
             f.close()
+
+
+_PREFETCH: Any = None
+
+
+def _prefetch_executor() -> Any:
+    """One background thread reading the next chunk (its branches go to the shared ``_executor``)."""
+    global _PREFETCH
+    if _PREFETCH is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _PREFETCH = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bumphunt-prefetch")
+    return _PREFETCH
 
 
 def read_events(
