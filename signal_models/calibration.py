@@ -484,7 +484,7 @@ def calibrate(
     fixed_values: Mapping[str, float] | None = None,
     half_width: float = 20.0,
     min_events: int = 100,
-    n_prepass: int = 5,
+    n_prepass: int = 8,
     masses: Sequence[float] | None = None,
     fitter: CalibrationFitter | None = None,
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
@@ -628,17 +628,23 @@ def _prepass(fitter, data_of, masses, ngen, need, fixed, fixed_values, min_event
     # spread over the mass range, preferring large samples
     picks = eligible[np.linspace(0, eligible.size - 1, min(n_prepass, eligible.size)).round().astype(int)]
     fixed_pre = [k for k in fixed if k not in need]
-    found: dict[str, list[float]] = {k: [] for k in need}
+    found: dict[str, list[tuple[float, float]]] = {k: [] for k in need}
     for i in np.unique(picks):
         xi, ti, wi = data_of(i)
         res = _fit_with_retries(fitter, xi, ti, wi, mass=masses[i], n_generated=_lookup(ngen, masses[i]), fixed=fixed_pre, fixed_values=fixed_values, min_events=min_events, neighbours=[])
         if res.ok:
             for k in need:
-                found[k].append(res.params[k])
+                found[k].append((res.params[k], res.errors[k]))
     out = {}
     for k in need:
         if found[k]:
-            out[k] = float(np.median(found[k]))
+            # inverse-variance weighted mean of log(n): single-mass tail exponents are poorly
+            # constrained (correlated with alpha), the combination is what fixes them
+            v = np.array([p for p, _ in found[k]])
+            e = np.array([max(err, 1e-3 * p) for p, err in found[k]]) / v
+            wts = 1.0 / e**2
+            out[k] = float(np.exp(np.sum(wts * np.log(v)) / np.sum(wts)))
+            logger.info("pre-pass %s: per-mass %s -> %.4g", k, np.round(v, 3).tolist(), out[k])
         else:
             logger.warning("pre-pass: %s could not be determined; using default %s", k, DEFAULT_START[k])
             out[k] = DEFAULT_START[k]

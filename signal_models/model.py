@@ -431,6 +431,7 @@ def build_signal_model(
     fixed_values: Mapping[str, float] | None = None,
     half_width: float = 20.0,
     min_events: int = 100,
+    n_prepass: int = 8,
     interpolation: Mapping[str, Mapping[str, Any]] | None = None,
     selection: Mapping[str, Any] | None = None,
     fitter: Any = None,
@@ -457,6 +458,8 @@ def build_signal_model(
         Fit range and Chebyshev domain, in units of sigma.
     min_events : int
         Masses with fewer truth-matched candidates are skipped with a warning.
+    n_prepass : int
+        Masses used by the pre-pass that determines fixed values not given in ``fixed_values``.
     interpolation : mapping, optional
         Per-quantity ``{"method": "pchip"|"smoothing"|"linear"|"constant", "lam": ...}``;
         default chooses by cross-validation.
@@ -484,6 +487,7 @@ def build_signal_model(
         fixed_values=fixed_values,
         half_width=half_width,
         min_events=min_events,
+        n_prepass=n_prepass,
         fitter=fitter,
         progress=progress,
     )
