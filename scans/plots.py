@@ -130,7 +130,7 @@ def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDA
             ax.set_ylim(0.3 * np.nanmin(np.r_[obs, e[:, 0]]), top)
         ax.set_xlabel(r"$m_a$ [GeV]")
         ax.set_ylabel(r"$g_{a\gamma\gamma}$ [GeV$^{-1}$]")
-        ax.legend(loc="lower right", fontsize="small")
+        ax.legend(loc="lower right", fontsize="small", frameon=True, facecolor="white", framealpha=0.9)
         _label(ax, result)
     return fig
 
