@@ -600,8 +600,9 @@ def _non_finite(values: np.ndarray) -> tuple[int, int] | None:
     """
     if values.dtype.kind != "f" or values.size == 0:
         return None
-    if np.isfinite(np.add.reduce(values, axis=None)):
-        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(values, axis=None)):
+            return None
     bad = ~np.isfinite(values)
     if not bad.any():
         return None

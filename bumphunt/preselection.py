@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -430,13 +431,62 @@ def preselect(
         if key not in events:
             raise InputError(f"preselect: events have no {key!r} (keys: {sorted(events)})")
 
-    g_off, g = _flat(events["gamma"])
+    n = len(events["gamma"])
+    process = np.asarray(events["process"])
+    weight = np.asarray(events["weight"], dtype=float)
+    if cuts.veto_good_tracks and len(events["track"]) != n:
+        raise SchemaError(f"preselect: 'track' has {len(events['track'])} events, 'gamma' has {n}")
+    parts = _partition(n)
+    if len(parts) == 1:
+        out, masks = _select(events, 0, n, beam=beam, cuts=cuts, resolution=resolution)
+    else:
+        # event ranges in parallel threads (numpy releases the GIL in the array operations)
+        results = list(_pool().map(lambda ab: _select(events, *ab, beam=beam, cuts=cuts, resolution=resolution), parts))
+        masks = [np.concatenate([r[1][k] for r in results]) for k in range(len(results[0][1]))]
+        out = {key: np.concatenate([r[0][key] for r in results]) for key in results[0][0]}
+    names = ["all", "photon_multiplicity", "mggg_window", "time_spread", "no_good_track"]
+    cutflow = CutFlow.from_masks(names, [np.ones(n, dtype=bool), *masks], process, weight)
+    logger.info("pre-selection: %d of %d events kept", len(out["event"]), n)
+    return out, cutflow
+
+
+#: Events per part when a large chunk is pre-selected in parallel threads.
+PARALLEL_MIN_EVENTS = 100_000
+_POOL: Any = None
+
+
+def _pool() -> Any:
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="bumphunt-presel")
+    return _POOL
+
+
+def _partition(n: int) -> list[tuple[int, int]]:
+    """Event ranges for parallel pre-selection: one per core, each at least ``PARALLEL_MIN_EVENTS``."""
+    k = max(1, min(os.cpu_count() or 1, n // PARALLEL_MIN_EVENTS))
+    bounds = [n * i // k for i in range(k + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _select(events: Mapping[str, Any], lo: int, hi: int, *, beam: Beam, cuts: PreselectionCuts,
+            resolution: Resolution) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """Pre-select events ``lo:hi``: the three-photon dict and the nested masks of the four cuts."""
+    whole = lo == 0 and hi == len(events["gamma"])
+
+    def part(key: str) -> Any:
+        value = events[key]
+        return value if whole else value[lo:hi]
+
+    g_off, g = _flat(part("gamma"))
     for key in PHOTON_KEYS:
         if key not in g:
             raise SchemaError(f"preselect: photon field {key!r} missing from events['gamma'] (fields: {sorted(g)})")
     n = len(g_off) - 1
-    process = np.asarray(events["process"])
-    weight = np.asarray(events["weight"], dtype=float)
+    process = np.asarray(part("process"))
+    weight = np.asarray(part("weight"), dtype=float)
     counts = np.diff(g_off)
 
     # photon candidates: one pass per cut over the flat cluster arrays
@@ -498,19 +548,13 @@ def preselect(
     m_time[sel_ev[ok_mass & ok_time]] = True
 
     if cuts.veto_good_tracks:
-        t_off, trk = _flat(events["track"])
-        if len(t_off) - 1 != n:
-            raise SchemaError(f"preselect: 'track' has {len(t_off) - 1} events, 'gamma' has {n}")
+        t_off, trk = _flat(part("track"))
         th_trk = np.arctan2(np.hypot(trk["px"], trk["py"]), trk["pz"])
         good = (np.abs(trk["dr"]) < cuts.track_dr_max) & (np.abs(trk["dz"]) < cuts.track_dz_max)
         good &= (th_trk > cuts.track_theta_min) & (th_trk < cuts.track_theta_max)
         m_final = m_time & (_segment_sum(good, t_off) == 0)
     else:
         m_final = m_time
-
-    names = ["all", "photon_multiplicity", "mggg_window", "time_spread", "no_good_track"]
-    masks = [np.ones(n, dtype=bool), m_mult, m_mass, m_time, m_final]
-    cutflow = CutFlow.from_masks(names, masks, process, weight)
 
     keep = m_final[sel_ev]
     cols = [c[keep] for c in cols]
@@ -524,17 +568,17 @@ def preselect(
     if all(k in g for k in TRUTH_PHOTON_KEYS):
         for key in TRUTH_PHOTON_KEYS:
             out[key] = g[key][idx]
-    out["event"] = np.asarray(events["event"])[rows] if "event" in events else rows.astype(np.int64)
+    out["event"] = np.asarray(part("event"))[rows] if "event" in events else (rows + lo).astype(np.int64)
     out["process"] = process[rows].astype(np.int32)
     out["weight"] = weight[rows]
-    out["mc_ma"] = np.asarray(events["mc_ma"], dtype=float)[rows] if "mc_ma" in events else np.full(len(rows), -1.0)
+    out["mc_ma"] = np.asarray(part("mc_ma"), dtype=float)[rows] if "mc_ma" in events else np.full(len(rows), -1.0)
     start_of = g_off[rows]
     local = [c - start_of for c in cols]  # positions of the kept photons in their event's cluster list
     origin = [g["mc_origin"][c] for c in cols] if "mc_origin" in g else None
     for src, dst, code in (("mc_idx_a1", "truth_a1", 1), ("mc_idx_a2", "truth_a2", 2), ("mc_idx_recoil", "truth_recoil", 0)):
         pos = np.full(len(rows), -1, dtype=np.int32)
         if src in events:
-            true_idx = np.asarray(events[src])[rows]
+            true_idx = np.asarray(part(src))[rows]
             for k in (2, 1, 0):  # the first matching position wins
                 pos[(local[k] == true_idx) & (true_idx >= 0)] = k
         if origin is not None:
@@ -544,8 +588,7 @@ def preselect(
             unique = (hits[0].astype(np.int8) + hits[1] + hits[2]) == 1
             pos = np.where((pos < 0) & unique, from_origin, pos)
         out[dst] = pos
-    logger.info("pre-selection: %d of %d events kept", len(rows), n)
-    return out, cutflow
+    return out, [m_mult, m_mass, m_time, m_final]
 
 
 def _covariance(g: Mapping[str, np.ndarray], idx: np.ndarray, resolution: Resolution) -> np.ndarray:

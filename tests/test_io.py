@@ -254,3 +254,142 @@ def test_combining_files_with_different_optional_branches(tmp_path: Path, rng: n
     np.testing.assert_array_equal(ev["mc_decay_length"], 0.0)
     out, cf = preselect(ev)
     assert cf.processes == ["ggg", "data"] and cf.count("all") == 70
+
+
+# --------------------------------------------------------------------------- direct basket reader
+
+
+def _write_in_baskets(path: Path, events: dict, *, sizes: list[int], compression=None, per_branch: bool = False) -> Path:
+    """Write ``events`` with one ``extend`` (one basket per branch) per entry of ``sizes``."""
+    from bumphunt.io import branch_compression
+    from ntuple_fixture import to_awkward
+
+    data = to_awkward(events)
+    with uproot.recreate(path, compression=compression) as f:
+        types = {k: (v.type.content if isinstance(v, ak.Array) else np.asarray(v).dtype) for k, v in data.items()}
+        t = f.mktree("events", types)
+        if per_branch:
+            t.compression = branch_compression(t)
+        lo = 0
+        for size in sizes:
+            t.extend({k: v[lo:lo + size] for k, v in data.items()})
+            lo += size
+    return path
+
+
+def _assert_same_as_uproot(path: Path, chunks: list) -> None:
+    """Every array of the chunks equals uproot's own reading of the same branches."""
+    with uproot.open(path) as f:
+        whole = f["events"].arrays(library="ak", how=dict)
+        start = 0
+        for chunk in chunks:
+            stop = start + chunk.n_events
+            ref = {k: v[start:stop] for k, v in whole.items()}
+            for key, value in chunk.items():
+                if key in ("gamma", "track"):
+                    np.testing.assert_array_equal(ak.to_numpy(ak.num(value)), ak.to_numpy(ref["n" + key]))
+                    for field in value.fields:
+                        got = ak.to_numpy(ak.flatten(value[field]))
+                        want = ak.to_numpy(ak.flatten(ref[f"{key}_{field}"]))
+                        np.testing.assert_array_equal(got, want, err_msg=f"{key}.{field} entries [{start}, {stop})")
+                        assert got.dtype.isnative
+                else:
+                    np.testing.assert_array_equal(value, ak.to_numpy(ref[key]), err_msg=key)
+            start = stop
+
+
+@pytest.mark.parametrize("compression,per_branch", [(None, False), ("zlib", False), ("lz4", True)])
+def test_direct_reader_matches_uproot_across_baskets(tmp_path: Path, rng: np.random.Generator, compression, per_branch,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunk boundaries inside and across baskets, stored raw or compressed: the same values as uproot."""
+    import bumphunt.io as bio
+
+    def no_fallback(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the direct basket reader should read every branch of this file")
+
+    monkeypatch.setattr(bio, "_read_all", no_fallback)
+    comp = {None: None, "zlib": uproot.ZLIB(1), "lz4": uproot.LZ4(1)}[compression]
+    if compression == "lz4":
+        pytest.importorskip("lz4")
+        pytest.importorskip("xxhash")
+    events = make_events(rng, 230)
+    path = _write_in_baskets(tmp_path / "baskets.root", events, sizes=[50, 1, 79, 100], compression=comp, per_branch=per_branch)
+    for step in (230, 37, 50):
+        chunks = list(iterate_events(path, step_size=step))
+        assert sum(c.n_events for c in chunks) == 230
+        _assert_same_as_uproot(path, chunks)
+
+
+def test_uproot_fallback_reads_the_same(tmp_path: Path, good_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Branches the direct reader does not handle go through uproot's TTree.arrays with identical results."""
+    import bumphunt.io as bio
+
+    direct = read_events(good_file)
+    monkeypatch.setattr(bio, "_direct_interpretation", lambda branch: None)
+    via_uproot = read_events(good_file)
+    for key, value in direct.items():
+        other = via_uproot[key]
+        if isinstance(value, ak.Array):
+            assert ak.array_equal(value, other), key
+        else:
+            np.testing.assert_array_equal(value, other)
+            assert value.dtype == other.dtype
+
+
+def test_jagged_branches_with_different_structure(tmp_path: Path, events_raw: dict) -> None:
+    branches = flat_branches(events_raw)
+    E = ak.flatten(branches["gamma_theta"])
+    counts = ak.to_numpy(ak.num(branches["gamma_theta"])).copy()
+    counts[[0, 1]] += [1, -1] if counts[1] > 0 else [0, 0]  # same total, different per event
+    assert counts.sum() == len(E)
+    branches["gamma_theta"] = ak.unflatten(E, counts)
+    p = write_ntuple(tmp_path / "ragged.root", events_raw, branches=branches)
+    with pytest.raises(SchemaError, match="ragged.root: branch 'gamma_theta' has a different number of entries per event than 'gamma_E'"):
+        read_events(p)
+
+
+def test_non_finite_in_a_later_basket_and_huge_finite_values(tmp_path: Path, rng: np.random.Generator) -> None:
+    events = make_events(rng, 120)
+    cov = events["gamma"]["cov_EE"].copy()
+    cov[:2] = 1e308  # the sum overflows: the values are then checked one by one, and are finite
+    events["gamma"]["cov_EE"] = cov
+    ok = _write_in_baskets(tmp_path / "huge.root", events, sizes=[60, 60])
+    assert read_events(ok)["gamma"].cov_EE[0, 0] == 1e308
+    t = events["gamma"]["time"].copy()
+    last = int(events["ngamma"][:100].sum())  # first cluster of entry 100, in the second basket
+    t[last] = np.nan
+    events["gamma"]["time"] = t
+    bad = _write_in_baskets(tmp_path / "late.root", events, sizes=[60, 60])
+    chunks = iterate_events(bad, step_size=60)
+    assert next(chunks).n_events == 60
+    with pytest.raises(InputError, match=r"late.root: branch 'gamma_time' has 1 NaN/inf value\(s\), first in entry 100"):
+        next(chunks)
+
+
+def test_iterate_prefetch_keeps_file_order_and_stops_cleanly(tmp_path: Path, rng: np.random.Generator) -> None:
+    a = write_ntuple(tmp_path / "a.root", make_events(rng, 90, process="signal"))
+    bad_events = make_events(rng, 40, process="ggg")
+    w = bad_events["weight"].copy()
+    w[5] = np.nan
+    bad_events["weight"] = w
+    b = write_ntuple(tmp_path / "b.root", bad_events)
+    got = []
+    with pytest.raises(InputError, match=r"b.root: branch 'weight' has 1 NaN/inf value.*entry 5"):
+        for chunk in iterate_events([a, b], step_size=40):
+            got.append((chunk.files[0], chunk.n_events))
+    assert got == [(str(a), 40), (str(a), 40), (str(a), 10)]  # every chunk of a before the error of b
+    it = iterate_events([a, b], step_size=40)
+    assert next(it).n_events == 40
+    it.close()  # stops while the next chunk is being read: no error, files closed
+    assert read_events([a, b], max_events=50).n_events == 50
+
+
+def test_written_files_store_incompressible_branches_as_is(tmp_path: Path, good_file: Path) -> None:
+    pytest.importorskip("lz4")
+    pytest.importorskip("xxhash")
+    out = write_events(tmp_path / "copy.root", read_events(good_file))
+    with uproot.open(out) as f:
+        tree = f["events"]
+        assert tree["gamma_E"].compressed_bytes == tree["gamma_E"].uncompressed_bytes
+        assert tree["process"].compressed_bytes < tree["process"].uncompressed_bytes
+    _assert_same_as_uproot(out, [read_events(out)])

@@ -231,3 +231,25 @@ def test_toymc_yields_scale_with_luminosity(tmp_path: Path) -> None:
     # the weighted yield before cuts is sigma x L for each process
     meta = read_events(files["ggg"]).sample
     assert flows[1].yield_("all", "ggg") == pytest.approx(meta["xsec_pb"] * 1000 * 2.5, rel=1e-9)
+
+
+@pytest.mark.parametrize("multiplicity", ["exactly", "at_least"])
+def test_parallel_event_ranges_give_the_single_pass_result(events, monkeypatch: pytest.MonkeyPatch, multiplicity: str) -> None:
+    """Large chunks are split into event ranges pre-selected in threads: same dict, same cut flow."""
+    import bumphunt.preselection as ps
+
+    cuts = PreselectionCuts(multiplicity=multiplicity)
+    monkeypatch.setattr(ps, "PARALLEL_MIN_EVENTS", 10**9)
+    single, flow1 = preselect(events, cuts=cuts)
+    monkeypatch.setattr(ps, "PARALLEL_MIN_EVENTS", 70)
+    monkeypatch.setattr(ps.os, "cpu_count", lambda: 4)
+    assert len(ps._partition(events.n_events)) == 4
+    split, flow4 = preselect(events, cuts=cuts)
+    assert single.keys() == split.keys()
+    for key in single:
+        np.testing.assert_array_equal(split[key], single[key], err_msg=key)
+    np.testing.assert_array_equal(flow4.counts, flow1.counts)
+    np.testing.assert_allclose(flow4.yields, flow1.yields, rtol=1e-12)
+    # without an event branch the event numbers are the rows of the whole chunk
+    no_event = {k: v for k, v in events.items() if k != "event"}
+    np.testing.assert_array_equal(preselect(no_event, cuts=cuts)[0]["event"], np.flatnonzero(np.isin(events["event"], single["event"])))
