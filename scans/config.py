@@ -239,12 +239,12 @@ def _check_consistency(cfg: Mapping[str, Any], *, source: str) -> None:
             raise ScanConfigError(f"{source}: vetoes.ranges[{i}]: needs hi > lo, got [{lo}, {hi}]")
     if cfg["analytic_signal_model"]["mass_range"][1] <= cfg["analytic_signal_model"]["mass_range"][0]:
         raise ScanConfigError(f"{source}: analytic_signal_model.mass_range: needs hi > lo")
-    from particle import Particle  # PDG masses for the vetoes
+    from .grid import particle_mass  # PDG masses for the vetoes
 
     for i, name in enumerate(cfg["vetoes"]["particles"]):
         try:
-            Particle.from_name(name)
-        except Exception:  # particle raises its own exception types
+            particle_mass(name)
+        except ValueError:
             raise ScanConfigError(
                 f"{source}: vetoes.particles[{i}]: unknown particle {name!r} (use names of the `particle` package, e.g. 'pi0', 'eta', \"eta'(958)\")"
             ) from None

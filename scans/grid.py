@@ -9,6 +9,7 @@ the `particle` package) or inside explicit ranges.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 
@@ -86,11 +87,24 @@ def fit_windows(
     return np.stack([lo, hi], axis=-1)
 
 
+@functools.lru_cache(maxsize=None)
 def particle_mass(name: str) -> float:
-    """PDG mass of a particle in GeV (``particle`` gives MeV)."""
+    """PDG mass of a particle in GeV (``particle`` gives MeV; the name look-up is slow, so it is cached).
+
+    Raises
+    ------
+    ValueError
+        Unknown particle name or a particle without a mass.
+    """
     from particle import Particle
 
-    return float(Particle.from_name(name).mass) / 1000.0
+    try:
+        mass = Particle.from_name(name).mass
+    except Exception:  # particle raises its own exception types
+        raise ValueError(f"unknown particle {name!r}") from None
+    if mass is None:
+        raise ValueError(f"particle {name!r} has no PDG mass")
+    return float(mass) / 1000.0
 
 
 def veto_points(

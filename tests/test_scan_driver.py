@@ -152,12 +152,11 @@ def test_cli_scan_resume_and_plot(tmp_path) -> None:
     (tmp_path / "scan.yaml").write_text("inputs:\n  files: [cands.npz]\nmass: {min: 0.3, max: 1.0}\nlee: {toys: 0}\n")
     runner = CliRunner()
     out = tmp_path / "out"
-    res = runner.invoke(cli, ["scan", str(tmp_path / "scan.yaml"), "--out", str(out), "--workers", "1"])
+    res = runner.invoke(cli, ["scan", str(tmp_path / "scan.yaml"), "--out", str(out), "--workers", "1", "--no-plots"])
     assert res.exit_code == 0, res.output
     result = json.loads((out / "scan_result.json").read_text())
     assert result["inputs"][0]["path"].endswith("cands.npz") and len(result["inputs"][0]["sha256"]) == 64
     assert (out / "scan_points.csv").read_text().count("\n") == len(result["points"]) + 1
-    assert (out / "plots" / "brazil_xsec.png").stat().st_size > 0
     again = runner.invoke(cli, ["scan", str(tmp_path / "scan.yaml"), "--out", str(out), "--resume", "--no-plots"])
     assert again.exit_code == 0 and json.loads((out / "scan_result.json").read_text())["points"] == result["points"]
     ext = tmp_path / "ext.csv"
@@ -165,6 +164,8 @@ def test_cli_scan_resume_and_plot(tmp_path) -> None:
     res = runner.invoke(cli, ["plot", str(out / "scan_result.json"), "--out", str(tmp_path / "plots"), "--external", str(ext),
                               "--fit-masses", "0.7"])
     assert res.exit_code == 0, res.output
-    assert {p.name for p in (tmp_path / "plots").iterdir()} >= {"coupling_exclusion.png", "local_p0.png", "fit_0.7000GeV.png"}
+    assert {p.name for p in (tmp_path / "plots").iterdir()} >= {"brazil_nsig.png", "brazil_xsec.png", "coupling_exclusion.png",
+                                                                 "local_p0.png", "fit_0.7000GeV.png"}
+    assert all(p.stat().st_size > 10_000 for p in (tmp_path / "plots").iterdir())
     bad = runner.invoke(cli, ["scan", str(tmp_path / "scan.yaml"), "--input", str(tmp_path / "nope.npz")])
     assert bad.exit_code != 0 and "nope.npz: input file not found" in bad.output and "Traceback" not in bad.output
