@@ -278,6 +278,8 @@ class _Plan:
     def __init__(self, path: Path, tree: Any, cfg: Mapping[str, Any], fields: set[str] | None) -> None:
         self.path = path
         self.tree = tree
+        #: last basket of each branch when a chunk ended inside it (see ``_read_flat``)
+        self.basket_cache: dict[str, Any] = {}
         alias = dict(cfg.get("branches", {}))
         self.constants: dict[str, float] = dict(cfg.get("constants", {}))
         keys = set(tree.keys())
@@ -446,8 +448,8 @@ def _direct_interpretation(branch: Any) -> tuple[np.dtype, bool] | None:
     return None
 
 
-def _basket_parts(branch: Any, i: int) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """(data bytes, entry byte offsets or None, number of entries) of basket ``i``.
+def _basket_parts(branch: Any, i: int) -> tuple[np.ndarray, np.ndarray | None, int, bool]:
+    """(data bytes, entry byte offsets or None, number of entries, data is a view of the file) of basket ``i``.
 
     uproot's ``TBranch.basket`` copies the bytes of an uncompressed basket out of the memory-mapped
     file (so that they survive closing it); here they are used before the file is closed, so for
@@ -468,21 +470,25 @@ def _basket_parts(branch: Any, i: int) -> tuple[np.ndarray, np.ndarray | None, i
             raw = Cursor(start + keylen).bytes(chunk, objlen, {})
             border = int(head.border)
             if border == objlen:
-                return raw, None, int(head.num_entries)
+                return raw, None, int(head.num_entries), True
             offsets = raw[border:].view(">i4")[1:] - keylen  # as uproot: a native copy, last = border
             offsets[-1] = border
-            return raw[:border], offsets, int(head.num_entries)
+            return raw[:border], offsets, int(head.num_entries), True
     basket = branch.basket(i)
-    return basket.data, basket.byte_offsets, int(basket.num_entries)
+    return basket.data, basket.byte_offsets, int(basket.num_entries), False
 
 
-def _read_flat(branch: Any, dtype: np.dtype, jagged: bool, start: int, stop: int) -> _Flat:
+def _read_flat(branch: Any, dtype: np.dtype, jagged: bool, start: int, stop: int,
+               cache: dict[str, Any] | None = None) -> _Flat:
     """Read entries [start, stop) of one branch directly from its baskets.
 
     This bypasses uproot's array assembly (awkward layouts built per basket, then concatenated,
     then byte-swapped): every basket's bytes (a view of the memory-mapped file when stored
     uncompressed, else the decompressed buffer) are copied once, byte-swapping on the fly, into
     one preallocated native-endian array. About 3x less CPU than ``TTree.arrays`` for our ntuples.
+
+    ``cache`` (per open tree) keeps the last basket of the previous chunk when the chunk ended
+    inside it, so that consecutive chunks do not decompress it twice.
     """
     bounds = [int(x) for x in branch.entry_offsets]
     first = max(0, int(np.searchsorted(bounds, start, side="right")) - 1)
@@ -497,8 +503,15 @@ def _read_flat(branch: Any, dtype: np.dtype, jagged: bool, start: int, stop: int
     itemsize = dtype.itemsize
     views: list[np.ndarray] = []
     pieces: list[tuple[int, np.ndarray]] | None = [] if jagged else None
+    cached = cache.pop(branch.name, None) if cache is not None else None
     for i, e0, e1 in baskets:
-        data, bo, num_entries = _basket_parts(branch, i)
+        if cached is not None and cached[0] == i:
+            data, bo, num_entries = cached[1]
+        else:
+            data, bo, num_entries, mapped = _basket_parts(branch, i)
+            # decompressed baskets only: re-reading a mapped one is free (and no view outlives the file)
+            if cache is not None and not mapped and i == baskets[-1][0] and bounds[i + 1] > stop:
+                cache[branch.name] = (i, (data, bo, num_entries))
         if jagged:
             if bo is None or len(bo) != num_entries + 1:
                 raise _NotFlat(f"basket {i} has no entry offsets")
@@ -547,7 +560,7 @@ def _read_direct(plan: _Plan, srcs: list[str], start: int, stop: int) -> dict[st
         if how is None:
             fallback.append(src)
         else:
-            futures[src] = ex.submit(_read_flat, branch, how[0], how[1], start, stop)
+            futures[src] = ex.submit(_read_flat, branch, how[0], how[1], start, stop, plan.basket_cache)
     # biggest first would balance better, but branches come in similar sizes: keep schema order
     error: InputError | None = None
     for src, fut in futures.items():  # wait for every task (the file is closed after a failure)
