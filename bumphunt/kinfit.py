@@ -730,6 +730,7 @@ def fit(
     beam_cov: Any = None,
     full_cov: bool = False,
     chunk_size: int = _CHUNK,
+    engine: str = "auto",
 ) -> KinFitResult:
     """4C kinematic fit of three photons per event to the beam four-momentum.
 
@@ -760,7 +761,14 @@ def fit(
     full_cov : bool
         Also return the full (n, 9, 9) covariance of the fitted parameters.
     chunk_size : int
-        Events processed together (cache-sized blocks).
+        Events processed together (cache-sized blocks; numpy engine only).
+    engine : {"auto", "numba", "numpy"}
+        ``"numba"``: the compiled per-event kernel, threaded over events
+        (``bumphunt._kinfit_numba``; the first call in a fresh installation
+        compiles it for a few seconds, later processes load it from numba's
+        cache). ``"numpy"``: the vectorised numpy implementation. Both give
+        the same results to rounding (~1e-12). ``"auto"`` (default): numba
+        when it can be imported, else numpy.
 
     Returns
     -------
@@ -786,6 +794,9 @@ def fit(
 
     opts = dict(max_iter=int(max_iter), max_halvings=int(max_halvings), tol_chi2=float(tol_chi2),
                 tol_constraint=float(tol_constraint), full_cov=bool(full_cov))
+    kernel = _resolve_engine(engine)
+    if kernel is not None:
+        return _fit_numba(kernel, E, theta, phi, cov, beam, P0, Vb, **opts)
 
     # outputs (n-major); events that do not converge keep the measured values
     res_E = E.copy()
@@ -878,8 +889,101 @@ def fit(
     return KinFitResult(
         E=res_E, theta=res_t, phi=res_p, cov=res_cov, chi2=chi2, pvalue=pvalue, converged=converged,
         n_iter=n_iter, pulls=pulls, status=status, cov_full=cov_full, beam_p4=beam_out,
-        options={**opts, "beam_cov": None if Vb is None else Vb.tolist(), "beam": beam.to_dict()},
+        options={**opts, "beam_cov": None if Vb is None else Vb.tolist(), "beam": beam.to_dict(), "engine": "numpy"},
     )
+
+
+ENGINES = ("auto", "numba", "numpy")
+
+
+def _resolve_engine(engine: str) -> Any:
+    """The compiled-kernel module for ``engine``, or None for the numpy implementation.
+
+    numba is imported here, not at module level, so that ``import bumphunt``
+    and the CLI stay light.
+    """
+    if engine not in ENGINES:
+        raise InputError(f"kinfit: engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "numpy":
+        return None
+    try:
+        from . import _kinfit_numba
+    except ImportError as exc:
+        if engine == "numba":
+            raise InputError(f"kinfit: engine='numba' needs the numba package, which cannot be imported ({exc})") from exc
+        logger.info("kinfit: numba not importable (%s); using the numpy engine", exc)
+        return None
+    return _kinfit_numba
+
+
+def _fit_numba(kernel: Any, E: NDArray, theta: NDArray, phi: NDArray, cov: NDArray, beam: Beam, P0: NDArray,
+               Vb: NDArray | None, *, max_iter: int, max_halvings: int, tol_chi2: float, tol_constraint: float,
+               full_cov: bool) -> KinFitResult:
+    """``fit`` with the compiled per-event kernel: numpy validation, then one threaded kernel call."""
+    E, theta, phi, cov = (np.ascontiguousarray(x) for x in (E, theta, phi, cov))
+    status0 = _validate_rows(E, theta, phi, cov)
+    n = E.shape[0]
+    res_E, res_t, res_p = np.empty((n, 3)), np.empty((n, 3)), np.empty((n, 3))
+    res_cov = np.empty((n, 3, 3, 3))
+    chi2, pvalue = np.empty(n), np.empty(n)
+    pulls = np.empty((n, 3, 3))
+    status = np.empty(n, dtype=np.int8)
+    n_iter = np.empty(n, dtype=np.int16)
+    converged = np.empty(n, dtype=np.bool_)
+    cov_full = np.empty((n if full_cov else 0, 9, 9))
+    beam_out = np.empty((n if Vb is not None else 0, 4))
+    Vb_arr = np.ascontiguousarray(Vb) if Vb is not None else np.zeros((4, 4))
+    with kernel.KERNEL_LOCK:
+        kernel.fit_kernel(E, theta, phi, cov, status0, np.ascontiguousarray(P0), Vb_arr, Vb is not None, max_iter,
+                          max_halvings, tol_chi2, tol_constraint, full_cov, res_E, res_t, res_p, res_cov, chi2, pvalue,
+                          pulls, status, n_iter, converged, cov_full, beam_out)
+    n_bad = n - int(np.count_nonzero(converged))
+    if n_bad:
+        logger.info("kinfit: %d of %d events did not converge", n_bad, n)
+    opts = dict(max_iter=max_iter, max_halvings=max_halvings, tol_chi2=tol_chi2, tol_constraint=tol_constraint,
+                full_cov=full_cov)
+    return KinFitResult(
+        E=res_E, theta=res_t, phi=res_p, cov=res_cov, chi2=chi2, pvalue=pvalue, converged=converged,
+        n_iter=n_iter, pulls=pulls, status=status, cov_full=cov_full if full_cov else None,
+        beam_p4=beam_out if Vb is not None else None,
+        options={**opts, "beam_cov": None if Vb is None else Vb.tolist(), "beam": beam.to_dict(), "engine": "numba"},
+    )
+
+
+def _validate_rows(E: NDArray, theta: NDArray, phi: NDArray, cov: NDArray, *, block: int = 16384) -> NDArray[np.int8]:
+    """As ``_validate`` for event-major inputs (n, 3) and (n, 3, 3, 3), in cache-sized blocks."""
+    n = E.shape[0]
+    status = np.zeros(n, dtype=np.int8)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for start in range(0, n, block):
+            sl = slice(start, min(start + block, n))
+            st = status[sl]
+            e, t, c = E[sl], theta[sl], cov[sl]
+            m = e.shape[0]
+            finite = np.isfinite(c.reshape(m, 27)).all(1)
+            finite &= np.isfinite(e).all(1)
+            finite &= np.isfinite(t).all(1)
+            finite &= np.isfinite(phi[sl]).all(1)
+            if finite.all() and (e > 0).all() and ((t > 0) & (t < np.pi)).all():
+                pass  # the common case: only the covariances remain to be checked
+            else:
+                st[~finite] = BAD_FINITE
+                st[(st == OK) & ~(e > 0).all(1)] = BAD_ENERGY
+                st[(st == OK) & ~((t > 0) & (t < np.pi)).all(1)] = BAD_THETA
+            c00, c11, c22 = c[:, :, 0, 0], c[:, :, 1, 1], c[:, :, 2, 2]
+            c01, c02, c12 = c[:, :, 0, 1], c[:, :, 0, 2], c[:, :, 1, 2]
+            d01, d02, d12 = c01 - c[:, :, 1, 0], c02 - c[:, :, 2, 0], c12 - c[:, :, 2, 1]
+            if d01.any() or d02.any() or d12.any():
+                scale = np.sqrt(np.abs(c00 * c11)) + np.sqrt(np.abs(c00 * c22)) + np.sqrt(np.abs(c11 * c22))
+                asym = (np.abs(d01) + np.abs(d02) + np.abs(d12)) > 1e-9 * scale
+            else:
+                asym = None
+            m2 = c00 * c11 - c01 * c01
+            det = c00 * (c11 * c22 - c12 * c12) - c01 * (c01 * c22 - c12 * c02) + c02 * (c01 * c12 - c11 * c02)
+            pd = (c00 > 0) & (m2 > 0) & (det > 0)
+            notpd = ~pd if asym is None else (~pd | asym)
+            st[(st == OK) & notpd.any(1)] = BAD_COV
+    return status
 
 
 def _validate(ET: NDArray, tT: NDArray, pT: NDArray, cT: NDArray) -> NDArray[np.int8]:

@@ -379,3 +379,83 @@ def test_step_halving_path_matches_reference() -> None:
     np.testing.assert_allclose(a.chi2[a.converged], b.chi2[b.converged], rtol=1e-9)
     assert a.converged.mean() > 0.8
     assert np.isfinite(a.E).all() and np.isfinite(a.theta).all()
+
+
+numba = pytest.importorskip("numba", reason="the compiled engine needs numba")
+
+
+def _engines_agree(a: kinfit.KinFitResult, b: kinfit.KinFitResult) -> None:
+    """The numba and numpy engines give the same fit: same decisions, numbers equal to rounding."""
+    np.testing.assert_array_equal(a.status, b.status)
+    np.testing.assert_array_equal(a.converged, b.converged)
+    np.testing.assert_array_equal(a.n_iter, b.n_iter)
+    for name in ("E", "theta", "phi", "cov", "pulls", "cov_full", "beam_p4"):
+        x, y = getattr(a, name), getattr(b, name)
+        if y is None:
+            assert x is None
+            continue
+        np.testing.assert_array_equal(np.isnan(x), np.isnan(y))
+        # pulls divide a small difference of fitted and measured values by a small width: rounding
+        # at 1e-16 of the parameters shows up at ~1e-11 in a pull
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-10 if name == "pulls" else 1e-14, equal_nan=True)
+    np.testing.assert_allclose(a.chi2, b.chi2, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(a.pvalue, b.pvalue, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("beam_cov", [None, "spread"])
+def test_numba_engine_equals_numpy_engine(beam_cov: str | None) -> None:
+    ev = three_photon_sample(3000, beam=BEAM, rng=np.random.default_rng(70), m_a=6.0, corr_e_theta=0.5)
+    ev["E"][:100] *= np.random.default_rng(71).uniform(0.75, 1.1, (100, 3))  # step control active
+    ev["E"][100, 0] = np.nan
+    ev["E"][101, 2] = -1.0
+    ev["theta"][102, 1] = 4.0
+    ev["cov"][103, 0, 1, 1] = -1e-6
+    kw = dict(beam_cov=beam_cov, full_cov=True)
+    a = _fit(ev, engine="numba", **kw)
+    b = _fit(ev, engine="numpy", **kw)
+    assert a.options["engine"] == "numba" and b.options["engine"] == "numpy"
+    assert (a.status[100:104] == [kinfit.BAD_FINITE, kinfit.BAD_ENERGY, kinfit.BAD_THETA, kinfit.BAD_COV]).all()
+    assert (a.n_iter[:100] > 3).any()
+    _engines_agree(a, b)
+    # the compiled engine also agrees with the per-event reference
+    r = kinfit.fit_reference(ev["E"][:300], ev["theta"][:300], ev["phi"][:300], ev["cov"][:300], BEAM, beam_cov=beam_cov)
+    np.testing.assert_array_equal(a.n_iter[:300], r.n_iter)
+    np.testing.assert_array_equal(a.status[:300], r.status)
+    np.testing.assert_allclose(a.E[:300], r.E, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.chi2[:300], r.chi2, rtol=1e-9, atol=1e-12)
+
+
+def test_numba_engine_step_halving_and_max_iter() -> None:
+    rng = np.random.default_rng(72)
+    n = 400
+    ev = three_photon_sample(n, beam=BEAM, rng=rng)
+    cov = np.zeros((n, 3, 3, 3))
+    cov[..., 0, 0] = (0.01 * ev["E"]) ** 2
+    cov[..., 1, 1] = 0.1**2
+    cov[..., 2, 2] = 0.2**2
+    th = np.clip(ev["theta"] + rng.normal(0, 0.1, (n, 3)), 0.1, 3.0)
+    ph = ev["phi"] + rng.normal(0, 0.2, (n, 3))
+    E = ev["E"] * rng.uniform(0.7, 1.2, (n, 3))
+    for max_iter in (1, 4, 40):
+        a = kinfit.fit(E, th, ph, cov, BEAM, max_iter=max_iter, engine="numba")
+        b = kinfit.fit(E, th, ph, cov, BEAM, max_iter=max_iter, engine="numpy")
+        _engines_agree(a, b)
+    assert (a.n_iter > 6).sum() > 10 and a.converged.mean() > 0.8
+
+
+def test_engine_option() -> None:
+    ev = three_photon_sample(50, beam=BEAM, rng=np.random.default_rng(73))
+    assert _fit(ev).options["engine"] == "numba"  # auto picks numba when it is installed
+    with pytest.raises(InputError, match="engine must be one of"):
+        _fit(ev, engine="cuda")
+    empty = kinfit.fit(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3, 3, 3)), BEAM, engine="numba")
+    assert empty.n_events == 0 and empty.chi2.shape == (0,)
+
+
+def test_import_does_not_load_numba() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, bumphunt, bumphunt.kinfit; from bumphunt.cli import cli; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
