@@ -37,7 +37,7 @@ from scipy.special import ndtri
 
 from .asymptotic import N_SIGMA, cls_asymptotic, expected_band_targets, q_tilde, z_from_q0
 from .model import Design, ShapeArrays, build_asimov_design
-from .newton import NewtonResult, linear_lambda, minimise, start_values
+from .newton import NewtonResult, linear_lambda, minimise, predict_conditional, start_values
 
 logger = logging.getLogger(__name__)
 
@@ -124,11 +124,15 @@ class Batch:
             _merge(hat, retry, idx, better)
         th0 = hat.theta.copy()
         th0[:, 0] = 0.0
-        # a large signal makes the unconditional background a poor start: use the event moments
-        big = np.abs(hat.mu) > 0.2 * np.maximum(d.n_events, 1)
-        if np.any(big) and not fb:
-            th0[big] = start_values(d.take(np.flatnonzero(big)))
-        zero = minimise(d, th0, mode="fixed", max_iter=max_iter, fix_bkg=fb)
+        alt = None
+        if not fb:
+            alt = th0.copy()
+            # a large signal makes the unconditional background a poor start: use the event moments
+            big = np.abs(hat.mu) > 0.2 * np.maximum(d.n_events, 1)
+            if np.any(big):
+                alt[big] = start_values(d.take(np.flatnonzero(big)))
+            th0 = predict_conditional(hat.theta, hat.hess_lin, np.zeros(d.k))
+        zero = minimise(d, th0, mode="fixed", max_iter=max_iter, fix_bkg=fb, theta_alt=alt)
         mu_hat = hat.mu
         var = _cov00(hat.hess)
         mu_err = np.sqrt(np.where(var > 0, var, np.nan))
@@ -140,8 +144,13 @@ class Batch:
         self.fit_ = BatchFit(hat, zero, mu_hat, mu_err, hat.nll, nll_zero, z, conv)
         return self.fit_
 
-    def conditional(self, poi: NDArray, *, scale: NDArray | None = None, syst: Syst | None = None, start: NDArray | None = None, asimov: bool = False) -> NewtonResult:
-        """Conditional fits at POI values ``poi`` (k,) (``mu = poi * scale``)."""
+    def conditional(self, poi: NDArray, *, scale: NDArray | None = None, syst: Syst | None = None, start: NDArray | None = None, asimov: bool = False, start_hess: NDArray | None = None) -> NewtonResult:
+        """Conditional fits at POI values ``poi`` (k,) (``mu = poi * scale``).
+
+        ``start``: previous solution (its ``[:, 0]`` the signal yield there);
+        with ``start_hess`` (its Hessian in (mu, beta)) the background start
+        is extrapolated to the new yield (``predict_conditional``).
+        """
         d = self.asimov_design() if asimov else self.design
         bf = self.fit_
         assert bf is not None
@@ -152,8 +161,14 @@ class Batch:
         c = poi * scale
         fb = self.bkg_fixed is not None
         if syst is None or np.all(syst.rel_unc <= 0):
-            th[:, 0] = c
-            return minimise(d, th, mode="fixed", fix_bkg=fb)
+            alt = None
+            if start_hess is not None and not fb:
+                alt = th.copy()
+                alt[:, 0] = c
+                th = predict_conditional(th, start_hess, c)
+            else:
+                th[:, 0] = c
+            return minimise(d, th, mode="fixed", fix_bkg=fb, theta_alt=alt)
         th[:, 0] = 0.0
         return minimise(d, th, mode="syst", syst_c=c, syst_a=syst.a, syst_kind=syst.kind, fix_bkg=fb)
 
@@ -193,12 +208,12 @@ class Batch:
         return np.where(np.isfinite(s) & (s > 0), s, 1.0)
 
     # -- limits ------------------------------------------------------------
-    def cls(self, poi: NDArray, *, scale: NDArray | None = None, syst: Syst | None = None, start: NDArray | None = None, start_a: NDArray | None = None) -> tuple[NDArray, NewtonResult, NewtonResult]:
+    def cls(self, poi: NDArray, *, scale: NDArray | None = None, syst: Syst | None = None, start: NDArray | None = None, start_a: NDArray | None = None, start_hess: NDArray | None = None) -> tuple[NDArray, NewtonResult, NewtonResult]:
         """Asymptotic CLs at POI values ``poi`` (k,)."""
         bf = self.fit_
         assert bf is not None
         sc = np.ones(self.design.k) if scale is None else scale
-        c = self.conditional(poi, scale=sc, syst=syst, start=start)
+        c = self.conditional(poi, scale=sc, syst=syst, start=start, start_hess=start_hess)
         q = q_tilde(c.nll, bf.nll_hat, bf.nll_zero, poi * sc, bf.mu_hat)
         qa, a = self.q_asimov(poi, scale=sc, syst=syst, start=start_a)
         cls, _, _ = cls_asymptotic(q, qa)
@@ -267,10 +282,14 @@ class Batch:
             start[:, 0] = 0.0
         start_a = self._asimov_theta0()
 
-        def h_of(xx: NDArray, st: NDArray, sta: NDArray) -> tuple[NDArray, NDArray, NDArray]:
-            cls, c, a = self.cls(xx, scale=sc, syst=syst, start=st, start_a=sta)
+        start_h = None if syst is not None else bf.hat.hess_lin.copy()
+
+        def h_of(xx: NDArray, st: NDArray, sta: NDArray, sth: NDArray | None) -> tuple[NDArray, NDArray, NDArray, NDArray | None]:
+            cls, c, a = self.cls(xx, scale=sc, syst=syst, start=st, start_a=sta, start_hess=sth)
             h = ndtri(np.clip(cls, 1e-300, 1.0 - 1e-16)) - target
-            return h, _with_mu0(c.theta, st) if syst is not None else c.theta, _with_mu0(a.theta, sta) if syst is not None else a.theta
+            if syst is not None:
+                return h, _with_mu0(c.theta, st), _with_mu0(a.theta, sta), None
+            return h, c.theta, a.theta, c.hess_lin
 
         # h(x) = probit(CLs(x)) - probit(1 - cl) decreases with x, with slope ~ -1/sigma.
         # Safeguarded secant: keep a bracket [a, b] with h(a) > 0 > h(b) (a = 0 is always valid
@@ -283,11 +302,13 @@ class Batch:
         done = np.zeros(k, bool)
         h = np.zeros(k)
         for _ in range(max_iter):
-            h_new, st_new, sta_new = h_of(x, start, start_a)
+            h_new, st_new, sta_new, sth_new = h_of(x, start, start_a, start_h)
             act = ~done
             h = np.where(act, h_new, h)
             start = np.where(act[:, None], st_new, start)
             start_a = np.where(act[:, None], sta_new, start_a)
+            if start_h is not None:
+                start_h = np.where(act[:, None, None], sth_new, start_h)
             pos = h > 0
             a_x = np.where(act & pos, np.maximum(a_x, x), a_x)
             b_x = np.where(act & ~pos, np.minimum(b_x, x), b_x)
