@@ -37,6 +37,7 @@ __all__ = [
     "spurious_signal",
     "choose_bkg_order",
     "export_pyhf",
+    "sideband_background",
 ]
 
 _LAZY = {
@@ -45,6 +46,7 @@ _LAZY = {
     "spurious_signal": ("fits.spurious", "spurious_signal"),
     "choose_bkg_order": ("fits.spurious", "choose_bkg_order"),
     "export_pyhf": ("fits.pyhf_export", "export_pyhf"),
+    "sideband_background": ("fits.sideband", "sideband_background"),
 }
 
 

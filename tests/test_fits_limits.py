@@ -224,3 +224,18 @@ def test_cli_fit_and_export(tmp_path) -> None:
     np.save(tmp_path / "bad.npy", np.array([1.0, -2.0, 3.0]))
     res = runner.invoke(cli, ["fit", "--mass", "2.0", "--data", str(tmp_path / "bad.npy")])
     assert res.exit_code != 0 and "negative" in res.output and "Traceback" not in res.output
+
+
+def test_sideband_background_fixed_fit(rng: np.random.Generator) -> None:
+    """Sideband coefficients describe the full window; fixing them shrinks the N_sig error."""
+    x = _bkg(rng, 20000)
+    beta = fits.sideband_background(x, SHAPE, exclude_sigma=5.0)
+    lo, hi = SHAPE.window()
+    I = 0.5 * (hi - lo) * np.array([2.0, 0.0, -2.0 / 3.0, 0.0])
+    n_win = np.sum((x >= lo) & (x <= hi))
+    assert beta @ I == pytest.approx(n_win, abs=4 * np.sqrt(n_win))
+    floating = fits.fit(x, SHAPE)
+    fixed = fits.fit(x, SHAPE, bkg_fixed=beta)
+    assert fixed.converged and fixed.nsig_err < floating.nsig_err
+    with pytest.raises(fits.FitInputError, match="sidebands"):
+        fits.sideband_background(x[:3], SHAPE, (lo, hi))
