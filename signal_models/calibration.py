@@ -278,7 +278,10 @@ class CalibrationFitter:
             g = nll_grad()
             return np.array([float(g[i]) for i in index])
 
-        loss = zfit.loss.SimpleLoss(lambda _values: nll(), params=free, errordef=0.5, gradient=gradient)
+        def value(_values: Any) -> Any:
+            return nll()
+
+        loss = zfit.loss.SimpleLoss(value, params=free, errordef=0.5, gradient=gradient)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             minimizer = self._rough if rough and strategy == 0 else self._minimizers[strategy]
@@ -292,8 +295,12 @@ class CalibrationFitter:
                 continue  # |slope| = 1 is a legitimate (vanishing-at-the-edge) line
             if min(values[k] - lo, hi - values[k]) < 1e-4 * (hi - lo):
                 at_limit.append(k)
+        # Minuit's own verdict: zfit's ``valid`` is also False when any parameter sits at a limit,
+        # but a combinatorial slope of +-1 (a line vanishing at a domain edge) is a legitimate result
+        fmin = result.info.get("original") if isinstance(result.info, Mapping) else None
+        minuit_valid = bool(fmin.is_valid) if fmin is not None and hasattr(fmin, "is_valid") else bool(result.valid)
         reason = ""
-        if not result.valid:
+        if not minuit_valid:
             reason = "Minuit minimum not valid"
         elif not all(np.isfinite(values[k]) for k in FIT_PARAMS):
             reason = "non-finite parameter value"

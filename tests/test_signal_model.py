@@ -273,3 +273,43 @@ def test_interpolation_band_covers_truth() -> None:
         inside.append(np.abs(c(xq) - tq) < 2 * c.uncertainty(xq))
     frac = np.mean(inside)
     assert 0.8 < frac <= 1.0, frac
+
+
+# -- the real toy MC (slow) ------------------------------------------------------------------------
+
+
+def _toy_mc_candidates(masses, n_per_mass: int, seed: int):
+    toymc = pytest.importorskip("bumphunt.toymc.processes")
+    from bumphunt.candidates import diphoton_candidates
+    from bumphunt.kinematics import Beam
+    from bumphunt.kinfit import apply_to_events
+    from bumphunt.preselection import preselect
+
+    beam = Beam.belle2()
+    rng = np.random.default_rng(seed)
+    xs, tms, mas, ngen = [], [], [], {}
+    for m in masses:
+        events, _ = preselect(toymc.simulate_signal(float(m), n_per_mass, rng=rng), beam=beam)
+        cands = diphoton_candidates(apply_to_events(events, beam=beam), beam=beam)
+        xs.append(cands["mgg"])
+        tms.append(cands["truth_match"])
+        mas.append(np.full(len(cands["mgg"]), float(m)))
+        ngen[float(m)] = n_per_mass
+    return np.concatenate(xs), np.concatenate(tms).astype(bool), np.concatenate(mas), ngen
+
+
+@pytest.mark.slow
+def test_closure_on_toy_mc(fitter: CalibrationFitter) -> None:
+    masses = np.round(np.linspace(1.0, 9.0, 11), 6)
+    holdout = (masses[3], masses[7])
+    x, tm, ma, ngen = _toy_mc_candidates(masses, 15000, seed=2)
+    model = build_signal_model(x, tm, ma, n_generated=ngen, holdout=holdout, fitter=fitter)
+    assert sum(f.ok for f in model.fits) == len(masses)
+    for mass in holdout:
+        shape, fit = model.shape(mass), model.fit_at(mass)
+        assert abs(shape.mu - fit.params["mu"]) < 0.1 * fit.params["sigma"]
+        assert abs(shape.sigma / fit.params["sigma"] - 1) < 0.03 + 2 * fit.errors["sigma"] / fit.params["sigma"]
+        lo, hi = shape.window(20.0)
+        sel = (ma == mass) & (x >= lo) & (x <= hi)
+        assert chi2_equal_probability(x[sel], None, shape, lo, hi, n_bins=40)[2] > 0.01
+        assert abs(model.efficiency(mass) - fit.eff_tm) < 2.5 * math.hypot(model.efficiency_uncertainty(mass), fit.eff_tm_err)
