@@ -128,6 +128,26 @@ def _as_mgg(candidates_mgg: ArrayLike) -> NDArray[np.float64]:
     return np.sort(mgg)
 
 
+def signal_efficiency(signal_model: Any, masses: NDArray) -> tuple[NDArray, NDArray]:
+    """Efficiency that normalises the fitted signal yield, and its absolute uncertainty.
+
+    N_sig counts every signal candidate the shape ``shape(m)`` describes
+    (truth-matched DSCB and combinatorial part), so the conversion to a
+    cross-section uses ``efficiency_total(m)`` (all signal candidates in the
+    window per generated event) when the model provides it, else
+    ``efficiency(m)``.
+    """
+    if hasattr(signal_model, "efficiency_total"):
+        eff = signal_model.efficiency_total(masses)
+        unc = signal_model.efficiency_total_uncertainty(masses) if hasattr(signal_model, "efficiency_total_uncertainty") else None
+    else:
+        eff = signal_model.efficiency(masses)
+        unc = signal_model.efficiency_uncertainty(masses) if hasattr(signal_model, "efficiency_uncertainty") else None
+    eff = np.asarray(eff, dtype=float).reshape(masses.shape)
+    unc = np.zeros_like(eff) if unc is None else np.asarray(unc, dtype=float).reshape(masses.shape)
+    return eff, unc
+
+
 def plan_scan(mgg: NDArray[np.float64], signal_model: Any, cfg: Mapping[str, Any]) -> ScanPlan:
     """Mass grid, windows, vetoes, efficiencies and blocks; fails fast on bad input.
 
@@ -168,10 +188,8 @@ def plan_scan(mgg: NDArray[np.float64], signal_model: Any, cfg: Mapping[str, Any
     hi_idx = np.searchsorted(mgg, windows[:, 1], side="right")
     n_events = np.where(windows[:, 1] > windows[:, 0], hi_idx - lo_idx, 0)
 
-    eff = np.asarray(signal_model.efficiency(masses), dtype=float).reshape(masses.shape)
-    if cfg["systematics"]["efficiency"] == "model" and hasattr(signal_model, "efficiency_uncertainty"):
-        eff_unc = np.asarray(signal_model.efficiency_uncertainty(masses), dtype=float).reshape(masses.shape)
-    else:
+    eff, eff_unc = signal_efficiency(signal_model, masses)
+    if cfg["systematics"]["efficiency"] != "model":
         eff_unc = np.zeros_like(eff)
     status = []
     for i, m in enumerate(masses):

@@ -35,8 +35,9 @@ class AnalyticSignalModel:
     sigma_coeffs : tuple of float
         Polynomial coefficients (constant first) of the DSCB core width sigma(m) in GeV.
     efficiency_coeffs : tuple of float
-        Polynomial coefficients of the signal efficiency eps(m) (truth-matched
-        passing / generated).
+        Polynomial coefficients of the truth-matched signal efficiency eps(m)
+        (truth-matched passing / generated); ``efficiency_total`` adds the
+        combinatorial candidates, ``eps / (1 - comb_fraction)``.
     efficiency_rel_unc : float
         Relative efficiency uncertainty.
     mass_range : tuple of float
@@ -93,6 +94,14 @@ class AnalyticSignalModel:
     def efficiency_uncertainty(self, mass: ArrayLike) -> NDArray[np.float64]:
         """Absolute efficiency uncertainty at ``mass``."""
         return self.efficiency_rel_unc * self.efficiency(mass)
+
+    def efficiency_total(self, mass: ArrayLike) -> NDArray[np.float64]:
+        """All signal candidates described by ``shape(m)`` (truth-matched and combinatorial) per
+        generated event: ``efficiency(m) / (1 - comb_fraction)``. This normalises N_sig."""
+        return self.efficiency(mass) / (1.0 - self.comb_fraction)
+
+    def efficiency_total_uncertainty(self, mass: ArrayLike) -> NDArray[np.float64]:
+        return self.efficiency_rel_unc * self.efficiency_total(mass)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

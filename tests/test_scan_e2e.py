@@ -99,7 +99,9 @@ def test_result_format_strict(injected) -> None:
 def test_cross_section_and_coupling_conversion_by_hand(injected, model) -> None:
     sqrt_s = 10.58
     for p in _fitted(injected)[::7]:
-        eff = float(model.efficiency(p["mass"]))
+        # N_sig counts truth-matched and combinatorial signal candidates: normalised by efficiency_total
+        eff = float(model.efficiency(p["mass"])) / (1 - model.comb_fraction)
+        assert float(model.efficiency_total(p["mass"])) == pytest.approx(eff)
         assert p["efficiency"] == pytest.approx(eff)
         plain = p["ul_nsig_obs"] / (eff * LUMI * 1000.0)  # pb, without the systematic
         # the constrained eff x L uncertainty (~5%) can only weaken the limit, by a few percent
