@@ -52,6 +52,23 @@ for event branches the file does not have::
 ``energy_unit: MeV`` converts photon and track energies/momenta, the energy
 parts of the covariance (``cov_EE`` by 1e-6, ``cov_Etheta``/``cov_Ephi`` by
 1e-3), ``mc_E`` and ``mc_ma`` to GeV.
+
+Speed
+-----
+Files are memory-mapped. Branches of plain numbers (one per event, or a
+variable-length array with a counter, the layout of our ntuples and of most
+flat analysis ntuples) are read directly from their baskets: the bytes of each
+basket (a view of the file when stored uncompressed, else uproot's
+decompressed buffer) are copied once, byte-swapped on the fly, into one
+native numpy array per branch, one thread per branch; uproot's ``TTree.arrays``
+(awkward layouts per basket, concatenated, then converted) is used only for
+other layouts. ``iterate_events`` reads the next chunk in the background
+while the caller works on the current one. The checks are single passes (a
+sum detects NaN/inf, the MeV heuristic uses a subsample of 1e5 photons). The
+writers store the per-cluster floats that do not compress
+(``INCOMPRESSIBLE_BRANCHES``) uncompressed and the rest with LZ4
+(``branch_compression``). Chunks of 1e5 to 3e5 events are the fastest (fresh
+memory for bigger ones costs page faults); ``benchmarks/toymc.py`` measures it.
 """
 
 from __future__ import annotations
@@ -378,9 +395,9 @@ def _read_all(plan: _Plan, srcs: list[str], start: int, stop: int) -> dict[str, 
 class _Flat:
     """One branch read as flat native-endian numpy content (+ per-entry item offsets for jagged branches).
 
-    ``pieces`` keeps, per basket used, (basket number, entry range in the basket, byte offsets of
-    those entries relative to the first) so that the entry structure of two branches can be compared
-    without building offsets for both.
+    ``pieces`` keeps, per basket used, (basket number, byte offsets of the entries read, relative
+    to the first) so that the entry structure of two branches can be compared without building
+    offsets for both.
     """
 
     __slots__ = ("content", "itemsize", "pieces", "offsets", "boundaries")
@@ -423,7 +440,7 @@ class _Flat:
                 if a == b:
                     if not np.array_equal(bo, bo_ref):
                         return False
-                elif not np.array_equal(bo * b, bo_ref * a):  # both count bytes: compare items
+                elif not np.array_equal(bo.astype(np.int64) * b, bo_ref.astype(np.int64) * a):  # bytes -> items
                     return False
             return True
         other = self.item_offsets()
@@ -506,12 +523,12 @@ def _read_flat(branch: Any, dtype: np.dtype, jagged: bool, start: int, stop: int
     cached = cache.pop(branch.name, None) if cache is not None else None
     for i, e0, e1 in baskets:
         if cached is not None and cached[0] == i:
-            data, bo, num_entries = cached[1]
+            (data, bo, num_entries), mapped = cached[1], False
         else:
             data, bo, num_entries, mapped = _basket_parts(branch, i)
-            # decompressed baskets only: re-reading a mapped one is free (and no view outlives the file)
-            if cache is not None and not mapped and i == baskets[-1][0] and bounds[i + 1] > stop:
-                cache[branch.name] = (i, (data, bo, num_entries))
+        # decompressed baskets only: re-reading a mapped one is free (and no view outlives the file)
+        if cache is not None and not mapped and i == baskets[-1][0] and bounds[i + 1] > stop:
+            cache[branch.name] = (i, (data, bo, num_entries))
         if jagged:
             if bo is None or len(bo) != num_entries + 1:
                 raise _NotFlat(f"basket {i} has no entry offsets")
@@ -561,7 +578,6 @@ def _read_direct(plan: _Plan, srcs: list[str], start: int, stop: int) -> dict[st
             fallback.append(src)
         else:
             futures[src] = ex.submit(_read_flat, branch, how[0], how[1], start, stop, plan.basket_cache)
-    # biggest first would balance better, but branches come in similar sizes: keep schema order
     error: InputError | None = None
     for src, fut in futures.items():  # wait for every task (the file is closed after a failure)
         try:
@@ -633,20 +649,17 @@ def _sample_median(values: np.ndarray) -> float:
 
 
 def _event_values(raw: Any) -> np.ndarray:
-    return raw.content if isinstance(raw, _Flat) else np.asarray(ak_to_numpy(raw))
-
-
-def ak_to_numpy(arr: Any) -> np.ndarray:
+    """Numpy values of an event-level branch read either way (``_Flat`` or uproot's awkward array)."""
+    if isinstance(raw, _Flat):
+        return raw.content
     import awkward as ak
 
-    return ak.to_numpy(arr)
+    return np.asarray(ak.to_numpy(raw))
 
 
 def _jagged_of(raw: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets from 0, flat content) of a branch read either way."""
+    """(offsets from 0, flat content) of a jagged branch read either way."""
     if isinstance(raw, _Flat):
-        if raw.pieces is None:
-            raise _NotFlat("scalar branch")
         return raw.item_offsets(), raw.content
     return _jagged_parts(raw)
 

@@ -31,7 +31,12 @@ Truth
     truth-matched too. -1: not among the kept photons.
 
 The implementation works on flat numpy arrays with per-event offsets (no
-Python loop over events). ``preselect`` returns the three-photon dict of the
+Python loop over events; per-photon quantities of the three kept photons are
+handled column by column, and the three are sorted with a three-element
+sorting network). Chunks of more than ``2 * PARALLEL_MIN_EVENTS`` events are
+split into event ranges pre-selected in parallel threads (numpy releases the
+GIL); the cut flow is computed once over the whole chunk, so results do not
+depend on the split. ``preselect`` returns the three-photon dict of the
 data contract and a ``CutFlow`` with counts and weighted yields per cut and
 per process. ``save_three_photon`` / ``load_three_photon`` write and read
 that dict as a ROOT file the io reader understands.
@@ -727,7 +732,7 @@ def preselect_files(
     aliases: str | Path | Mapping[str, Any] | None = None,
     energy_unit: str | None = None,
     tree: str | None = None,
-    step_size: int = 2_000_000,
+    step_size: int = 250_000,
     allow_empty: bool = False,
     show_progress: bool | None = None,
 ) -> dict[str, dict[str, Any]]:
