@@ -265,9 +265,10 @@ def minimise(
             dg = -g / np.maximum(diag, 1e-300)
             d = np.where(nondescent[:, None], dg, d)
             dec = -np.einsum("kp,kp->k", g, d)
-        # damped (self-concordant) path: the step taken at dec < tol_d squares delta, leaving
-        # NLL - NLL_min ~ dec^2 / 2 < 1e-12; the line-search path stops before stepping
-        finished = (dec < (max(tol, 1e-6) if damped else tol)) | stuck
+        # damped (self-concordant) path: the full step taken at dec = delta^2 < 3e-5 leaves
+        # delta+ <= (delta / (1 - delta))^2 ~ 3e-5, i.e. NLL - NLL_min ~ delta+^2 / 2 < 1e-9 and
+        # parameters within 3e-5 of their errors; the line-search path stops before stepping
+        finished = (dec < (max(tol, 3e-5) if damped else tol)) | stuck
         converged = finished
         active = ~finished
         if damped:
