@@ -66,6 +66,8 @@ def _dask_client(dask: Any, workers: int) -> tuple[Any, list[Any]]:
     if isinstance(dask, distributed.Client):
         return dask, []
     if dask == "local":
+        # the scheduler and workers log every connection at INFO; keep the scan output readable
+        logging.getLogger("distributed").setLevel(max(logging.WARNING, logging.getLogger().level))
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = distributed.Client(cluster)
         return client, [client, cluster]
