@@ -168,3 +168,32 @@ def test_limit_band_coverage_on_independent_spectra(model) -> None:
     # local Z under the background-only hypothesis: positive about half the time, P(Z > 1) ~ 16%
     z = np.array(z)
     assert abs(np.mean(z > 0) - 0.5) < 0.15 and abs(np.mean(z > 1) - 0.16) < 0.08
+
+
+@pytest.mark.slow
+def test_real_signal_model_recovers_injected_cross_section(tmp_path) -> None:
+    """With a SignalModel calibrated on synthetic signal MC, the cross-section fitted at the
+    injected mass matches the injected one: N_sig / (efficiency_total L) = N_generated / L."""
+    pytest.importorskip("zfit")
+    from signal_models import SignalModel, build_signal_model
+    from signal_models.synthetic import TruthCurves, generate_candidates
+
+    truth = TruthCurves()
+    masses = np.round(np.linspace(0.5, 4.5, 5), 6)
+    x, tm, ma, ngen = generate_candidates(masses, n_generated=8000, truth=truth, seed=11)
+    sm = build_signal_model(x, tm, ma, n_generated=ngen, selection={"working_point": "none"},
+                            fixed_values={"n_l": truth.n_l, "n_r": truth.n_r})
+    sm = SignalModel.load(sm.save(tmp_path / "model.json"))
+    lumi = 1.0  # fb^-1
+    n_gen_signal = 1500  # generated signal events at 2.5 GeV: sigma = 1.5 pb
+    sig, _, _, _ = generate_candidates([2.5], n_generated=n_gen_signal, truth=truth, seed=12, outside_width=0.0)
+    bkg = toy_spectrum(40_000, lo=0.1, hi=5.0, slope=0.5, seed=13)
+    cfg = {"mass": {"min": 2.0, "max": 3.0}, "luminosity_fb": lumi, "lee": {"toys": 0}, "signal_model": str(tmp_path / "model.json")}
+    res = scan(np.r_[bkg, sig], sm, config=cfg, workers=1)
+    p = next(p for p in res["points"] if p["mass"] == pytest.approx(2.5))
+    assert p["converged"] and res["global"]["mass_at_max"] == pytest.approx(2.5, abs=0.051)
+    assert p["efficiency"] == pytest.approx(float(sm.efficiency_total(2.5)))
+    xsec = p["nsig"] / (p["efficiency"] * lumi * 1000.0)
+    xsec_err = p["nsig_err"] / (p["efficiency"] * lumi * 1000.0)
+    assert abs(xsec - n_gen_signal / (lumi * 1000.0)) < 3 * xsec_err
+    assert p["ul_xsec_pb_obs"] > n_gen_signal / (lumi * 1000.0) * 0.8
