@@ -535,7 +535,8 @@ def train_selector(data: PunziData, config: TrainConfig | Mapping[str, Any] | No
     wp_bce = scan_working_point(data, bce_out, **kw)
     cut = optimise_cut_based(data, **kw) if compare else {"mean_sigma_min_pb": float("nan"), "cos_max": None, "ratio_min": None,
                                                            "per_mass": {"sigma_min_pb": np.full(data.n_masses, np.nan)}}
-    gen = generalisation_table(data.masses, wp.per_mass["sigma_min_pb"], data.trained, data.heldout)
+    gen = generalisation_table(data.masses, wp.per_mass["sigma_min_pb"], data.trained, data.heldout,
+                               efficiency=wp.per_mass["efficiency"], n_gen=data.n_gen)
     t3 = time.perf_counter()
     meta = {
         "bumphunt_version": __version__,

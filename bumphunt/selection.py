@@ -635,15 +635,24 @@ def optimise_cut_based(
 # generalisation
 
 
-def generalisation_table(masses: NDArray, sigma_min: NDArray, trained: NDArray, heldout: NDArray) -> list[dict[str, float]]:
+def generalisation_table(masses: NDArray, sigma_min: NDArray, trained: NDArray, heldout: NDArray, *,
+                         efficiency: NDArray | None = None, n_gen: NDArray | None = None) -> list[dict[str, float]]:
     """Held-out sensitivity vs linear interpolation between the neighbouring trained masses.
 
     Returns one row per held-out mass: ``mass``, ``sigma_min_pb``,
     ``interpolated_pb``, ``ratio`` (held-out / interpolated) and the
-    neighbours used.
+    neighbours used. With ``efficiency`` and ``n_gen`` (per mass) also
+    ``ratio_stat_unc``: the binomial uncertainty of the three efficiencies
+    involved propagated to the ratio (the background is common to
+    neighbouring windows and neglected), to judge a deviation against the
+    signal-MC statistics.
     """
     rows = []
     tm = np.flatnonzero(trained & np.isfinite(sigma_min))
+    rel = None
+    if efficiency is not None and n_gen is not None:
+        eps = np.clip(np.asarray(efficiency, dtype=float), 1e-12, 1.0)
+        rel = np.sqrt(eps * (1.0 - eps) / np.asarray(n_gen, dtype=float)) / eps
     for h in np.flatnonzero(heldout):
         left = tm[masses[tm] < masses[h]]
         right = tm[masses[tm] > masses[h]]
@@ -652,8 +661,12 @@ def generalisation_table(masses: NDArray, sigma_min: NDArray, trained: NDArray, 
         l, r = left[-1], right[0]
         w = (masses[h] - masses[l]) / (masses[r] - masses[l])
         interp = (1 - w) * sigma_min[l] + w * sigma_min[r]
-        rows.append({"mass": float(masses[h]), "sigma_min_pb": float(sigma_min[h]), "interpolated_pb": float(interp),
-                     "ratio": float(sigma_min[h] / interp), "left": float(masses[l]), "right": float(masses[r])})
+        row = {"mass": float(masses[h]), "sigma_min_pb": float(sigma_min[h]), "interpolated_pb": float(interp),
+               "ratio": float(sigma_min[h] / interp), "left": float(masses[l]), "right": float(masses[r])}
+        if rel is not None:
+            rel_interp = np.hypot((1 - w) * sigma_min[l] * rel[l], w * sigma_min[r] * rel[r]) / interp
+            row["ratio_stat_unc"] = float(row["ratio"] * np.hypot(rel[h], rel_interp))
+        rows.append(row)
     return rows
 
 

@@ -321,6 +321,12 @@ def test_generalisation_table_interpolates() -> None:
     s = np.array([1.0, 1.6, 2.0, 3.0])
     rows = generalisation_table(masses, s, np.array([True, False, True, True]), np.array([False, True, False, False]))
     assert rows[0]["interpolated_pb"] == pytest.approx(1.5) and rows[0]["ratio"] == pytest.approx(1.6 / 1.5)
+    # statistical uncertainty: equal efficiencies 0.5 from 100 events -> 10% each; interpolation halfway -> 10%/sqrt(2)
+    rows = generalisation_table(masses, s, np.array([True, False, True, True]), np.array([False, True, False, False]),
+                                efficiency=np.full(4, 0.5), n_gen=np.full(4, 100))
+    w_l, w_r = 0.5 * 1.0 / 1.5, 0.5 * 2.0 / 1.5
+    expected = (1.6 / 1.5) * np.hypot(0.1, 0.1 * np.hypot(w_l, w_r))
+    assert rows[0]["ratio_stat_unc"] == pytest.approx(expected)
 
 
 def test_scan_working_point_with_perfect_discriminant(small_data) -> None:  # noqa: ANN001
