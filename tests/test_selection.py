@@ -344,33 +344,19 @@ def test_scan_working_point_with_perfect_discriminant(small_data) -> None:  # no
 
 @pytest.mark.slow
 def test_punzi_beats_bce_and_cuts_and_generalises() -> None:
-    """Acceptance study on the synthetic toy after the kinematic fit: 41 masses, 8 held out."""
+    """Acceptance study on the synthetic toy after the kinematic fit.
+
+    61 masses (6 held out) with 2000 signal events each (efficiency known to
+    ~3% per mass), 6x10^5 background events, 500 full-batch Punzi epochs.
+    """
+    from bumphunt.kinfit import apply_to_events
     from bumphunt.punzi_net import TrainConfig, train_selector
 
-    from bumphunt.kinfit import apply_to_events
-
-    ev, ng = synthetic_sample(masses=mass_grid(0.3, 10.3, n=41), n_per_mass=2000, n_background=300000, seed=21)
+    ev, ng = synthetic_sample(masses=mass_grid(0.175, 10.375, n=61), n_per_mass=2000, n_background=600000, seed=5)
     ev = apply_to_events(ev)
-    d = prepare_training_data(ev, n_generated=ng, heldout=8, lumi_fb=1.0)
-    res = train_selector(d, TrainConfig(pretrain_epochs=15, punzi_epochs=400, punzi_learning_rate=3e-3, patience=60))
+    d = prepare_training_data(ev, n_generated=ng, heldout=6, lumi_fb=1.0, seed=5)
+    res = train_selector(d, TrainConfig(pretrain_epochs=10, punzi_epochs=500, punzi_learning_rate=3e-3, patience=10**9, seed=5))
     s = res.summary()["mean_sigma_min_pb"]
     assert s["punzi"] < s["bce"] < s["cut_based"]
     for row in res.generalisation:
         assert abs(row["ratio"] - 1.0) < 0.10, row
-
-
-def test_data_mc_chi2_and_plot(rng: np.random.Generator, tmp_path) -> None:  # noqa: ANN001
-    from bumphunt.selector_plots import data_mc_chi2, plot_data_mc
-
-    # data drawn from the MC expectation: chi2 ~ ndf; data 30% above: chi2 >> ndf
-    mc = rng.uniform(50, 500, 40)
-    sumw2 = mc * 0.01  # MC with 100x the data statistics
-    chi2s = [data_mc_chi2(rng.poisson(mc).astype(float), mc, sumw2)[0] for _ in range(200)]
-    assert np.mean(chi2s) == pytest.approx(40, rel=0.1)
-    assert data_mc_chi2(rng.poisson(1.3 * mc).astype(float), mc, sumw2)[0] > 200
-    x_mc = rng.normal(size=20000)
-    x_d = rng.normal(size=2000)
-    res = plot_data_mc({"x": x_mc}, np.full(20000, 0.1), np.where(x_mc > 0, 1, 2), {"x": x_d}, ["x"], out_dir=tmp_path)
-    assert (tmp_path / "datamc_x.png").is_file() and res["x"]["chi2"] / res["x"]["ndf"] < 3
-    with pytest.raises(InputError, match="'y'"):
-        plot_data_mc({"x": x_mc}, np.ones(20000), np.ones(20000), {"x": x_d}, ["y"])
