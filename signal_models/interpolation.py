@@ -2,10 +2,11 @@
 
 Each quantity (shape parameter or efficiency) becomes a ``ParameterCurve``:
 a shape-preserving PCHIP interpolant through the fitted points, or a
-penalised smoothing spline (``scipy.interpolate.make_smoothing_spline``,
-weights 1/error^2, penalty chosen by generalised cross-validation), chosen by
-cross-validation on the fitted points: the method whose leave-out
-predictions have the smallest error-weighted squared residuals wins.
+penalised cubic smoothing spline (``scipy.interpolate.make_smoothing_spline``,
+weights 1/error^2), chosen by k-fold cross-validation on the fitted points:
+the method (and, for the spline, the penalty from a logarithmic grid) whose
+predictions of left-out interior points have the smallest median
+error-weighted squared residual wins.
 
 Positive quantities (widths, tail parameters) are interpolated in log space,
 so they stay positive; fractions and efficiencies are clipped to their
@@ -60,14 +61,9 @@ def _build(method: str, x: NDArray, z: NDArray, w: NDArray | None, lam: float | 
     raise ValueError(f"unknown interpolation method {method!r}; expected one of {METHODS}")
 
 
-def _gcv_lam(x: NDArray, z: NDArray, w: NDArray) -> float:
-    """Penalty chosen by scipy's generalised cross-validation."""
-    spl = make_smoothing_spline(x, z, w=w, lam=None)
-    # scipy does not expose the chosen lam; recover it by matching the GCV fit on a log grid
-    grid = np.logspace(-12, 6, 181) * (x[-1] - x[0]) ** 3
-    target = spl(x)
-    best = min(grid, key=lambda lam: float(np.sum((make_smoothing_spline(x, z, w=w, lam=lam)(x) - target) ** 2)))
-    return float(best)
+def _lam_grid(x: NDArray) -> NDArray:
+    """Candidate smoothing penalties (the penalty scales with the cube of the mass range)."""
+    return np.logspace(-9, 3, 13) * (x[-1] - x[0]) ** 3
 
 
 @dataclass
@@ -171,7 +167,9 @@ def _z_errors(values: NDArray, errors: NDArray, transform: str) -> NDArray:
     ez = errors / np.abs(values) if transform == "log" else errors.copy()
     ez = np.where(np.isfinite(ez), ez, 0.0)
     positive = ez[ez > 0]
-    floor = 1e-3 * float(np.median(positive)) if positive.size else 0.0
+    # floor at a quarter of the median error: a point with a tiny error (e.g. a fraction that is
+    # exactly 0 at one mass) must not dominate a weighted smoothing fit of all the others
+    floor = 0.25 * float(np.median(positive)) if positive.size else 0.0
     return np.maximum(ez, floor)
 
 
@@ -182,23 +180,25 @@ def _weights(ez: NDArray) -> NDArray | None:
     return w / w.mean()
 
 
-def _cv_score(method: str, x: NDArray, z: NDArray, ez: NDArray, w: NDArray | None, *, n_folds: int = 10) -> float:
-    """Error-weighted squared residuals of held-out interior points (k-fold or leave-one-out)."""
+def _cv_score(method: str, x: NDArray, z: NDArray, ez: NDArray, w: NDArray | None, *, lam: float | None = None, n_folds: int = 10) -> float:
+    """Median error-weighted squared residual of held-out interior points (k-fold or leave-one-out)."""
     n = x.size
     interior = np.arange(1, n - 1)
     folds = [interior[i::n_folds] for i in range(min(n_folds, interior.size))]
-    total, count = 0.0, 0
+    resid: list[NDArray] = []
     for fold in folds:
         keep = np.setdiff1d(np.arange(n), fold)
         if keep.size < (5 if method == "smoothing" else 2):
             return np.inf
         wk = None if w is None else w[keep]
-        lam = None
         f = _build(method, x[keep], z[keep], wk, lam)
         pred = np.asarray(f(x[fold]), dtype=float)
-        total += float(np.sum(((pred - z[fold]) / ez[fold]) ** 2))
-        count += fold.size
-    return total / max(count, 1)
+        resid.append(((pred - z[fold]) / ez[fold]) ** 2)
+    if not resid:
+        return np.inf
+    # median, not mean: one abrupt physical change between two generated masses (e.g. the
+    # combinatorics leaving the window) must not decide the method for all the other masses
+    return float(np.median(np.concatenate(resid)))
 
 
 def fit_curve(
@@ -216,7 +216,7 @@ def fit_curve(
     """Build a ``ParameterCurve``, choosing the method by cross-validation if ``method="auto"``.
 
     A quantity that is the same at every mass (a fixed parameter) becomes
-    ``"constant"``. The smoothing penalty is chosen by GCV unless ``lam`` is given.
+    ``"constant"``. The smoothing penalty is chosen by cross-validation unless ``lam`` is given.
     """
     x = np.asarray(masses, dtype=float)
     y = np.asarray(values, dtype=float)
@@ -228,22 +228,34 @@ def fit_curve(
     if not np.all(np.isfinite(y)):
         raise ValueError(f"{name}: non-finite fitted value(s) at mass(es) {x[~np.isfinite(y)].tolist()} GeV")
     scores: dict[str, float] = {}
+    z = _forward(y, transform) if (transform != "log" or np.all(y > 0)) else y
+    ez = _z_errors(y, e, transform)
+    w = _weights(ez)
+
+    def best_lam() -> tuple[float, float]:
+        # the smoothing penalty is chosen by the same k-fold cross-validation as the method
+        grid = _lam_grid(x)
+        cv = [_cv_score("smoothing", x, z, ez, w, lam=float(lam_)) for lam_ in grid]
+        i = int(np.argmin(cv))
+        return float(grid[i]), float(cv[i])
+
     if method == "auto":
         if x.size == 1 or np.allclose(y, y[0], rtol=1e-12, atol=0):
             method = "constant"
         elif x.size < 5:
             method = "pchip"
         else:
-            z = _forward(y, transform)
-            ez = _z_errors(y, e, transform)
-            w = _weights(ez)
             for cand in candidates:
-                scores[cand] = _cv_score(cand, x, z, ez, w)
+                if cand == "smoothing":
+                    lam, scores[cand] = best_lam()
+                else:
+                    scores[cand] = _cv_score(cand, x, z, ez, w)
             method = min(scores, key=lambda k: scores[k])
     if method == "smoothing" and lam is None:
         if x.size < 5:
             method = "pchip"
         else:
-            z = _forward(y, transform)
-            lam = _gcv_lam(x, z, _weights(_z_errors(y, e, transform)))
+            lam, _ = best_lam()
+    if method != "smoothing":
+        lam = None
     return ParameterCurve(name=name, masses=x, values=y, errors=e, method=method, transform=transform, lam=lam, clip=clip, cv_scores=scores)
