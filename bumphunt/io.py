@@ -799,6 +799,12 @@ def iterate_events(
     ------
     Events
         One chunk, with ``sample`` set to the file's metadata.
+
+    Notes
+    -----
+    While the caller works on a chunk, the next one (possibly from the next
+    file) is read in a background thread. Errors keep their order: a problem
+    in a later chunk or file is raised only when that chunk is asked for.
     """
     cfg = load_aliases(aliases) if aliases is not None else {}
     unit = _resolve_unit(energy_unit, cfg)
