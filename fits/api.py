@@ -275,7 +275,7 @@ def _evaluate_chunk(idx, x, sh, lo, hi, start, stop, order, cl, limits, expected
         out["ul_nsig_obs"][idx] = np.nan_to_num(obs)
         _flag(reasons, idx, ok, "observed limit root finding did not converge")
         conv &= ok
-    if expected and (limits or True):
+    if expected:
         exp, ok = batch.expected_limits(cl=cl)
         out["ul_nsig_exp"][idx] = np.nan_to_num(exp)
         _flag(reasons, idx, ok, "expected limit did not converge")

@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from signal_models.shapes import SignalShape
 
-from .model import ShapeArrays, chebyshev_basis, chebyshev_integrals, signal_pdf
+from .model import ShapeArrays, chebyshev_basis, signal_pdf
 
 __all__ = ["FitResult", "LimitResult", "HypothesisTable"]
 

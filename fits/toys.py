@@ -53,9 +53,9 @@ def _background_sampler(window: tuple[float, float], beta: NDArray) -> Callable[
     if not np.any(dens > 0):
         dens = np.ones_like(dens)
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (dens[1:] + dens[:-1]) * np.diff(xp))])
+    cdf_scale = float(cdf[-1])
+    cdf = cdf / cdf_scale
     # within a grid cell the density is linear: invert the quadratic CDF exactly
-    x_of = lo + (hi - lo) * 0.5 * (xp + 1.0)
-    cdf = cdf / cdf[-1]
 
     def sample(u: NDArray) -> NDArray:
         i = np.clip(np.searchsorted(cdf, u, side="right") - 1, 0, len(cdf) - 2)
@@ -69,8 +69,6 @@ def _background_sampler(window: tuple[float, float], beta: NDArray) -> Callable[
         t = np.clip(np.nan_to_num(t), 0.0, h)
         return lo + (hi - lo) * 0.5 * (xp[i] + t + 1.0)
 
-    cdf_scale = float(np.sum(0.5 * (dens[1:] + dens[:-1]) * np.diff(xp)))
-    del x_of
     return sample
 
 
@@ -82,7 +80,6 @@ def sample_background(rng: np.random.Generator, window: tuple[float, float], bet
 def _signal_sampler(shape: SignalShape, window: tuple[float, float]) -> Callable[[NDArray], NDArray]:
     lo, hi = window
     g = np.unique(np.concatenate([np.linspace(lo, hi, _GRID), np.clip(shape.mu + shape.sigma * np.linspace(-12, 12, 2401), lo, hi)]))
-    sh = ShapeArrays.from_shapes([shape])
     # analytic CDF at the grid points
     from signal_models.shapes import comb_integral, dscb_integral
 
@@ -96,7 +93,6 @@ def _signal_sampler(shape: SignalShape, window: tuple[float, float]) -> Callable
         u = (g - shape.mu) / s
         comb = comb_integral(np.full_like(u, (lo - shape.mu) / s), u, shape.comb_slope)
         cdf = cdf + shape.comb_fraction * comb / comb[-1]
-    del sh
     return _inverse_cdf_sampler(g, cdf)
 
 
