@@ -919,9 +919,8 @@ def _resolve_engine(engine: str) -> Any:
 def _fit_numba(kernel: Any, E: NDArray, theta: NDArray, phi: NDArray, cov: NDArray, beam: Beam, P0: NDArray,
                Vb: NDArray | None, *, max_iter: int, max_halvings: int, tol_chi2: float, tol_constraint: float,
                full_cov: bool) -> KinFitResult:
-    """``fit`` with the compiled per-event kernel: numpy validation, then one threaded kernel call."""
+    """``fit`` with the compiled per-event kernel (one threaded call that validates, fits and writes every event)."""
     E, theta, phi, cov = (np.ascontiguousarray(x) for x in (E, theta, phi, cov))
-    status0 = _validate_rows(E, theta, phi, cov)
     n = E.shape[0]
     res_E, res_t, res_p = np.empty((n, 3)), np.empty((n, 3)), np.empty((n, 3))
     res_cov = np.empty((n, 3, 3, 3))
@@ -934,7 +933,7 @@ def _fit_numba(kernel: Any, E: NDArray, theta: NDArray, phi: NDArray, cov: NDArr
     beam_out = np.empty((n if Vb is not None else 0, 4))
     Vb_arr = np.ascontiguousarray(Vb) if Vb is not None else np.zeros((4, 4))
     with kernel.KERNEL_LOCK:
-        kernel.fit_kernel(E, theta, phi, cov, status0, np.ascontiguousarray(P0), Vb_arr, Vb is not None, max_iter,
+        kernel.fit_kernel(E, theta, phi, cov, np.ascontiguousarray(P0), Vb_arr, Vb is not None, max_iter,
                           max_halvings, tol_chi2, tol_constraint, full_cov, res_E, res_t, res_p, res_cov, chi2, pvalue,
                           pulls, status, n_iter, converged, cov_full, beam_out)
     n_bad = n - int(np.count_nonzero(converged))
@@ -948,42 +947,6 @@ def _fit_numba(kernel: Any, E: NDArray, theta: NDArray, phi: NDArray, cov: NDArr
         beam_p4=beam_out if Vb is not None else None,
         options={**opts, "beam_cov": None if Vb is None else Vb.tolist(), "beam": beam.to_dict(), "engine": "numba"},
     )
-
-
-def _validate_rows(E: NDArray, theta: NDArray, phi: NDArray, cov: NDArray, *, block: int = 16384) -> NDArray[np.int8]:
-    """As ``_validate`` for event-major inputs (n, 3) and (n, 3, 3, 3), in cache-sized blocks."""
-    n = E.shape[0]
-    status = np.zeros(n, dtype=np.int8)
-    with np.errstate(invalid="ignore", over="ignore"):
-        for start in range(0, n, block):
-            sl = slice(start, min(start + block, n))
-            st = status[sl]
-            e, t, c = E[sl], theta[sl], cov[sl]
-            m = e.shape[0]
-            finite = np.isfinite(c.reshape(m, 27)).all(1)
-            finite &= np.isfinite(e).all(1)
-            finite &= np.isfinite(t).all(1)
-            finite &= np.isfinite(phi[sl]).all(1)
-            if finite.all() and (e > 0).all() and ((t > 0) & (t < np.pi)).all():
-                pass  # the common case: only the covariances remain to be checked
-            else:
-                st[~finite] = BAD_FINITE
-                st[(st == OK) & ~(e > 0).all(1)] = BAD_ENERGY
-                st[(st == OK) & ~((t > 0) & (t < np.pi)).all(1)] = BAD_THETA
-            c00, c11, c22 = c[:, :, 0, 0], c[:, :, 1, 1], c[:, :, 2, 2]
-            c01, c02, c12 = c[:, :, 0, 1], c[:, :, 0, 2], c[:, :, 1, 2]
-            d01, d02, d12 = c01 - c[:, :, 1, 0], c02 - c[:, :, 2, 0], c12 - c[:, :, 2, 1]
-            if d01.any() or d02.any() or d12.any():
-                scale = np.sqrt(np.abs(c00 * c11)) + np.sqrt(np.abs(c00 * c22)) + np.sqrt(np.abs(c11 * c22))
-                asym = (np.abs(d01) + np.abs(d02) + np.abs(d12)) > 1e-9 * scale
-            else:
-                asym = None
-            m2 = c00 * c11 - c01 * c01
-            det = c00 * (c11 * c22 - c12 * c12) - c01 * (c01 * c22 - c12 * c02) + c02 * (c01 * c12 - c11 * c02)
-            pd = (c00 > 0) & (m2 > 0) & (det > 0)
-            notpd = ~pd if asym is None else (~pd | asym)
-            st[(st == OK) & notpd.any(1)] = BAD_COV
-    return status
 
 
 def _validate(ET: NDArray, tT: NDArray, pT: NDArray, cT: NDArray) -> NDArray[np.int8]:
