@@ -332,3 +332,43 @@ def test_closure_on_toy_mc(fitter: CalibrationFitter) -> None:
         sel = (ma == mass) & (x >= lo) & (x <= hi)
         assert chi2_equal_probability(x[sel], None, shape, lo, hi, n_bins=40)[2] > 0.01
         assert abs(model.efficiency(mass) - fit.eff_tm) < 2.5 * math.hypot(model.efficiency_uncertainty(mass), fit.eff_tm_err)
+
+
+# -- command line -------------------------------------------------------------------------------------
+
+
+def test_cli_build_and_plot(tmp_path) -> None:
+    toymc = pytest.importorskip("bumphunt.toymc.processes")
+    from click.testing import CliRunner
+
+    from bumphunt.cli import cli
+    from bumphunt.io import write_events
+
+    rng = np.random.default_rng(8)
+    files = []
+    for m in (2.0, 3.0, 4.0):
+        path = tmp_path / f"signal_{m}.root"
+        events = toymc.simulate_signal(m, 1500, rng=rng)
+        events["event"] = np.arange(1500)
+        write_events(path, events, meta={"process": "signal", "mass": m, "n_generated": 1500})
+        files += ["--signal", str(path)]
+    out = tmp_path / "sm.json"
+    runner = CliRunner()
+    res = runner.invoke(cli, ["signal-model", "build", *files, "--n-l", "5", "--n-r", "5", "--min-events", "50", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "3 masses in [2, 4] GeV" in res.output
+    model = SignalModel.load(out)
+    assert model.selection["selector"] is None and model.selection["kinematic_fit"] is True
+    assert 0.3 < model.efficiency(3.0) < 1.0
+    assert abs(model.shape(3.0).mu - 3.0) < 0.01
+    res = runner.invoke(cli, ["signal-model", "plot", str(out), "--out", str(tmp_path / "plots")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "plots" / "parameters_vs_mass.png").is_file()
+    assert len(list((tmp_path / "plots").glob("fit_m*.png"))) == 3
+    # user errors are clean messages, not tracebacks
+    res = runner.invoke(cli, ["signal-model", "build", *files, "--working-point", "0.5", "--out", str(tmp_path / "x.json")])
+    assert res.exit_code != 0 and "--working-point needs --selection" in res.output
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    res = runner.invoke(cli, ["signal-model", "plot", str(bad), "--out", str(tmp_path / "p2")])
+    assert res.exit_code != 0 and "missing key" in res.output and "Traceback" not in res.output
