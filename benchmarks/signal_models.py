@@ -34,11 +34,18 @@ def bench_pdf(n_points: int, repeats: int) -> dict[str, float]:
     shape = SignalShape(mu=5.0, sigma=0.05, alpha_l=1.2, n_l=3.0, alpha_r=1.8, n_r=6.0, comb_fraction=0.2, comb_slope=-0.4)
     x = np.random.default_rng(1).uniform(4.0, 6.0, n_points)
     shape.pdf(x, 4.0, 6.0)
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        shape.pdf(x, 4.0, 6.0)
-    dt = time.perf_counter() - t0
-    return {"pdf_points": n_points, "pdf_repeats": repeats, "pdf_evals_per_s": n_points * repeats / dt}
+    best, best_cpu = float("inf"), float("inf")
+    for _ in range(3):  # best of three: the machine is shared
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(repeats):
+            shape.pdf(x, 4.0, 6.0)
+        best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
+    return {
+        "pdf_points": n_points,
+        "pdf_repeats": repeats,
+        "pdf_evals_per_s": n_points * repeats / best,
+        "pdf_evals_per_cpu_s": n_points * repeats / best_cpu,
+    }
 
 
 def bench_build(n_masses: int, n_generated: int) -> dict[str, float]:
@@ -52,9 +59,9 @@ def bench_build(n_masses: int, n_generated: int) -> dict[str, float]:
     t0 = time.perf_counter()
     fitter = CalibrationFitter()  # one model and compiled likelihood for every mass
     t_setup = time.perf_counter() - t0
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     model = build_signal_model(x, tm, ma, n_generated=ngen, fitter=fitter)
-    t_build = time.perf_counter() - t1
+    t_build, cpu_build = time.perf_counter() - t1, time.process_time() - c1
     ok = sum(f.ok for f in model.fits)
     # vectorised evaluation of the model for a scan grid
     grid = np.linspace(*model.mass_range, 10_000)
@@ -67,7 +74,8 @@ def bench_build(n_masses: int, n_generated: int) -> dict[str, float]:
         "n_masses": n_masses,
         "n_generated_per_mass": n_generated,
         "n_candidates": int(x.size),
-        "fitter_setup_s": t_setup,
+        "fitter_setup_s_incl_tf_import": t_setup,
+        "build_cpu_s": cpu_build,
         "build_s": t_build,
         "build_total_s": t_setup + t_build,
         "per_mass_s": t_build / n_masses,
