@@ -73,6 +73,17 @@ overhead for 4x4 systems, and this fit must run at ~10^6 events/s.
 Events are processed in cache-sized chunks, and after the first
 linearisation sin/cos of the updated angles come from the angle-addition
 theorem with a short Taylor series of the (small) step.
+
+Engines
+-------
+``fit(..., engine="auto")`` runs a compiled per-event kernel
+(``bumphunt._kinfit_numba``, numba, threaded over events) when numba can be
+imported, else the vectorised numpy implementation above
+(``engine="numpy"``). The kernel performs the same operations in the same
+order, so both take the same decisions for every event and agree to
+rounding (~1e-12). numba is imported on the first call of ``fit``, never by
+``import bumphunt``; the kernel is compiled once per installation and then
+loaded from numba's on-disk cache (see docs/reference/kinfit.md).
 """
 
 from __future__ import annotations

@@ -459,3 +459,29 @@ def test_import_does_not_load_numba() -> None:
     code = "import sys, bumphunt, bumphunt.kinfit; from bumphunt.cli import cli; print('numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_numba_engine_flags_bad_events_like_numpy() -> None:
+    """Random damage of every kind: the compiled engine's per-event validation gives the numpy engine's status."""
+    rng = np.random.default_rng(74)
+    n = 2000
+    ev = three_photon_sample(n, beam=BEAM, rng=rng, corr_e_theta=0.3)
+    E, th, ph, cov = ev["E"].copy(), ev["theta"].copy(), ev["phi"].copy(), ev["cov"].copy()
+    kind = rng.integers(0, 9, n)
+    k = rng.integers(0, 3, n)
+    a, b = rng.integers(0, 3, n), rng.integers(0, 3, n)
+    rows = np.arange(n)
+    for i in rows[kind == 1]:
+        cov[i, k[i], a[i], b[i]] = [np.nan, np.inf, -np.inf][i % 3]
+    E[rows[kind == 2], k[kind == 2]] = np.nan
+    E[rows[kind == 3], k[kind == 3]] *= -1
+    th[rows[kind == 4], k[kind == 4]] = np.where(rows[kind == 4] % 2, -0.01, np.pi)
+    cov[rows[kind == 5], k[kind == 5], 0, 1] *= 1 + rng.choice([1e-12, 1e-6], (kind == 5).sum())  # tiny / real asymmetry
+    cov[rows[kind == 6], k[kind == 6], 1, 1] *= -1
+    big = np.sqrt(cov[rows[kind == 7], k[kind == 7], 0, 0] * cov[rows[kind == 7], k[kind == 7], 1, 1])
+    cov[rows[kind == 7], k[kind == 7], 0, 1] = cov[rows[kind == 7], k[kind == 7], 1, 0] = 1.5 * big  # |corr| > 1
+    ph[rows[kind == 8], k[kind == 8]] = np.inf
+    a_ = kinfit.fit(E, th, ph, cov, BEAM, engine="numba")
+    b_ = kinfit.fit(E, th, ph, cov, BEAM, engine="numpy")
+    assert len(set(a_.status.tolist())) >= 5
+    _engines_agree(a_, b_)
