@@ -360,3 +360,35 @@ def test_punzi_beats_bce_and_cuts_and_generalises() -> None:
     assert s["punzi"] < s["bce"] < s["cut_based"]
     for row in res.generalisation:
         assert abs(row["ratio"] - 1.0) < 0.10, row
+
+
+def test_large_batches_are_unbiased_partitions(small_data, rng: np.random.Generator) -> None:  # noqa: ANN001
+    """With K event batches scaled by K, the batch efficiencies and backgrounds average to the full-batch ones."""
+    from bumphunt.features import Standardizer
+    from bumphunt.punzi_net import TrainConfig, _to_tensors, loss_inputs, punzi_loss, train_selector
+
+    d = small_data
+    sc = Standardizer.fit(d.X, d.names)
+    y_all = rng.uniform(size=d.label.size)
+    f = d.split_fraction(0)
+
+    full = loss_inputs(d, sc, split=0)
+    part = rng.integers(0, 3, size=int(d.event_id.max()) + 1)[d.event_id]
+    eps_sum = np.zeros(full.n_masses)
+    B_sum = np.zeros(full.n_masses)
+    for q in range(3):
+        subset = d.rows(0) & (part == q)
+        li = loss_inputs(d, sc, split=None, subset=subset, fraction=f / 3)
+        # outputs in the row order of loss_inputs: signal rows sorted by mass, background by mgg
+        sig = np.flatnonzero(subset & (d.label == 1) & d.in_window & d.trained[np.maximum(d.mass_idx, 0)])
+        sig = sig[np.argsort(np.searchsorted(np.flatnonzero(d.trained), d.mass_idx[sig]), kind="stable")]
+        bkg = np.flatnonzero(subset & (d.label == 0))
+        bkg = bkg[np.argsort(d.mgg[bkg], kind="stable")]
+        _, eps, B = punzi_loss(np.concatenate([y_all[sig], y_all[bkg]]), _to_tensors(li), lumi_fb=d.lumi_fb, a=5.0, b=1.28)
+        eps_sum += eps.numpy()
+        B_sum += B.numpy()
+    e_full, B_full = efficiency_and_background(d, y_all, split=0)
+    np.testing.assert_allclose(eps_sum / 3, e_full[d.trained], rtol=1e-10)
+    np.testing.assert_allclose(B_sum / 3, B_full[d.trained], rtol=1e-10)
+    res = train_selector(d, TrainConfig(hidden_layers=1, units=4, pretrain_epochs=1, punzi_epochs=3, punzi_batches=3), compare=False)
+    assert len(res.history["loss"]) == 3 and np.all(np.isfinite(res.history["loss"]))
