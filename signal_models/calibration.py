@@ -567,6 +567,8 @@ def calibrate(
         res = _fit_with_retries(fitter, xi, ti, wi, mass=all_masses[i], n_generated=_lookup(ngen, all_masses[i]), fixed=fixed, fixed_values=fixed_values, min_events=min_events, neighbours=[prev])
         if res.status == "skipped":
             logger.warning("mass %.6g GeV skipped: %s", res.mass, res.reason)
+        elif res.ok and np.isfinite(res.pvalue) and res.pvalue < 1e-3:
+            logger.warning("mass %.6g GeV: the fitted shape describes the candidates poorly (chi2/ndf = %.1f/%d, p = %.2g)", res.mass, res.chi2, res.ndf, res.pvalue)
         if res.ok:
             prev = res
         fits.append(res)

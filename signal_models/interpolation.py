@@ -5,8 +5,8 @@ a shape-preserving PCHIP interpolant through the fitted points, or a
 penalised cubic smoothing spline (``scipy.interpolate.make_smoothing_spline``,
 weights 1/error^2), chosen by k-fold cross-validation on the fitted points:
 the method (and, for the spline, the penalty from a logarithmic grid) whose
-predictions of left-out interior points have the smallest median
-error-weighted squared residual wins.
+predictions of left-out interior points have the smallest mean squared
+pull (each capped at 3^2, so that one abrupt change does not decide) wins.
 
 Positive quantities (widths, tail parameters) are interpolated in log space,
 so they stay positive; fractions and efficiencies are clipped to their
@@ -181,7 +181,7 @@ def _weights(ez: NDArray) -> NDArray | None:
 
 
 def _cv_score(method: str, x: NDArray, z: NDArray, ez: NDArray, w: NDArray | None, *, lam: float | None = None, n_folds: int = 10) -> float:
-    """Median error-weighted squared residual of held-out interior points (k-fold or leave-one-out)."""
+    """Mean capped (at 9) squared pull of held-out interior points (k-fold or leave-one-out)."""
     n = x.size
     interior = np.arange(1, n - 1)
     folds = [interior[i::n_folds] for i in range(min(n_folds, interior.size))]
@@ -196,9 +196,10 @@ def _cv_score(method: str, x: NDArray, z: NDArray, ez: NDArray, w: NDArray | Non
         resid.append(((pred - z[fold]) / ez[fold]) ** 2)
     if not resid:
         return np.inf
-    # median, not mean: one abrupt physical change between two generated masses (e.g. the
-    # combinatorics leaving the window) must not decide the method for all the other masses
-    return float(np.median(np.concatenate(resid)))
+    # squared pulls capped at 3^2: one abrupt physical change between two generated masses
+    # (e.g. the combinatorics leaving the window) must not decide the method for all the
+    # other masses, while a method that misses many points still scores badly
+    return float(np.mean(np.minimum(np.concatenate(resid), 9.0)))
 
 
 def fit_curve(
