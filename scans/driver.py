@@ -163,6 +163,9 @@ def plan_scan(mgg: NDArray[np.float64], signal_model: Any, cfg: Mapping[str, Any
         raise ScanConfigError(
             f"mass: scan range [{mc['min']}, {mc['max']}] GeV lies outside the signal model range [{model_lo}, {model_hi}] GeV"
         )
+    sqrt_s = sqrt_s_from_config(cfg)
+    if mc["max"] >= sqrt_s:
+        raise ScanConfigError(f"mass.max: {mc['max']} GeV is not below sqrt(s) = {sqrt_s:.4g} GeV (no e+e- -> gamma a)")
     if mc["max"] < data_range[0] or mc["min"] > data_range[1]:
         raise ScanInputError(
             f"mass: scan range [{mc['min']}, {mc['max']}] GeV does not overlap the data range [{data_range[0]:.4g}, {data_range[1]:.4g}] GeV"
@@ -233,7 +236,7 @@ def plan_scan(mgg: NDArray[np.float64], signal_model: Any, cfg: Mapping[str, Any
         shapes=shapes,
         blocks=blocks,
         data_range=data_range,
-        sqrt_s=sqrt_s_from_config(cfg),
+        sqrt_s=sqrt_s,
     )
 
 

@@ -120,18 +120,52 @@ def run_jobs(
                 on_done(k, func(payloads[k]))
                 advance(1)
         else:
-            from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+            _run_pool(func, payloads, keys, on_done=on_done, advance=advance, workers=workers)
 
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                # keep at most 2 jobs per worker in flight so large payloads are not all pickled at once
-                pending: dict[Any, int] = {}
-                queue = list(keys)
-                while queue or pending:
-                    while queue and len(pending) < 2 * workers:
-                        k = queue.pop(0)
-                        pending[pool.submit(func, payloads[k])] = k
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        k = pending.pop(fut)
-                        on_done(k, fut.result())
-                        advance(1)
+
+#: environment variables limiting the BLAS / OpenMP threads of worker processes
+_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def _run_pool(
+    func: Callable[[Any], Any],
+    payloads: Mapping[int, Any],
+    keys: list[int],
+    *,
+    on_done: Callable[[int, Any], None],
+    advance: Callable[[int], None],
+    workers: int,
+) -> None:
+    """Run jobs on a local pool of *spawned* worker processes with one BLAS/OpenMP thread each.
+
+    Not forked: a fork after the parent used GNU OpenMP (numba kernels) kills
+    the child, and forked workers would inherit multi-threaded OpenBLAS and
+    oversubscribe the cores. As with any spawned pool, a script calling the
+    scan must guard its top level with ``if __name__ == "__main__":``.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    saved = {k: os.environ.get(k) for k in _THREAD_ENV}
+    os.environ.update({k: "1" for k in _THREAD_ENV})  # read by the workers when they start
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            # at most 2 jobs per worker in flight, so large payloads are not all pickled at once
+            pending: dict[Any, int] = {}
+            queue = list(keys)
+            while queue or pending:
+                while queue and len(pending) < 2 * workers:
+                    k = queue.pop(0)
+                    pending[pool.submit(func, payloads[k])] = k
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    k = pending.pop(fut)
+                    on_done(k, fut.result())
+                    advance(1)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -126,6 +126,8 @@ def test_errors_before_any_fit(tmp_path, monkeypatch) -> None:
         scan(x, model, config={"mass": {"min": 0.3, "max": 9.6}})
     with pytest.raises(ScanConfigError, match="allowed keys"):
         scan(x, model, config={"mass_range": [1, 2]})
+    with pytest.raises(ScanConfigError, match=r"mass.max: 1.5 GeV is not below sqrt\(s\)"):
+        scan(x, model, config={**SMALL, "beam": {"sqrt_s": 1.2}})
     with pytest.raises(ScanInputError, match="NaN or infinite"):
         scan(np.r_[x, np.nan], model, config=SMALL)
     with pytest.raises(ScanInputError, match="does not overlap the data range"):
