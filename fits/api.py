@@ -23,7 +23,7 @@ __all__ = ["fit", "upper_limit", "evaluate_hypotheses", "check_masses", "DEFAULT
 
 DEFAULT_BKG_ORDER = 3
 #: target number of padded event slots per batch (memory/cache trade-off)
-_CHUNK_SLOTS = 120_000
+_CHUNK_SLOTS = 600_000
 
 
 def check_masses(mgg: ArrayLike, *, name: str = "mgg") -> NDArray:

@@ -177,19 +177,21 @@ def moment_layout(order: int) -> tuple[int, NDArray, NDArray]:
     return R, A, B
 
 
-@dataclass
 class Design:
-    """Moment matrices of a batch of hypotheses (one window each).
+    """Design of a batch of hypotheses (one window each).
 
     Attributes
     ----------
     M : ndarray (k, R, n)
         Per-event moment rows (see ``moment_layout``); ``M[:, :P]`` is the
         design matrix ``F`` with ``F[j, 0] = s(x)`` (signal density, 1/GeV)
-        and ``F[j, 1+k] = T_k(x')``.
+        and ``F[j, 1+k] = T_k(x')``. For data designs built from ``s`` and
+        ``xp`` it is filled on first access (the compiled Newton path of
+        ``fits.newton.minimise`` never needs it).
     w : ndarray (k, n)
         Event weights (1 for data events, 0 for padding; quadrature weight
-        times expected density for an Asimov set).
+        times expected density for an Asimov set); built on first access
+        for data designs given by ``s`` and ``xp``.
     integ : ndarray (k, P)
         Integrals of the rows of F over the window (``[1, I_0, ..., I_p]``).
     lo, hi : ndarray (k,)
@@ -199,19 +201,61 @@ class Design:
     unit_weights : bool
         All weights are 0 or 1 (data): the damped Newton step of
         self-concordant functions applies.
+    s, xp : ndarray (k, n), optional
+        Signal density (1/GeV) and scaled coordinate ``x'`` of every event
+        slot; real events come first in each row (``n_events[j]`` of them).
+    cheb_sums : ndarray (k, p+1), optional
+        ``sum_i T_m(x'_i)`` over the real events (start values).
     """
 
-    M: NDArray
-    w: NDArray
-    integ: NDArray
-    lo: NDArray
-    hi: NDArray
-    n_events: NDArray
-    unit_weights: bool = True
+    def __init__(
+        self,
+        M: NDArray | None,
+        w: NDArray | None,
+        integ: NDArray,
+        lo: NDArray,
+        hi: NDArray,
+        n_events: NDArray,
+        unit_weights: bool = True,
+        *,
+        s: NDArray | None = None,
+        xp: NDArray | None = None,
+        cheb_sums: NDArray | None = None,
+    ) -> None:
+        if M is None and (s is None or xp is None):
+            raise ValueError("Design needs M or both s and xp")
+        self._M = M
+        self._w = w
+        self.integ = integ
+        self.lo = lo
+        self.hi = hi
+        self.n_events = n_events
+        self.unit_weights = unit_weights
+        self.s = s
+        self.xp = xp
+        self.cheb_sums = cheb_sums
+
+    @property
+    def M(self) -> NDArray:
+        if self._M is None:
+            self._M = _moments_from(self.s, self.xp, self.order)
+        return self._M
+
+    @property
+    def w(self) -> NDArray:
+        if self._w is None:
+            n_max = self.xp.shape[1]
+            self._w = (np.arange(n_max)[None, :] < np.asarray(self.n_events)[:, None]).astype(float)
+        return self._w
+
+    @property
+    def compact(self) -> bool:
+        """Data design with per-event ``s`` and ``x'`` (usable by the compiled Newton kernel)."""
+        return self.s is not None and self.xp is not None and self.unit_weights
 
     @property
     def k(self) -> int:
-        return self.M.shape[0]
+        return len(self.lo)
 
     @property
     def n_par(self) -> int:
@@ -225,14 +269,26 @@ class Design:
     def order(self) -> int:
         return self.n_par - 2
 
+    def _sub(self, f) -> dict:
+        return {
+            "s": None if self.s is None else f(self.s),
+            "xp": None if self.xp is None else f(self.xp),
+            "cheb_sums": None if self.cheb_sums is None else f(self.cheb_sums),
+        }
+
     def take(self, idx: ArrayLike) -> "Design":
-        return Design(self.M[idx], self.w[idx], self.integ[idx], self.lo[idx], self.hi[idx], self.n_events[idx], self.unit_weights)
+        M = None if self._M is None else self._M[idx]
+        w = None if self._w is None else self._w[idx]
+        return Design(M, w, self.integ[idx], self.lo[idx], self.hi[idx], self.n_events[idx], self.unit_weights, **self._sub(lambda a: a[idx]))
 
     def with_weights(self, w: NDArray) -> "Design":
         return Design(self.M, w, self.integ, self.lo, self.hi, self.n_events, False)
 
     def tile(self, m: int) -> "Design":
-        return Design(np.tile(self.M, (m, 1, 1)), np.tile(self.w, (m, 1)), np.tile(self.integ, (m, 1)), np.tile(self.lo, m), np.tile(self.hi, m), np.tile(self.n_events, m), self.unit_weights)
+        M = None if self._M is None else np.tile(self._M, (m, 1, 1))
+        t = lambda a: np.tile(a, (m, 1))  # noqa: E731
+        w = None if self._w is None else np.tile(self._w, (m, 1))
+        return Design(M, w, np.tile(self.integ, (m, 1)), np.tile(self.lo, m), np.tile(self.hi, m), np.tile(self.n_events, m), self.unit_weights, **self._sub(t))
 
 
 def _integrals(lo: NDArray, hi: NDArray, order: int) -> NDArray:
@@ -244,13 +300,18 @@ def _integrals(lo: NDArray, hi: NDArray, order: int) -> NDArray:
 
 
 def _fill_design(x: NDArray, sh: ShapeArrays, lo: NDArray, hi: NDArray, order: int) -> NDArray:
-    k, n = x.shape
+    sig = signal_pdf(x, sh, lo, hi)
+    xp = (2.0 * x - (lo + hi)[:, None]) / (hi - lo)[:, None]
+    return _moments_from(sig, xp, order)
+
+
+def _moments_from(sig: NDArray, xp: NDArray, order: int) -> NDArray:
+    """Moment rows (see ``moment_layout``) from the signal density and ``x'`` of each slot."""
+    k, n = xp.shape
     p = order
     R, _, _ = moment_layout(p)
     M = np.empty((k, R, n))
-    sig = signal_pdf(x, sh, lo, hi)
     M[:, 0, :] = sig
-    xp = (2.0 * x - (lo + hi)[:, None]) / (hi - lo)[:, None]
     T = M[:, 1 : p + 2, :]
     T[:, 0] = 1.0
     if p >= 1:
@@ -270,6 +331,36 @@ def _fill_design(x: NDArray, sh: ShapeArrays, lo: NDArray, hi: NDArray, order: i
         prev2, prev1 = prev1, row
     np.multiply(sig, sig, out=M[:, R - 1])
     return M
+
+
+def _kernels():
+    """The compiled kernels (``fits._kernels``), or None when numba is not importable."""
+    try:
+        from . import _kernels as kern
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    return kern
+
+
+def _shape_par(sh: ShapeArrays, lo: NDArray, hi: NDArray) -> NDArray:
+    """Per-window parameters of ``fits._kernels.event_values`` (normalisations as in ``signal_pdf``)."""
+    k = len(lo)
+    par = np.zeros((k, 14))
+    mu, sig = sh.mu, sh.sigma
+    norm = sig * dscb_integral((lo - mu) / sig, (hi - mu) / sig, sh.alpha_l, sh.n_l, sh.alpha_r, sh.n_r)
+    par[:, 0], par[:, 1] = mu, sig
+    par[:, 2], par[:, 3], par[:, 4], par[:, 5] = sh.alpha_l, sh.n_l, sh.alpha_r, sh.n_r
+    par[:, 6] = 1.0 / norm
+    f = sh.comb_fraction
+    par[:, 7] = f
+    scale = sh.comb_domain * sig
+    par[:, 8] = np.where(f > 0, scale, 1.0)
+    par[:, 9] = sh.comb_slope
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cnorm = scale * comb_integral((lo - mu) / scale, (hi - mu) / scale, sh.comb_slope)
+        par[:, 10] = np.where(f > 0, 1.0 / cnorm, 0.0)
+    par[:, 11], par[:, 12] = lo, hi
+    return par
 
 
 def build_design(
@@ -295,6 +386,15 @@ def build_design(
         start, stop = index_range
     counts = stop - start
     n_max = max(int(counts.max(initial=0)), 1)
+    kern = _kernels()
+    if kern is not None and len(lo):
+        k = len(lo)
+        s = np.empty((k, n_max))
+        xp = np.empty((k, n_max))
+        cheb = np.empty((k, order + 1))
+        xs = np.ascontiguousarray(sorted_mgg, dtype=float)
+        kern.event_values(xs, np.ascontiguousarray(start, dtype=np.int64), np.ascontiguousarray(counts, dtype=np.int64), _shape_par(sh, lo, hi), int(order), s, xp, cheb)
+        return Design(None, None, _integrals(lo, hi, order), lo, hi, counts.astype(int), True, s=s, xp=xp, cheb_sums=cheb)
     j = np.arange(n_max)[None, :]
     valid = j < counts[:, None]
     # padding repeats the first event of the window (or index 0 for empty windows)

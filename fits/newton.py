@@ -112,7 +112,10 @@ def _initial_background(design: Design) -> NDArray:
     at every event are replaced later by a flat start.
     """
     p = design.order
-    S = np.einsum("kmn,kn->km", design.M[:, 1 : p + 2, :], design.w)  # sum_i T_m(x'_i)
+    if design.cheb_sums is not None:
+        S = design.cheb_sums
+    else:
+        S = np.einsum("kmn,kn->km", design.M[:, 1 : p + 2, :], design.w)  # sum_i T_m(x'_i)
     L = _legendre_in_chebyshev(p)
     c = (2 * np.arange(p + 1) + 1) / 2.0 * (S @ L.T)  # Legendre coefficients of the density in x'
     b = c @ L  # Chebyshev coefficients
@@ -124,12 +127,56 @@ def start_values(design: Design) -> NDArray:
     k, P = design.k, design.n_par
     th = np.zeros((k, P))
     th[:, 1:] = _initial_background(design)
+    if design.compact:
+        # positivity is checked by the compiled Newton kernel (flat start where it fails)
+        return th
     lam = linear_lambda(design.F, th)
     bad = ~(lam.min(axis=1) > 0)
     if np.any(bad):
         th[bad, 1:] = 0.0
         th[bad, 1] = np.maximum(design.w[bad].sum(axis=1), 1.0) / (design.hi - design.lo)[bad]
     return th
+
+
+def _flat_start(design: Design) -> NDArray:
+    th = np.zeros((design.k, design.n_par))
+    th[:, 1] = np.maximum(design.n_events, 1.0) / (design.hi - design.lo)
+    return th
+
+
+def _minimise_compiled(design: Design, theta0: NDArray, *, mode: str, max_iter: int, tol: float, theta_alt: NDArray | None) -> NewtonResult | None:
+    """``minimise`` for data designs by the compiled kernel (``fits._kernels.newton_fit``).
+
+    Same step control, stopping rule and outputs as the numpy path; each
+    hypothesis iterates on its own. Returns None when numba is not importable.
+    """
+    try:
+        from ._kernels import newton_fit
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    k, P = design.k, design.n_par
+    th0 = np.ascontiguousarray(theta0, dtype=float)
+    if theta_alt is None:
+        alt = _flat_start(design)
+        if mode == "fixed":
+            alt[:, 0] = th0[:, 0]
+        use_alt = np.ones(k, bool)
+    else:
+        alt = np.ascontiguousarray(theta_alt, dtype=float)
+        use_alt = np.ones(k, bool)
+    theta = np.empty((k, P))
+    nll = np.empty(k)
+    g = np.empty((k, P))
+    H = np.empty((k, P, P))
+    conv = np.empty(k, bool)
+    n_it = np.empty(k, np.int64)
+    newton_fit(design.s, design.xp, np.ascontiguousarray(design.n_events, dtype=np.int64), np.ascontiguousarray(design.integ), th0, alt, use_alt, mode == "fixed", int(max_iter), float(tol), theta, nll, g, H, conv, n_it)
+    hess = H.copy()
+    if mode == "fixed":
+        hess[:, 0, :] = 0.0
+        hess[:, :, 0] = 0.0
+        hess[:, 0, 0] = 1.0
+    return NewtonResult(theta=theta, mu=theta[:, 0].copy(), nll=nll, hess=hess, grad_lin=g, hess_lin=H, converged=conv, n_iter=int(n_it.max(initial=0)))
 
 
 def minimise(
@@ -162,6 +209,10 @@ def minimise(
     systematics) a backtracking line search keeps ``lambda > 0`` and enforces
     an Armijo decrease.
     """
+    if design.compact and mode in ("free", "fixed") and not fix_bkg:
+        res = _minimise_compiled(design, theta0, mode=mode, max_iter=max_iter, tol=tol, theta_alt=theta_alt)
+        if res is not None:
+            return res
     M, w, integ = design.M, design.w, design.integ
     k, R, n = M.shape
     P = design.n_par

@@ -1,0 +1,444 @@
+"""Compiled kernels of the vectorised engine for data fits (numba).
+
+The numpy engine (``fits.model`` / ``fits.newton``) stores a (k, R, n) moment
+matrix per batch and runs every Newton iteration as several passes over it.
+For data fits (unit weights, yield free or fixed) these kernels do the same
+mathematics without the moment matrix:
+
+- ``event_values``: per window, the signal density ``s(x_i)`` (1/GeV,
+  normalised on the window, exactly ``fits.model.signal_pdf``), the scaled
+  coordinate ``x'_i`` and the Chebyshev sums ``sum_i T_m(x'_i)`` (start
+  values), one pass over the window's events taken straight from the sorted
+  masses;
+- ``newton_fit``: the damped Newton minimisation of
+  ``NLL = integ . theta - sum_i log(theta . F_i)`` for each hypothesis, with
+  ``F_i = (s_i, T_0(x'_i), ..., T_p(x'_i))`` rebuilt block-wise in L1 cache
+  from ``s`` and ``x'``; one pass over the events per iteration accumulates
+  the exact gradient ``integ - sum F_i / lambda_i``, the Hessian
+  ``sum F_i F_i^T / lambda_i^2`` and the smallest ``lambda_i``; the Newton
+  system (``P <= 10`` parameters) is solved by Cholesky. Step control is
+  the self-concordant damped step of ``fits.newton.minimise`` (``t = 1 / (1 +
+  delta)``, full steps once ``delta < 0.5``) and the same stopping rule; each
+  hypothesis stops on its own.
+
+Hypotheses are distributed over threads (``prange``). Compiled with
+``cache=True`` (machine code stored next to this file, or in
+``NUMBA_CACHE_DIR``): the first call after installing or changing this file
+compiles for a few seconds. Imported only by the functions that use it.
+
+Written by hand because no library fits thousands of small convex
+likelihoods over tens of thousands of events each at this speed; the numpy
+engine and the zfit reference engine cross-check it (tests).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["event_values", "newton_fit"]
+
+#: events per block: the block's design rows (P x _BLOCK doubles) stay in L1 cache
+_BLOCK = 256
+# reassociation lets the per-block reductions vectorise (float64 throughout)
+_FM = {"reassoc", "contract", "nsz"}
+
+
+@njit(cache=True, fastmath=_FM, error_model="numpy")
+def event_values(x, start, counts, par, order, s_out, xp_out, cheb_out):  # pragma: no cover - compiled
+    """Signal density and scaled coordinate of every event slot of every window.
+
+    ``x``: sorted masses (GeV); window ``j`` holds ``x[start[j] : start[j] + counts[j]]``.
+    ``par`` (k, 14): ``mu, sigma, alpha_l, n_l, alpha_r, n_r, 1/norm (DSCB),
+    comb_fraction, comb_scale, comb_slope, 1/cnorm, lo, hi, (unused)``.
+    Padding slots ``e >= counts[j]`` repeat the first event (or the window
+    centre for an empty window). ``cheb_out[j, m] = sum_i T_m(x'_i)``.
+    """
+    k, n_max = s_out.shape
+    for j in prange(k):
+        mu = par[j, 0]
+        isig = 1.0 / par[j, 1]
+        al = par[j, 2]
+        nl = par[j, 3]
+        ar = par[j, 4]
+        nr = par[j, 5]
+        cs = (1.0 - par[j, 7]) * par[j, 6]
+        f = par[j, 7]
+        iscale = 1.0 / par[j, 8] if f > 0.0 else 0.0
+        slope = par[j, 9]
+        cc = f * par[j, 10]
+        lo = par[j, 11]
+        hi = par[j, 12]
+        a2 = 2.0 / (hi - lo)
+        b2 = (lo + hi) / (hi - lo)
+        pref_l = math.exp(-0.5 * al * al)
+        pref_r = math.exp(-0.5 * ar * ar)
+        kl = al / nl
+        kr = ar / nr
+        n = counts[j]
+        s0 = start[j]
+        for m in range(order + 1):
+            cheb_out[j, m] = 0.0
+        for e in range(n):
+            xx = x[s0 + e]
+            t = (xx - mu) * isig
+            # tails: (1 + k z)^-n as exp(-n log(1 + k z)); rounding 1 + k z costs <= n ulp
+            if t < -al:
+                d = pref_l * math.exp(-nl * math.log(1.0 + kl * (-t - al)))
+            elif t > ar:
+                d = pref_r * math.exp(-nr * math.log(1.0 + kr * (t - ar)))
+            else:
+                d = math.exp(-0.5 * t * t)
+            v = cs * d
+            if f > 0.0:
+                v += cc * (1.0 + slope * (xx - mu) * iscale)
+            s_out[j, e] = v
+            xp_out[j, e] = a2 * xx - b2
+        # Chebyshev sums (start values), block-wise so that the sums vectorise
+        T = np.empty((order + 1, 256))
+        for b0 in range(0, n, 256):
+            m = min(256, n - b0)
+            for e in range(m):
+                T[0, e] = 1.0
+            if order >= 1:
+                for e in range(m):
+                    T[1, e] = xp_out[j, b0 + e]
+            for q in range(2, order + 1):
+                for e in range(m):
+                    T[q, e] = 2.0 * T[1, e] * T[q - 1, e] - T[q - 2, e]
+            for q in range(order + 1):
+                acc = 0.0
+                for e in range(m):
+                    acc += T[q, e]
+                cheb_out[j, q] += acc
+        if n == 0:
+            xx = 0.5 * (lo + hi)
+            t = (xx - mu) * isig
+            if t < -al:
+                d = pref_l * math.exp(-nl * math.log(1.0 + kl * (-t - al)))
+            elif t > ar:
+                d = pref_r * math.exp(-nr * math.log(1.0 + kr * (t - ar)))
+            else:
+                d = math.exp(-0.5 * t * t)
+            v = cs * d
+            if f > 0.0:
+                v += cc * (1.0 + slope * (xx - mu) * iscale)
+            fill_s = v
+            fill_xp = 0.0
+        else:
+            fill_s = s_out[j, 0]
+            fill_xp = xp_out[j, 0]
+        for e in range(n, n_max):
+            s_out[j, e] = fill_s
+            xp_out[j, e] = fill_xp
+
+
+@njit(cache=True, fastmath=_FM, error_model="numpy")
+def _pass(s, xp, n, th, P, want_nll, F, lam, r, g, H, hT, hsT):  # pragma: no cover - compiled
+    """One pass over a window's events at ``th``: ``g = sum F / lambda``, ``H = sum F F^T /
+    lambda^2``; returns (number of events with lambda <= 0 or NaN, sum log lambda or 0).
+
+    Rows of the block buffer ``F``: ``s, T_0, ..., T_{2p}``. The Hessian needs only
+    ``sum s^2 r^2``, ``sum s T_m r^2`` (m <= p) and ``sum T_m r^2`` (m <= 2p), because
+    ``T_j T_k = (T_{j+k} + T_{|j-k|}) / 2`` (as ``fits.model.moment_layout``).
+    """
+    p = P - 2
+    nT = 2 * p + 1
+    for a in range(P):
+        g[a] = 0.0
+    for m in range(nT):
+        hT[m] = 0.0
+    for m in range(p + 1):
+        hsT[m] = 0.0
+    hss = 0.0
+    nbad = 0
+    slog = 0.0
+    B = F.shape[1]
+    for b0 in range(0, n, B):
+        m = min(B, n - b0)
+        for e in range(m):
+            F[0, e] = s[b0 + e]
+            F[1, e] = 1.0
+        if nT > 1:
+            for e in range(m):
+                F[2, e] = xp[b0 + e]
+        for q in range(3, nT + 1):
+            for e in range(m):
+                F[q, e] = 2.0 * F[2, e] * F[q - 1, e] - F[q - 2, e]
+        for e in range(m):
+            lam[e] = th[0] * F[0, e] + th[1]
+        for q in range(2, P):
+            tq = th[q]
+            for e in range(m):
+                lam[e] += tq * F[q, e]
+        for e in range(m):
+            nbad += 0 if lam[e] > 0.0 else 1
+        if want_nll:
+            for e in range(m):
+                slog += math.log(lam[e])
+        for e in range(m):
+            r[e] = 1.0 / lam[e]
+        acc = 0.0
+        for e in range(m):
+            acc += F[0, e] * r[e]
+        g[0] += acc
+        acc = 0.0
+        for e in range(m):
+            acc += r[e]
+        g[1] += acc
+        for a in range(2, P):
+            acc = 0.0
+            for e in range(m):
+                acc += F[a, e] * r[e]
+            g[a] += acc
+        for e in range(m):
+            r[e] = r[e] * r[e]
+        acc = 0.0
+        for e in range(m):
+            acc += r[e]
+        hT[0] += acc
+        for q in range(1, nT):
+            acc = 0.0
+            for e in range(m):
+                acc += F[1 + q, e] * r[e]
+            hT[q] += acc
+        for e in range(m):
+            r[e] = r[e] * F[0, e]
+        acc = 0.0
+        for e in range(m):
+            acc += F[0, e] * r[e]
+        hss += acc
+        acc = 0.0
+        for e in range(m):
+            acc += r[e]
+        hsT[0] += acc
+        for q in range(1, p + 1):
+            acc = 0.0
+            for e in range(m):
+                acc += F[1 + q, e] * r[e]
+            hsT[q] += acc
+    H[0, 0] = hss
+    for q in range(p + 1):
+        H[0, 1 + q] = hsT[q]
+        H[1 + q, 0] = hsT[q]
+        for c in range(p + 1):
+            H[1 + q, 1 + c] = 0.5 * (hT[q + c] + hT[abs(q - c)])
+    return nbad, slog
+
+
+@njit(cache=True, fastmath=_FM, error_model="numpy")
+def _pass3(s, xp, n, th, want_nll, g, H):  # pragma: no cover - compiled
+    """``_pass`` for the default cubic background (P = 5), fused into one loop over the
+    events with scalar accumulators (vectorises across events; about 3x faster)."""
+    t0, t1, t2, t3, t4 = th[0], th[1], th[2], th[3], th[4]
+    g0 = g1 = g2 = g3 = g4 = 0.0
+    h0 = h1 = h2 = h3 = h4 = h5 = h6 = 0.0
+    ss = s0 = s1 = s2 = s3 = 0.0
+    nbad = 0
+    for e in range(n):
+        x = xp[e]
+        sv = s[e]
+        T2 = 2.0 * x * x - 1.0
+        T3 = 2.0 * x * T2 - x
+        lam = t0 * sv + t1 + t2 * x + t3 * T2 + t4 * T3
+        nbad += 0 if lam > 0.0 else 1
+        r = 1.0 / lam
+        g0 += sv * r
+        g1 += r
+        g2 += x * r
+        g3 += T2 * r
+        g4 += T3 * r
+        r2 = r * r
+        T4 = 2.0 * x * T3 - T2
+        T5 = 2.0 * x * T4 - T3
+        T6 = 2.0 * x * T5 - T4
+        h0 += r2
+        h1 += x * r2
+        h2 += T2 * r2
+        h3 += T3 * r2
+        h4 += T4 * r2
+        h5 += T5 * r2
+        h6 += T6 * r2
+        sr2 = sv * r2
+        ss += sv * sr2
+        s0 += sr2
+        s1 += x * sr2
+        s2 += T2 * sr2
+        s3 += T3 * sr2
+    slog = 0.0
+    if want_nll and nbad == 0:
+        for e in range(n):
+            x = xp[e]
+            T2 = 2.0 * x * x - 1.0
+            T3 = 2.0 * x * T2 - x
+            slog += math.log(t0 * s[e] + t1 + t2 * x + t3 * T2 + t4 * T3)
+    g[0] = g0
+    g[1] = g1
+    g[2] = g2
+    g[3] = g3
+    g[4] = g4
+    hT = (h0, h1, h2, h3, h4, h5, h6)
+    hsT = (s0, s1, s2, s3)
+    H[0, 0] = ss
+    for q in range(4):
+        H[0, 1 + q] = hsT[q]
+        H[1 + q, 0] = hsT[q]
+        for c in range(4):
+            H[1 + q, 1 + c] = 0.5 * (hT[q + c] + hT[abs(q - c)])
+    return nbad, slog
+
+
+@njit(cache=True, error_model="numpy")
+def _pass_any(s, xp, n, th, P, want_nll, F, lam, r, g, H, hT, hsT):  # pragma: no cover - compiled
+    if P == 5:
+        return _pass3(s, xp, n, th, want_nll, g, H)
+    return _pass(s, xp, n, th, P, want_nll, F, lam, r, g, H, hT, hsT)
+
+
+@njit(cache=True, error_model="numpy")
+def _lam_min(s, xp, n, th, P):  # pragma: no cover - compiled
+    """Smallest density ``theta . F_i`` over the events (rarely needed: infeasible starts)."""
+    lmin = np.inf
+    for e in range(n):
+        x = xp[e]
+        lam = th[0] * s[e] + th[1]
+        tm2 = 1.0
+        tm1 = x
+        if P > 2:
+            lam += th[2] * x
+        for q in range(3, P):
+            tm = 2.0 * x * tm1 - tm2
+            lam += th[q] * tm
+            tm2 = tm1
+            tm1 = tm
+        if not lam > lmin:
+            lmin = lam
+    return lmin
+
+
+@njit(cache=True, error_model="numpy")
+def _solve(H, g, f0, P, d, L):  # pragma: no cover - compiled
+    """Newton direction d = -H^-1 g on the parameters f0..P-1 (Cholesky with a tiny
+    relative ridge); returns False if the matrix is not positive definite."""
+    for a in range(P):
+        d[a] = 0.0
+    for a in range(f0, P):
+        for c in range(f0, a + 1):
+            v = H[a, c]
+            if a == c:
+                v += 1e-13 * abs(H[a, a]) + 1e-300
+            for q in range(f0, c):
+                v -= L[a, q] * L[c, q]
+            if a == c:
+                if not v > 0.0:
+                    return False
+                L[a, a] = math.sqrt(v)
+            else:
+                L[a, c] = v / L[c, c]
+    # forward: L y = -g
+    for a in range(f0, P):
+        v = -g[a]
+        for q in range(f0, a):
+            v -= L[a, q] * d[q]
+        d[a] = v / L[a, a]
+    # backward: L^T d = y
+    for a in range(P - 1, f0 - 1, -1):
+        v = d[a]
+        for q in range(a + 1, P):
+            v -= L[q, a] * d[q]
+        d[a] = v / L[a, a]
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter, tol, theta_out, nll_out, g_out, H_out, conv_out, iter_out):  # pragma: no cover - compiled
+    """Damped Newton fits of k hypotheses on their events (see the module docstring).
+
+    ``fixed``: the signal yield ``theta[:, 0]`` stays at its start value.
+    ``use_alt[j]``: use ``theta_alt[j]`` where ``theta0[j]`` is not feasible.
+    Writes the solution, NLL, gradient and Hessian in (mu, beta) at the
+    solution, convergence flag and iteration count.
+    """
+    k = s.shape[0]
+    P = integ.shape[1]
+    f0 = 1 if fixed else 0
+    for j in prange(k):
+        F = np.empty((2 * P - 2, 256))
+        hT = np.empty(2 * P - 3)
+        hsT = np.empty(P - 1)
+        lam = np.empty(256)
+        r = np.empty(256)
+        g = np.empty(P)
+        H = np.empty((P, P))
+        L = np.zeros((P, P))
+        d = np.empty(P)
+        th = theta0[j].copy()
+        n = counts[j]
+        sj = s[j]
+        xj = xp[j]
+        bad, _ = _pass_any(sj, xj, n, th, P, False, F, lam, r, g, H, hT, hsT)
+        if bad > 0 and use_alt[j]:
+            th2 = theta_alt[j].copy()
+            bad2, _ = _pass_any(sj, xj, n, th2, P, False, F, lam, r, g, H, hT, hsT)
+            if bad2 == 0:
+                th = th2
+                bad = 0
+        if bad > 0:
+            # raise the constant background term until the density is positive at every event
+            lmin = _lam_min(sj, xj, n, th, P)
+            span = max(integ[j, 1], 1e-12)
+            sc = abs(th[0]) + 1.0
+            for q in range(1, P):
+                sc += abs(integ[j, q] * th[q])
+            shift = -lmin if math.isfinite(lmin) else 0.0
+            th[1] += shift + 0.1 * sc / span
+            bad, _ = _pass_any(sj, xj, n, th, P, False, F, lam, r, g, H, hT, hsT)
+        conv = False
+        stuck = False
+        it = 0
+        t = 0.0
+        for it in range(1, max_iter + 1):
+            for a in range(P):
+                g[a] = integ[j, a] - g[a]
+            ok = _solve(H, g, f0, P, d, L)
+            dec = 0.0
+            for a in range(f0, P):
+                dec -= g[a] * d[a]
+            if not ok or not dec > 0.0 or not math.isfinite(dec):
+                dec = 0.0
+                for a in range(f0, P):
+                    d[a] = -g[a] / max(abs(H[a, a]), 1e-300)
+                    dec -= g[a] * d[a]
+            finished = dec < max(tol, 3e-5) or stuck
+            delta = math.sqrt(max(dec, 0.0))
+            t = 1.0 / (1.0 + delta) if delta > 0.5 else 1.0
+            for a in range(f0, P):
+                th[a] += t * d[a]
+            if finished:
+                conv = True
+                break
+            bad, _ = _pass_any(sj, xj, n, th, P, False, F, lam, r, g, H, hT, hsT)
+            if bad > 0:  # cannot happen in exact arithmetic: undo half the step
+                for a in range(f0, P):
+                    th[a] -= 0.5 * t * d[a]
+                if dec < 1e-6:
+                    stuck = True
+                bad, _ = _pass_any(sj, xj, n, th, P, False, F, lam, r, g, H, hT, hsT)
+        # final pass at the solution: NLL, gradient and Hessian there
+        bad, slog = _pass_any(sj, xj, n, th, P, True, F, lam, r, g, H, hT, hsT)
+        if bad > 0:  # rounding at the last step: undo it
+            for a in range(f0, P):
+                th[a] -= t * d[a]
+            bad, slog = _pass_any(sj, xj, n, th, P, True, F, lam, r, g, H, hT, hsT)
+        lin = 0.0
+        for a in range(P):
+            lin += integ[j, a] * th[a]
+            g_out[j, a] = integ[j, a] - g[a]
+            theta_out[j, a] = th[a]
+            for c in range(P):
+                H_out[j, a, c] = H[a, c]
+        nll_out[j] = lin - slog if bad == 0 else np.inf
+        conv_out[j] = conv and bad == 0
+        iter_out[j] = it
