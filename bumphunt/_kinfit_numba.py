@@ -38,7 +38,14 @@ import math
 import threading
 
 import numpy as np
-from numba import get_num_threads, njit, prange, threading_layer
+from numba import config, get_num_threads, njit, prange, threading_layer
+
+# Unless the user chose a threading layer (NUMBA_THREADING_LAYER), use a fork-safe
+# one: with GNU OpenMP, a process forked after a parallel kernel ran (e.g. a
+# multiprocessing pool started after a fit) aborts when it runs the kernel itself.
+# Thread safety is provided by KERNEL_LOCK below.
+if config.THREADING_LAYER == "default":
+    config.THREADING_LAYER = "forksafe"
 
 __all__ = ["fit_kernel", "KERNEL_LOCK", "n_threads", "layer"]
 
@@ -416,16 +423,27 @@ def fit_kernel(E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2,
                     S[8, l] += Vb[2, 3]
                     S[9, l] += Vb[3, 3]
             # --- solve every lane: Cholesky of S, constraint violation h, new solution ----
+            # (the factorisation, a chain of square roots and divisions, gets a loop of its
+            # own so that the lanes' chains overlap in the CPU)
+            for l in range(W):
+                c = _chol4(S[0, l], S[1, l], S[2, l], S[3, l], S[4, l], S[5, l], S[6, l], S[7, l], S[8, l], S[9, l])
+                okl[l] = c[10]
+                Lf[0, l] = c[0]
+                Lf[1, l] = c[1]
+                Lf[2, l] = c[2]
+                Lf[3, l] = c[3]
+                Lf[4, l] = c[4]
+                Lf[5, l] = c[5]
+                Lf[6, l] = c[6]
+                Lf[7, l] = c[7]
+                Lf[8, l] = c[8]
+                Lf[9, l] = c[9]
             for l in range(W):
                 Hx = H[0, l] - P0[0]
                 Hy = H[1, l] - P0[1]
                 Hz = H[2, l] - P0[2]
                 He = H[3, l] - P0[3]
-                c = _chol4(S[0, l], S[1, l], S[2, l], S[3, l], S[4, l], S[5, l], S[6, l], S[7, l], S[8, l], S[9, l])
-                L = (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9])
-                okl[l] = c[10]
-                for q in range(10):
-                    Lf[q, l] = L[q]
+                L = (Lf[0, l], Lf[1, l], Lf[2, l], Lf[3, l], Lf[4, l], Lf[5, l], Lf[6, l], Lf[7, l], Lf[8, l], Lf[9, l])
                 if has_vb:  # constraint residual including the beam shift
                     Hcx = Hx - (Vb[0, 0] * lamb[0, l] + Vb[0, 1] * lamb[1, l] + Vb[0, 2] * lamb[2, l] + Vb[0, 3] * lamb[3, l])
                     Hcy = Hy - (Vb[1, 0] * lamb[0, l] + Vb[1, 1] * lamb[1, l] + Vb[1, 2] * lamb[2, l] + Vb[1, 3] * lamb[3, l])

@@ -485,3 +485,24 @@ def test_numba_engine_flags_bad_events_like_numpy() -> None:
     b_ = kinfit.fit(E, th, ph, cov, BEAM, engine="numpy")
     assert len(set(a_.status.tolist())) >= 5
     _engines_agree(a_, b_)
+
+
+def test_numba_engine_in_forked_processes() -> None:
+    """A process pool forked after a fit (as the scan driver does) can run the compiled engine."""
+    import subprocess
+    import sys
+
+    code = (
+        "import multiprocessing as mp, numpy as np\n"
+        "from bumphunt import kinfit\n"
+        "from bumphunt.kinfit_toys import three_photon_sample\n"
+        "ev = three_photon_sample(500, beam=kinfit.Beam.belle2(), rng=np.random.default_rng(1))\n"
+        "def work(_):\n"
+        "    return float(kinfit.fit(ev['E'], ev['theta'], ev['phi'], ev['cov'], engine='numba').chi2.sum())\n"
+        "parent = work(0)\n"
+        "with mp.get_context('fork').Pool(2) as pool:\n"
+        "    assert pool.map(work, range(2)) == [parent, parent]\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
