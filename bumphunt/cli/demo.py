@@ -17,17 +17,29 @@ __all__ = ["demo"]
 def demo(out_dir: str, seed: int, lumi_fb: float | None, small: bool) -> None:
     """Run the whole chain on toy MC and say where the results are.
 
-    Currently: toy MC -> pre-selection -> diphoton candidates -> M_gg plots
-    and a markdown report (cut flow, candidate counts).
+    Chain: toy MC -> pre-selection -> 4C kinematic fit -> diphoton candidates
+    -> M_gg plots -> Punzi-net selector (trained on a signal-mass grid
+    0.2-9.6 GeV and the weighted toy backgrounds, demo-size training) ->
+    signal model (DSCB + Chebyshev fitted per mass with zfit, interpolated)
+    -> mass scan with CLs limits and look-elsewhere effect -> report.md.
+    A few minutes with the defaults; --small takes well under a minute.
     """
     from ..demo import run_demo
+    from signal_models import ShapeError
+
     from ..errors import BumphuntError
 
     try:
         products = run_demo(out_dir, seed=seed, lumi_fb=lumi_fb, small=small)
-    except BumphuntError as exc:
+    except (BumphuntError, ShapeError) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{out_dir}: {exc}") from None
     click.echo(f"Demo finished. Report: {products['report']}")
+    for key, what in (("scan_result", "Scan result (JSON)"), ("scan_points", "Scan points (CSV)"),
+                      ("selector_model", "Selector model"), ("signal_model", "Signal model (JSON)")):
+        if key in products:
+            click.echo(f"{what}: {products[key]}")
     plots = [str(p) for k, p in products.items() if k.startswith("plot_")]
     if plots:
         click.echo("Plots:\n  " + "\n  ".join(plots))
