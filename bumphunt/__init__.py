@@ -25,7 +25,9 @@ __all__ = [
     "pcm",
     "features",
     "selection",
+    "punzi_net",
     "plotting",
+    "demo",
 ]
 
 _SUBMODULES = set(__all__) - {"__version__"}
