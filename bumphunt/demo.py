@@ -393,7 +393,7 @@ def stage_kinfit(ctx: DemoContext) -> None:
 #: thousands of events each and hundreds of Punzi epochs, see ``bumphunt selector train``).
 SELECTOR_SETTINGS: dict[str, dict[str, Any]] = {
     "full": {"n_masses": 24, "n_per_mass": 1500, "heldout": 3, "pretrain_epochs": 10, "punzi_epochs": 80, "patience": 30},
-    "small": {"n_masses": 8, "n_per_mass": 500, "heldout": 0, "pretrain_epochs": 3, "punzi_epochs": 15, "patience": 10},
+    "small": {"n_masses": 6, "n_per_mass": 500, "heldout": 0, "pretrain_epochs": 3, "punzi_epochs": 15, "patience": 10},
 }
 #: Mass range (GeV) of the selector / signal-model signal grid.
 GRID_RANGE = (0.2, 9.6)
@@ -518,7 +518,7 @@ def stage_signal_model(ctx: DemoContext) -> None:
     model = build_signal_model(
         np.asarray(cand["mgg"], dtype=float), np.asarray(cand["truth_match"], dtype=bool),
         np.round(np.asarray(cand["mc_ma"], dtype=float), 6), n_generated=grid["n_generated"],
-        min_events=50 if ctx.small else 100,
+        min_events=50 if ctx.small else 100, n_prepass=3 if ctx.small else 8,
         selection={"selector": "selector/model", "working_point": grid["threshold"], "kinematic_fit": True},
     )
     path = model.save(ctx.path("signal_model", "signal_model.json"))
