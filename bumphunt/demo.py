@@ -8,8 +8,12 @@ The report stage always runs last. Later stages of the analysis chain
 (kinematic fit, selector, signal model, scan) are added by inserting their
 stage functions into ``STAGES`` before ``"report"`` (see ``add_stage``).
 
-Current chain: generate toy MC -> pre-selection -> diphoton candidates ->
-plots -> markdown report.
+Chain: generate toy MC -> pre-selection -> 4C kinematic fit (all samples) ->
+diphoton candidates (fitted photons) -> M_gg plots -> Punzi-net selector
+(trained on a signal-mass grid 0.2-9.6 GeV and the weighted backgrounds,
+applied to the pseudo-data) -> signal model (from the selected signal grid)
+-> mass scan -> markdown report. Sizes of the selector training are in
+``SELECTOR_SETTINGS``: demo-size, not a physics-grade training.
 """
 
 from __future__ import annotations
