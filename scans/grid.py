@@ -87,6 +87,10 @@ def fit_windows(
     return np.stack([lo, hi], axis=-1)
 
 
+#: PDG ids of the particles vetoed by default (pi0, eta, eta'(958)).
+_PDG_IDS = {"pi0": 111, "eta": 221, "eta'(958)": 331}
+
+
 @functools.lru_cache(maxsize=None)
 def particle_mass(name: str) -> float:
     """PDG mass of a particle in GeV (``particle`` gives MeV; the name look-up is slow, so it is cached).
@@ -99,7 +103,9 @@ def particle_mass(name: str) -> float:
     from particle import Particle
 
     try:
-        mass = Particle.from_name(name).mass
+        # the common vetoes by PDG id (instant); other names through the (slow) name search
+        pdgid = _PDG_IDS.get(name)
+        mass = Particle.from_pdgid(pdgid).mass if pdgid is not None else Particle.from_name(name).mass
     except Exception:  # particle raises its own exception types
         raise ValueError(f"unknown particle {name!r}") from None
     if mass is None:
