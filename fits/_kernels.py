@@ -38,7 +38,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["event_values", "newton_fit"]
+__all__ = ["event_values", "newton_fit", "newton_fit_syst"]
 
 #: events per block: the block's design rows (P x _BLOCK doubles) stay in L1 cache
 _BLOCK = 256
@@ -526,4 +526,165 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
                 H_out[j, a, c] = H[a, c]
         nll_out[j] = lin - slog if bad == 0 else np.inf
         conv_out[j] = conv and bad == 0
+        iter_out[j] = it
+
+
+@njit(cache=True, fastmath=_FM, error_model="numpy")
+def _slog(s, xp, n, th, P):  # pragma: no cover - compiled
+    """Sum of ``log(theta . F_i)`` over the events and the number of events with a density
+    that is not positive (the sum is only valid when that number is 0)."""
+    nbad = 0
+    slog = 0.0
+    for e in range(n):
+        x = xp[e]
+        lam = th[0] * s[e] + th[1]
+        tm2 = 1.0
+        tm1 = x
+        if P > 2:
+            lam += th[2] * x
+        for q in range(3, P):
+            tm = 2.0 * x * tm1 - tm2
+            lam += th[q] * tm
+            tm2 = tm1
+            tm1 = tm
+        nbad += 0 if lam > 0.0 else 1
+        slog += math.log(max(lam, 1e-300))
+    return nbad, slog
+
+
+@njit(cache=True, error_model="numpy")
+def _mu_syst(u, c, a, lognormal):  # pragma: no cover - compiled
+    if lognormal:
+        m = c * math.exp(a * u)
+        return m, a * m, a * a * m
+    return c * (1.0 + a * u), c * a, 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max_iter, tol, theta_out, mu_out, nll_out, g_out, H_out, Hf_out, conv_out, iter_out):  # pragma: no cover - compiled
+    """Newton fits with a constrained signal-yield nuisance (``mode="syst"`` of ``fits.newton.minimise``).
+
+    The first parameter is the standard-normal nuisance ``u``: the signal
+    yield is ``mu = c exp(a u)`` (``lognormal``) or ``mu = c (1 + a u)`` and
+    the NLL gains ``u^2 / 2``. Same mathematics, step control and stopping
+    rule as the numpy path: Newton direction on the chain-rule gradient and
+    Hessian in ``(u, beta)`` (scaled gradient step where that Hessian is not
+    positive definite), backtracking line search (halving, at most 60 times)
+    that keeps the density positive at every event with an Armijo decrease,
+    stop when the Newton decrement falls below ``tol``. Writes ``(u, beta)``,
+    ``mu``, the NLL, the gradient and Hessian in ``(mu, beta)``, the Hessian
+    in ``(u, beta)``, the convergence flag and the iteration count.
+    """
+    k = s.shape[0]
+    P = integ.shape[1]
+    for j in prange(k):
+        F = np.empty((2 * P - 2, 256))
+        hT = np.empty(2 * P - 3)
+        hsT = np.empty(P - 1)
+        lam = np.empty(256)
+        r = np.empty(256)
+        gs = np.empty(P)
+        gl = np.empty(P)
+        Hl = np.empty((P, P))
+        Hs = np.empty((P, P))
+        L = np.zeros((P, P))
+        d = np.empty(P)
+        tl = np.empty(P)
+        pt = np.empty(P)
+        p = theta0[j].copy()
+        n = counts[j]
+        sj = s[j]
+        xj = xp[j]
+        c = syst_c[j]
+        a = syst_a[j]
+        m, dm, d2m = _mu_syst(p[0], c, a, lognormal)
+        for q in range(P):
+            tl[q] = p[q]
+        tl[0] = m
+        bad, _ = _slog(sj, xj, n, tl, P)
+        if bad > 0:
+            # raise the constant background term until the density is positive at every event
+            lmin = _lam_min(sj, xj, n, tl, P)
+            span = max(integ[j, 1], 1e-12)
+            sc = abs(m) + 1.0
+            for q in range(1, P):
+                sc += abs(integ[j, q] * tl[q])
+            shift = -lmin if math.isfinite(lmin) else 0.0
+            shift += 0.1 * sc / span
+            p[1] += shift
+            tl[1] += shift
+        bad, slog = _slog(sj, xj, n, tl, P)
+        lin = 0.0
+        for q in range(P):
+            lin += integ[j, q] * tl[q]
+        nll = lin - slog + 0.5 * p[0] * p[0] if bad == 0 else np.inf
+        conv = False
+        stuck = False
+        it = 0
+        for it in range(1, max_iter + 1):
+            _pass_any(sj, xj, n, tl, P, False, F, lam, r, gl, Hl, hT, hsT)
+            for q in range(P):
+                gl[q] = integ[j, q] - gl[q]
+                gs[q] = gl[q]
+                for q2 in range(P):
+                    Hs[q, q2] = Hl[q, q2]
+            gs[0] = gl[0] * dm + p[0]
+            for q in range(1, P):
+                Hs[0, q] *= dm
+                Hs[q, 0] *= dm
+            Hs[0, 0] = Hl[0, 0] * dm * dm + gl[0] * d2m + 1.0
+            ok = _solve(Hs, gs, 0, P, d, L)
+            dec = 0.0
+            fin = True
+            for q in range(P):
+                dec -= gs[q] * d[q]
+                fin = fin and math.isfinite(d[q])
+            if not ok or not dec > 0.0 or not fin:
+                dec = 0.0
+                for q in range(P):
+                    d[q] = -gs[q] / max(abs(Hs[q, q]), 1e-300)
+                    dec -= gs[q] * d[q]
+            if dec < tol or stuck:
+                conv = True
+                break
+            # line search: full step, halved until feasible and not increasing the NLL
+            t = 1.0
+            accepted = False
+            nll_t = np.inf
+            for _ in range(60):
+                for q in range(P):
+                    pt[q] = p[q] + t * d[q]
+                mt, _, _ = _mu_syst(pt[0], c, a, lognormal)
+                for q in range(P):
+                    tl[q] = pt[q]
+                tl[0] = mt
+                bad, slog = _slog(sj, xj, n, tl, P)
+                if bad == 0:
+                    lin = 0.0
+                    for q in range(P):
+                        lin += integ[j, q] * tl[q]
+                    nll_t = lin - slog + 0.5 * pt[0] * pt[0]
+                    if nll_t <= nll + 1e-4 * t * (-dec) + 1e-12 * abs(nll):
+                        accepted = True
+                        break
+                t = 0.5 * t
+            if accepted:
+                for q in range(P):
+                    p[q] = pt[q]
+                nll = nll_t
+            if (not accepted or t < 1e-12) and dec < 1e-6:
+                stuck = True
+            m, dm, d2m = _mu_syst(p[0], c, a, lognormal)
+            for q in range(P):
+                tl[q] = p[q]
+            tl[0] = m
+        for q in range(P):
+            theta_out[j, q] = p[q]
+            g_out[j, q] = gl[q]
+            for q2 in range(P):
+                H_out[j, q, q2] = Hl[q, q2]
+                Hf_out[j, q, q2] = Hs[q, q2]
+        mu_out[j] = m
+        nll_out[j] = nll
+        conv_out[j] = conv
         iter_out[j] = it

@@ -179,6 +179,33 @@ def _minimise_compiled(design: Design, theta0: NDArray, *, mode: str, max_iter: 
     return NewtonResult(theta=theta, mu=theta[:, 0].copy(), nll=nll, hess=hess, grad_lin=g, hess_lin=H, converged=conv, n_iter=int(n_it.max(initial=0)))
 
 
+def _minimise_compiled_syst(design: Design, theta0: NDArray, *, syst_c: NDArray, syst_a: NDArray, syst_kind: str, max_iter: int, tol: float) -> NewtonResult | None:
+    """``minimise`` in "syst" mode for data designs by the compiled kernel (``fits._kernels.newton_fit_syst``).
+
+    Same parametrisation, step control (line search), stopping rule and
+    outputs as the numpy path; each hypothesis iterates on its own. Returns
+    None when numba is not importable.
+    """
+    try:
+        from ._kernels import newton_fit_syst
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    k, P = design.k, design.n_par
+    th0 = np.ascontiguousarray(theta0, dtype=float)
+    c = np.ascontiguousarray(np.broadcast_to(np.asarray(syst_c, dtype=float), (k,)))
+    a = np.ascontiguousarray(np.broadcast_to(np.asarray(syst_a, dtype=float), (k,)))
+    theta = np.empty((k, P))
+    mu = np.empty(k)
+    nll = np.empty(k)
+    g = np.empty((k, P))
+    H = np.empty((k, P, P))
+    Hf = np.empty((k, P, P))
+    conv = np.empty(k, bool)
+    n_it = np.empty(k, np.int64)
+    newton_fit_syst(design.s, design.xp, np.ascontiguousarray(design.n_events, dtype=np.int64), np.ascontiguousarray(design.integ), th0, c, a, syst_kind == "lognormal", int(max_iter), float(tol), theta, mu, nll, g, H, Hf, conv, n_it)
+    return NewtonResult(theta=theta, mu=mu, nll=nll, hess=Hf, grad_lin=g, hess_lin=H, converged=conv, n_iter=int(n_it.max(initial=0)))
+
+
 def minimise(
     design: Design,
     theta0: NDArray,
@@ -211,6 +238,10 @@ def minimise(
     """
     if design.compact and mode in ("free", "fixed") and not fix_bkg:
         res = _minimise_compiled(design, theta0, mode=mode, max_iter=max_iter, tol=tol, theta_alt=theta_alt)
+        if res is not None:
+            return res
+    if design.compact and mode == "syst" and not fix_bkg and theta_alt is None and syst_c is not None and syst_a is not None:
+        res = _minimise_compiled_syst(design, theta0, syst_c=syst_c, syst_a=syst_a, syst_kind=syst_kind, max_iter=max_iter, tol=tol)
         if res is not None:
             return res
     M, w, integ = design.M, design.w, design.integ
