@@ -19,7 +19,11 @@ mathematics without the moment matrix:
   system (``P <= 10`` parameters) is solved by Cholesky. Step control is
   the self-concordant damped step of ``fits.newton.minimise`` (``t = 1 / (1 +
   delta)``, full steps once ``delta < 0.5``) and the same stopping rule; each
-  hypothesis stops on its own.
+  hypothesis stops on its own;
+- ``newton_fit_syst``: the conditional fit with a constrained signal-yield
+  nuisance (``mode="syst"`` of ``fits.newton.minimise``): chain-rule gradient
+  and Hessian in the nuisance, backtracking line search on the NLL (the
+  problem is not self-concordant there), same stopping rule.
 
 Hypotheses are distributed over threads (``prange``). Compiled with
 ``cache=True`` (machine code stored next to this file, or in

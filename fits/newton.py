@@ -234,7 +234,9 @@ def minimise(
     ``delta < 0.5``) is guaranteed feasible and decreasing, so no NLL
     evaluation is needed inside the loop. Otherwise (Asimov weights,
     systematics) a backtracking line search keeps ``lambda > 0`` and enforces
-    an Armijo decrease.
+    an Armijo decrease. Data designs with per-event values (``design.compact``)
+    run on the compiled kernels of ``fits._kernels`` ("free", "fixed" and
+    "syst" without ``fix_bkg``), with the same mathematics and outputs.
     """
     if design.compact and mode in ("free", "fixed") and not fix_bkg:
         res = _minimise_compiled(design, theta0, mode=mode, max_iter=max_iter, tol=tol, theta_alt=theta_alt)
