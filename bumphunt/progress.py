@@ -1,4 +1,8 @@
-"""Progress bars for long work: rich bars on a terminal, silent otherwise."""
+"""Progress bars for long work: rich bars with rate and ETA on a terminal, silent otherwise.
+
+The bar itself is ``scans.execution.progress_bar`` (the lowest layer with long
+loops); this module adds an iterator form for bumphunt's stages.
+"""
 
 from __future__ import annotations
 
@@ -19,30 +23,15 @@ def enabled(show: bool | None = None) -> bool:
 
 
 def progress(items: Iterable[T], *, total: int | None = None, description: str = "", show: bool | None = None) -> Iterator[T]:
-    """Iterate over ``items`` with a rich progress bar (rate and ETA) when enabled."""
-    if not enabled(show):
+    """Iterate over ``items`` with a progress bar (rate and ETA) when enabled."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    if not enabled(show) or not total:
         yield from items
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from scans.execution import progress_bar
 
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(description, total=total if total is not None else (len(items) if hasattr(items, "__len__") else None))  # type: ignore[arg-type]
+    with progress_bar(total, description=description, show=True) as advance:
         for item in items:
             yield item
-            bar.advance(task)
+            advance(1)
