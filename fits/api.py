@@ -13,7 +13,7 @@ from signal_models.shapes import ShapeError, SignalShape
 
 from .asymptotic import N_SIGMA
 from .errors import FitInputError
-from .model import ShapeArrays, build_design, chebyshev_basis, default_window
+from .model import ShapeArrays, build_design, chebyshev_basis, chebyshev_integrals, default_window
 from .results import FitResult, HypothesisTable, LimitResult
 from .vectorised import Batch, Syst
 
@@ -134,6 +134,7 @@ def evaluate_hypotheses(
     bkg_fixed: ArrayLike | None = None,
     chunk_slots: int = _CHUNK_SLOTS,
     show_progress: bool | None = False,
+    extra_shapes: Sequence[Sequence[SignalShape] | None] | None = None,
 ) -> HypothesisTable:
     """Fit and (optionally) set limits for k mass hypotheses at once.
 
@@ -166,6 +167,13 @@ def evaluate_hypotheses(
         Background coefficients ``beta_k`` (events/GeV of ``T_k(x')``) held
         fixed, e.g. from ``fits.sideband.sideband_background``; only the
         signal yield floats.
+    extra_shapes : sequence of k (sequence of SignalShape or None), optional
+        Per hypothesis, fixed-shape background templates (e.g. known peaks such
+        as the pi0 at its PDG mass), each normalised on the window with a
+        floating yield. Hypotheses with templates are fitted on the numpy path
+        (``fits.extra_templates``; limits from the asymptotic CLs formulae,
+        cross-section limits without the ``signal_scale`` nuisance), the others
+        as usual. Not available with ``engine="zfit"`` or ``bkg_fixed``.
 
     Returns
     -------
@@ -188,6 +196,9 @@ def evaluate_hypotheses(
         if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
             raise FitInputError("signal_scale: must be finite and > 0 (events per pb)")
     syst = _syst_from(signal_scale_rel_unc, k, syst_kind)
+    extras = _check_extra_shapes(extra_shapes, k)
+    if any(extras) and (engine == "zfit" or bkg_fixed is not None):
+        raise FitInputError("extra_shapes: floating peak templates need engine='vectorised' and no bkg_fixed")
     if engine == "zfit":
         from .zfit_engine import evaluate_hypotheses_zfit
 
@@ -224,6 +235,13 @@ def evaluate_hypotheses(
     reasons, start, stop = _prechecks(x, sh, shapes, lo, hi, order)
     out["n_events"] = (stop - start).astype(int)
     good = np.array([r == "" for r in reasons])
+    with_extra = np.array([bool(e) for e in extras])
+    for j in np.flatnonzero(good & with_extra):
+        _evaluate_with_templates(j, x, shapes[j], extras[j], lo[j], hi[j], start[j], stop[j], order, cl, limits, expected, scale, syst, out, reasons)
+    if scale is not None and syst is not None and np.any(good & with_extra):
+        logger.warning("%d hypotheses with floating peak templates: their cross-section limits ignore the signal-scale uncertainty",
+                       int(np.sum(good & with_extra)))
+    good &= ~with_extra
     idx_good = np.flatnonzero(good)
     # chunks of consecutive hypotheses with bounded padded size
     chunks: list[NDArray] = []
@@ -298,6 +316,42 @@ def _evaluate_chunk(idx, x, sh, lo, hi, start, stop, order, cl, limits, expected
                 _flag(reasons, idx, ok, "expected cross-section limit did not converge")
                 conv &= ok
     out["converged"][idx] = conv
+
+
+def _check_extra_shapes(extra_shapes, k: int) -> list[list[SignalShape]]:
+    if extra_shapes is None:
+        return [[] for _ in range(k)]
+    extras = [[] if e is None else list(e) for e in extra_shapes]
+    if len(extras) != k:
+        raise FitInputError(f"extra_shapes: expected one entry (list of SignalShape or None) per hypothesis ({k}), got {len(extras)}")
+    for i, e in enumerate(extras):
+        if not all(isinstance(s, SignalShape) for s in e):
+            raise FitInputError(f"extra_shapes[{i}]: expected a sequence of signal_models.SignalShape")
+    return extras
+
+
+def _evaluate_with_templates(j, x, shape, extra, lo, hi, start, stop, order, cl, limits, expected, scale, syst, out, reasons) -> None:
+    """One hypothesis with floating peak templates (numpy path, ``fits.extra_templates``)."""
+    from .extra_templates import fit_with_templates
+
+    r = fit_with_templates(x[start:stop], shape, extra, float(lo), float(hi), order, cl=cl, limits=limits, expected=expected)
+    beta = r["beta"]
+    out["nsig"][j] = r["nsig"]
+    out["nsig_err"][j] = r["nsig_err"]
+    out["nbkg"][j] = float(0.5 * (hi - lo) * chebyshev_integrals(order) @ beta)
+    out["nll"][j] = r["nll"]
+    out["z_local"][j] = r["z_local"]
+    out["beta"][j] = beta
+    out["bkg_nonnegative"][j] = _bkg_nonnegative(beta[None, :], order)[0]
+    out["converged"][j] = r["converged"]
+    reasons[j] = r["reason"]
+    if limits:
+        out["ul_nsig_obs"][j] = r["ul_nsig_obs"]
+    if expected:
+        out["ul_nsig_exp"][j] = r["ul_nsig_exp"]
+    if scale is not None:
+        out["ul_xsec_obs"][j] = out["ul_nsig_obs"][j] / scale[j]
+        out["ul_xsec_exp"][j] = out["ul_nsig_exp"][j] / scale[j]
 
 
 def _flag(reasons: list[str], idx: NDArray, ok: NDArray, msg: str) -> None:

@@ -138,8 +138,9 @@ SCAN_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "default": {},
             "properties": {
-                "mode": {"enum": ["veto"], "default": "veto",
-                         "description": "veto: skip hypotheses near known peaks. (Floating peak components are a documented follow-up.)"},
+                "mode": {"enum": ["veto", "float"], "default": "veto",
+                         "description": "veto: skip hypotheses near known peaks. float: search through them, fitting each listed peak "
+                                        "whose mass lies in a window as an extra background component (signal shape at the PDG mass, floating yield)."},
                 "particles": {"type": "array", "items": {"type": "string"}, "default": ["pi0", "eta", "eta'(958)"],
                               "description": "Particle names (PDG masses from `particle`)."},
                 "n_sigma": {**_FRAC, "default": 3.0, "description": "Veto half-width in units of the local resolution sigma(m)."},

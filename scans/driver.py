@@ -25,6 +25,7 @@ resumed runs give identical results.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -105,6 +106,7 @@ class ScanPlan:
                 "scale": self.scale.tolist(),
                 "rel_unc": self.rel_unc.tolist(),
                 "shapes": [None if s is None else s.to_dict() for s in self.shapes],
+                **({"extras": [[e.to_dict() for e in ex] for ex in self.extras]} if any(getattr(self, "extras", [])) else {}),
                 "status": list(self.status),
                 "blocks": [b.tolist() for b in self.blocks],
             },
@@ -148,6 +150,9 @@ def signal_efficiency(signal_model: Any, masses: NDArray) -> tuple[NDArray, NDAr
     return eff, unc
 
 
+_DEGENERATE_SIGMA = 0.5  # float mode: hypotheses closer than this (in sigma(m)) to a floated peak are vetoed
+
+
 def plan_scan(mgg: NDArray[np.float64], signal_model: Any, cfg: Mapping[str, Any]) -> ScanPlan:
     """Mass grid, windows, vetoes, efficiencies and blocks; fails fast on bad input.
 
@@ -186,7 +191,31 @@ def plan_scan(mgg: NDArray[np.float64], signal_model: Any, cfg: Mapping[str, Any
         comb_domain=np.array([s.comb_domain for s in shapes_all]),
         mus=np.array([s.mu for s in shapes_all]),
     )
-    veto = veto_points(masses, sigmas, particles=cfg["vetoes"]["particles"], n_sigma=cfg["vetoes"]["n_sigma"], ranges=cfg["vetoes"]["ranges"])
+    float_peaks = cfg["vetoes"].get("mode", "veto") == "float"
+    extras: list[list[Any]] = [[] for _ in masses]
+    if float_peaks:
+        # search through the known peaks: only the explicit ranges are vetoed; each listed peak inside a
+        # window becomes a fixed-shape background template with a floating yield (signal shape at m_P)
+        veto = veto_points(masses, sigmas, particles=(), n_sigma=cfg["vetoes"]["n_sigma"], ranges=cfg["vetoes"]["ranges"])
+        for name in cfg["vetoes"]["particles"]:
+            mp = particle_mass(name)
+            in_window = np.flatnonzero((windows[:, 0] <= mp) & (mp <= windows[:, 1]))
+            if len(in_window) == 0:
+                continue
+            if not model_lo <= mp <= model_hi:
+                raise ScanConfigError(
+                    f"vetoes.particles: {name} (m = {mp:.6g} GeV) lies outside the signal model range [{model_lo}, {model_hi}] GeV, "
+                    "so its peak shape is unknown; use vetoes.mode 'veto' or drop it"
+                )
+            # the peak's DSCB core only: its wrong-pair combinatorics is smooth and absorbed by the polynomial
+            peak = dataclasses.replace(signal_model.shape(mp), comb_fraction=0.0)
+            for i in in_window:
+                if abs(masses[i] - mp) < _DEGENERATE_SIGMA * sigmas[i]:
+                    # the signal shape is (nearly) the peak shape: the two yields cannot be separated
+                    veto[i] = veto[i] or f"{name} (signal indistinguishable from the floating peak)"
+                extras[i].append(peak)
+    else:
+        veto = veto_points(masses, sigmas, particles=cfg["vetoes"]["particles"], n_sigma=cfg["vetoes"]["n_sigma"], ranges=cfg["vetoes"]["ranges"])
     lo_idx = np.searchsorted(mgg, windows[:, 0], side="left")
     hi_idx = np.searchsorted(mgg, windows[:, 1], side="right")
     n_events = np.where(windows[:, 1] > windows[:, 0], hi_idx - lo_idx, 0)
@@ -222,6 +251,7 @@ def plan_scan(mgg: NDArray[np.float64], signal_model: Any, cfg: Mapping[str, Any
     bs = cfg["block_size"]
     blocks = [fit_idx[i : i + bs] for i in range(0, len(fit_idx), bs)]
     shapes = [None if st == "vetoed" else sh for st, sh in zip(status, shapes_all)]
+    extras = [[] if st == "vetoed" else e for st, e in zip(status, extras)]
     return ScanPlan(
         masses=masses,
         sigmas=sigmas,
@@ -234,6 +264,7 @@ def plan_scan(mgg: NDArray[np.float64], signal_model: Any, cfg: Mapping[str, Any
         veto=veto,
         status=status,
         shapes=shapes,
+        extras=extras,
         blocks=blocks,
         data_range=data_range,
         sqrt_s=sqrt_s,
@@ -289,6 +320,7 @@ def _evaluate_block(payload: Mapping[str, Any]) -> dict[str, list]:
         signal_scale=payload["scale"],
         signal_scale_rel_unc=payload["rel_unc"],
         engine=payload["engine"],
+        extra_shapes=payload.get("extras"),
     )
     return _table_to_lists(table)
 
@@ -311,7 +343,8 @@ def _evaluate_toy(payload: Mapping[str, Any]) -> dict[str, list]:
         a = int(np.searchsorted(mgg, w[:, 0].min(), side="left"))
         b = int(np.searchsorted(mgg, w[:, 1].max(), side="right"))
         table = fits.evaluate_hypotheses(
-            mgg[a:b], shapes[sl], w, bkg_order=payload["bkg_order"], cl=payload["cl"], limits=False, expected=False, engine=payload["engine"]
+            mgg[a:b], shapes[sl], w, bkg_order=payload["bkg_order"], cl=payload["cl"], limits=False, expected=False, engine=payload["engine"],
+            extra_shapes=None if payload.get("extras") is None else payload["extras"][sl],
         )
         zz = np.asarray(table.z_local, dtype=float)
         ok = np.asarray(table.converged, dtype=bool) & np.isfinite(zz)
@@ -498,6 +531,7 @@ def scan(
             **common,
             "mgg": mgg[a:z],
             "shapes": [plan.shapes[i] for i in idx],
+            "extras": [plan.extras[i] for i in idx] if any(getattr(plan, "extras", [])) else None,
             "windows": w,
             "scale": plan.scale[idx],
             "rel_unc": plan.rel_unc[idx],
@@ -539,6 +573,7 @@ def scan(
             "seed": cfg["lee"]["seed"],
             "windows": plan.windows[scanned],
             "shapes": [plan.shapes[i] for i in scanned],
+            "extras": [plan.extras[i] for i in scanned] if any(getattr(plan, "extras", [])) else None,
             "block_size": cfg["block_size"],
         }
         toys: dict[int, dict[str, Any]] = {}
