@@ -12,37 +12,20 @@ from typing import Any
 
 import click
 
+from ..errors import BumphuntError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["scan", "plot"]
 
 
-def _candidates_from_events(cfg: dict[str, Any], paths: list[Path]) -> Any:
+def _candidates_from_events(cfg: dict[str, Any], paths: list[Path], base: Path | None = None) -> Any:
     """M_gg of selected candidates from raw ntuples: pre-selection, kinematic fit, candidates, selector cut."""
-    import numpy as np
+    from ..scan_inputs import masses_for_scan_config
 
-    from .. import candidates as cand_mod
-    from .. import io, preselection, selection
-    from ..kinematics import Beam
-
-    inp = cfg["inputs"]
-    beam_cfg = cfg["beam"]
-    beam = Beam(e_her=beam_cfg["e_her"], e_ler=beam_cfg["e_ler"], crossing_angle=beam_cfg["crossing_angle"])
-    events = io.read_events([str(p) for p in paths], tree=inp["tree"], aliases=inp["aliases"] or None)
-    three, _ = preselection.preselect(events, beam=beam)
-    try:
-        from .. import kinfit
-
-        res = kinfit.fit(three["E"], three["theta"], three["phi"], three["cov"], beam)
-        three = {**three, "fit_E": res.E, "fit_theta": res.theta, "fit_phi": res.phi, "kinfit_chi2": res.chi2,
-                 "kinfit_converged": res.converged}
-    except ImportError:
-        logger.warning("kinematic fit not available: using measured photons for M_gg")
-    cands = cand_mod.diphoton_candidates(three, beam=beam)
-    mgg = np.asarray(cands["mgg"], dtype=float)
-    if inp["selection"]["model"] is not None:
-        out = selection.apply(inp["selection"]["model"], cands, three, beam=beam)
-        mgg = mgg[np.asarray(out) >= inp["selection"]["working_point"]]
+    mgg, summary = masses_for_scan_config(cfg, paths, base=base)
+    click.echo(f"event chain: {summary.n_events} events -> {summary.n_preselected} pre-selected -> "
+               f"{summary.n_candidates} candidates -> {summary.n_selected} selected")
     return mgg
 
 
@@ -83,8 +66,8 @@ def scan(config: str | None, inputs: tuple[str, ...], signal_model: str | None, 
             if not p.is_file():
                 raise click.ClickException(f"{p}: input file not found")
         mgg = None
-        if cfg["inputs"]["kind"] == "events" or cfg["inputs"]["selection"]["model"] is not None:
-            mgg = _candidates_from_events(cfg, paths)
+        if cfg["inputs"]["kind"] == "events":
+            mgg = _candidates_from_events(cfg, paths, base)
         model = None
         if signal_model is not None:
             model = scans.run.load_signal_model(Path(signal_model))
@@ -94,7 +77,7 @@ def scan(config: str | None, inputs: tuple[str, ...], signal_model: str | None, 
         )
     except click.ClickException:
         raise
-    except (scans.ScanError, ValueError, OSError) as exc:
+    except (scans.ScanError, BumphuntError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     out = Path(out_dir) if out_dir is not None else Path(cfg["output"]["dir"])
     g = result["global"]
@@ -131,18 +114,18 @@ def plot(result_path: str, out_dir: str, external: tuple[str, ...], fit_masses: 
             paths = [Path(d["path"]) for d in result.get("inputs", [])]
             if not paths:
                 raise click.ClickException("--fit-masses: the result records no input files to fit")
-            if cfg["inputs"]["kind"] == "events" or cfg["inputs"]["selection"]["model"] is not None:
-                mgg = _candidates_from_events(cfg, paths)
+            if cfg["inputs"]["kind"] == "events":
+                mgg = _candidates_from_events(cfg, paths)  # relative selector/alias paths: from the working directory
             else:
                 sel = cfg["inputs"]["selection"]
-                mgg = scans.read_candidates(paths, tree=cfg["inputs"]["tree"], branch=cfg["inputs"]["branch"],
+                mgg = scans.read_candidates(paths, tree=cfg["inputs"]["tree"] or "candidates", branch=cfg["inputs"]["branch"],
                                             aliases=cfg["inputs"]["aliases"], selection_branch=sel["branch"],
                                             working_point=sel["working_point"])
             model = scans.run.load_signal_model(cfg["signal_model"], cfg["analytic_signal_model"])
         files = plot_all(result, out_dir, external=ext, fit_masses=masses, mgg=mgg, signal_model=model)
     except click.ClickException:
         raise
-    except (scans.ScanError, ValueError, OSError) as exc:
+    except (scans.ScanError, BumphuntError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     for f in files:
         click.echo(str(f))
