@@ -27,6 +27,7 @@ __all__ = [
     "selection",
     "punzi_net",
     "plotting",
+    "scan_inputs",
     "demo",
 ]
 
