@@ -20,12 +20,23 @@ The combinatorial part is a first-order Chebyshev polynomial
 ``1 + comb_slope * T1(u)`` with ``u = (x - mu) / (comb_domain * sigma)``: its
 domain is ``mu +- comb_domain * sigma`` (20 sigma by default, the nominal fit
 window) whatever window it is normalised on, so a shape means the same thing
-in a window clipped at the edge of the data.
+in a window clipped at the edge of the data. It is cut off at the upper
+kinematic edge of the wrong-pair spectrum by a smooth step::
+
+    Comb(x) = (1 + comb_slope * u) * Phi((comb_edge - x) / comb_edge_width)
+
+(Phi the standard normal CDF). The wrong pair (recoil photon + one ALP
+photon) obeys m_12^2 + m_13^2 + m_23^2 = s, so its mass ends at
+sqrt(s - m_a^2), smeared by the resolution and softened by the photon
+separation; above m_a ~ 7 GeV this edge crosses the window. The default
+``comb_edge = inf`` is the plain linear Chebyshev (no edge). Integrals of the
+edged line are analytic (Gaussian integrals of z Phi(z)).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,6 +54,7 @@ __all__ = [
     "comb_density",
     "comb_integral",
     "comb_quantile",
+    "edge_factor",
     "ShapeError",
 ]
 
@@ -169,29 +181,107 @@ def dscb_quantile(q: ArrayLike, t1: ArrayLike, t2: ArrayLike, alpha_l: ArrayLike
     return np.clip(out, t1, t2)
 
 
-def comb_density(u: ArrayLike, slope: ArrayLike) -> NDArray:
-    """Unnormalised combinatorial density ``1 + slope * u`` (Chebyshev T0 + slope T1)."""
-    return 1.0 + np.asarray(slope, dtype=float) * np.asarray(u, dtype=float)
+def edge_factor(x: ArrayLike, edge: ArrayLike, width: ArrayLike) -> NDArray:
+    """Smooth upper cut-off ``Phi((edge - x) / width)`` of the combinatorial density (any units).
+
+    ``edge = +inf`` gives exactly 1 (no edge); all arguments broadcast.
+    """
+    x = np.asarray(x, dtype=float)
+    edge = np.asarray(edge, dtype=float)
+    width = np.asarray(width, dtype=float)
+    finite = np.isfinite(edge)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(finite, (edge - x) / np.where(finite, width, 1.0), np.inf)
+    return ndtr(z)
 
 
-def comb_integral(u1: ArrayLike, u2: ArrayLike, slope: ArrayLike) -> NDArray:
-    """Integral of ``comb_density`` over ``[u1, u2]`` in domain units."""
+def comb_density(u: ArrayLike, slope: ArrayLike, edge: ArrayLike = np.inf, width: ArrayLike = 1.0) -> NDArray:
+    """Unnormalised combinatorial density ``(1 + slope * u) * Phi((edge - u) / width)``.
+
+    Chebyshev T0 + slope T1 in domain units ``u``; ``edge`` and ``width`` in
+    the same units (default: no edge, the plain line).
+    """
+    line = 1.0 + np.asarray(slope, dtype=float) * np.asarray(u, dtype=float)
+    if np.all(np.isinf(np.asarray(edge, dtype=float))):
+        return line
+    return line * edge_factor(u, edge, width)
+
+
+#: beyond this many widths below the edge Phi(z) is 1 to double precision
+_EDGE_FLAT_Z = 9.0
+
+
+def _line_integral(u1: NDArray, u2: NDArray, slope: NDArray) -> NDArray:
+    return (u2 - u1) + 0.5 * slope * (u2 * u2 - u1 * u1)
+
+
+def _edge_primitive(z: NDArray, a: NDArray, b: NDArray) -> NDArray:
+    """Primitive in z of ``(a - b z) Phi(z)``: a (z Phi + phi) - b ((z^2 - 1) Phi + z phi) / 2."""
+    cdf = ndtr(z)
+    with np.errstate(under="ignore"):
+        pdf = np.exp(-0.5 * z * z) / (2.0 * _SQRT_HALF_PI)
+    zc = np.where(np.isfinite(z), z, 0.0)
+    return a * (zc * cdf + pdf) - 0.5 * b * ((zc * zc - 1.0) * cdf + zc * pdf)
+
+
+def comb_integral(u1: ArrayLike, u2: ArrayLike, slope: ArrayLike, edge: ArrayLike = np.inf, width: ArrayLike = 1.0) -> NDArray:
+    """Integral of ``comb_density`` over ``[u1, u2]`` in domain units (u1 <= u2), analytic.
+
+    Below ``edge - 9 width`` the step is 1 to double precision and the plain
+    line is integrated; the rest uses the closed form of
+    ``int (A - B z) Phi(z) dz`` with ``z = (edge - u) / width``.
+    """
     u1 = np.asarray(u1, dtype=float)
     u2 = np.asarray(u2, dtype=float)
-    return (u2 - u1) + 0.5 * np.asarray(slope, dtype=float) * (u2 * u2 - u1 * u1)
+    slope = np.asarray(slope, dtype=float)
+    edge = np.asarray(edge, dtype=float)
+    if np.all(np.isinf(edge)):
+        return _line_integral(u1, u2, slope)
+    width = np.asarray(width, dtype=float)
+    finite = np.isfinite(edge)
+    w = np.where(finite, width, 1.0)
+    e = np.where(finite, edge, 0.0)
+    split = np.where(finite, e - _EDGE_FLAT_Z * w, np.inf)
+    # flat part [u1, min(u2, split)]
+    a_hi = np.maximum(np.minimum(u2, split), u1)
+    flat = _line_integral(u1, np.where(np.isfinite(a_hi), a_hi, u1), slope)
+    flat = np.where(finite, flat, _line_integral(u1, u2, slope))
+    # edge part [max(u1, split), u2] in z = (e - u) / w: z from min(z1, 9) down to z2
+    b_lo = np.minimum(np.maximum(u1, split), u2)
+    z_top = np.where(finite, (e - b_lo) / w, 0.0)
+    z_bot = np.where(finite, (e - u2) / w, 0.0)
+    a_coef = 1.0 + slope * e
+    b_coef = slope * w
+    step = w * (_edge_primitive(z_top, a_coef, b_coef) - _edge_primitive(z_bot, a_coef, b_coef))
+    return flat + np.where(finite, step, 0.0)
 
 
-def comb_quantile(q: ArrayLike, u1: ArrayLike, u2: ArrayLike, slope: ArrayLike) -> NDArray:
-    """Quantile function of the linear density ``1 + slope * u`` on [u1, u2] (domain units)."""
+def comb_quantile(q: ArrayLike, u1: ArrayLike, u2: ArrayLike, slope: ArrayLike, edge: ArrayLike = np.inf, width: ArrayLike = 1.0) -> NDArray:
+    """Quantile function of ``comb_density`` on [u1, u2] (domain units).
+
+    Closed form for the plain line; with an edge, the analytic CDF is inverted
+    by vectorised bisection (to 2^-60 of the range).
+    """
     q = np.asarray(q, dtype=float)
     u1 = np.asarray(u1, dtype=float)
+    u2 = np.asarray(u2, dtype=float)
     slope = np.asarray(slope, dtype=float)
-    # cumulative (u - u1) + slope/2 (u^2 - u1^2) = q I  ->  slope/2 u^2 + u - K = 0
-    k = q * comb_integral(u1, u2, slope) + u1 + 0.5 * slope * u1 * u1
-    disc = np.maximum(1.0 + 2.0 * slope * k, 0.0)
-    # root written without cancellation for small slopes
-    u = 2.0 * k / (1.0 + np.sqrt(disc))
-    return np.clip(u, u1, u2)
+    if np.all(np.isinf(np.asarray(edge, dtype=float))):
+        # cumulative (u - u1) + slope/2 (u^2 - u1^2) = q I  ->  slope/2 u^2 + u - K = 0
+        k = q * comb_integral(u1, u2, slope) + u1 + 0.5 * slope * u1 * u1
+        disc = np.maximum(1.0 + 2.0 * slope * k, 0.0)
+        # root written without cancellation for small slopes
+        u = 2.0 * k / (1.0 + np.sqrt(disc))
+        return np.clip(u, u1, u2)
+    target = q * comb_integral(u1, u2, slope, edge, width)
+    a, b = np.broadcast_arrays(u1 + 0.0 * q, u2 + 0.0 * q)
+    a, b = a.copy(), b.copy()
+    for _ in range(60):
+        mid = 0.5 * (a + b)
+        below = comb_integral(u1, mid, slope, edge, width) < target
+        a = np.where(below, mid, a)
+        b = np.where(below, b, mid)
+    return np.clip(0.5 * (a + b), u1, u2)
 
 
 @dataclass(frozen=True)
@@ -216,6 +306,12 @@ class SignalShape:
         keeps it positive on its domain.
     comb_domain : float
         Half-width of the Chebyshev domain in units of sigma (default 20).
+    comb_edge : float
+        Upper kinematic edge of the wrong-pair spectrum in GeV: the
+        combinatorial line is multiplied by ``Phi((comb_edge - x) /
+        comb_edge_width)``. ``inf`` (default): no edge.
+    comb_edge_width : float
+        Width of the edge in GeV (> 0 when ``comb_edge`` is finite).
     """
 
     mu: float
@@ -227,10 +323,12 @@ class SignalShape:
     comb_fraction: float = 0.0
     comb_slope: float = 0.0
     comb_domain: float = 20.0
+    comb_edge: float = math.inf
+    comb_edge_width: float = 0.0
 
     def __post_init__(self) -> None:
         values = asdict(self)
-        bad = [k for k, v in values.items() if not np.isfinite(v)]
+        bad = [k for k, v in values.items() if not (np.isfinite(v) or (k == "comb_edge" and v == math.inf))]
         if bad:
             raise ShapeError(f"SignalShape: non-finite parameter(s) {bad}: {values}")
         if self.sigma <= 0:
@@ -245,6 +343,10 @@ class SignalShape:
             raise ShapeError(f"SignalShape: |comb_slope| must be <= 1 (positive density on its domain), got {self.comb_slope}")
         if self.comb_domain <= 0:
             raise ShapeError(f"SignalShape: comb_domain must be > 0 (units of sigma), got {self.comb_domain}")
+        if math.isfinite(self.comb_edge) and not self.comb_edge_width > 0:
+            raise ShapeError(f"SignalShape: comb_edge_width must be > 0 GeV with a finite comb_edge ({self.comb_edge} GeV), got {self.comb_edge_width}")
+        if self.comb_edge_width < 0:
+            raise ShapeError(f"SignalShape: comb_edge_width must be >= 0 GeV, got {self.comb_edge_width}")
 
     # -- helpers ---------------------------------------------------------
     def _t(self, x: ArrayLike) -> NDArray:
@@ -252,6 +354,29 @@ class SignalShape:
 
     def _u(self, x: ArrayLike) -> NDArray:
         return (np.asarray(x, dtype=float) - self.mu) / (self.comb_domain * self.sigma)
+
+    def _edge_u(self) -> tuple[float, float]:
+        """The edge and its width in domain units ``u`` (``(inf, 1)`` without an edge)."""
+        if not math.isfinite(self.comb_edge):
+            return math.inf, 1.0
+        scale = self.comb_domain * self.sigma
+        return (self.comb_edge - self.mu) / scale, self.comb_edge_width / scale
+
+    def edge_matters(self, hi: float) -> bool:
+        """Whether the edge factor differs from 1 (to double precision) anywhere below ``hi`` (GeV)."""
+        return math.isfinite(self.comb_edge) and (self.comb_edge - hi) < _EDGE_FLAT_Z * self.comb_edge_width
+
+    def _comb_norm(self, lo: float, hi: float) -> float:
+        """Integral of the unnormalised combinatorial density over [lo, hi] in GeV."""
+        scale = self.comb_domain * self.sigma
+        e, w = self._edge_u()
+        norm = scale * float(comb_integral(self._u(lo), self._u(hi), self.comb_slope, e, w))
+        if self.comb_fraction > 0 and not (norm > 0 and np.isfinite(norm)):
+            raise ShapeError(
+                f"SignalShape: the combinatorial density vanishes on the window [{lo:.6g}, {hi:.6g}] GeV "
+                f"(edge at {self.comb_edge:.6g} GeV) but comb_fraction = {self.comb_fraction}"
+            )
+        return norm
 
     def _check_window(self, lo: float, hi: float) -> None:
         if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
@@ -274,9 +399,8 @@ class SignalShape:
     def comb_pdf(self, x: ArrayLike, lo: float, hi: float) -> NDArray:
         """Combinatorial part alone, normalised on [lo, hi] (1/GeV)."""
         self._check_window(lo, hi)
-        scale = self.comb_domain * self.sigma
-        norm = scale * comb_integral(self._u(lo), self._u(hi), self.comb_slope)
-        return comb_density(self._u(x), self.comb_slope) / norm
+        e, w = self._edge_u()
+        return comb_density(self._u(x), self.comb_slope, e, w) / self._comb_norm(lo, hi)
 
     def pdf(self, x: ArrayLike, lo: float, hi: float) -> NDArray:
         """Signal density normalised on the window [lo, hi] (1/GeV); zero outside it.
@@ -306,12 +430,13 @@ class SignalShape:
             out[right] = np.exp(-0.5 * ar * ar - nr * np.log(1.0 - ar * (ar - tr) / nr))
         out *= (1.0 - self.comb_fraction) / norm_peak
         if self.comb_fraction > 0:
-            scale = self.comb_domain * self.sigma
-            norm_comb = scale * float(comb_integral(self._u(lo), self._u(hi), self.comb_slope))
+            norm_comb = self._comb_norm(lo, hi)
             # comb_fraction * (1 + slope * u) / norm_comb with u = t / comb_domain
             c0 = self.comb_fraction / norm_comb
             t *= c0 * self.comb_slope / self.comb_domain
             t += c0
+            if self.edge_matters(hi):
+                t *= edge_factor(x, self.comb_edge, self.comb_edge_width)
             out += t
         outside = (x < lo) | (x > hi)
         if outside.any():
@@ -326,7 +451,11 @@ class SignalShape:
         peak = dscb_integral(self._t(a), self._t(b), self.alpha_l, self.n_l, self.alpha_r, self.n_r) / dscb_integral(
             self._t(lo), self._t(hi), self.alpha_l, self.n_l, self.alpha_r, self.n_r
         )
-        comb = comb_integral(self._u(a), self._u(b), self.comb_slope) / comb_integral(self._u(lo), self._u(hi), self.comb_slope)
+        if self.comb_fraction > 0:
+            e, w = self._edge_u()
+            comb = comb_integral(self._u(a), self._u(b), self.comb_slope, e, w) * (self.comb_domain * self.sigma) / self._comb_norm(lo, hi)
+        else:
+            comb = 0.0
         return float((1.0 - self.comb_fraction) * peak + self.comb_fraction * comb)
 
     def sample(self, n: int, lo: float, hi: float, *, rng: np.random.Generator, return_truth: bool = False) -> NDArray | tuple[NDArray, NDArray]:
@@ -342,7 +471,10 @@ class SignalShape:
         x = np.empty(n)
         x[is_tm] = self.mu + self.sigma * dscb_quantile(q[is_tm], self._t(lo), self._t(hi), self.alpha_l, self.n_l, self.alpha_r, self.n_r)
         scale = self.comb_domain * self.sigma
-        x[~is_tm] = self.mu + scale * comb_quantile(q[~is_tm], self._u(lo), self._u(hi), self.comb_slope)
+        if (~is_tm).any():
+            self._comb_norm(lo, hi)  # raises if there is no combinatorial density to draw from
+            e, w = self._edge_u()
+            x[~is_tm] = self.mu + scale * comb_quantile(q[~is_tm], self._u(lo), self._u(hi), self.comb_slope, e, w)
         x = np.clip(x, lo, hi)
         return (x, is_tm) if return_truth else x
 
@@ -356,6 +488,8 @@ class SignalShape:
         ``zfit.pdf.SumPDF([DoubleCB, Chebyshev(order 1)], fracs=1 - comb_fraction)``;
         the Chebyshev's space is the domain ``mu +- comb_domain * sigma`` and
         it is normalised on the window, so ``pdf(x)`` equals ``self.pdf(x, lo, hi)``.
+        When the wrong-pair edge reaches into the window the Chebyshev is a
+        ``signal_models.zfit_shapes.EdgedChebyshev`` (the line times the edge step).
 
         Parameters
         ----------
@@ -383,8 +517,13 @@ class SignalShape:
         return shape_to_zfit(self, obs, floating=floating, prefix=prefix)
 
     def to_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
+        """Parameters as a JSON-safe dict; the edge keys only when there is an edge."""
+        d = {k: float(v) for k, v in asdict(self).items()}
+        if not math.isfinite(self.comb_edge):
+            del d["comb_edge"], d["comb_edge_width"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SignalShape":
-        return cls(**{k: float(v) for k, v in d.items()})
+        kw = {k: float(v) for k, v in d.items() if v is not None}
+        return cls(**kw)

@@ -10,6 +10,12 @@
 The Chebyshev's *space* is the combinatorial domain (zfit maps the limits of
 its space to [-1, 1]) while it is normalised on the window, so the zfit model
 is identical to the numpy one on any window inside the domain.
+
+When the shape's wrong-pair edge (``SignalShape.comb_edge``) reaches into the
+window, the Chebyshev is replaced by ``EdgedChebyshev``: the same line times
+``Phi((edge - x) / width)``. zfit has no such PDF, so it is written here (a
+``zfit.pdf.BasePDF`` with the analytic integral registered, the same closed
+form as ``signal_models.shapes.comb_integral``).
 """
 
 from __future__ import annotations
@@ -20,16 +26,78 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 import zfit
+import zfit.z.numpy as znp
+from zfit.core.space import ANY_LOWER, ANY_UPPER, supports
 
-from .shapes import ShapeError, SignalShape
+from .shapes import _EDGE_FLAT_Z, ShapeError, SignalShape
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SHAPE_PARAMS", "ZfitSignal", "shape_to_zfit", "rescale_comb_slope"]
+__all__ = ["SHAPE_PARAMS", "EdgedChebyshev", "ZfitSignal", "shape_to_zfit", "rescale_comb_slope"]
 
 #: names of the floatable SignalShape parameters (comb_domain is a convention, never fitted)
 SHAPE_PARAMS = ("mu", "sigma", "alpha_l", "n_l", "alpha_r", "n_r", "comb_fraction", "comb_slope")
+
+
+_INV_SQRT2 = 1.0 / np.sqrt(2.0)
+_INV_SQRT2PI = 1.0 / np.sqrt(2.0 * np.pi)
+
+
+def _ndtr(z: Any) -> Any:
+    return 0.5 * tf.math.erfc(-z * _INV_SQRT2)
+
+
+class EdgedChebyshev(zfit.pdf.BasePDF):
+    """``(1 + slope * T1(u)) * Phi((edge - x) / width)``: a first-order Chebyshev cut off by a smooth step.
+
+    ``u`` maps the limits of ``obs`` (the Chebyshev domain) to [-1, 1] as in
+    ``zfit.pdf.Chebyshev``; ``edge`` and ``width`` are in the units of the
+    observable (GeV). Normalised analytically on ``norm``.
+    """
+
+    _N_OBS = 1
+
+    def __init__(self, obs: Any, slope: Any, edge: Any, width: Any, *, norm: Any = None, name: str = "EdgedChebyshev") -> None:
+        super().__init__(obs=obs, params={"slope": slope, "edge": edge, "width": width}, norm=norm, name=name)
+        lo, hi = self.space.v1.lower, self.space.v1.upper
+        self._centre = 0.5 * (float(np.ravel(lo)[0]) + float(np.ravel(hi)[0]))
+        self._half = 0.5 * (float(np.ravel(hi)[0]) - float(np.ravel(lo)[0]))
+
+    @supports(norm=False)
+    def _pdf(self, x: Any, norm: Any, params: Any) -> Any:
+        del norm
+        x = x[0]
+        u = (x - self._centre) / self._half
+        return (1.0 + params["slope"] * u) * _ndtr((params["edge"] - x) / params["width"])
+
+
+def _edged_primitive(z: Any, a: Any, b: Any) -> Any:
+    cdf = _ndtr(z)
+    pdf = znp.exp(-0.5 * z * z) * _INV_SQRT2PI
+    return a * (z * cdf + pdf) - 0.5 * b * ((z * z - 1.0) * cdf + z * pdf)
+
+
+def _edged_integral(limits: Any, params: Any, model: EdgedChebyshev) -> Any:
+    """Analytic integral (as ``signal_models.shapes.comb_integral``, in GeV)."""
+    lower, upper = limits._rect_limits_tf
+    x1, x2 = lower[:, 0], upper[:, 0]
+    c, h = model._centre, model._half
+    slope, e, w = params["slope"], params["edge"], params["width"]
+    line = lambda a, b: (b - a) + 0.5 * slope * ((b - c) ** 2 - (a - c) ** 2) / h  # noqa: E731
+    split = e - _EDGE_FLAT_Z * w  # in x: Phi = 1 to double precision below e - 9 w
+    a_hi = znp.maximum(znp.minimum(x2, split), x1)
+    flat = line(x1, a_hi)
+    b_lo = znp.minimum(znp.maximum(x1, split), x2)
+    z_top, z_bot = (e - b_lo) / w, (e - x2) / w
+    # (1 + slope (x - c) / h) with x = e - w z  ->  A - B z
+    a_coef = 1.0 + slope * (e - c) / h
+    b_coef = slope * w / h
+    return flat + w * (_edged_primitive(z_top, a_coef, b_coef) - _edged_primitive(z_bot, a_coef, b_coef))
+
+
+EdgedChebyshev.register_analytic_integral(func=_edged_integral, limits=zfit.Space(axes=0, limits=(ANY_LOWER, ANY_UPPER)))
 
 
 def rescale_comb_slope(slope: float, centre_from: float, half_from: float, centre_to: float, half_to: float) -> float:
@@ -70,6 +138,9 @@ class ZfitSignal:
         Normalisation window in GeV.
     comb_domain : float
         Half-width of the domain in units of sigma (as ``SignalShape.comb_domain``).
+    comb_edge, comb_edge_width : float
+        The wrong-pair edge and its width in GeV (fixed; ``inf`` for none).
+        ``comb`` is an ``EdgedChebyshev`` when the edge reaches into the window.
     """
 
     pdf: Any
@@ -80,6 +151,8 @@ class ZfitSignal:
     window: tuple[float, float]
     comb_domain: float
     params: dict[str, Any] = field(default_factory=dict)
+    comb_edge: float = float("inf")
+    comb_edge_width: float = 0.0
 
     def to_shape(self) -> SignalShape:
         """The current parameter values as a ``SignalShape``.
@@ -96,7 +169,7 @@ class ZfitSignal:
         v["comb_slope"] = rescale_comb_slope(v["comb_slope"], c0, h0, v["mu"], self.comb_domain * v["sigma"])
         v["comb_slope"] = float(np.clip(v["comb_slope"], -1.0, 1.0))
         v["comb_fraction"] = float(np.clip(v["comb_fraction"], 0.0, 1.0))
-        return SignalShape(comb_domain=self.comb_domain, **v)
+        return SignalShape(comb_domain=self.comb_domain, comb_edge=self.comb_edge, comb_edge_width=self.comb_edge_width, **v)
 
 
 def _limits_of(obs: Any) -> tuple[str, float, float]:
@@ -142,6 +215,7 @@ def shape_to_zfit(
         fixed (``floating=False``) ``zfit.Parameter`` that can still be set.
         Floating ``mu``/``sigma`` do not move the Chebyshev domain, which
         stays at ``domain``; ``ZfitSignal.to_shape`` converts the slope back.
+        The wrong-pair edge (a kinematic endpoint in GeV) is never floated.
     prefix : str
         Prefix of the parameter names.
     domain : (float, float), optional
@@ -203,6 +277,21 @@ def shape_to_zfit(
 
     window = zfit.Space(name, lo, hi)
     dscb = zfit.pdf.DoubleCB(get["mu"], get["sigma"], get["alpha_l"], get["n_l"], get["alpha_r"], get["n_r"], obs=window, name=f"{prefix}_dscb")
-    comb = zfit.pdf.Chebyshev(obs=zfit.Space(name, domain_used[0], domain_used[1]), coeffs=[get["comb_slope"]], norm=window, name=f"{prefix}_comb")
+    domain_space = zfit.Space(name, domain_used[0], domain_used[1])
+    if shape.comb_fraction > 0 and shape.edge_matters(hi):
+        comb = EdgedChebyshev(domain_space, get["comb_slope"], shape.comb_edge, shape.comb_edge_width, norm=window, name=f"{prefix}_comb")
+    else:
+        comb = zfit.pdf.Chebyshev(obs=domain_space, coeffs=[get["comb_slope"]], norm=window, name=f"{prefix}_comb")
     pdf = zfit.pdf.SumPDF([dscb, comb], fracs=frac_tm, obs=window, name=f"{prefix}_signal")
-    return ZfitSignal(pdf=pdf, dscb=dscb, comb=comb, frac_tm=frac_tm, domain=domain_used, window=(lo, hi), comb_domain=shape.comb_domain, params=params)
+    return ZfitSignal(
+        pdf=pdf,
+        dscb=dscb,
+        comb=comb,
+        frac_tm=frac_tm,
+        domain=domain_used,
+        window=(lo, hi),
+        comb_domain=shape.comb_domain,
+        params=params,
+        comb_edge=shape.comb_edge,
+        comb_edge_width=shape.comb_edge_width,
+    )
