@@ -12,23 +12,39 @@ mathematics without the moment matrix:
   masses;
 - ``newton_fit``: the damped Newton minimisation of
   ``NLL = integ . theta - sum_i log(theta . F_i)`` for each hypothesis, with
-  ``F_i = (s_i, T_0(x'_i), ..., T_p(x'_i))`` rebuilt block-wise in L1 cache
-  from ``s`` and ``x'``; one pass over the events per iteration accumulates
-  the exact gradient ``integ - sum F_i / lambda_i``, the Hessian
-  ``sum F_i F_i^T / lambda_i^2`` and the smallest ``lambda_i``; the Newton
-  system (``P <= 10`` parameters) is solved by Cholesky. Step control is
-  the self-concordant damped step of ``fits.newton.minimise`` (``t = 1 / (1 +
-  delta)``, full steps once ``delta < 0.5``) and the same stopping rule; each
-  hypothesis stops on its own;
+  ``F_i = (s_i, T_0(x'_i), ..., T_p(x'_i))``; one pass over the events per
+  iteration accumulates the exact gradient ``integ - sum F_i / lambda_i`` and
+  the Hessian ``sum F_i F_i^T / lambda_i^2`` (as moments ``sum T_m / lambda^2``,
+  ``T_j T_k = (T_{j+k} + T_{|j-k|}) / 2``) and counts the events with
+  ``lambda_i <= 0``; the Newton system (``P <= 10`` parameters) is solved by
+  Cholesky. Step control is the self-concordant damped step of
+  ``fits.newton.minimise`` (``t = 1 / (1 + delta)``, full steps once
+  ``delta < 0.5``) and the same stopping rule; each hypothesis stops on its own;
 - ``newton_fit_syst``: the conditional fit with a constrained signal-yield
   nuisance (``mode="syst"`` of ``fits.newton.minimise``): chain-rule gradient
   and Hessian in the nuisance, backtracking line search on the NLL (the
   problem is not self-concordant there), same stopping rule.
 
-Hypotheses are distributed over threads (``prange``). Compiled with
-``cache=True`` (machine code stored next to this file, or in
-``NUMBA_CACHE_DIR``): the first call after installing or changing this file
-compiles for a few seconds. Imported only by the functions that use it.
+Reproducibility: results are bit-identical between a freshly compiled kernel
+and one loaded from numba's cache, for any number of threads and any split of
+the hypotheses into batches. No fast-math flags are used (no reassociation, no
+FMA contraction), so every floating-point operation is the one written here,
+whatever the compiler vectorises. Sums over events are nevertheless SIMD-friendly:
+they are accumulated in a fixed number of independent lanes (event ``i`` of a
+window goes to lane ``i mod L``, ``L = 8`` for the default cubic background and
+64 otherwise), each lane in event order, and the lanes are added in a fixed
+pairwise order at the end. The loop over the lanes is elementwise, which the
+loop vectoriser turns into AVX2/AVX-512 instructions without changing a single
+rounding. ``log`` and ``exp`` in the per-event loops are branch-free
+polynomial versions written here (``_log_pos``, ``_exp_neg``: vectorisable,
+and the same bits on every machine, unlike calls to libm); the lane
+accumulators live on the stack (``_stack_f64``) so that they stay in registers.
+
+Hypotheses are distributed over ``prange`` (a plain loop unless compiled with
+``parallel=True``). Compiled with ``cache=True`` (machine code stored next to
+this file, or in ``NUMBA_CACHE_DIR``): the first call after installing or
+changing this file compiles for a few seconds. Imported only by the functions
+that use it.
 
 Written by hand because no library fits thousands of small convex
 likelihoods over tens of thousands of events each at this speed; the numpy
@@ -40,97 +56,165 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import carray, njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 __all__ = ["event_values", "newton_fit", "newton_fit_syst"]
 
-#: events per block: the block's design rows (P x _BLOCK doubles) stay in L1 cache
-_BLOCK = 256
-# No fast-math flags: with reassociation or FMA contraction, a freshly compiled
-# kernel and the same kernel loaded from numba's cache gave results differing at
-# 1e-12, which breaks bit-identical resumed and distributed scans.
-_FM = False
-
+#: lanes of the sums over events of the cubic-background kernels (one AVX-512 register)
+_L3 = 8
+#: lanes (= block length) of the sums over events for other background orders
+_LN = 64
 
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 _SHIFT = 6755399441055744.0  # 1.5 * 2**52
+_DBL_MIN = 2.2250738585072014e-308
+_DBL_MAX = 1.7976931348623157e308
 
-@njit(cache=True, fastmath=False, error_model="numpy")
-def _vlog_ge1(y, out, ibuf, n):  # pragma: no cover - compiled
-    """``out[:n] = log(y[:n])`` for finite ``y >= 1`` (error < 1 ulp of the result + 2e-16).
 
-    Branch-free (vectorises, unlike calls to libm): exponent and mantissa
-    from the bits, ``m`` in [sqrt(2)/2, sqrt(2)), ``log m = 2 atanh(f)`` with
-    ``f = (m-1)/(m+1)``, ``|f| < 0.172``, series to ``f^21`` (remainder < 1e-17).
-    ``ibuf``: int64 scratch of length >= n.
+# ---------------------------------------------------------------------------
+# building blocks: bit casts, stack buffers, log and exp
+# ---------------------------------------------------------------------------
+@intrinsic
+def _f2i(typingctx, x):  # pragma: no cover - compiled
+    """The bits of a float64 as int64."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _i2f(typingctx, b):  # pragma: no cover - compiled
+    """The float64 with the bits of an int64."""
+    if b != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _stack_f64(typingctx, n):  # pragma: no cover - compiled
+    """Pointer to ``n`` (a literal) float64 on the stack of the calling function.
+
+    Unlike arrays from ``np.empty`` (heap), the compiler knows that this memory
+    aliases nothing else, so lane accumulators indexed by constants after
+    vectorisation are kept in registers.
     """
-    fb = ibuf.view(np.float64)
-    for e in range(n):
-        fb[e] = y[e]
-    for e in range(n):
-        b = ibuf[e]
-        ex = (b >> 52) - 1023
-        mb = (b & 0xFFFFFFFFFFFFF) | 0x3FF0000000000000
-        big = mb > 0x3FF6A09E667F3BCD  # mantissa > sqrt(2): use m / 2 and exponent + 1
-        ibuf[e] = mb - (0x0010000000000000 if big else 0)  # divide by 2
-        out[e] = ex + (1 if big else 0)  # exponent as float below
-    for e in range(n):
-        m = fb[e]
-        f = (m - 1.0) / (m + 1.0)
-        f2 = f * f
-        p = 1.0 / 21.0
-        p = p * f2 + 1.0 / 19.0
-        p = p * f2 + 1.0 / 17.0
-        p = p * f2 + 1.0 / 15.0
-        p = p * f2 + 1.0 / 13.0
-        p = p * f2 + 1.0 / 11.0
-        p = p * f2 + 1.0 / 9.0
-        p = p * f2 + 1.0 / 7.0
-        p = p * f2 + 1.0 / 5.0
-        p = p * f2 + 1.0 / 3.0
-        p = p * f2 + 1.0
-        k = out[e]
-        out[e] = k * _LN2_HI + (2.0 * f * p + k * _LN2_LO)
+    if not isinstance(n, types.IntegerLiteral):
+        return None
+    size = int(n.literal_value)
 
-@njit(cache=True, fastmath=False, error_model="numpy")
-def _vexp_neg(z, out, ibuf, n):  # pragma: no cover - compiled
-    """``out[:n] = exp(z[:n])`` for ``z <= 0`` (0 below -700; relative error ~ 1 ulp).
+    def codegen(context, builder, signature, args):
+        p = cgutils.alloca_once(builder, ir.ArrayType(ir.DoubleType(), size))
+        return builder.bitcast(p, ir.PointerType(ir.DoubleType()))
 
-    Branch-free (vectorises): ``z = k ln 2 + r``, ``|r| <= ln(2)/2``, Taylor
-    series of ``exp(r)`` to ``r^13`` (remainder < 1e-17), ``2^k`` built from the bits.
+    return types.CPointer(types.float64)(n), codegen
+
+
+@njit(inline="always", error_model="numpy")
+def _log_pos(y):  # pragma: no cover - compiled
+    """``log(y)`` for a finite normal ``y > 0`` (error < 1 ulp of the result + 2e-16); branch-free.
+
+    Exponent and mantissa from the bits, ``m`` in [sqrt(2)/2, sqrt(2)),
+    ``log m = 2 atanh(f)`` with ``f = (m-1)/(m+1)``, ``|f| < 0.172``, series to
+    ``f^21`` (remainder < 1e-17). Other inputs give a meaningless value: callers check.
     """
-    fb = ibuf.view(np.float64)
-    for e in range(n):
-        zin = z[e]
-        zz = max(zin, -700.0)
-        kf = zz * 1.4426950408889634 + _SHIFT
-        fb[e] = kf
-        kr = kf - _SHIFT
-        r = (zz - kr * _LN2_HI) - kr * _LN2_LO
-        p = 1.0 / 6227020800.0
-        p = p * r + 1.0 / 479001600.0
-        p = p * r + 1.0 / 39916800.0
-        p = p * r + 1.0 / 3628800.0
-        p = p * r + 1.0 / 362880.0
-        p = p * r + 1.0 / 40320.0
-        p = p * r + 1.0 / 5040.0
-        p = p * r + 1.0 / 720.0
-        p = p * r + 1.0 / 120.0
-        p = p * r + 1.0 / 24.0
-        p = p * r + 1.0 / 6.0
-        p = p * r + 0.5
-        p = p * r + 1.0
-        p = p * r + 1.0
-        out[e] = p if zin > -700.0 else 0.0
-    for e in range(n):
-        k = ibuf[e] - 0x4338000000000000
-        ibuf[e] = (k + 1023) << 52
-    for e in range(n):
-        out[e] = out[e] * fb[e]
+    b = _f2i(y)
+    ex = (b >> 52) - 1023
+    mb = (b & 0xFFFFFFFFFFFFF) | 0x3FF0000000000000
+    big = mb > 0x3FF6A09E667F3BCD  # mantissa > sqrt(2): use m / 2 and exponent + 1
+    m = _i2f(mb - (0x0010000000000000 if big else 0))
+    k = float(ex + (1 if big else 0))
+    f = (m - 1.0) / (m + 1.0)
+    f2 = f * f
+    p = 1.0 / 21.0
+    p = p * f2 + 1.0 / 19.0
+    p = p * f2 + 1.0 / 17.0
+    p = p * f2 + 1.0 / 15.0
+    p = p * f2 + 1.0 / 13.0
+    p = p * f2 + 1.0 / 11.0
+    p = p * f2 + 1.0 / 9.0
+    p = p * f2 + 1.0 / 7.0
+    p = p * f2 + 1.0 / 5.0
+    p = p * f2 + 1.0 / 3.0
+    p = p * f2 + 1.0
+    return k * _LN2_HI + (2.0 * f * p + k * _LN2_LO)
 
 
-@njit(cache=True, fastmath=_FM, error_model="numpy")
+@njit(inline="always", error_model="numpy")
+def _exp_neg(z):  # pragma: no cover - compiled
+    """``exp(z)`` for ``z <= 0`` (0 below -700; relative error ~ 1 ulp); branch-free.
+
+    ``z = k ln 2 + r``, ``|r| <= ln(2)/2``, Taylor series of ``exp(r)`` to
+    ``r^13`` (remainder < 1e-17), ``2^k`` built from the bits.
+    """
+    zz = max(z, -700.0)
+    kf = zz * 1.4426950408889634 + _SHIFT
+    kr = kf - _SHIFT
+    r = (zz - kr * _LN2_HI) - kr * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    two_k = _i2f((_f2i(kf) - 0x4338000000000000 + 1023) << 52)
+    return p * two_k if z > -700.0 else 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def _vlog(y, out):  # pragma: no cover - compiled
+    """``out = log(y)`` elementwise with ``_log_pos`` (finite normal ``y > 0``)."""
+    for e in range(len(y)):
+        out[e] = _log_pos(y[e])
+
+
+@njit(cache=True, error_model="numpy")
+def _vexp(z, out):  # pragma: no cover - compiled
+    """``out = exp(z)`` elementwise with ``_exp_neg`` (``z <= 0``)."""
+    for e in range(len(z)):
+        out[e] = _exp_neg(z[e])
+
+
+@njit(inline="always", error_model="numpy")
+def _lane_sum8(a, q):  # pragma: no cover - compiled
+    """Sum of the 8 lanes ``a[q, :]`` in a fixed pairwise order."""
+    return ((a[q, 0] + a[q, 1]) + (a[q, 2] + a[q, 3])) + ((a[q, 4] + a[q, 5]) + (a[q, 6] + a[q, 7]))
+
+
+@njit(error_model="numpy")
+def _lane_tree(acc, rows):  # pragma: no cover - compiled
+    """Sums of the ``_LN`` lanes of ``acc[:rows]`` into ``acc[:rows, 0]`` in a fixed pairwise order."""
+    h = _LN // 2
+    while h >= 1:
+        for q in range(rows):
+            for e in range(h):
+                acc[q, e] += acc[q, e + h]
+        h //= 2
+
+
+# ---------------------------------------------------------------------------
+# per-window event values
+# ---------------------------------------------------------------------------
+@njit(cache=True, error_model="numpy")
 def event_values(x, start, counts, par, order, s_out, xp_out, cheb_out):  # pragma: no cover - compiled
     """Signal density and scaled coordinate of every event slot of every window.
 
@@ -138,7 +222,8 @@ def event_values(x, start, counts, par, order, s_out, xp_out, cheb_out):  # prag
     ``par`` (k, 14): ``mu, sigma, alpha_l, n_l, alpha_r, n_r, 1/norm (DSCB),
     comb_fraction, comb_scale, comb_slope, 1/cnorm, lo, hi, (unused)``.
     Padding slots ``e >= counts[j]`` repeat the first event (or the window
-    centre for an empty window). ``cheb_out[j, m] = sum_i T_m(x'_i)``.
+    centre for an empty window). ``cheb_out[j, m] = sum_i T_m(x'_i)`` (lanes as
+    the Newton passes).
     """
     k, n_max = s_out.shape
     for j in prange(k):
@@ -157,60 +242,31 @@ def event_values(x, start, counts, par, order, s_out, xp_out, cheb_out):  # prag
         hi = par[j, 12]
         a2 = 2.0 / (hi - lo)
         b2 = (lo + hi) / (hi - lo)
-        pref_l = math.exp(-0.5 * al * al)
-        pref_r = math.exp(-0.5 * ar * ar)
         kl = al / nl
         kr = ar / nr
         n = counts[j]
         s0 = start[j]
-        for m in range(order + 1):
-            cheb_out[j, m] = 0.0
+        sj = s_out[j]
+        xj = xp_out[j]
         # DSCB in one branch-free form: exp(-tc^2/2 - n log y), tc = t clipped to the core,
         # y = 1 + (alpha/n) (distance beyond the tail start) (y = 1 in the core)
-        ybuf = np.empty(256)
-        zbuf = np.empty(256)
-        nbuf = np.empty(256)
-        ibuf = np.empty(256, np.int64)
-        for b0 in range(0, n, 256):
-            m = min(256, n - b0)
-            for e in range(m):
-                t = (x[s0 + b0 + e] - mu) * isig
-                tc = min(max(t, -al), ar)
-                ybuf[e] = 1.0 + kl * max(-t - al, 0.0) + kr * max(t - ar, 0.0)
-                nbuf[e] = nl if t < -al else nr
-                zbuf[e] = -0.5 * tc * tc
-            _vlog_ge1(ybuf, ybuf, ibuf, m)
-            for e in range(m):
-                zbuf[e] = zbuf[e] - nbuf[e] * ybuf[e]
-            _vexp_neg(zbuf, zbuf, ibuf, m)
-            for e in range(m):
-                xx = x[s0 + b0 + e]
-                s_out[j, b0 + e] = cs * zbuf[e] + cc * (1.0 + slope * (xx - mu) * iscale)
-                xp_out[j, b0 + e] = a2 * xx - b2
-        # Chebyshev sums (start values), block-wise so that the sums vectorise
-        T = np.empty((order + 1, 256))
-        for b0 in range(0, n, 256):
-            m = min(256, n - b0)
-            for e in range(m):
-                T[0, e] = 1.0
-            if order >= 1:
-                for e in range(m):
-                    T[1, e] = xp_out[j, b0 + e]
-            for q in range(2, order + 1):
-                for e in range(m):
-                    T[q, e] = 2.0 * T[1, e] * T[q - 1, e] - T[q - 2, e]
-            for q in range(order + 1):
-                acc = 0.0
-                for e in range(m):
-                    acc += T[q, e]
-                cheb_out[j, q] += acc
+        for e in range(n):
+            xx = x[s0 + e]
+            t = (xx - mu) * isig
+            tc = min(max(t, -al), ar)
+            y = 1.0 + kl * max(-t - al, 0.0) + kr * max(t - ar, 0.0)
+            nn = nl if t < -al else nr
+            z = -0.5 * tc * tc - nn * _log_pos(y)
+            sj[e] = cs * _exp_neg(z) + cc * (1.0 + slope * (xx - mu) * iscale)
+            xj[e] = a2 * xx - b2
+        _cheb_sums(xj, n, order, cheb_out[j])
         if n == 0:
             xx = 0.5 * (lo + hi)
             t = (xx - mu) * isig
             if t < -al:
-                d = pref_l * math.exp(-nl * math.log(1.0 + kl * (-t - al)))
+                d = math.exp(-0.5 * al * al) * math.exp(-nl * math.log(1.0 + kl * (-t - al)))
             elif t > ar:
-                d = pref_r * math.exp(-nr * math.log(1.0 + kr * (t - ar)))
+                d = math.exp(-0.5 * ar * ar) * math.exp(-nr * math.log(1.0 + kr * (t - ar)))
             else:
                 d = math.exp(-0.5 * t * t)
             v = cs * d
@@ -219,173 +275,286 @@ def event_values(x, start, counts, par, order, s_out, xp_out, cheb_out):  # prag
             fill_s = v
             fill_xp = 0.0
         else:
-            fill_s = s_out[j, 0]
-            fill_xp = xp_out[j, 0]
+            fill_s = sj[0]
+            fill_xp = xj[0]
         for e in range(n, n_max):
-            s_out[j, e] = fill_s
-            xp_out[j, e] = fill_xp
+            sj[e] = fill_s
+            xj[e] = fill_xp
 
 
-@njit(cache=True, fastmath=_FM, error_model="numpy")
-def _pass(s, xp, n, th, P, want_nll, F, lam, r, g, H, hT, hsT):  # pragma: no cover - compiled
-    """One pass over a window's events at ``th``: ``g = sum F / lambda``, ``H = sum F F^T /
-    lambda^2``; returns (number of events with lambda <= 0 or NaN, sum log lambda or 0).
-
-    Rows of the block buffer ``F``: ``s, T_0, ..., T_{2p}``. The Hessian needs only
-    ``sum s^2 r^2``, ``sum s T_m r^2`` (m <= p) and ``sum T_m r^2`` (m <= 2p), because
-    ``T_j T_k = (T_{j+k} + T_{|j-k|}) / 2`` (as ``fits.model.moment_layout``).
-    """
-    p = P - 2
-    nT = 2 * p + 1
-    for a in range(P):
-        g[a] = 0.0
-    for m in range(nT):
-        hT[m] = 0.0
-    for m in range(p + 1):
-        hsT[m] = 0.0
-    hss = 0.0
-    nbad = 0
-    slog = 0.0
-    B = F.shape[1]
-    for b0 in range(0, n, B):
-        m = min(B, n - b0)
+@njit(error_model="numpy")
+def _cheb_sums(xp, n, order, out):  # pragma: no cover - compiled
+    """``out[m] = sum_i T_m(xp_i)``, m <= order, over the first n events (lanes i mod _LN)."""
+    T = np.empty((order + 1, _LN))
+    acc = np.zeros((order + 1, _LN))
+    for b0 in range(0, n, _LN):
+        m = min(_LN, n - b0)
         for e in range(m):
-            F[0, e] = s[b0 + e]
-            F[1, e] = 1.0
-        if nT > 1:
+            acc[0, e] += 1.0
+        if order >= 1:
             for e in range(m):
-                F[2, e] = xp[b0 + e]
-        for q in range(3, nT + 1):
+                T[0, e] = 1.0
+                T[1, e] = xp[b0 + e]
+                acc[1, e] += T[1, e]
+        for q in range(2, order + 1):
             for e in range(m):
-                F[q, e] = 2.0 * F[2, e] * F[q - 1, e] - F[q - 2, e]
-        for e in range(m):
-            lam[e] = th[0] * F[0, e] + th[1]
-        for q in range(2, P):
-            tq = th[q]
-            for e in range(m):
-                lam[e] += tq * F[q, e]
-        for e in range(m):
-            nbad += 0 if lam[e] > 0.0 else 1
-        if want_nll:
-            for e in range(m):
-                slog += math.log(lam[e])
-        for e in range(m):
-            r[e] = 1.0 / lam[e]
-        acc = 0.0
-        for e in range(m):
-            acc += F[0, e] * r[e]
-        g[0] += acc
-        acc = 0.0
-        for e in range(m):
-            acc += r[e]
-        g[1] += acc
-        for a in range(2, P):
-            acc = 0.0
-            for e in range(m):
-                acc += F[a, e] * r[e]
-            g[a] += acc
-        for e in range(m):
-            r[e] = r[e] * r[e]
-        acc = 0.0
-        for e in range(m):
-            acc += r[e]
-        hT[0] += acc
-        for q in range(1, nT):
-            acc = 0.0
-            for e in range(m):
-                acc += F[1 + q, e] * r[e]
-            hT[q] += acc
-        for e in range(m):
-            r[e] = r[e] * F[0, e]
-        acc = 0.0
-        for e in range(m):
-            acc += F[0, e] * r[e]
-        hss += acc
-        acc = 0.0
-        for e in range(m):
-            acc += r[e]
-        hsT[0] += acc
-        for q in range(1, p + 1):
-            acc = 0.0
-            for e in range(m):
-                acc += F[1 + q, e] * r[e]
-            hsT[q] += acc
-    H[0, 0] = hss
-    for q in range(p + 1):
-        H[0, 1 + q] = hsT[q]
-        H[1 + q, 0] = hsT[q]
-        for c in range(p + 1):
-            H[1 + q, 1 + c] = 0.5 * (hT[q + c] + hT[abs(q - c)])
-    return nbad, slog
+                T[q, e] = 2.0 * T[1, e] * T[q - 1, e] - T[q - 2, e]
+                acc[q, e] += T[q, e]
+    _lane_tree(acc, order + 1)
+    for q in range(order + 1):
+        out[q] = acc[q, 0]
 
 
-@njit(cache=True, fastmath=_FM, error_model="numpy")
-def _pass3(s, xp, n, th, want_nll, g, H):  # pragma: no cover - compiled
-    """``_pass`` for the default cubic background (P = 5), fused into one loop over the
-    events with scalar accumulators (vectorises across events; about 3x faster)."""
+# ---------------------------------------------------------------------------
+# one pass over a window's events: gradient, Hessian moments, sum log lambda
+# ---------------------------------------------------------------------------
+@njit(inline="always", error_model="numpy")
+def _ev3(acc, e, sv, x, t0, t1, t2, t3, t4):  # pragma: no cover - compiled
+    """Add one event's terms to lane ``e`` of the cubic-background accumulators ``acc`` (19, 8)."""
+    x2 = 2.0 * x
+    T2 = x2 * x - 1.0
+    T3 = x2 * T2 - x
+    lam = t0 * sv + t1 + t2 * x + t3 * T2 + t4 * T3
+    acc[0, e] += 0.0 if lam > 0.0 else 1.0
+    r = 1.0 / lam
+    acc[1, e] += sv * r
+    acc[2, e] += r
+    acc[3, e] += x * r
+    acc[4, e] += T2 * r
+    acc[5, e] += T3 * r
+    r2 = r * r
+    T4 = x2 * T3 - T2
+    T5 = x2 * T4 - T3
+    T6 = x2 * T5 - T4
+    acc[6, e] += r2
+    acc[7, e] += x * r2
+    acc[8, e] += T2 * r2
+    acc[9, e] += T3 * r2
+    acc[10, e] += T4 * r2
+    acc[11, e] += T5 * r2
+    acc[12, e] += T6 * r2
+    sr2 = sv * r2
+    acc[13, e] += sv * sr2
+    acc[14, e] += sr2
+    acc[15, e] += x * sr2
+    acc[16, e] += T2 * sr2
+    acc[17, e] += T3 * sr2
+
+
+@njit(inline="always", error_model="numpy")
+def _lg3(acc, e, sv, x, t0, t1, t2, t3, t4):  # pragma: no cover - compiled
+    """Add one event's ``log lambda`` to lane ``e`` of ``acc[0]``; count non-positive and not normal lambda."""
+    x2 = 2.0 * x
+    T2 = x2 * x - 1.0
+    T3 = x2 * T2 - x
+    lam = t0 * sv + t1 + t2 * x + t3 * T2 + t4 * T3
+    acc[0, e] += _log_pos(lam)
+    acc[1, e] += 0.0 if lam > 0.0 else 1.0
+    acc[2, e] += 0.0 if (lam >= _DBL_MIN and lam <= _DBL_MAX) else 1.0
+
+
+@njit(cache=True, error_model="numpy")
+def _slog3(s, xp, n, th):  # pragma: no cover - compiled
+    """``_slog`` for the cubic background (P = 5): 8 lanes."""
     t0, t1, t2, t3, t4 = th[0], th[1], th[2], th[3], th[4]
-    g0 = g1 = g2 = g3 = g4 = 0.0
-    h0 = h1 = h2 = h3 = h4 = h5 = h6 = 0.0
-    ss = s0 = s1 = s2 = s3 = 0.0
-    nbad = 0
-    for e in range(n):
-        x = xp[e]
-        sv = s[e]
-        T2 = 2.0 * x * x - 1.0
-        T3 = 2.0 * x * T2 - x
-        lam = t0 * sv + t1 + t2 * x + t3 * T2 + t4 * T3
-        nbad += 0 if lam > 0.0 else 1
-        r = 1.0 / lam
-        g0 += sv * r
-        g1 += r
-        g2 += x * r
-        g3 += T2 * r
-        g4 += T3 * r
-        r2 = r * r
-        T4 = 2.0 * x * T3 - T2
-        T5 = 2.0 * x * T4 - T3
-        T6 = 2.0 * x * T5 - T4
-        h0 += r2
-        h1 += x * r2
-        h2 += T2 * r2
-        h3 += T3 * r2
-        h4 += T4 * r2
-        h5 += T5 * r2
-        h6 += T6 * r2
-        sr2 = sv * r2
-        ss += sv * sr2
-        s0 += sr2
-        s1 += x * sr2
-        s2 += T2 * sr2
-        s3 += T3 * sr2
-    slog = 0.0
-    if want_nll and nbad == 0:
-        for e in range(n):
-            x = xp[e]
-            T2 = 2.0 * x * x - 1.0
-            T3 = 2.0 * x * T2 - x
-            slog += math.log(t0 * s[e] + t1 + t2 * x + t3 * T2 + t4 * T3)
-    g[0] = g0
-    g[1] = g1
-    g[2] = g2
-    g[3] = g3
-    g[4] = g4
-    hT = (h0, h1, h2, h3, h4, h5, h6)
-    hsT = (s0, s1, s2, s3)
-    H[0, 0] = ss
+    acc = carray(_stack_f64(24), (3, 8))
+    for q in range(3):
+        for e in range(8):
+            acc[q, e] = 0.0
+    nb = n - n % 8
+    for b0 in range(0, nb, 8):
+        for e in range(8):
+            _lg3(acc, e, s[b0 + e], xp[b0 + e], t0, t1, t2, t3, t4)
+    for e in range(n - nb):
+        _lg3(acc, e, s[nb + e], xp[nb + e], t0, t1, t2, t3, t4)
+    nbad = int(_lane_sum8(acc, 1))
+    if nbad == 0 and _lane_sum8(acc, 2) > 0.0:  # subnormal or infinite density: libm
+        return nbad, _slog_scalar(s, xp, n, th, 5)
+    return nbad, _lane_sum8(acc, 0)
+
+
+@njit(cache=True, error_model="numpy")
+def _pass3(s, xp, n, th, want_nll, g, H):  # pragma: no cover - compiled
+    """``_passn`` for the default cubic background (P = 5): all sums in one loop over the
+    events, 8 lanes on the stack (vectorises to one register per quantity)."""
+    t0, t1, t2, t3, t4 = th[0], th[1], th[2], th[3], th[4]
+    acc = carray(_stack_f64(144), (18, 8))
+    for q in range(18):
+        for e in range(8):
+            acc[q, e] = 0.0
+    nb = n - n % 8
+    for b0 in range(0, nb, 8):
+        for e in range(8):
+            _ev3(acc, e, s[b0 + e], xp[b0 + e], t0, t1, t2, t3, t4)
+    for e in range(n - nb):  # tail: event nb + e goes to lane e
+        _ev3(acc, e, s[nb + e], xp[nb + e], t0, t1, t2, t3, t4)
+    nbad = int(_lane_sum8(acc, 0))
+    for a in range(5):
+        g[a] = _lane_sum8(acc, 1 + a)
+    hT = (_lane_sum8(acc, 6), _lane_sum8(acc, 7), _lane_sum8(acc, 8), _lane_sum8(acc, 9), _lane_sum8(acc, 10), _lane_sum8(acc, 11), _lane_sum8(acc, 12))
+    hsT = (_lane_sum8(acc, 14), _lane_sum8(acc, 15), _lane_sum8(acc, 16), _lane_sum8(acc, 17))
+    H[0, 0] = _lane_sum8(acc, 13)
     for q in range(4):
         H[0, 1 + q] = hsT[q]
         H[1 + q, 0] = hsT[q]
         for c in range(4):
             H[1 + q, 1 + c] = 0.5 * (hT[q + c] + hT[abs(q - c)])
+    slog = 0.0
+    if want_nll and nbad == 0:
+        _, slog = _slog3(s, xp, n, th)
+    return nbad, slog
+
+
+@njit(error_model="numpy")
+def _cheb_block(s, xp, b0, m, th, P, T):  # pragma: no cover - compiled
+    """Rows of the block buffer ``T`` (2P, _LN) for events ``b0 .. b0+m``: ``T[q] = T_q(x')``
+    (q = 1 .. 2p, ``T_0 = 1`` not stored), ``T[2p+1] = s``, ``T[2p+2] = lambda``."""
+    p = P - 2
+    nT = 2 * p + 1
+    rs = nT
+    rl = nT + 1
+    for e in range(m):
+        T[rs, e] = s[b0 + e]
+    if nT > 1:
+        for e in range(m):
+            T[1, e] = xp[b0 + e]
+    if nT > 2:
+        for e in range(m):
+            T[2, e] = 2.0 * T[1, e] * T[1, e] - 1.0
+    for q in range(3, nT):
+        for e in range(m):
+            T[q, e] = 2.0 * T[1, e] * T[q - 1, e] - T[q - 2, e]
+    # lambda in the order of _pass3: ((th0 s + th1) + th2 T_1) + ...
+    for e in range(m):
+        T[rl, e] = th[0] * T[rs, e] + th[1]
+    for q in range(1, p + 1):
+        tq = th[q + 1]
+        for e in range(m):
+            T[rl, e] += tq * T[q, e]
+
+
+@njit(cache=True, error_model="numpy")
+def _passn(s, xp, n, th, P, want_nll, T, acc, g, H):  # pragma: no cover - compiled
+    """One pass over a window's events at ``th``: ``g = sum F / lambda``, ``H = sum F F^T /
+    lambda^2``; returns (number of events with lambda <= 0 or NaN, sum log lambda or 0).
+
+    The Hessian needs only ``sum s^2 r^2``, ``sum s T_m r^2`` (m <= p) and ``sum T_m r^2``
+    (m <= 2p), because ``T_j T_k = (T_{j+k} + T_{|j-k|}) / 2`` (as
+    ``fits.model.moment_layout``). Any background order; lanes ``i mod _LN`` in the block
+    buffer ``T`` (2P, _LN) and the accumulators ``acc`` (4P - 1, _LN).
+    """
+    p = P - 2
+    nT = 2 * p + 1
+    rs = nT
+    rl = nT + 1
+    # accumulator rows: 0 bad, 1..P g, then hT (nT), ss, hsT (p + 1)
+    ih = 1 + P
+    iss = ih + nT
+    ihs = iss + 1
+    rows = ihs + p + 1
+    for q in range(rows):
+        for e in range(_LN):
+            acc[q, e] = 0.0
+    for b0 in range(0, n, _LN):
+        m = min(_LN, n - b0)
+        _cheb_block(s, xp, b0, m, th, P, T)
+        for e in range(m):
+            lam = T[rl, e]
+            acc[0, e] += 0.0 if lam > 0.0 else 1.0
+            r = 1.0 / lam
+            T[rl, e] = r
+            acc[1, e] += T[rs, e] * r
+            acc[2, e] += r
+        for q in range(1, p + 1):
+            for e in range(m):
+                acc[2 + q, e] += T[q, e] * T[rl, e]
+        for e in range(m):
+            r2 = T[rl, e] * T[rl, e]
+            T[rl, e] = r2
+            acc[ih, e] += r2
+        for q in range(1, nT):
+            for e in range(m):
+                acc[ih + q, e] += T[q, e] * T[rl, e]
+        for e in range(m):
+            sr2 = T[rs, e] * T[rl, e]
+            T[rl, e] = sr2
+            acc[iss, e] += T[rs, e] * sr2
+            acc[ihs, e] += sr2
+        for q in range(1, p + 1):
+            for e in range(m):
+                acc[ihs + q, e] += T[q, e] * T[rl, e]
+    _lane_tree(acc, rows)
+    nbad = int(acc[0, 0])
+    for a in range(P):
+        g[a] = acc[1 + a, 0]
+    H[0, 0] = acc[iss, 0]
+    for q in range(p + 1):
+        H[0, 1 + q] = acc[ihs + q, 0]
+        H[1 + q, 0] = acc[ihs + q, 0]
+        for c in range(p + 1):
+            H[1 + q, 1 + c] = 0.5 * (acc[ih + q + c, 0] + acc[ih + abs(q - c), 0])
+    slog = 0.0
+    if want_nll and nbad == 0:
+        _, slog = _slogn(s, xp, n, th, P, T, acc)
     return nbad, slog
 
 
 @njit(cache=True, error_model="numpy")
-def _pass_any(s, xp, n, th, P, want_nll, F, lam, r, g, H, hT, hsT):  # pragma: no cover - compiled
+def _slogn(s, xp, n, th, P, T, acc):  # pragma: no cover - compiled
+    """``_slog`` for any background order (block buffers as ``_passn``)."""
+    rl = 2 * (P - 2) + 2
+    for q in range(3):
+        for e in range(_LN):
+            acc[q, e] = 0.0
+    for b0 in range(0, n, _LN):
+        m = min(_LN, n - b0)
+        _cheb_block(s, xp, b0, m, th, P, T)
+        for e in range(m):
+            lam = T[rl, e]
+            acc[0, e] += _log_pos(lam)
+            acc[1, e] += 0.0 if lam > 0.0 else 1.0
+            acc[2, e] += 0.0 if (lam >= _DBL_MIN and lam <= _DBL_MAX) else 1.0
+    _lane_tree(acc, 3)
+    nbad = int(acc[1, 0])
+    if nbad == 0 and acc[2, 0] > 0.0:  # subnormal or infinite density: libm
+        return nbad, _slog_scalar(s, xp, n, th, P)
+    return nbad, acc[0, 0]
+
+
+@njit(cache=True, error_model="numpy")
+def _slog_scalar(s, xp, n, th, P):  # pragma: no cover - compiled
+    """Sum of ``log(max(lambda_i, 1e-300))`` with libm (densities that are not normal numbers)."""
+    slog = 0.0
+    for e in range(n):
+        x = xp[e]
+        lam = th[0] * s[e] + th[1]
+        tm2 = 1.0
+        tm1 = x
+        if P > 2:
+            lam += th[2] * x
+        for q in range(3, P):
+            tm = 2.0 * x * tm1 - tm2
+            lam += th[q] * tm
+            tm2 = tm1
+            tm1 = tm
+        slog += math.log(max(lam, 1e-300))
+    return slog
+
+
+@njit(cache=True, error_model="numpy")
+def _pass_any(s, xp, n, th, P, want_nll, T, acc, g, H):  # pragma: no cover - compiled
     if P == 5:
         return _pass3(s, xp, n, th, want_nll, g, H)
-    return _pass(s, xp, n, th, P, want_nll, F, lam, r, g, H, hT, hsT)
+    return _passn(s, xp, n, th, P, want_nll, T, acc, g, H)
+
+
+@njit(cache=True, error_model="numpy")
+def _slog(s, xp, n, th, P, T, acc):  # pragma: no cover - compiled
+    """Sum of ``log(theta . F_i)`` over the events and the number of events with a density
+    that is not positive (the sum is only valid when that number is 0)."""
+    if P == 5:
+        return _slog3(s, xp, n, th)
+    return _slogn(s, xp, n, th, P, T, acc)
 
 
 @njit(cache=True, error_model="numpy")
@@ -456,11 +625,8 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
     P = integ.shape[1]
     f0 = 1 if fixed else 0
     for j in prange(k):
-        F = np.empty((2 * P - 2, 256))
-        hT = np.empty(2 * P - 3)
-        hsT = np.empty(P - 1)
-        lam = np.empty(256)
-        r = np.empty(256)
+        T = np.empty((2 * P, _LN))
+        acc = np.empty((4 * P - 1, _LN))
         g = np.empty(P)
         H = np.empty((P, P))
         L = np.zeros((P, P))
@@ -469,10 +635,10 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
         n = counts[j]
         sj = s[j]
         xj = xp[j]
-        bad, _ = _pass_any(sj, xj, n, th, P, False, F, lam, r, g, H, hT, hsT)
+        bad, _ = _pass_any(sj, xj, n, th, P, False, T, acc, g, H)
         if bad > 0 and use_alt[j]:
             th2 = theta_alt[j].copy()
-            bad2, _ = _pass_any(sj, xj, n, th2, P, False, F, lam, r, g, H, hT, hsT)
+            bad2, _ = _pass_any(sj, xj, n, th2, P, False, T, acc, g, H)
             if bad2 == 0:
                 th = th2
                 bad = 0
@@ -485,7 +651,7 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
                 sc += abs(integ[j, q] * th[q])
             shift = -lmin if math.isfinite(lmin) else 0.0
             th[1] += shift + 0.1 * sc / span
-            bad, _ = _pass_any(sj, xj, n, th, P, False, F, lam, r, g, H, hT, hsT)
+            bad, _ = _pass_any(sj, xj, n, th, P, False, T, acc, g, H)
         conv = False
         stuck = False
         it = 0
@@ -510,19 +676,19 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
             if finished:
                 conv = True
                 break
-            bad, _ = _pass_any(sj, xj, n, th, P, False, F, lam, r, g, H, hT, hsT)
+            bad, _ = _pass_any(sj, xj, n, th, P, False, T, acc, g, H)
             if bad > 0:  # cannot happen in exact arithmetic: undo half the step
                 for a in range(f0, P):
                     th[a] -= 0.5 * t * d[a]
                 if dec < 1e-6:
                     stuck = True
-                bad, _ = _pass_any(sj, xj, n, th, P, False, F, lam, r, g, H, hT, hsT)
+                bad, _ = _pass_any(sj, xj, n, th, P, False, T, acc, g, H)
         # final pass at the solution: NLL, gradient and Hessian there
-        bad, slog = _pass_any(sj, xj, n, th, P, True, F, lam, r, g, H, hT, hsT)
+        bad, slog = _pass_any(sj, xj, n, th, P, True, T, acc, g, H)
         if bad > 0:  # rounding at the last step: undo it
             for a in range(f0, P):
                 th[a] -= t * d[a]
-            bad, slog = _pass_any(sj, xj, n, th, P, True, F, lam, r, g, H, hT, hsT)
+            bad, slog = _pass_any(sj, xj, n, th, P, True, T, acc, g, H)
         lin = 0.0
         for a in range(P):
             lin += integ[j, a] * th[a]
@@ -534,28 +700,6 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
         conv_out[j] = conv and bad == 0
         iter_out[j] = it
 
-
-@njit(cache=True, fastmath=_FM, error_model="numpy")
-def _slog(s, xp, n, th, P):  # pragma: no cover - compiled
-    """Sum of ``log(theta . F_i)`` over the events and the number of events with a density
-    that is not positive (the sum is only valid when that number is 0)."""
-    nbad = 0
-    slog = 0.0
-    for e in range(n):
-        x = xp[e]
-        lam = th[0] * s[e] + th[1]
-        tm2 = 1.0
-        tm1 = x
-        if P > 2:
-            lam += th[2] * x
-        for q in range(3, P):
-            tm = 2.0 * x * tm1 - tm2
-            lam += th[q] * tm
-            tm2 = tm1
-            tm1 = tm
-        nbad += 0 if lam > 0.0 else 1
-        slog += math.log(max(lam, 1e-300))
-    return nbad, slog
 
 
 @njit(cache=True, error_model="numpy")
@@ -584,11 +728,8 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
     k = s.shape[0]
     P = integ.shape[1]
     for j in prange(k):
-        F = np.empty((2 * P - 2, 256))
-        hT = np.empty(2 * P - 3)
-        hsT = np.empty(P - 1)
-        lam = np.empty(256)
-        r = np.empty(256)
+        T = np.empty((2 * P, _LN))
+        acc = np.empty((4 * P - 1, _LN))
         gs = np.empty(P)
         gl = np.empty(P)
         Hl = np.empty((P, P))
@@ -607,7 +748,7 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
         for q in range(P):
             tl[q] = p[q]
         tl[0] = m
-        bad, _ = _slog(sj, xj, n, tl, P)
+        bad, _ = _slog(sj, xj, n, tl, P, T, acc)
         if bad > 0:
             # raise the constant background term until the density is positive at every event
             lmin = _lam_min(sj, xj, n, tl, P)
@@ -619,7 +760,7 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
             shift += 0.1 * sc / span
             p[1] += shift
             tl[1] += shift
-        bad, slog = _slog(sj, xj, n, tl, P)
+        bad, slog = _slog(sj, xj, n, tl, P, T, acc)
         lin = 0.0
         for q in range(P):
             lin += integ[j, q] * tl[q]
@@ -628,7 +769,7 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
         stuck = False
         it = 0
         for it in range(1, max_iter + 1):
-            _pass_any(sj, xj, n, tl, P, False, F, lam, r, gl, Hl, hT, hsT)
+            _pass_any(sj, xj, n, tl, P, False, T, acc, gl, Hl)
             for q in range(P):
                 gl[q] = integ[j, q] - gl[q]
                 gs[q] = gl[q]
@@ -664,7 +805,7 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
                 for q in range(P):
                     tl[q] = pt[q]
                 tl[0] = mt
-                bad, slog = _slog(sj, xj, n, tl, P)
+                bad, slog = _slog(sj, xj, n, tl, P, T, acc)
                 if bad == 0:
                     lin = 0.0
                     for q in range(P):

@@ -16,15 +16,17 @@ kern = pytest.importorskip("fits._kernels")
 
 def test_vectorised_log_exp_match_libm():
     rng = np.random.default_rng(5)
-    y = np.concatenate([1.0 + rng.uniform(0, 1e-9, 60), rng.uniform(1.0, 50.0, 150), [1.0, 2.0, math.sqrt(2.0), np.nextafter(math.sqrt(2.0), 2.0), 1e300, 4.0]])
+    y = np.concatenate([
+        1.0 + rng.uniform(0, 1e-9, 60), 1.0 - rng.uniform(0, 1e-9, 60), rng.uniform(1.0, 50.0, 150), rng.uniform(1e-6, 1.0, 100),
+        10.0 ** rng.uniform(-300, 300, 100), [1.0, 2.0, 0.5, math.sqrt(2.0), np.nextafter(math.sqrt(2.0), 2.0), math.sqrt(0.5), 1e300, 4.0, 2.2250738585072014e-308],
+    ])
     out = np.empty_like(y)
-    ib = np.empty(len(y), np.int64)
-    kern._vlog_ge1(y.copy(), out, ib, len(y))
+    kern._vlog(y.copy(), out)
     ref = np.log(y)
-    assert np.all(np.abs(out - ref) <= 4.5e-16 * np.maximum(ref, 1.0))
+    assert np.all(np.abs(out - ref) <= 4.5e-16 * np.maximum(np.abs(ref), 1.0))
     z = np.concatenate([-rng.exponential(5.0, 200), [0.0, -1e-300, -0.5 * math.log(2.0), -699.0, -700.0, -800.0]])
     e = np.empty_like(z)
-    kern._vexp_neg(z.copy(), e, np.empty(len(z), np.int64), len(z))
+    kern._vexp(z.copy(), e)
     ok = z > -700.0
     np.testing.assert_allclose(e[ok], np.exp(z[ok]), rtol=5e-16, atol=0)
     assert np.all(e[~ok] == 0.0)
