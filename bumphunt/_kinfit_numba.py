@@ -1,4 +1,4 @@
-"""Compiled per-event kernel of the 4C kinematic fit (numba).
+"""Compiled kernel of the 4C kinematic fit (numba), vectorised across events.
 
 This module holds the ``engine="numba"`` implementation behind
 ``bumphunt.kinfit.fit``. It is imported only when that engine is used (never
@@ -9,23 +9,46 @@ The algorithm is the one described in ``bumphunt.kinfit`` (iterated
 linearisation with Lagrange multipliers, step halving on growing constraint
 violation, halving back into the physical region, convergence on the chi2
 change and the constraint residuals, optional soft beam constraint), written
-for one event with scalar closed-form algebra: 3x3 blocks per photon, the
-4x4 constraint system ``S = D V0 D^T (+ Vb)`` factorised by Cholesky. Every
-floating-point expression is evaluated in the same order as in the numpy
-engine, so both give the same numbers to rounding (the only differences come
-from the last bit of sin/cos/exp in different math libraries); the tests
-check agreement to 1e-12.
+in scalar closed-form algebra: 3x3 blocks per photon, the 4x4 constraint
+system ``S = D V0 D^T (+ Vb)`` factorised by Cholesky. Every floating-point
+expression is evaluated in the same order as in the numpy engine, so both
+give the same numbers to rounding (the only differences come from the last
+bit of sin/cos/exp); the tests check agreement to 1e-12.
 
-Events are distributed over threads in blocks (``prange``); each block
-allocates its small scratch arrays once, nothing is allocated per event.
-Input validation is done beforehand in numpy (``bumphunt.kinfit``); the
-kernel receives the per-event status (0 for valid events) and writes every
+Layout (SIMD across events)
+---------------------------
+Events are distributed over threads in blocks (``prange``). A block fits
+``_NL`` events side by side, one per *lane*, and keeps the state of all
+lanes in one scratch vector with one row of ``_R`` doubles per quantity
+(structure of arrays). One pass linearises, solves and takes the step
+decisions of every lane in a single loop over the lanes whose body has no
+branches (decisions are selects), which LLVM vectorises across events
+(AVX2/AVX-512) without any reassociation: each lane performs exactly the
+IEEE operations of the per-event algorithm, so results do not depend on the
+lane, the block or the number of threads. The rows of the scratch vector are
+a compile-time stride apart, which lets LLVM prove that the rows do not
+overlap. The rare cases (a rejected step to halve, an angle step too large
+for the angle-addition update, a step out of the physical region) are only
+flagged by the vector loop and handled afterwards by scalar code, which also
+retires finished lanes and refills them with the next events. Converged
+events are collected in a buffer whose fitted covariances, pulls and
+p-values are computed by a second vectorised loop.
+
+sin/cos are not vectorised by LLVM (no vector math library): the measured
+angles' sin/cos come from ``_sincos``, a vectorisable Cody-Waite reduction
+by pi/2 with Taylor polynomials (about 1 ulp); after a step they come from
+the angle-addition theorem with a short Taylor series of the (small) step,
+as in the numpy engine.
+
+Input validation is done per event (``_validate_event``, the tests of
+``bumphunt.kinfit._validate`` in the same order); the kernel writes every
 output field of every event, so the caller allocates with ``np.empty``.
 
 Compilation: ``cache=True`` stores the machine code next to this file
 (``__pycache__``, or ``NUMBA_CACHE_DIR``); the first call after installing or
-changing this file compiles for a few seconds, later processes load the
-cached kernel.
+changing this file compiles for several seconds, later processes load the
+cached kernel. No fast-math flags are used, so freshly compiled and cached
+kernels give bit-identical results.
 
 This kernel is hand-written because no library fits millions of tiny
 constrained least-squares problems at this speed; it mirrors the numpy
@@ -54,11 +77,56 @@ __all__ = ["fit_kernel", "KERNEL_LOCK", "n_threads", "layer"]
 KERNEL_LOCK = threading.Lock()
 
 # status codes (must match bumphunt.kinfit)
-_OK, _BAD_S, _MAX_ITER, _BAD_ITER = 0, 5, 6, 7
+_OK, _BAD_FINITE, _BAD_ENERGY, _BAD_THETA, _BAD_COV, _BAD_S, _MAX_ITER, _BAD_ITER = range(8)
 _POLY_MAX = 0.02  # rad, as bumphunt.kinfit._POLY_MAX
 _TWO_PI = 2 * np.pi
-_BLOCK = 2048  # events per scheduling block (one thread at a time)
-_LANES = 8  # events fitted side by side within a block
+_BLOCK = 1024  # events per scheduling block (one thread at a time)
+_NL = 16  # lanes: events fitted side by side in a block
+_R = 16  # row stride of the lane scratch vector (>= _NL, a compile-time constant)
+_NF = 32  # converged events collected before their outputs are computed together
+_RF = 32  # row stride of that buffer (>= _NF)
+
+# rows of the lane scratch vector (photon k = 0, 1, 2 is the fastest index of each group)
+_MEAS = 0  # measured (E, theta, phi): _MEAS + 3 a + k
+_V = 9  # measured covariance (EE, Et, Ep, tt, tp, pp), symmetrised: _V + 3 q + k
+_CUR = 18 + 9  # current linearisation point (E, theta, phi)
+_TRIG = 36  # sin theta, cos theta, sin phi, cos phi at _CUR: _TRIG + 3 j + k
+_PREV = 48  # last accepted point
+_STP = 57  # full step target from _PREV
+_LAMB = 66  # beam multipliers (soft beam constraint): current, previous, step target
+_LPREV = 70
+_LSTEP = 74
+_TSTEP = 78  # step fraction
+_NHALV = 79  # halvings of the current step
+_HPREV = 80  # constraint violation h of the last accepted point
+_C2PREV = 81  # chi2 of the last accepted point
+_NITER = 82  # linearisations so far
+_LF = 83  # Cholesky factor of S (10; diagonal inverted)
+_G = 93  # G = D V0, rows (x, y, z): _G + 9 row + 3 a + k (row e is V0 itself)
+_NEW = 120  # linearised solution (E, theta, phi)
+_LAM = 129  # Lagrange multipliers (4)
+_CHI2 = 133  # chi2 of the linearised solution
+_FLAG = 134  # lane outcome: 0 continue, -1 converged, 3/4 step control (accepted/rejected), 5-7 failed
+_NROWS = 135
+
+# rows of the converged-event buffer
+_FL = 0  # Cholesky factor (10)
+_FG = 10  # G rows x, y, z (27)
+_FV = 37  # V0 (18)
+_FNEW = 55  # fitted (9)
+_FMEAS = 64  # measured (9)
+_FCOV = 73  # fitted covariance (EE, Et, Ep, tt, tp, pp) (18)
+_FPULL = 91  # pulls (9)
+_FK = 100  # L^-1 G columns: _FK + 12 k + 4 a + q (36), for the full covariance
+_FROWS = 136
+
+# pi/2 = _PIO2_1 + _PIO2_2 + _PIO2_3 (the first two with 33 significant bits, so k * _PIO2_1 and
+# k * _PIO2_2 are exact for |k| < 2^20), and 2/pi
+_PIO2_1 = 1.5707963267341256
+_PIO2_2 = 6.077100506303966e-11
+_PIO2_3 = 2.0222662487959506e-21
+_TWO_OVER_PI = 0.6366197723675814
+_SINCOS_MAX = 1.0e5  # |x| (rad) up to which _sincos is used; beyond, math.sin/cos
 
 
 def n_threads() -> int:
@@ -74,7 +142,47 @@ def layer() -> str:
         return "not initialised"
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _sincos(x):  # type: ignore[no-untyped-def]
+    """sin(x), cos(x) for |x| <= _SINCOS_MAX without branches (vectorisable), about 1 ulp.
+
+    x = k pi/2 + r with |r| <= pi/4 (three-part Cody-Waite reduction), then the
+    Taylor series of sin r (to r^17, truncation < 1e-19) and cos r (to r^18,
+    < 1e-20), and the quadrant k mod 4 picks and signs them.
+    """
+    kf = math.floor(x * _TWO_OVER_PI + 0.5)
+    r = x - kf * _PIO2_1
+    r = r - kf * _PIO2_2
+    r = r - kf * _PIO2_3
+    z = r * r
+    ps = 1.0 / 355687428096000.0  # 1/17!
+    ps = ps * z - 1.0 / 1307674368000.0  # 1/15!
+    ps = ps * z + 1.0 / 6227020800.0  # 1/13!
+    ps = ps * z - 1.0 / 39916800.0  # 1/11!
+    ps = ps * z + 1.0 / 362880.0  # 1/9!
+    ps = ps * z - 1.0 / 5040.0  # 1/7!
+    ps = ps * z + 1.0 / 120.0  # 1/5!
+    ps = ps * z - 1.0 / 6.0  # 1/3!
+    sr = r + r * z * ps
+    pc = -1.0 / 6402373705728000.0  # 1/18!
+    pc = pc * z + 1.0 / 20922789888000.0  # 1/16!
+    pc = pc * z - 1.0 / 87178291200.0  # 1/14!
+    pc = pc * z + 1.0 / 479001600.0  # 1/12!
+    pc = pc * z - 1.0 / 3628800.0  # 1/10!
+    pc = pc * z + 1.0 / 40320.0  # 1/8!
+    pc = pc * z - 1.0 / 720.0  # 1/6!
+    pc = pc * z + 1.0 / 24.0  # 1/4!
+    cr = 1.0 - 0.5 * z + z * z * pc
+    q = np.int64(kf) & 3
+    odd = (q & 1) != 0
+    s = cr if odd else sr
+    c = sr if odd else cr
+    s = -s if (q & 2) != 0 else s
+    c = -c if ((q + 1) & 2) != 0 else c
+    return s, c
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
 def _chol4(S00, S01, S02, S03, S11, S12, S13, S22, S23, S33):  # type: ignore[no-untyped-def]
     """Cholesky factor of a symmetric 4x4 matrix (diagonal stored inverted), as ``kinfit._chol4``."""
     ok = S00 > 0
@@ -83,24 +191,23 @@ def _chol4(S00, S01, S02, S03, S11, S12, S13, S22, S23, S33):  # type: ignore[no
     L20 = S02 * i0
     L30 = S03 * i0
     d1 = S11 - L10 * L10
-    ok = ok and d1 > 0
+    ok = ok & (d1 > 0)
     i1 = 1.0 / math.sqrt(d1 if d1 > 0 else 1.0)
     L21 = (S12 - L20 * L10) * i1
     L31 = (S13 - L30 * L10) * i1
     d2 = S22 - L20 * L20 - L21 * L21
-    ok = ok and d2 > 0
+    ok = ok & (d2 > 0)
     i2 = 1.0 / math.sqrt(d2 if d2 > 0 else 1.0)
     L32 = (S23 - L30 * L20 - L31 * L21) * i2
     d3 = S33 - L30 * L30 - L31 * L31 - L32 * L32
-    ok = ok and d3 > 0
+    ok = ok & (d3 > 0)
     i3 = 1.0 / math.sqrt(d3 if d3 > 0 else 1.0)
     return i0, L10, L20, L30, i1, L21, L31, i2, L32, i3, ok
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
-def _fwd4(L, b0, b1, b2, b3):  # type: ignore[no-untyped-def]
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3, b0, b1, b2, b3):  # type: ignore[no-untyped-def]
     """Solve ``L y = b`` (forward substitution)."""
-    i0, L10, L20, L30, i1, L21, L31, i2, L32, i3 = L
     y0 = b0 * i0
     y1 = (b1 - L10 * y0) * i1
     y2 = (b2 - L20 * y0 - L21 * y1) * i2
@@ -108,23 +215,9 @@ def _fwd4(L, b0, b1, b2, b3):  # type: ignore[no-untyped-def]
     return y0, y1, y2, y3
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
-def _bwd4(L, y0, y1, y2, y3):  # type: ignore[no-untyped-def]
-    """Solve ``L^T x = y`` (back substitution)."""
-    i0, L10, L20, L30, i1, L21, L31, i2, L32, i3 = L
-    x3 = y3 * i3
-    x2 = (y2 - L32 * x3) * i2
-    x1 = (y1 - L21 * x2 - L31 * x3) * i1
-    x0 = (y0 - L10 * x1 - L20 * x2 - L30 * x3) * i0
-    return x0, x1, x2, x3
-
-
-@njit(cache=True, fastmath=False, error_model="numpy")
-def _trig_step(old, new, s, c):  # type: ignore[no-untyped-def]
-    """sin, cos of ``new`` from those of ``old`` (angle addition, Taylor series of the step), as ``kinfit._trig_update``."""
-    d = new - old
-    if abs(d) > _POLY_MAX:
-        return math.sin(new), math.cos(new)
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _trig_poly(d, s, c):  # type: ignore[no-untyped-def]
+    """sin, cos of ``old + d`` from s, c of ``old`` (angle addition, Taylor series of d), as ``kinfit._trig_update``."""
     d2 = d * d
     t = d2 * (1.0 / 20.0)
     t = 1.0 - t
@@ -143,10 +236,7 @@ def _trig_step(old, new, s, c):  # type: ignore[no-untyped-def]
     return s * cd + c * sd, c * cd - s * sd
 
 
-_BAD_FINITE, _BAD_ENERGY, _BAD_THETA, _BAD_COV = 1, 2, 3, 4
-
-
-@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=False, error_model="numpy")
 def _validate_event(i, E, th, ph, cov):  # type: ignore[no-untyped-def]
     """Status of event ``i`` before fitting (0 valid), the same tests in the same order as ``kinfit._validate``.
 
@@ -221,6 +311,719 @@ def _write_measured(i, code, niter, E, th, ph, cov, P0, has_vb, full_cov,  # typ
             obeam[i, q] = P0[q]
 
 
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _measured_trig(th, ph, lo, hi, T):  # type: ignore[no-untyped-def]
+    """sin/cos of the measured angles of events lo..hi-1 into ``T[c * 3 _BLOCK + 3 (i - lo) + k]``.
+
+    c = 0..4: sin theta, cos theta, sqrt(1 - cos^2 theta), sin phi, cos phi
+    (photon k). Vectorised over (event, photon) pairs; angles beyond
+    ``_SINCOS_MAX`` (or not finite) are redone with math.sin/cos afterwards.
+    """
+    B3 = 3 * _BLOCK
+    thf = th.reshape(th.size)
+    phf = ph.reshape(ph.size)
+    b = 3 * lo
+    m = 3 * (hi - lo)
+    for q in range(m):
+        st, ct = _sincos(thf[b + q])
+        T[q] = st
+        T[B3 + q] = ct
+        T[2 * B3 + q] = math.sqrt(1.0 - ct * ct)
+        sp, cp = _sincos(phf[b + q])
+        T[3 * B3 + q] = sp
+        T[4 * B3 + q] = cp
+    for q in range(m):
+        t = thf[b + q]
+        p = phf[b + q]
+        if not abs(t) <= _SINCOS_MAX:
+            T[q] = math.sin(t)
+            T[B3 + q] = math.cos(t)
+        if not abs(p) <= _SINCOS_MAX:
+            T[3 * B3 + q] = math.sin(p)
+            T[4 * B3 + q] = math.cos(p)
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _finite(x):  # type: ignore[no-untyped-def]
+    """``math.isfinite`` as a comparison (vectorisable)."""
+    return abs(x) < np.inf
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _photon_valid(Ef, tf, pf, cf, i, k):  # type: ignore[no-untyped-def]
+    """Tests of photon k of event i: (all finite, E > 0, 0 < theta < pi, covariance symmetric positive definite)."""
+    E = Ef[3 * i + k]
+    t = tf[3 * i + k]
+    c = 27 * i + 9 * k
+    c00 = cf[c]
+    c01 = cf[c + 1]
+    c02 = cf[c + 2]
+    c10 = cf[c + 3]
+    c11 = cf[c + 4]
+    c12 = cf[c + 5]
+    c20 = cf[c + 6]
+    c21 = cf[c + 7]
+    c22 = cf[c + 8]
+    fin = (_finite(E) & _finite(t) & _finite(pf[3 * i + k]) & _finite(c00) & _finite(c01) & _finite(c02) & _finite(c10)
+           & _finite(c11) & _finite(c12) & _finite(c20) & _finite(c21) & _finite(c22))
+    d01 = c01 - c10
+    d02 = c02 - c20
+    d12 = c12 - c21
+    # the numpy engine evaluates this only when some d != 0; otherwise 0 > 1e-9 * scale is False anyway
+    scale = math.sqrt(abs(c00 * c11)) + math.sqrt(abs(c00 * c22)) + math.sqrt(abs(c11 * c22))
+    asym = (abs(d01) + abs(d02) + abs(d12)) > 1e-9 * scale
+    m2 = c00 * c11 - c01 * c01
+    det = c00 * (c11 * c22 - c12 * c12) - c01 * (c01 * c22 - c12 * c02) + c02 * (c01 * c12 - c11 * c02)
+    pd = (c00 > 0) & (m2 > 0) & (det > 0) & (not asym)
+    return fin, E > 0, (t > 0) & (t < np.pi), pd
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _validate_block(E, th, ph, cov, lo, hi, code):  # type: ignore[no-untyped-def]
+    """Status of events lo..hi-1 before fitting into ``code[i - lo]`` (0 valid), vectorised over events.
+
+    The tests of ``kinfit._validate`` with its precedence: non-finite input,
+    then E <= 0, then theta outside (0, pi), then a photon covariance that is
+    not symmetric (relative 1e-9) positive definite (leading minors > 0).
+    """
+    Ef = E.reshape(E.size)
+    tf = th.reshape(th.size)
+    pf = ph.reshape(ph.size)
+    cf = cov.reshape(cov.size)
+    for j in range(hi - lo):
+        i = lo + j
+        f0, e0, t0, c0 = _photon_valid(Ef, tf, pf, cf, i, 0)
+        f1, e1, t1, c1 = _photon_valid(Ef, tf, pf, cf, i, 1)
+        f2, e2, t2, c2 = _photon_valid(Ef, tf, pf, cf, i, 2)
+        s = 0
+        s = _BAD_COV if not (c0 & c1 & c2) else s
+        s = _BAD_THETA if not (t0 & t1 & t2) else s
+        s = _BAD_ENERGY if not (e0 & e1 & e2) else s
+        s = _BAD_FINITE if not (f0 & f1 & f2) else s
+        code[j] = s
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _photon_lin(X, l, k):  # type: ignore[no-untyped-def]
+    """Photon k of lane l at the current point: stores G = D V0, returns its terms of H, S and r."""
+    R = _R
+    Ek = X[(_CUR + k) * R + l]
+    Tk = X[(_CUR + 3 + k) * R + l]
+    Pk = X[(_CUR + 6 + k) * R + l]
+    st = X[(_TRIG + k) * R + l]
+    ct = X[(_TRIG + 3 + k) * R + l]
+    sp = X[(_TRIG + 6 + k) * R + l]
+    cp = X[(_TRIG + 9 + k) * R + l]
+    VEE = X[(_V + k) * R + l]
+    VEt = X[(_V + 3 + k) * R + l]
+    VEp = X[(_V + 6 + k) * R + l]
+    Vtt = X[(_V + 9 + k) * R + l]
+    Vtp = X[(_V + 12 + k) * R + l]
+    Vpp = X[(_V + 15 + k) * R + l]
+    DxE = st * cp
+    DyE = st * sp
+    px = Ek * DxE
+    py = Ek * DyE
+    pz = Ek * ct
+    Dxt = pz * cp
+    Dyt = pz * sp
+    Dzt = -(Ek * st)
+    Dxp = -py
+    Dyp = px
+    GxE = DxE * VEE + Dxt * VEt + Dxp * VEp
+    Gxt = DxE * VEt + Dxt * Vtt + Dxp * Vtp
+    Gxp = DxE * VEp + Dxt * Vtp + Dxp * Vpp
+    GyE = DyE * VEE + Dyt * VEt + Dyp * VEp
+    Gyt = DyE * VEt + Dyt * Vtt + Dyp * Vtp
+    Gyp = DyE * VEp + Dyt * Vtp + Dyp * Vpp
+    GzE = ct * VEE + Dzt * VEt
+    Gzt = ct * VEt + Dzt * Vtt
+    Gzp = ct * VEp + Dzt * Vtp
+    X[(_G + k) * R + l] = GxE
+    X[(_G + 3 + k) * R + l] = Gxt
+    X[(_G + 6 + k) * R + l] = Gxp
+    X[(_G + 9 + k) * R + l] = GyE
+    X[(_G + 12 + k) * R + l] = Gyt
+    X[(_G + 15 + k) * R + l] = Gyp
+    X[(_G + 18 + k) * R + l] = GzE
+    X[(_G + 21 + k) * R + l] = Gzt
+    X[(_G + 24 + k) * R + l] = Gzp
+    s0 = GxE * DxE + Gxt * Dxt + Gxp * Dxp
+    s1 = GxE * DyE + Gxt * Dyt + Gxp * Dyp
+    s2 = GxE * ct + Gxt * Dzt
+    s4 = GyE * DyE + Gyt * Dyt + Gyp * Dyp
+    s5 = GyE * ct + Gyt * Dzt
+    s7 = GzE * ct + Gzt * Dzt
+    dE = X[(_MEAS + k) * R + l] - Ek
+    dt = X[(_MEAS + 3 + k) * R + l] - Tk
+    dp = X[(_MEAS + 6 + k) * R + l] - Pk
+    tx = DxE * dE + Dxt * dt + Dxp * dp
+    ty = DyE * dE + Dyt * dt + Dyp * dp
+    tz = ct * dE + Dzt * dt
+    return px, py, pz, Ek, s0, s1, s2, GxE, s4, s5, GyE, s7, GzE, VEE, tx, ty, tz, dE
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _param_step(X, l, k, a, x0, x1, x2, x3, adv):  # type: ignore[no-untyped-def]
+    """Parameter a of photon k of lane l: new solution; when ``adv``, the step to it. Returns (new, old)."""
+    R = _R
+    G0 = X[(_G + 3 * a + k) * R + l]
+    G1 = X[(_G + 9 + 3 * a + k) * R + l]
+    G2 = X[(_G + 18 + 3 * a + k) * R + l]
+    G3 = X[(_V + 3 * a + k) * R + l]
+    sh = G0 * x0 + G1 * x1 + G2 * x2 + G3 * x3
+    nv = X[(_MEAS + 3 * a + k) * R + l] - sh
+    X[(_NEW + 3 * a + k) * R + l] = nv
+    cv = X[(_CUR + 3 * a + k) * R + l]
+    pv = X[(_PREV + 3 * a + k) * R + l]
+    sv = X[(_STP + 3 * a + k) * R + l]
+    X[(_PREV + 3 * a + k) * R + l] = cv if adv else pv
+    X[(_STP + 3 * a + k) * R + l] = nv if adv else sv
+    X[(_CUR + 3 * a + k) * R + l] = nv if adv else cv
+    return nv, cv
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _angle_step(X, l, k, a, nv, cv, adv):  # type: ignore[no-untyped-def]
+    """sin/cos of angle a (1 theta, 2 phi) of photon k after an accepted step; True if the step is large."""
+    R = _R
+    d = nv - cv
+    so = X[(_TRIG + 6 * (a - 1) + k) * R + l]
+    co = X[(_TRIG + 6 * (a - 1) + 3 + k) * R + l]
+    sn, cn = _trig_poly(d, so, co)
+    X[(_TRIG + 6 * (a - 1) + k) * R + l] = sn if adv else so
+    X[(_TRIG + 6 * (a - 1) + 3 + k) * R + l] = cn if adv else co
+    return abs(d) > _POLY_MAX
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _photon_step(X, l, k, x0, x1, x2, x3, adv):  # type: ignore[no-untyped-def]
+    """Photon k of lane l: new solution and accepted step; returns (large angle step, unphysical)."""
+    nE, cE = _param_step(X, l, k, 0, x0, x1, x2, x3, adv)
+    nT, cT = _param_step(X, l, k, 1, x0, x1, x2, x3, adv)
+    nP, cP = _param_step(X, l, k, 2, x0, x1, x2, x3, adv)
+    big = _angle_step(X, l, k, 1, nT, cT, adv) | _angle_step(X, l, k, 2, nP, cP, adv)
+    unphys = (nE <= 0) | (nT <= 0) | (nT >= np.pi)
+    return big, unphys
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _lamb_step(X, l, q, adv):  # type: ignore[no-untyped-def]
+    """Beam multiplier q of lane l after an accepted step (soft beam constraint)."""
+    R = _R
+    lb = X[(_LAMB + q) * R + l]
+    lm = X[(_LAM + q) * R + l]
+    lp = X[(_LPREV + q) * R + l]
+    ls = X[(_LSTEP + q) * R + l]
+    X[(_LPREV + q) * R + l] = lb if adv else lp
+    X[(_LSTEP + q) * R + l] = lm if adv else ls
+    X[(_LAMB + q) * R + l] = lm if adv else lb
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _lane_pass(X, nl, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint):  # type: ignore[no-untyped-def]
+    """One linearisation of every lane: Jacobian, S, Cholesky, solution, decisions, and the accepted step.
+
+    Writes the lane outcome to row ``_FLAG``: -1 converged (outputs from
+    ``_LF``, ``_G``, ``_NEW``, ``_CHI2``, ``_LAM``), 5/6/7 failed with that
+    status, 3 accepted but needs scalar step control (large angle step or
+    unphysical point), 4 rejected (step to halve), 0 accepted and continues
+    (state already advanced).
+    The loop body has no branches, so it is vectorised across lanes.
+    """
+    R = _R
+    P0x = P0[0]
+    P0y = P0[1]
+    P0z = P0[2]
+    P0e = P0[3]
+    b00 = Vb[0, 0]
+    b01 = Vb[0, 1]
+    b02 = Vb[0, 2]
+    b03 = Vb[0, 3]
+    b10 = Vb[1, 0]
+    b11 = Vb[1, 1]
+    b12 = Vb[1, 2]
+    b13 = Vb[1, 3]
+    b20 = Vb[2, 0]
+    b21 = Vb[2, 1]
+    b22 = Vb[2, 2]
+    b23 = Vb[2, 3]
+    b30 = Vb[3, 0]
+    b31 = Vb[3, 1]
+    b32 = Vb[3, 2]
+    b33 = Vb[3, 3]
+    f_max_iter = float(max_iter)
+    f_max_halv = float(max_halvings)
+    for l in range(nl):
+        # --- linearise: Jacobian, G = D V0, S = D V0 D^T, balance H, r = D (alpha0 - alpha) ---
+        S0 = 0.0
+        S1 = 0.0
+        S2 = 0.0
+        S3 = 0.0
+        S4 = 0.0
+        S5 = 0.0
+        S6 = 0.0
+        S7 = 0.0
+        S8 = 0.0
+        S9 = 0.0
+        H0 = 0.0
+        H1 = 0.0
+        H2 = 0.0
+        H3 = 0.0
+        rx = 0.0
+        ry = 0.0
+        rz = 0.0
+        re = 0.0
+        px, py, pz, Ek, s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, tx, ty, tz, dE = _photon_lin(X, l, 0)
+        H0 += px
+        H1 += py
+        H2 += pz
+        H3 += Ek
+        S0 += s0
+        S1 += s1
+        S2 += s2
+        S3 += s3
+        S4 += s4
+        S5 += s5
+        S6 += s6
+        S7 += s7
+        S8 += s8
+        S9 += s9
+        rx += tx
+        ry += ty
+        rz += tz
+        re += dE
+        px, py, pz, Ek, s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, tx, ty, tz, dE = _photon_lin(X, l, 1)
+        H0 += px
+        H1 += py
+        H2 += pz
+        H3 += Ek
+        S0 += s0
+        S1 += s1
+        S2 += s2
+        S3 += s3
+        S4 += s4
+        S5 += s5
+        S6 += s6
+        S7 += s7
+        S8 += s8
+        S9 += s9
+        rx += tx
+        ry += ty
+        rz += tz
+        re += dE
+        px, py, pz, Ek, s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, tx, ty, tz, dE = _photon_lin(X, l, 2)
+        H0 += px
+        H1 += py
+        H2 += pz
+        H3 += Ek
+        S0 += s0
+        S1 += s1
+        S2 += s2
+        S3 += s3
+        S4 += s4
+        S5 += s5
+        S6 += s6
+        S7 += s7
+        S8 += s8
+        S9 += s9
+        rx += tx
+        ry += ty
+        rz += tz
+        re += dE
+        if has_vb:
+            S0 += b00
+            S1 += b01
+            S2 += b02
+            S3 += b03
+            S4 += b11
+            S5 += b12
+            S6 += b13
+            S7 += b22
+            S8 += b23
+            S9 += b33
+        # --- solve: Cholesky of S, constraint violation h, new solution -----------------
+        i0, L10, L20, L30, i1, L21, L31, i2, L32, i3, ok = _chol4(S0, S1, S2, S3, S4, S5, S6, S7, S8, S9)
+        Hx = H0 - P0x
+        Hy = H1 - P0y
+        Hz = H2 - P0z
+        He = H3 - P0e
+        la0 = X[(_LAMB + 0) * R + l]
+        la1 = X[(_LAMB + 1) * R + l]
+        la2 = X[(_LAMB + 2) * R + l]
+        la3 = X[(_LAMB + 3) * R + l]
+        if has_vb:  # constraint residual including the beam shift
+            Hcx = Hx - (b00 * la0 + b01 * la1 + b02 * la2 + b03 * la3)
+            Hcy = Hy - (b10 * la0 + b11 * la1 + b12 * la2 + b13 * la3)
+            Hcz = Hz - (b20 * la0 + b21 * la1 + b22 * la2 + b23 * la3)
+            Hce = He - (b30 * la0 + b31 * la1 + b32 * la2 + b33 * la3)
+        else:
+            Hcx = Hx
+            Hcy = Hy
+            Hcz = Hz
+            Hce = He
+        y0, y1, y2, y3 = _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3, Hcx, Hcy, Hcz, Hce)
+        h = y0 * y0 + y1 * y1 + y2 * y2 + y3 * y3
+        rx = rx + Hx
+        ry = ry + Hy
+        rz = rz + Hz
+        re = re + He
+        u0, u1, u2, u3 = _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3, rx, ry, rz, re)
+        x3 = u3 * i3
+        x2 = (u2 - L32 * x3) * i2
+        x1 = (u1 - L21 * x2 - L31 * x3) * i1
+        x0 = (u0 - L10 * x1 - L20 * x2 - L30 * x3) * i0
+        chi2_new = u0 * u0 + u1 * u1 + u2 * u2 + u3 * u3  # = r^T S^-1 r
+        X[(_LF + 0) * R + l] = i0
+        X[(_LF + 1) * R + l] = L10
+        X[(_LF + 2) * R + l] = L20
+        X[(_LF + 3) * R + l] = L30
+        X[(_LF + 4) * R + l] = i1
+        X[(_LF + 5) * R + l] = L21
+        X[(_LF + 6) * R + l] = L31
+        X[(_LF + 7) * R + l] = i2
+        X[(_LF + 8) * R + l] = L32
+        X[(_LF + 9) * R + l] = i3
+        X[(_LAM + 0) * R + l] = x0
+        X[(_LAM + 1) * R + l] = x1
+        X[(_LAM + 2) * R + l] = x2
+        X[(_LAM + 3) * R + l] = x3
+        X[_CHI2 * R + l] = chi2_new
+        # --- decisions (as selects) ----------------------------------------------------
+        niter = X[_NITER * R + l] + 1.0
+        X[_NITER * R + l] = niter
+        h_prev = X[_HPREV * R + l]
+        reject = (h > h_prev) & (h > tol_chi2) & (X[_NHALV * R + l] < f_max_halv) & ok
+        accept = ok & (not reject)
+        finite = abs(chi2_new) < np.inf
+        hc_ok = (abs(Hcx) < tol_constraint) & (abs(Hcy) < tol_constraint) & (abs(Hcz) < tol_constraint) & (
+            abs(Hce) < tol_constraint)
+        conv = accept & finite & (abs(chi2_new - X[_C2PREV * R + l]) < tol_chi2) & hc_ok
+        bad_iter = accept & (not finite)
+        code = 0.0
+        code = float(_MAX_ITER) if niter >= f_max_iter else code
+        code = float(_BAD_ITER) if bad_iter else code
+        code = float(_BAD_S) if not ok else code
+        adv = accept & (not conv) & (code == 0.0)  # accepted step, the lane continues
+        # --- advance accepted lanes to the new solution (sin/cos by angle addition) -------
+        big0, unp0 = _photon_step(X, l, 0, x0, x1, x2, x3, adv)
+        big1, unp1 = _photon_step(X, l, 1, x0, x1, x2, x3, adv)
+        big2, unp2 = _photon_step(X, l, 2, x0, x1, x2, x3, adv)
+        big = big0 | big1 | big2
+        unphys = unp0 | unp1 | unp2
+        if has_vb:
+            _lamb_step(X, l, 0, adv)
+            _lamb_step(X, l, 1, adv)
+            _lamb_step(X, l, 2, adv)
+            _lamb_step(X, l, 3, adv)
+        ts = X[_TSTEP * R + l]
+        nh = X[_NHALV * R + l]
+        c2p = X[_C2PREV * R + l]
+        X[_TSTEP * R + l] = 1.0 if adv else ts
+        X[_NHALV * R + l] = 0.0 if adv else nh
+        X[_HPREV * R + l] = h if adv else h_prev
+        X[_C2PREV * R + l] = chi2_new if adv else c2p
+        flag = code
+        flag = 3.0 if adv & (big | unphys) else flag
+        flag = 4.0 if (not accept) & (code == 0.0) else flag
+        flag = -1.0 if conv else flag
+        X[_FLAG * R + l] = flag
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _step_control(X, l, accept, has_vb):  # type: ignore[no-untyped-def]
+    """Scalar step control of lane l after ``_lane_pass`` flagged it (rare), as in the per-event algorithm.
+
+    Accepted steps: sin/cos of angles that moved by more than ``_POLY_MAX``
+    are evaluated directly. Rejected steps: the step from the last accepted
+    point is halved. Then the point is halved back towards the last accepted
+    point while it is unphysical (E <= 0, theta outside (0, pi)), at most 60
+    times.
+    """
+    R = _R
+    if accept:
+        for k in range(3):
+            for a in (1, 2):
+                new = X[(_CUR + 3 * a + k) * R + l]
+                if abs(new - X[(_PREV + 3 * a + k) * R + l]) > _POLY_MAX:
+                    X[(_TRIG + 6 * (a - 1) + k) * R + l] = math.sin(new)
+                    X[(_TRIG + 6 * (a - 1) + 3 + k) * R + l] = math.cos(new)
+    else:
+        X[_TSTEP * R + l] *= 0.5
+        X[_NHALV * R + l] += 1.0
+    moved = not accept
+    for _h in range(61):
+        if moved:  # cur = prev + t (stp - prev), sin/cos evaluated there
+            t = X[_TSTEP * R + l]
+            for k in range(3):
+                for a in range(3):
+                    p_ = X[(_PREV + 3 * a + k) * R + l]
+                    X[(_CUR + 3 * a + k) * R + l] = p_ + t * (X[(_STP + 3 * a + k) * R + l] - p_)
+                tk = X[(_CUR + 3 + k) * R + l]
+                pk = X[(_CUR + 6 + k) * R + l]
+                X[(_TRIG + k) * R + l] = math.sin(tk)
+                X[(_TRIG + 3 + k) * R + l] = math.cos(tk)
+                X[(_TRIG + 6 + k) * R + l] = math.sin(pk)
+                X[(_TRIG + 9 + k) * R + l] = math.cos(pk)
+            if has_vb:
+                for q in range(4):
+                    p_ = X[(_LPREV + q) * R + l]
+                    X[(_LAMB + q) * R + l] = p_ + t * (X[(_LSTEP + q) * R + l] - p_)
+        if _h == 60:
+            break
+        unphys = False
+        for k in range(3):
+            Ek = X[(_CUR + k) * R + l]
+            tk = X[(_CUR + 3 + k) * R + l]
+            if Ek <= 0 or tk <= 0 or tk >= np.pi:
+                unphys = True
+        if not unphys:
+            break
+        X[_TSTEP * R + l] *= 0.5
+        moved = True
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _floor300(x):  # type: ignore[no-untyped-def]
+    """``max(x, 1e-300)`` as a select (vectorisable)."""
+    return 1e-300 if 1e-300 > x else x
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _photon_outputs(F, j, k, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3):  # type: ignore[no-untyped-def]
+    """Fitted covariance, pulls and L^-1 G columns of photon k of buffered event j."""
+    RF = _RF
+    k00, k01, k02, k03 = _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3,
+                               F[(_FG + k) * RF + j], F[(_FG + 9 + k) * RF + j],
+                               F[(_FG + 18 + k) * RF + j], F[(_FV + k) * RF + j])
+    k10, k11, k12, k13 = _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3,
+                               F[(_FG + 3 + k) * RF + j], F[(_FG + 12 + k) * RF + j],
+                               F[(_FG + 21 + k) * RF + j], F[(_FV + 3 + k) * RF + j])
+    k20, k21, k22, k23 = _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3,
+                               F[(_FG + 6 + k) * RF + j], F[(_FG + 15 + k) * RF + j],
+                               F[(_FG + 24 + k) * RF + j], F[(_FV + 6 + k) * RF + j])
+    r00 = k00 * k00 + k01 * k01 + k02 * k02 + k03 * k03
+    r01 = k00 * k10 + k01 * k11 + k02 * k12 + k03 * k13
+    r02 = k00 * k20 + k01 * k21 + k02 * k22 + k03 * k23
+    r11 = k10 * k10 + k11 * k11 + k12 * k12 + k13 * k13
+    r12 = k10 * k20 + k11 * k21 + k12 * k22 + k13 * k23
+    r22 = k20 * k20 + k21 * k21 + k22 * k22 + k23 * k23
+    F[(_FCOV + k) * RF + j] = F[(_FV + k) * RF + j] - r00
+    F[(_FCOV + 3 + k) * RF + j] = F[(_FV + 3 + k) * RF + j] - r01
+    F[(_FCOV + 6 + k) * RF + j] = F[(_FV + 6 + k) * RF + j] - r02
+    F[(_FCOV + 9 + k) * RF + j] = F[(_FV + 9 + k) * RF + j] - r11
+    F[(_FCOV + 12 + k) * RF + j] = F[(_FV + 12 + k) * RF + j] - r12
+    F[(_FCOV + 15 + k) * RF + j] = F[(_FV + 15 + k) * RF + j] - r22
+    F[(_FPULL + k) * RF + j] = (F[(_FMEAS + k) * RF + j] - F[(_FNEW + k) * RF + j]) / math.sqrt(
+        _floor300(r00))
+    F[(_FPULL + 3 + k) * RF + j] = (F[(_FMEAS + 3 + k) * RF + j] - F[(_FNEW + 3 + k) * RF + j]) / math.sqrt(
+        _floor300(r11))
+    F[(_FPULL + 6 + k) * RF + j] = (F[(_FMEAS + 6 + k) * RF + j] - F[(_FNEW + 6 + k) * RF + j]) / math.sqrt(
+        _floor300(r22))
+    F[(_FK + 12 * k + 0) * RF + j] = k00
+    F[(_FK + 12 * k + 1) * RF + j] = k01
+    F[(_FK + 12 * k + 2) * RF + j] = k02
+    F[(_FK + 12 * k + 3) * RF + j] = k03
+    F[(_FK + 12 * k + 4) * RF + j] = k10
+    F[(_FK + 12 * k + 5) * RF + j] = k11
+    F[(_FK + 12 * k + 6) * RF + j] = k12
+    F[(_FK + 12 * k + 7) * RF + j] = k13
+    F[(_FK + 12 * k + 8) * RF + j] = k20
+    F[(_FK + 12 * k + 9) * RF + j] = k21
+    F[(_FK + 12 * k + 10) * RF + j] = k22
+    F[(_FK + 12 * k + 11) * RF + j] = k23
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _finish_outputs(F, nf):  # type: ignore[no-untyped-def]
+    """Fitted covariance V0 - (L^-1 G)^T (L^-1 G) per photon and pulls of nf converged events (vectorised)."""
+    RF = _RF
+    for j in range(nf):
+        i0 = F[(_FL + 0) * RF + j]
+        L10 = F[(_FL + 1) * RF + j]
+        L20 = F[(_FL + 2) * RF + j]
+        L30 = F[(_FL + 3) * RF + j]
+        i1 = F[(_FL + 4) * RF + j]
+        L21 = F[(_FL + 5) * RF + j]
+        L31 = F[(_FL + 6) * RF + j]
+        i2 = F[(_FL + 7) * RF + j]
+        L32 = F[(_FL + 8) * RF + j]
+        i3 = F[(_FL + 9) * RF + j]
+        _photon_outputs(F, j, 0, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3)
+        _photon_outputs(F, j, 1, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3)
+        _photon_outputs(F, j, 2, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3)
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _flush(F, nf, fidx, fchi2, fniter, flam, P0, Vb, has_vb, full_cov,  # type: ignore[no-untyped-def]
+           oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam):
+    """Compute and write the outputs of the nf converged events in the buffer."""
+    RF = _RF
+    _finish_outputs(F, nf)
+    for j in range(nf):
+        i = fidx[j]
+        for k in range(3):
+            v00 = F[(_FCOV + k) * RF + j]
+            v01 = F[(_FCOV + 3 + k) * RF + j]
+            v02 = F[(_FCOV + 6 + k) * RF + j]
+            v11 = F[(_FCOV + 9 + k) * RF + j]
+            v12 = F[(_FCOV + 12 + k) * RF + j]
+            v22 = F[(_FCOV + 15 + k) * RF + j]
+            ocov[i, k, 0, 0] = v00
+            ocov[i, k, 0, 1] = v01
+            ocov[i, k, 0, 2] = v02
+            ocov[i, k, 1, 0] = v01
+            ocov[i, k, 1, 1] = v11
+            ocov[i, k, 1, 2] = v12
+            ocov[i, k, 2, 0] = v02
+            ocov[i, k, 2, 1] = v12
+            ocov[i, k, 2, 2] = v22
+            opulls[i, k, 0] = F[(_FPULL + k) * RF + j]
+            opulls[i, k, 1] = F[(_FPULL + 3 + k) * RF + j]
+            opulls[i, k, 2] = F[(_FPULL + 6 + k) * RF + j]
+            oE[i, k] = F[(_FNEW + k) * RF + j]
+            oth[i, k] = F[(_FNEW + 3 + k) * RF + j]
+            x = F[(_FNEW + 6 + k) * RF + j] + np.pi  # phi in (-pi, pi]: (phi + pi) mod 2 pi - pi, fmod only when needed
+            if not (x >= 0.0 and x < _TWO_PI):
+                x = x % _TWO_PI
+            oph[i, k] = x - np.pi
+        if full_cov:
+            for k in range(3):
+                for jj in range(3):
+                    for a in range(3):
+                        for b in range(3):
+                            if jj == k:
+                                v = ocov[i, k, a, b]
+                            else:
+                                s = (F[(_FK + 12 * k + 4 * a + 0) * RF + j] * F[(_FK + 12 * jj + 4 * b + 0) * RF + j]
+                                     + F[(_FK + 12 * k + 4 * a + 1) * RF + j] * F[(_FK + 12 * jj + 4 * b + 1) * RF + j])
+                                s += (F[(_FK + 12 * k + 4 * a + 2) * RF + j] * F[(_FK + 12 * jj + 4 * b + 2) * RF + j]
+                                      + F[(_FK + 12 * k + 4 * a + 3) * RF + j] * F[(_FK + 12 * jj + 4 * b + 3) * RF + j])
+                                v = -s
+                            ocovf[i, 3 * k + a, 3 * jj + b] = v
+        c2 = fchi2[j]
+        ochi2[i] = c2
+        half = 0.5 * c2
+        opval[i] = math.exp(-half) * (1.0 + half)
+        if has_vb:
+            for q in range(4):
+                obeam[i, q] = (P0[q] + Vb[q, 0] * flam[0, j] + Vb[q, 1] * flam[1, j] + Vb[q, 2] * flam[2, j]
+                               + Vb[q, 3] * flam[3, j])
+        ostatus[i] = _OK
+        oniter[i] = fniter[j]
+        oconv[i] = True
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _fit_block(lo, hi, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint,  # type: ignore[no-untyped-def]
+               full_cov, oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam):
+    """Fit events lo..hi-1 (one thread): lanes of events side by side, refilled as events finish."""
+    R = _R
+    RF = _RF
+    nl = _NL
+    X = np.zeros(_NROWS * R)
+    F = np.zeros(_FROWS * RF)
+    T = np.empty(15 * _BLOCK)
+    vcode = np.empty(_BLOCK, dtype=np.int64)
+    fidx = np.zeros(_NF, dtype=np.int64)
+    fchi2 = np.zeros(_NF)
+    fniter = np.zeros(_NF, dtype=np.int64)
+    flam = np.zeros((4, _NF))
+    ev = np.full(nl, -1, dtype=np.int64)
+    _validate_block(E, th, ph, cov, lo, hi, vcode)
+    _measured_trig(th, ph, lo, hi, T)
+    B3 = 3 * _BLOCK
+    nf = 0
+    nxt = lo
+    n_active = 0
+    while True:
+        # --- retire finished lanes, step control of flagged lanes, refill idle lanes ----------
+        for l in range(nl):
+            i = ev[l]
+            if i >= 0:
+                flag = X[_FLAG * R + l]
+                if flag == 0.0:
+                    continue
+                if flag == 3.0 or flag == 4.0:  # accepted (3) or rejected (4) step needing step control
+                    _step_control(X, l, flag == 3.0, has_vb)
+                    continue
+                if flag == -1.0:  # converged: into the output buffer
+                    for q in range(10):
+                        F[(_FL + q) * RF + nf] = X[(_LF + q) * R + l]
+                    for q in range(27):
+                        F[(_FG + q) * RF + nf] = X[(_G + q) * R + l]
+                    for q in range(18):
+                        F[(_FV + q) * RF + nf] = X[(_V + q) * R + l]
+                    for q in range(9):
+                        F[(_FNEW + q) * RF + nf] = X[(_NEW + q) * R + l]
+                        F[(_FMEAS + q) * RF + nf] = X[(_MEAS + q) * R + l]
+                    for q in range(4):
+                        flam[q, nf] = X[(_LAM + q) * R + l]
+                    fidx[nf] = i
+                    fchi2[nf] = X[_CHI2 * R + l]
+                    fniter[nf] = np.int64(X[_NITER * R + l])
+                    nf += 1
+                    if nf == _NF:
+                        _flush(F, nf, fidx, fchi2, fniter, flam, P0, Vb, has_vb, full_cov,
+                               oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam)
+                        nf = 0
+                else:  # failed
+                    _write_measured(i, np.int64(flag), np.int64(X[_NITER * R + l]), E, th, ph, cov, P0, has_vb,
+                                    full_cov, oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf,
+                                    obeam)
+                ev[l] = -1
+                n_active -= 1
+            # idle lane: the next valid event
+            while nxt < hi:
+                code = vcode[nxt - lo]
+                if code == _OK:
+                    break
+                _write_measured(nxt, code, 0, E, th, ph, cov, P0, has_vb, full_cov, oE, oth, oph,
+                                ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam)
+                nxt += 1
+            if nxt < hi:
+                i = nxt
+                nxt += 1
+                ev[l] = i
+                n_active += 1
+                j = 3 * (i - lo)
+                # sin theta >= 0 on (0, pi): away from the poles sqrt(1 - cos^2) is exact to ~1e-15 (as the numpy engine)
+                away = True
+                for k in range(3):
+                    if not (th[i, k] > 0.05 and th[i, k] < np.pi - 0.05):
+                        away = False
+                for k in range(3):
+                    X[(_MEAS + k) * R + l] = E[i, k]
+                    X[(_MEAS + 3 + k) * R + l] = th[i, k]
+                    X[(_MEAS + 6 + k) * R + l] = ph[i, k]
+                    X[(_CUR + k) * R + l] = E[i, k]
+                    X[(_CUR + 3 + k) * R + l] = th[i, k]
+                    X[(_CUR + 6 + k) * R + l] = ph[i, k]
+                    X[(_V + k) * R + l] = cov[i, k, 0, 0]
+                    X[(_V + 3 + k) * R + l] = 0.5 * (cov[i, k, 0, 1] + cov[i, k, 1, 0])
+                    X[(_V + 6 + k) * R + l] = 0.5 * (cov[i, k, 0, 2] + cov[i, k, 2, 0])
+                    X[(_V + 9 + k) * R + l] = cov[i, k, 1, 1]
+                    X[(_V + 12 + k) * R + l] = 0.5 * (cov[i, k, 1, 2] + cov[i, k, 2, 1])
+                    X[(_V + 15 + k) * R + l] = cov[i, k, 2, 2]
+                    X[(_TRIG + k) * R + l] = T[2 * B3 + j + k] if away else T[j + k]
+                    X[(_TRIG + 3 + k) * R + l] = T[B3 + j + k]
+                    X[(_TRIG + 6 + k) * R + l] = T[3 * B3 + j + k]
+                    X[(_TRIG + 9 + k) * R + l] = T[4 * B3 + j + k]
+                for q in range(4):
+                    X[(_LAMB + q) * R + l] = 0.0
+                X[_NITER * R + l] = 0.0
+                X[_NHALV * R + l] = 0.0
+                X[_TSTEP * R + l] = 1.0
+                X[_HPREV * R + l] = np.inf
+                X[_C2PREV * R + l] = np.inf
+        if n_active == 0:
+            break
+        _lane_pass(X, nl, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint)
+    if nf > 0:
+        _flush(F, nf, fidx, fchi2, fniter, flam, P0, Vb, has_vb, full_cov,
+               oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam)
+
+
 @njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
 def fit_kernel(E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint, full_cov,  # type: ignore[no-untyped-def]
                oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam):
@@ -235,403 +1038,13 @@ def fit_kernel(E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2,
 
     Each event is first validated exactly as ``bumphunt.kinfit._validate``
     does (``_validate_event``); invalid events get the measured values, their
-    status code and ``n_iter = 0``.
-
-    Scheduling: threads take blocks of ``_BLOCK`` events. Inside a block,
-    ``_LANES`` events are fitted side by side, one per lane: every pass
-    linearises and solves all lanes in straight-line loops over the lane
-    index (independent dependency chains the CPU overlaps, and the compiler
-    may vectorise), then each lane takes its own decision (converged,
-    failed, accept, halve) and a finished lane is refilled with the next
-    event. Each lane performs exactly the operations of the per-event
-    algorithm, so the lane count does not change any result.
-
-    Lane state (last axis = lane): ``cur/prev/stp/new[param, photon]`` with
-    param (E, theta, phi): the current point, the last accepted point, the
-    full step from it and the new linearised solution; ``meas`` the
-    measurement; ``trig[(sin th, cos th, sin ph, cos ph), photon]`` at
-    ``cur``; ``V[(EE, Et, Ep, tt, tp, pp), photon]`` (symmetrised);
-    ``D[(xE, yE, xt, yt, zt, xp, yp), photon]`` the Jacobian (zE = cos th,
-    eE = 1); ``G[row, param, photon]`` = D V0 with rows (x, y, z, e);
-    ``S`` the 10 components of D V0 D^T (+ Vb); ``L`` its Cholesky factor.
+    status code and ``n_iter = 0``. Threads take blocks of ``_BLOCK`` events
+    (``_fit_block``).
     """
     n = E.shape[0]
     nblk = (n + _BLOCK - 1) // _BLOCK
-    W = _LANES
     for blk in prange(nblk):
         lo = blk * _BLOCK
         hi = min(n, lo + _BLOCK)
-        meas = np.zeros((3, 3, W))
-        cur = np.zeros((3, 3, W))
-        prev = np.zeros((3, 3, W))
-        stp = np.zeros((3, 3, W))
-        new = np.zeros((3, 3, W))
-        trig = np.zeros((4, 3, W))
-        V = np.zeros((6, 3, W))
-        D = np.zeros((7, 3, W))
-        G = np.zeros((4, 3, 3, W))
-        S = np.zeros((10, W))
-        H = np.zeros((4, W))
-        Hc = np.zeros((4, W))
-        Lf = np.zeros((10, W))
-        lam = np.zeros((4, W))
-        lamb = np.zeros((4, W))
-        lprev = np.zeros((4, W))
-        lstep = np.zeros((4, W))
-        hh = np.zeros(W)
-        chi2n = np.zeros(W)
-        okl = np.zeros(W, dtype=np.bool_)
-        K = np.zeros((3, 3, 4))  # L^-1 G columns of a converged lane (full covariance)
-        ev = np.full(W, -1, dtype=np.int64)
-        niter = np.zeros(W, dtype=np.int64)
-        n_halv = np.zeros(W, dtype=np.int64)
-        tstep = np.ones(W)
-        h_prev = np.zeros(W)
-        chi2_prev = np.zeros(W)
-        nxt = lo
-        while True:
-            # --- refill idle lanes with the next valid events --------------------------
-            n_active = 0
-            for l in range(W):
-                if ev[l] < 0:
-                    while nxt < hi:
-                        code = _validate_event(nxt, E, th, ph, cov)
-                        if code == _OK:
-                            break
-                        _write_measured(nxt, code, 0, E, th, ph, cov, P0, has_vb, full_cov, oE, oth, oph,
-                                        ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam)
-                        nxt += 1
-                    if nxt < hi:
-                        i = nxt
-                        nxt += 1
-                        ev[l] = i
-                        away = True  # sin(theta) >= 0 on (0, pi): away from the poles sqrt(1 - cos^2) is exact to ~1e-15
-                        for k in range(3):
-                            if not (th[i, k] > 0.05 and th[i, k] < np.pi - 0.05):
-                                away = False
-                        for k in range(3):
-                            meas[0, k, l] = E[i, k]
-                            meas[1, k, l] = th[i, k]
-                            meas[2, k, l] = ph[i, k]
-                            cur[0, k, l] = E[i, k]
-                            cur[1, k, l] = th[i, k]
-                            cur[2, k, l] = ph[i, k]
-                            V[0, k, l] = cov[i, k, 0, 0]
-                            V[1, k, l] = 0.5 * (cov[i, k, 0, 1] + cov[i, k, 1, 0])
-                            V[2, k, l] = 0.5 * (cov[i, k, 0, 2] + cov[i, k, 2, 0])
-                            V[3, k, l] = cov[i, k, 1, 1]
-                            V[4, k, l] = 0.5 * (cov[i, k, 1, 2] + cov[i, k, 2, 1])
-                            V[5, k, l] = cov[i, k, 2, 2]
-                            ct = math.cos(th[i, k])
-                            trig[1, k, l] = ct
-                            trig[0, k, l] = math.sqrt(1.0 - ct * ct) if away else math.sin(th[i, k])
-                            trig[2, k, l] = math.sin(ph[i, k])
-                            trig[3, k, l] = math.cos(ph[i, k])
-                        for q in range(4):
-                            lamb[q, l] = 0.0
-                        niter[l] = 0
-                        n_halv[l] = 0
-                        tstep[l] = 1.0
-                        h_prev[l] = np.inf
-                        chi2_prev[l] = np.inf
-                if ev[l] >= 0:
-                    n_active += 1
-            if n_active == 0:
-                break
-            # --- linearise every lane: Jacobian, G = D V0, S = D V0 D^T, balance H -----
-            for q in range(10):
-                for l in range(W):
-                    S[q, l] = 0.0
-            for q in range(4):
-                for l in range(W):
-                    H[q, l] = 0.0
-            for k in range(3):
-                for l in range(W):
-                    Ek = cur[0, k, l]
-                    st = trig[0, k, l]
-                    ct = trig[1, k, l]
-                    sp = trig[2, k, l]
-                    cp = trig[3, k, l]
-                    VEE = V[0, k, l]
-                    VEt = V[1, k, l]
-                    VEp = V[2, k, l]
-                    Vtt = V[3, k, l]
-                    Vtp = V[4, k, l]
-                    Vpp = V[5, k, l]
-                    DxE = st * cp
-                    DyE = st * sp
-                    px = Ek * DxE
-                    py = Ek * DyE
-                    pz = Ek * ct
-                    Dxt = pz * cp
-                    Dyt = pz * sp
-                    Dzt = -(Ek * st)
-                    Dxp = -py
-                    Dyp = px
-                    H[0, l] += px
-                    H[1, l] += py
-                    H[2, l] += pz
-                    H[3, l] += Ek
-                    GxE = DxE * VEE + Dxt * VEt + Dxp * VEp
-                    Gxt = DxE * VEt + Dxt * Vtt + Dxp * Vtp
-                    Gxp = DxE * VEp + Dxt * Vtp + Dxp * Vpp
-                    GyE = DyE * VEE + Dyt * VEt + Dyp * VEp
-                    Gyt = DyE * VEt + Dyt * Vtt + Dyp * Vtp
-                    Gyp = DyE * VEp + Dyt * Vtp + Dyp * Vpp
-                    GzE = ct * VEE + Dzt * VEt
-                    Gzt = ct * VEt + Dzt * Vtt
-                    Gzp = ct * VEp + Dzt * Vtp
-                    S[0, l] += GxE * DxE + Gxt * Dxt + Gxp * Dxp
-                    S[1, l] += GxE * DyE + Gxt * Dyt + Gxp * Dyp
-                    S[2, l] += GxE * ct + Gxt * Dzt
-                    S[3, l] += GxE
-                    S[4, l] += GyE * DyE + Gyt * Dyt + Gyp * Dyp
-                    S[5, l] += GyE * ct + Gyt * Dzt
-                    S[6, l] += GyE
-                    S[7, l] += GzE * ct + Gzt * Dzt
-                    S[8, l] += GzE
-                    S[9, l] += VEE
-                    D[0, k, l] = DxE
-                    D[1, k, l] = DyE
-                    D[2, k, l] = Dxt
-                    D[3, k, l] = Dyt
-                    D[4, k, l] = Dzt
-                    D[5, k, l] = Dxp
-                    D[6, k, l] = Dyp
-                    G[0, 0, k, l] = GxE
-                    G[0, 1, k, l] = Gxt
-                    G[0, 2, k, l] = Gxp
-                    G[1, 0, k, l] = GyE
-                    G[1, 1, k, l] = Gyt
-                    G[1, 2, k, l] = Gyp
-                    G[2, 0, k, l] = GzE
-                    G[2, 1, k, l] = Gzt
-                    G[2, 2, k, l] = Gzp
-                    G[3, 0, k, l] = VEE
-                    G[3, 1, k, l] = VEt
-                    G[3, 2, k, l] = VEp
-            if has_vb:
-                for l in range(W):
-                    S[0, l] += Vb[0, 0]
-                    S[1, l] += Vb[0, 1]
-                    S[2, l] += Vb[0, 2]
-                    S[3, l] += Vb[0, 3]
-                    S[4, l] += Vb[1, 1]
-                    S[5, l] += Vb[1, 2]
-                    S[6, l] += Vb[1, 3]
-                    S[7, l] += Vb[2, 2]
-                    S[8, l] += Vb[2, 3]
-                    S[9, l] += Vb[3, 3]
-            # --- solve every lane: Cholesky of S, constraint violation h, new solution ----
-            # (the factorisation, a chain of square roots and divisions, gets a loop of its
-            # own so that the lanes' chains overlap in the CPU)
-            for l in range(W):
-                c = _chol4(S[0, l], S[1, l], S[2, l], S[3, l], S[4, l], S[5, l], S[6, l], S[7, l], S[8, l], S[9, l])
-                okl[l] = c[10]
-                Lf[0, l] = c[0]
-                Lf[1, l] = c[1]
-                Lf[2, l] = c[2]
-                Lf[3, l] = c[3]
-                Lf[4, l] = c[4]
-                Lf[5, l] = c[5]
-                Lf[6, l] = c[6]
-                Lf[7, l] = c[7]
-                Lf[8, l] = c[8]
-                Lf[9, l] = c[9]
-            for l in range(W):
-                Hx = H[0, l] - P0[0]
-                Hy = H[1, l] - P0[1]
-                Hz = H[2, l] - P0[2]
-                He = H[3, l] - P0[3]
-                L = (Lf[0, l], Lf[1, l], Lf[2, l], Lf[3, l], Lf[4, l], Lf[5, l], Lf[6, l], Lf[7, l], Lf[8, l], Lf[9, l])
-                if has_vb:  # constraint residual including the beam shift
-                    Hcx = Hx - (Vb[0, 0] * lamb[0, l] + Vb[0, 1] * lamb[1, l] + Vb[0, 2] * lamb[2, l] + Vb[0, 3] * lamb[3, l])
-                    Hcy = Hy - (Vb[1, 0] * lamb[0, l] + Vb[1, 1] * lamb[1, l] + Vb[1, 2] * lamb[2, l] + Vb[1, 3] * lamb[3, l])
-                    Hcz = Hz - (Vb[2, 0] * lamb[0, l] + Vb[2, 1] * lamb[1, l] + Vb[2, 2] * lamb[2, l] + Vb[2, 3] * lamb[3, l])
-                    Hce = He - (Vb[3, 0] * lamb[0, l] + Vb[3, 1] * lamb[1, l] + Vb[3, 2] * lamb[2, l] + Vb[3, 3] * lamb[3, l])
-                else:
-                    Hcx = Hx
-                    Hcy = Hy
-                    Hcz = Hz
-                    Hce = He
-                Hc[0, l] = Hcx
-                Hc[1, l] = Hcy
-                Hc[2, l] = Hcz
-                Hc[3, l] = Hce
-                y = _fwd4(L, Hcx, Hcy, Hcz, Hce)
-                hh[l] = y[0] * y[0] + y[1] * y[1] + y[2] * y[2] + y[3] * y[3]
-                # r = D (alpha0 - alpha) + H (= H exactly at the first pass, where alpha = alpha0)
-                rx = 0.0
-                ry = 0.0
-                rz = 0.0
-                re = 0.0
-                for k in range(3):
-                    dE = meas[0, k, l] - cur[0, k, l]
-                    dt = meas[1, k, l] - cur[1, k, l]
-                    dp = meas[2, k, l] - cur[2, k, l]
-                    rx += D[0, k, l] * dE + D[2, k, l] * dt + D[5, k, l] * dp
-                    ry += D[1, k, l] * dE + D[3, k, l] * dt + D[6, k, l] * dp
-                    rz += trig[1, k, l] * dE + D[4, k, l] * dt
-                    re += dE
-                rx = rx + Hx
-                ry = ry + Hy
-                rz = rz + Hz
-                re = re + He
-                yr = _fwd4(L, rx, ry, rz, re)
-                la = _bwd4(L, yr[0], yr[1], yr[2], yr[3])
-                chi2n[l] = yr[0] * yr[0] + yr[1] * yr[1] + yr[2] * yr[2] + yr[3] * yr[3]  # = r^T S^-1 r
-                for q in range(4):
-                    lam[q, l] = la[q]
-                for k in range(3):
-                    for a in range(3):
-                        sh = G[0, a, k, l] * la[0] + G[1, a, k, l] * la[1] + G[2, a, k, l] * la[2] + G[3, a, k, l] * la[3]
-                        new[a, k, l] = meas[a, k, l] - sh
-            # --- per-lane decisions -------------------------------------------------------
-            for l in range(W):
-                i = ev[l]
-                if i < 0:
-                    continue
-                niter[l] += 1
-                ok = okl[l]
-                h = hh[l]
-                chi2_new = chi2n[l]
-                reject = h > h_prev[l] and h > tol_chi2 and n_halv[l] < max_halvings and ok
-                accept = ok and not reject
-                finite = math.isfinite(chi2_new)
-                if (accept and finite and abs(chi2_new - chi2_prev[l]) < tol_chi2 and abs(Hc[0, l]) < tol_constraint
-                        and abs(Hc[1, l]) < tol_constraint and abs(Hc[2, l]) < tol_constraint
-                        and abs(Hc[3, l]) < tol_constraint):
-                    # converged: fitted point, covariance V0 - (L^-1 G)^T (L^-1 G), pulls, chi2, p-value
-                    L = (Lf[0, l], Lf[1, l], Lf[2, l], Lf[3, l], Lf[4, l], Lf[5, l], Lf[6, l], Lf[7, l], Lf[8, l], Lf[9, l])
-                    for k in range(3):
-                        k0 = _fwd4(L, G[0, 0, k, l], G[1, 0, k, l], G[2, 0, k, l], G[3, 0, k, l])
-                        k1 = _fwd4(L, G[0, 1, k, l], G[1, 1, k, l], G[2, 1, k, l], G[3, 1, k, l])
-                        k2 = _fwd4(L, G[0, 2, k, l], G[1, 2, k, l], G[2, 2, k, l], G[3, 2, k, l])
-                        r00 = k0[0] * k0[0] + k0[1] * k0[1] + k0[2] * k0[2] + k0[3] * k0[3]
-                        r01 = k0[0] * k1[0] + k0[1] * k1[1] + k0[2] * k1[2] + k0[3] * k1[3]
-                        r02 = k0[0] * k2[0] + k0[1] * k2[1] + k0[2] * k2[2] + k0[3] * k2[3]
-                        r11 = k1[0] * k1[0] + k1[1] * k1[1] + k1[2] * k1[2] + k1[3] * k1[3]
-                        r12 = k1[0] * k2[0] + k1[1] * k2[1] + k1[2] * k2[2] + k1[3] * k2[3]
-                        r22 = k2[0] * k2[0] + k2[1] * k2[1] + k2[2] * k2[2] + k2[3] * k2[3]
-                        v00 = V[0, k, l] - r00
-                        v01 = V[1, k, l] - r01
-                        v02 = V[2, k, l] - r02
-                        v11 = V[3, k, l] - r11
-                        v12 = V[4, k, l] - r12
-                        v22 = V[5, k, l] - r22
-                        ocov[i, k, 0, 0] = v00
-                        ocov[i, k, 0, 1] = v01
-                        ocov[i, k, 0, 2] = v02
-                        ocov[i, k, 1, 0] = v01
-                        ocov[i, k, 1, 1] = v11
-                        ocov[i, k, 1, 2] = v12
-                        ocov[i, k, 2, 0] = v02
-                        ocov[i, k, 2, 1] = v12
-                        ocov[i, k, 2, 2] = v22
-                        fE = new[0, k, l]
-                        fT = new[1, k, l]
-                        fP = new[2, k, l]
-                        opulls[i, k, 0] = (meas[0, k, l] - fE) / math.sqrt(max(r00, 1e-300))
-                        opulls[i, k, 1] = (meas[1, k, l] - fT) / math.sqrt(max(r11, 1e-300))
-                        opulls[i, k, 2] = (meas[2, k, l] - fP) / math.sqrt(max(r22, 1e-300))
-                        oE[i, k] = fE
-                        oth[i, k] = fT
-                        x = fP + np.pi  # phi in (-pi, pi]: (phi + pi) mod 2 pi - pi, fmod only when needed
-                        if not (x >= 0.0 and x < _TWO_PI):
-                            x = x % _TWO_PI
-                        oph[i, k] = x - np.pi
-                        if full_cov:
-                            for q in range(4):
-                                K[k, 0, q] = k0[q]
-                                K[k, 1, q] = k1[q]
-                                K[k, 2, q] = k2[q]
-                    if full_cov:
-                        for k in range(3):
-                            for j in range(3):
-                                for a in range(3):
-                                    for b in range(3):
-                                        if j == k:
-                                            v = ocov[i, k, a, b]
-                                        else:
-                                            s = K[k, a, 0] * K[j, b, 0] + K[k, a, 1] * K[j, b, 1]
-                                            s += K[k, a, 2] * K[j, b, 2] + K[k, a, 3] * K[j, b, 3]
-                                            v = -s
-                                        ocovf[i, 3 * k + a, 3 * j + b] = v
-                    ochi2[i] = chi2_new
-                    half = 0.5 * chi2_new
-                    opval[i] = math.exp(-half) * (1.0 + half)
-                    if has_vb:
-                        for q in range(4):
-                            obeam[i, q] = (P0[q] + Vb[q, 0] * lam[0, l] + Vb[q, 1] * lam[1, l] + Vb[q, 2] * lam[2, l]
-                                           + Vb[q, 3] * lam[3, l])
-                    ostatus[i] = _OK
-                    oniter[i] = niter[l]
-                    oconv[i] = True
-                    ev[l] = -1
-                    continue
-                code = -1
-                if not ok:
-                    code = _BAD_S
-                elif accept and not finite:
-                    code = _BAD_ITER
-                elif niter[l] >= max_iter:
-                    code = _MAX_ITER
-                if code >= 0:
-                    _write_measured(i, code, niter[l], E, th, ph, cov, P0, has_vb, full_cov, oE, oth, oph, ocov, ochi2,
-                                    opval, opulls, ostatus, oniter, oconv, ocovf, obeam)
-                    ev[l] = -1
-                    continue
-                # --- advance: accepted -> new solution; rejected -> half-way back ------------
-                if accept:
-                    for k in range(3):
-                        for a in range(3):
-                            prev[a, k, l] = cur[a, k, l]
-                            stp[a, k, l] = new[a, k, l]
-                        s_, c_ = _trig_step(cur[1, k, l], new[1, k, l], trig[0, k, l], trig[1, k, l])
-                        trig[0, k, l] = s_
-                        trig[1, k, l] = c_
-                        s_, c_ = _trig_step(cur[2, k, l], new[2, k, l], trig[2, k, l], trig[3, k, l])
-                        trig[2, k, l] = s_
-                        trig[3, k, l] = c_
-                        for a in range(3):
-                            cur[a, k, l] = new[a, k, l]
-                    if has_vb:
-                        for q in range(4):
-                            lprev[q, l] = lamb[q, l]
-                            lstep[q, l] = lam[q, l]
-                            lamb[q, l] = lam[q, l]
-                    tstep[l] = 1.0
-                    n_halv[l] = 0
-                    h_prev[l] = h
-                    chi2_prev[l] = chi2_new
-                else:
-                    tstep[l] *= 0.5
-                    n_halv[l] += 1
-                # keep iterates physical (E > 0, 0 < theta < pi): halve towards the last
-                # accepted point, at most 60 times
-                moved = not accept
-                for _h in range(61):
-                    if moved:  # cur = prev + t (stp - prev), sin/cos evaluated there
-                        t = tstep[l]
-                        for k in range(3):
-                            for a in range(3):
-                                p_ = prev[a, k, l]
-                                cur[a, k, l] = p_ + t * (stp[a, k, l] - p_)
-                            trig[0, k, l] = math.sin(cur[1, k, l])
-                            trig[1, k, l] = math.cos(cur[1, k, l])
-                            trig[2, k, l] = math.sin(cur[2, k, l])
-                            trig[3, k, l] = math.cos(cur[2, k, l])
-                        if has_vb:
-                            for q in range(4):
-                                p_ = lprev[q, l]
-                                lamb[q, l] = p_ + t * (lstep[q, l] - p_)
-                    if _h == 60:
-                        break
-                    unphys = False
-                    for k in range(3):
-                        if cur[0, k, l] <= 0 or cur[1, k, l] <= 0 or cur[1, k, l] >= np.pi:
-                            unphys = True
-                    if not unphys:
-                        break
-                    tstep[l] *= 0.5
-                    moved = True
+        _fit_block(lo, hi, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint,
+                   full_cov, oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam)
