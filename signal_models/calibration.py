@@ -3,8 +3,12 @@
 At each generated ALP mass the selected signal-MC candidates are split by
 the truth-match flag: the truth-matched (TM) pairs are fitted with a
 ``zfit.pdf.DoubleCB``, the wrong pairs (combinatorics) with a first-order
-``zfit.pdf.Chebyshev``, in one simultaneous unbinned likelihood
-(``zfit.minimize.Minuit``). The combinatorial fraction is the (weighted)
+Chebyshev times the step at the upper kinematic edge of the wrong-pair
+spectrum (``signal_models.zfit_shapes.EdgedChebyshev``), in one simultaneous
+unbinned likelihood (``zfit.minimize.Minuit``). The edge position and width
+are measured first from the end of the wrong-pair spectrum, which may lie
+outside the window (``signal_models.edges.find_edge``), and are fixed in
+the window fit; far from the window the step is exactly 1. The combinatorial fraction is the (weighted)
 fraction of wrong pairs in the fit window: given the truth flags this count
 is its maximum-likelihood estimate, and fixing it from the flags is what
 keeps the combinatorial slope stable for small samples.
@@ -35,6 +39,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from .edges import find_edge
 from .shapes import ShapeError, SignalShape, comb_integral, dscb_integral
 
 logger = logging.getLogger(__name__)
@@ -43,6 +48,8 @@ __all__ = ["MassFit", "CalibrationFitter", "calibrate", "robust_peak", "chi2_equ
 
 #: shape parameters fitted per mass (comb_fraction is counted, not fitted)
 FIT_PARAMS = ("mu", "sigma", "alpha_l", "n_l", "alpha_r", "n_r", "comb_slope")
+#: standardised edge position that stands for "no edge" (the step is exactly 1 on the window)
+_NO_EDGE_T = 1.0e4
 DEFAULT_START = {"alpha_l": 1.5, "alpha_r": 1.5, "n_l": 5.0, "n_r": 5.0, "comb_slope": 0.0}
 _BOUNDS_T = {
     "mu": (-5.0, 5.0),
@@ -91,6 +98,9 @@ class MassFit:
     n_iterations: int = 0
     #: binned candidates in the window for plots: {"edges", "counts", "counts_tm", "sumw2"}
     histogram: dict[str, list[float]] = field(default_factory=dict)
+    #: wrong-pair edge: "measured" (then ``params``/``errors`` hold ``comb_edge`` and
+    #: ``comb_edge_width``), "above" / "below" the window, or "none" (see ``signal_models.edges``)
+    edge_status: str = "none"
 
     @property
     def ok(self) -> bool:
@@ -101,6 +111,17 @@ class MassFit:
         if not self.ok:
             raise ShapeError(f"mass {self.mass} GeV: no fitted shape (status {self.status!r}: {self.reason})")
         return SignalShape(comb_domain=self.comb_domain, **self.params)
+
+    @property
+    def comb_kept(self) -> float:
+        """Fraction of the edge-free combinatorial line in the window that the edge keeps (1 without edge)."""
+        if not self.ok or self.edge_status != "measured":
+            return 1.0
+        s = self.shape()
+        lo, hi = self.window
+        e, w = s._edge_u()
+        u1, u2 = s._u(lo), s._u(hi)
+        return float(comb_integral(u1, u2, s.comb_slope, e, w) / comb_integral(u1, u2, s.comb_slope))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -145,11 +166,13 @@ def _mixture_cdf_grid(shape: SignalShape, lo: float, hi: float, n: int = 4001) -
     t_lo = (lo - shape.mu) / shape.sigma
     peak = dscb_integral(t_lo, t, shape.alpha_l, shape.n_l, shape.alpha_r, shape.n_r)
     peak = peak / peak[-1]
-    scale = shape.comb_domain * shape.sigma
-    u = (grid - shape.mu) / scale
-    comb = comb_integral((lo - shape.mu) / scale, u, shape.comb_slope)
-    comb = comb / comb[-1]
-    cdf = (1.0 - shape.comb_fraction) * peak + shape.comb_fraction * comb
+    cdf = (1.0 - shape.comb_fraction) * peak
+    if shape.comb_fraction > 0:
+        scale = shape.comb_domain * shape.sigma
+        u = (grid - shape.mu) / scale
+        e, w = shape._edge_u()
+        comb = comb_integral((lo - shape.mu) / scale, u, shape.comb_slope, e, w)
+        cdf = cdf + shape.comb_fraction * comb / comb[-1]
     return grid, cdf
 
 
@@ -207,6 +230,8 @@ class CalibrationFitter:
         import zfit
         import zfit.z.numpy as znp
 
+        from .zfit_shapes import EdgedChebyshev
+
         self._zfit = zfit
         self.half_width = float(half_width)
         self.tol = tol
@@ -216,7 +241,9 @@ class CalibrationFitter:
         }
         p = self.params
         self.dscb = zfit.pdf.DoubleCB(p["mu"], p["sigma"], p["alpha_l"], p["n_l"], p["alpha_r"], p["n_r"], obs=obs)
-        self.comb = zfit.pdf.Chebyshev(obs=obs, coeffs=[p["comb_slope"]])
+        # the wrong-pair edge in standardised units, fixed per mass (far away: a step of exactly 1)
+        self.edge = {k: zfit.Parameter(f"{prefix}_comb_{k}", v, floating=False) for k, v in (("edge", _NO_EDGE_T), ("width", 1.0))}
+        self.comb = EdgedChebyshev(obs, p["comb_slope"], self.edge["edge"], self.edge["width"])
         # shape-agnostic variables: new data per mass without retracing the graph
         self._vars = {k: tf.Variable(np.zeros(1), shape=tf.TensorShape([None]), dtype=tf.float64, trainable=False) for k in ("xt", "wt", "xc", "wc")}
         v = self._vars
@@ -257,10 +284,17 @@ class CalibrationFitter:
         floating: Iterable[str],
         strategy: int = 0,
         rough: bool = False,
+        edge: tuple[float, float] | None = None,
     ) -> dict[str, Any]:
-        """Fit standardised data; returns values, errors, validity and EDM (standardised units)."""
+        """Fit standardised data; returns values, errors, validity and EDM (standardised units).
+
+        ``edge``: the wrong-pair edge and width in standardised units (None: no edge).
+        """
         zfit = self._zfit
         v = self._vars
+        e_t, w_t = edge if edge is not None else (_NO_EDGE_T, 1.0)
+        self.edge["edge"].set_value(float(min(e_t, _NO_EDGE_T)))
+        self.edge["width"].set_value(float(w_t))
         v["xt"].assign(np.asarray(t_tm, dtype=float))
         v["wt"].assign(np.asarray(w_tm, dtype=float))
         v["xc"].assign(np.asarray(t_comb, dtype=float))
@@ -285,7 +319,13 @@ class CalibrationFitter:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             minimizer = self._rough if rough and strategy == 0 else self._minimizers[strategy]
-            result = minimizer.minimize(loss)
+            try:
+                result = minimizer.minimize(loss)
+            except (RuntimeError, ValueError, FloatingPointError) as exc:
+                # e.g. a non-finite likelihood gradient far out in a tail exponent: a failed
+                # attempt, retried by the caller from other starting values
+                values = {k: float(self.params[k].value()) for k in FIT_PARAMS}
+                return {"values": values, "valid": False, "reason": f"minimisation error: {exc}", "edm": math.nan, "fmin": math.nan}
         self._last = (result, floating)
         values = {k: float(self.params[k].value()) for k in FIT_PARAMS}
         at_limit = []
@@ -371,6 +411,8 @@ def fit_mass(
         out.status, out.reason = "skipped", f"{n_tm_all} truth-matched candidates < min_events={min_events}"
         return out
     m0, s0 = robust_peak(x[tm], w[tm])
+    edge = find_edge(x[~tm], w[~tm], mu=m0, sigma=s0, window=(m0 - hw * s0, m0 + hw * s0))
+    out.edge_status = edge.status
     start = _standardised_start(start_from, fixed_values, s0)
     if start_from is not None and start_from.ok:
         # the previous mass tells how the core sigma relates to the robust width
@@ -389,7 +431,10 @@ def fit_mass(
         # weights scaled to effective counts so that Hesse errors are those of the effective sample
         wt_s = w_t * (w_t.sum() / np.sum(w_t * w_t))
         wc_s = w_c * (w_c.sum() / np.sum(w_c * w_c)) if n_comb else w_c
-        res = fitter.fit((x[sel_t] - m0) / s0, wt_s, (x[sel_c] - m0) / s0, wc_s, start=start, floating=floating, strategy=strategy, rough=iteration == 1 and max_iterations > 1)
+        edge_t = ((edge.edge - m0) / s0, edge.width / s0) if edge.status == "measured" else None
+        res = fitter.fit(
+            (x[sel_t] - m0) / s0, wt_s, (x[sel_c] - m0) / s0, wc_s, start=start, floating=floating, strategy=strategy, rough=iteration == 1 and max_iterations > 1, edge=edge_t
+        )
         out.n_iterations = iteration
         if not res["valid"]:
             break
@@ -446,6 +491,9 @@ def fit_mass(
         "comb_fraction": math.sqrt(max(f * (1.0 - f), 1.0 / n_eff) / n_eff),
         "comb_slope": d_slope * errs["comb_slope"] if errs["comb_slope"] > 0 else 0.0,
     }
+    if edge.status == "measured":
+        params["comb_edge"], errors["comb_edge"] = edge.edge, edge.edge_err
+        params["comb_edge_width"], errors["comb_edge_width"] = edge.width, edge.width_err
     out.params, out.errors = {k: float(v) for k, v in params.items()}, {k: float(v) for k, v in errors.items()}
     out.window = (float(lo), float(hi))
     out.n_tm, out.n_comb, out.n_eff = sum_t, sum_c, float(n_eff)

@@ -3,18 +3,36 @@
 A model holds the per-mass calibration fits (``signal_models.calibration``)
 and one ``ParameterCurve`` per quantity:
 
-=================  ==========================================  ===========
-quantity           meaning                                     transform
-=================  ==========================================  ===========
-``mu_shift``       DSCB peak minus generated mass (GeV)        identity
-``sigma``          DSCB core width (GeV)                       log
-``alpha_l/r``      tail starts (units of sigma)                log
-``n_l/r``          tail exponents (constant when fixed)        log
-``comb_fraction``  wrong-pair fraction in the nominal window   identity
-``comb_slope``     combinatorial Chebyshev slope               identity
-``eff_tm``         truth-matched candidates / generated        identity
-``eff_total``      all candidates in the window / generated    identity
-=================  ==========================================  ===========
+===================  ============================================  ===========
+quantity             meaning                                       transform
+===================  ============================================  ===========
+``mu_shift``         DSCB peak minus generated mass (GeV)          identity
+``sigma``            DSCB core width (GeV)                         log
+``alpha_l/r``        tail starts (units of sigma)                  log
+``n_l/r``            tail exponents (constant when fixed)          log
+``comb_slope``       combinatorial Chebyshev slope                 identity
+``comb_level``       wrong pairs per truth-matched pair in the     identity
+                     window, before the edge cuts them
+``comb_edge_q``      ``comb_edge^2 + mu^2`` (GeV^2; ~ s)           identity
+``comb_edge_width``  width of the wrong-pair edge (GeV)            log
+``eff_tm``           truth-matched candidates / generated          identity
+===================  ============================================  ===========
+
+The wrong-pair fraction in the window changes abruptly where the kinematic
+edge of the wrong-pair spectrum (``signal_models.edges``) crosses the window,
+so it is not interpolated itself. Instead the smooth ingredients are: the
+level ``comb_level`` of the edge-free line, the edge through
+``q = comb_edge^2 + mu^2`` (nearly constant, since the edge sits at
+``sqrt(s - m_a^2)``) and its width. At any mass the edge is
+``sqrt(q - mu^2)``, the fraction ``kappa`` of the line that survives the edge
+in the window follows analytically, and::
+
+    comb_fraction = kappa * comb_level / (1 + kappa * comb_level)
+    eff_total     = eff_tm / (1 - comb_fraction)
+
+``comb_slope`` and ``comb_level`` use only masses with wrong pairs in the
+window, the edge curves only masses where the edge was measured; outside the
+masses a curve is built from it is held constant.
 
 The file format is documented in ``docs/reference/signal_model_format.md``.
 """
@@ -35,14 +53,14 @@ from numpy.typing import ArrayLike, NDArray
 
 from .calibration import FIT_PARAMS, MassFit
 from .interpolation import ParameterCurve, fit_curve
-from .shapes import ShapeError, SignalShape
+from .shapes import _EDGE_FLAT_Z, ShapeError, SignalShape, comb_integral
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SignalModel", "SignalModelFormatError", "FORMAT_NAME", "SCHEMA_VERSION", "CURVES"]
 
 FORMAT_NAME = "bumphunt-signal-model"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: interpolated quantities: name -> (transform, clip)
 CURVES: dict[str, tuple[str, tuple[float, float] | None]] = {
@@ -52,11 +70,18 @@ CURVES: dict[str, tuple[str, tuple[float, float] | None]] = {
     "n_l": ("log", None),
     "alpha_r": ("log", None),
     "n_r": ("log", None),
-    "comb_fraction": ("identity", (0.0, 1.0)),
     "comb_slope": ("identity", (-1.0, 1.0)),
+    "comb_level": ("identity", (0.0, 2.0)),  # at most two wrong pairs per true pair
+    "comb_edge_q": ("identity", (0.0, np.inf)),
+    "comb_edge_width": ("log", None),
     "eff_tm": ("identity", (0.0, 1.0)),
-    "eff_total": ("identity", (0.0, 3.0)),  # at most three candidates per event
 }
+#: curves built only from the masses where the quantity is measured (constant beyond them)
+PARTIAL_CURVES = ("comb_slope", "comb_level", "comb_edge_q", "comb_edge_width")
+#: quantities computed from the curves (see the module docstring)
+DERIVED = ("comb_fraction", "comb_edge", "eff_total")
+#: a comb_kept below this makes the edge-free level too uncertain to enter its curve
+_MIN_KEPT = 0.05
 
 
 class SignalModelFormatError(ShapeError):
@@ -69,8 +94,30 @@ def _package_version() -> str:
     return __version__
 
 
+def _uses(f: MassFit, name: str) -> bool:
+    """Whether the fit at one mass measures quantity ``name``."""
+    if name in ("comb_slope",):
+        return f.n_comb > 0 and f.errors.get("comb_slope", 0.0) > 0
+    if name == "comb_level":
+        return f.edge_status != "below" and f.comb_kept > _MIN_KEPT
+    if name in ("comb_edge_q", "comb_edge_width", "comb_edge"):
+        return f.edge_status == "measured" and "comb_edge" in f.params
+    return True
+
+
 def _curve_data(fits: Sequence[MassFit], name: str) -> tuple[NDArray, NDArray, NDArray]:
+    """Per-mass values and errors of quantity ``name`` at the masses that measure it."""
+    fits = [f for f in fits if _uses(f, name)]
     m = np.array([f.mass for f in fits])
+    if name == "comb_level":
+        f_c = np.array([f.params["comb_fraction"] for f in fits])
+        e_c = np.array([f.errors["comb_fraction"] for f in fits])
+        kept = np.array([f.comb_kept for f in fits])
+        return m, f_c / (1.0 - f_c) / kept, e_c / (1.0 - f_c) ** 2 / kept
+    if name == "comb_edge_q":
+        e = np.array([f.params["comb_edge"] for f in fits])
+        mu = np.array([f.params["mu"] for f in fits])
+        return m, e * e + mu * mu, 2.0 * e * np.array([f.errors["comb_edge"] for f in fits])
     if name == "mu_shift":
         v = np.array([f.params["mu"] - f.mass for f in fits])
         e = np.array([f.errors["mu"] for f in fits])
@@ -140,8 +187,12 @@ class SignalModel:
         interpolation = dict(interpolation or {})
         self.curves: dict[str, ParameterCurve] = {}
         for name, (transform, clip) in CURVES.items():
-            spec = dict(interpolation.get(name, {}))
+            spec = dict(interpolation.get(name) or {})
             m, v, e = _curve_data(self.used, name)
+            if m.size == 0:
+                if name in PARTIAL_CURVES:
+                    continue  # no wrong pairs / no edge near the window at any mass
+                raise ShapeError(f"SignalModel: no fitted mass measures {name!r}")
             self.curves[name] = fit_curve(name, m, v, e, method=spec.get("method", "auto"), transform=transform, clip=clip, lam=spec.get("lam"))
         self._range = (float(self.used[0].mass), float(self.used[-1].mass))
 
@@ -174,7 +225,11 @@ class SignalModel:
 
         Returns a dict with arrays of the ``SignalShape`` fields ``mu``,
         ``sigma``, ``alpha_l``, ``n_l``, ``alpha_r``, ``n_r``,
-        ``comb_fraction``, ``comb_slope`` and ``comb_domain`` (GeV / units of sigma).
+        ``comb_fraction``, ``comb_slope``, ``comb_domain``, ``comb_edge`` and
+        ``comb_edge_width`` (GeV / units of sigma). ``comb_edge`` is ``inf``
+        (width 0) wherever the edge does not shape the combinatorics on the
+        domain ``mu +- comb_domain * sigma``: those shapes are the plain
+        DSCB + line.
         """
         m = self._check(masses)
         c = self.curves
@@ -185,11 +240,54 @@ class SignalModel:
             "n_l": c["n_l"](m),
             "alpha_r": c["alpha_r"](m),
             "n_r": c["n_r"](m),
-            "comb_fraction": c["comb_fraction"](m),
-            "comb_slope": c["comb_slope"](m),
         }
+        comb = self._comb(m, out["mu"], out["sigma"])
+        out["comb_fraction"] = comb["comb_fraction"]
+        out["comb_slope"] = comb["comb_slope"]
         out["comb_domain"] = np.full(m.shape, self.comb_domain)
+        out["comb_edge"] = comb["comb_edge"]
+        out["comb_edge_width"] = comb["comb_edge_width"]
         return out
+
+    def _partial(self, name: str, m: NDArray, *, default: float = 0.0, band: bool = False) -> NDArray:
+        """A partial curve at ``m``, held constant beyond the masses it was built from."""
+        curve = self.curves.get(name)
+        if curve is None:
+            return np.full(np.shape(m), 0.0 if band else default)
+        mc = np.clip(m, curve.masses[0], curve.masses[-1])
+        return curve.uncertainty(mc) if band else curve(mc)
+
+    def _comb(self, m: NDArray, mu: NDArray, sigma: NDArray) -> dict[str, NDArray]:
+        """Combinatorial parameters at masses ``m`` (see the module docstring), with uncertainties."""
+        slope = self._partial("comb_slope", m)
+        level = self._partial("comb_level", m)
+        level_err = self._partial("comb_level", m, band=True)
+        half = self.comb_domain * sigma
+        if "comb_edge_q" in self.curves:
+            q = self._partial("comb_edge_q", m)
+            q_err = self._partial("comb_edge_q", m, band=True)
+            width = self._partial("comb_edge_width", m, default=1.0)
+            edge = np.sqrt(np.maximum(q - mu * mu, 0.0))
+            edge_err = q_err / (2.0 * np.maximum(edge, 1e-12))
+            kept = comb_integral(-1.0, 1.0, slope, (edge - mu) / half, width / half) / comb_integral(-1.0, 1.0, slope)
+        else:
+            edge, edge_err, width = np.full(m.shape, np.inf), np.zeros(m.shape), np.zeros(m.shape)
+            kept = np.ones(m.shape)
+        r = kept * level
+        r = np.where(r > 1e-12, r, 0.0)
+        frac = r / (1.0 + r)
+        frac_err = kept * level_err / (1.0 + r) ** 2
+        # the edge only where it shapes the combinatorics on the domain (else exactly the plain line)
+        far = (edge - (mu + half) >= _EDGE_FLAT_Z * width) | (frac == 0.0)
+        return {
+            "comb_fraction": frac,
+            "comb_fraction_err": frac_err,
+            "comb_slope": slope,
+            "comb_edge": np.where(far, np.inf, edge),
+            "comb_edge_width": np.where(far, 0.0, width),
+            "comb_edge_raw": edge,
+            "comb_edge_err": edge_err,
+        }
 
     def shape(self, mass: float) -> SignalShape:
         """The interpolated ``SignalShape`` at ``mass`` (GeV); ValueError outside ``mass_range``."""
@@ -217,22 +315,49 @@ class SignalModel:
         number of signal candidates described by ``shape(m)`` is
         ``sigma x L x efficiency_total(m)`` (= ``efficiency(m) / (1 - comb_fraction)``).
         """
-        return _scalar(self.curves["eff_total"](self._check(mass)))
+        return _scalar(self.parameter("eff_total", mass))
 
     def efficiency_total_uncertainty(self, mass: ArrayLike) -> Any:
-        return _scalar(self.curves["eff_total"].uncertainty(self._check(mass)))
+        """1-sigma uncertainty of ``efficiency_total`` (truth-matched efficiency and combinatorial fraction)."""
+        return _scalar(self.parameter_uncertainty("eff_total", mass))
+
+    def _derived(self, name: str, m: NDArray) -> tuple[NDArray, NDArray]:
+        mu = m + self.curves["mu_shift"](m)
+        comb = self._comb(m, mu, self.curves["sigma"](m))
+        f, f_err = comb["comb_fraction"], comb["comb_fraction_err"]
+        if name == "comb_fraction":
+            return f, f_err
+        if name == "comb_edge":
+            return comb["comb_edge_raw"], comb["comb_edge_err"]
+        eff, eff_err = self.curves["eff_tm"](m), self.curves["eff_tm"].uncertainty(m)
+        total = eff / (1.0 - f)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.hypot(np.where(eff > 0, eff_err / eff, 0.0), f_err / (1.0 - f))
+        return total, total * rel
 
     def parameter(self, name: str, mass: ArrayLike) -> NDArray:
-        """Interpolated quantity ``name`` (a key of ``CURVES``) at ``mass``."""
-        return self._curve(name)(self._check(mass))
+        """Quantity ``name`` (a key of ``CURVES`` or ``DERIVED``) at ``mass``."""
+        m = self._check(mass)
+        if name in DERIVED:
+            return self._derived(name, np.asarray(m, dtype=float))[0]
+        if name in PARTIAL_CURVES:
+            self._curve(name)
+            return self._partial(name, m)
+        return self._curve(name)(m)
 
     def parameter_uncertainty(self, name: str, mass: ArrayLike) -> NDArray:
         """Uncertainty band half-width of quantity ``name`` at ``mass``."""
-        return self._curve(name).uncertainty(self._check(mass))
+        m = self._check(mass)
+        if name in DERIVED:
+            return self._derived(name, np.asarray(m, dtype=float))[1]
+        if name in PARTIAL_CURVES:
+            self._curve(name)
+            return self._partial(name, m, band=True)
+        return self._curve(name).uncertainty(m)
 
     def _curve(self, name: str) -> ParameterCurve:
         if name not in self.curves:
-            raise KeyError(f"unknown signal-model quantity {name!r}; expected one of {list(self.curves)}")
+            raise KeyError(f"signal-model quantity {name!r} is not available; expected one of {list(self.curves) + list(DERIVED)}")
         return self.curves[name]
 
     def fit_at(self, mass: float) -> MassFit:
@@ -355,6 +480,7 @@ _TOP_KEYS = {
 }
 _FIT_KEYS = ("mass", "n_generated", "status", "params", "errors", "fixed", "window", "eff_tm", "eff_tm_err", "eff_total", "eff_total_err")
 _PARAM_KEYS = ("mu", "sigma", "alpha_l", "n_l", "alpha_r", "n_r", "comb_fraction", "comb_slope")
+_EDGE_KEYS = ("comb_edge", "comb_edge_width")
 
 
 def _validate(data: Mapping[str, Any], source: str) -> None:
@@ -377,7 +503,11 @@ def _validate(data: Mapping[str, Any], source: str) -> None:
     for name in CURVES:
         spec = data["interpolation"].get(name)
         if spec is None:
+            if name in PARTIAL_CURVES:
+                continue  # absent when no mass measures it (and in files of schema version 1)
             fail(f"missing key 'interpolation.{name}'")
+        if not isinstance(spec, Mapping):
+            fail(f"key 'interpolation.{name}' must be an object")
         if spec.get("method") not in ("pchip", "smoothing", "linear", "constant"):
             fail(f"key 'interpolation.{name}.method' is {spec.get('method')!r}")
         if spec.get("method") == "smoothing" and not (isinstance(spec.get("lam"), (int, float)) and math.isfinite(spec["lam"]) and spec["lam"] > 0):
@@ -408,8 +538,18 @@ def _validate(data: Mapping[str, Any], source: str) -> None:
             v = f[key]
             if v is None or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 fail(f"key '{where}.{key}' must be a finite non-negative number, got {v!r} (mass {f['mass']} GeV)")
+        if f.get("edge_status", "none") not in ("measured", "above", "below", "none"):
+            fail(f"key '{where}.edge_status' is {f.get('edge_status')!r}, expected 'measured', 'above', 'below' or 'none'")
+        edge_keys = [p for p in _EDGE_KEYS if p in f["params"]]
+        if f.get("edge_status") == "measured" and len(edge_keys) != len(_EDGE_KEYS):
+            fail(f"'{where}.params' must hold {list(_EDGE_KEYS)} when edge_status is 'measured' (mass {f['mass']} GeV)")
+        for group in ("params", "errors"):
+            for p in edge_keys:
+                v = f[group].get(p)
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                    fail(f"key '{where}.{group}.{p}' must be a finite number, got {v!r} (mass {f['mass']} GeV)")
         try:
-            SignalShape(comb_domain=float(data["comb_domain"]), **{p: float(f["params"][p]) for p in _PARAM_KEYS})
+            SignalShape(comb_domain=float(data["comb_domain"]), **{p: float(f["params"][p]) for p in (*_PARAM_KEYS, *edge_keys)})
         except ShapeError as exc:
             fail(f"'{where}.params' is not a valid shape: {exc}")
     if np.any(np.diff(masses) <= 0):

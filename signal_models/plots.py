@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .model import CURVES, SignalModel, _curve_data
+from .model import DERIVED, SignalModel, _curve_data
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ _LABELS = {
     "n_r": r"$n_R$",
     "comb_fraction": "combinatorial fraction",
     "comb_slope": "combinatorial slope",
+    "comb_level": "wrong pairs / TM pair (no edge)",
+    "comb_edge": "wrong-pair edge [GeV]",
     "eff_tm": r"$\varepsilon_{TM}$",
     "eff_total": r"$\varepsilon_{total}$",
 }
@@ -44,7 +46,7 @@ def _curve_axes(ax: Any, model: SignalModel, name: str, n_points: int = 400) -> 
     m = np.linspace(lo, hi, n_points)
     y, band = model.parameter(name, m), model.parameter_uncertainty(name, m)
     ax.fill_between(m, y - band, y + band, color="C0", alpha=0.3, label=r"interpolation $\pm 1\sigma$")
-    ax.plot(m, y, color="C0", lw=1.5, label=f"{model.curves[name].method}")
+    ax.plot(m, y, color="C0", lw=1.5, label="derived" if name in DERIVED else f"{model.curves[name].method}")
     mu, v, e = _curve_data(model.used, name)
     ax.errorbar(mu, v, yerr=e, fmt="o", color="k", ms=4, label="per-mass fits")
     held = [f for f in model.fits if f.ok and any(abs(f.mass - h) < 1e-9 for h in model.holdout)]
@@ -58,14 +60,19 @@ def plot_parameters(model: SignalModel) -> Any:
     """Every interpolated quantity vs mass: fitted points, interpolation and band."""
     import matplotlib.pyplot as plt
 
-    names = list(CURVES)
+    names = ["mu_shift", "sigma", "alpha_l", "alpha_r", "n_l", "n_r", "comb_fraction", "comb_slope", "comb_level", "comb_edge"]
+    need = {"comb_slope": "comb_slope", "comb_level": "comb_level", "comb_edge": "comb_edge_q"}
+    names = [n for n in names if need.get(n, "mu_shift") in model.curves]
     with _style():
         fig, axes = plt.subplots(5, 2, figsize=(13, 17), sharex=True)
+        for ax in axes.ravel()[len(names) :]:
+            ax.set_visible(False)
         for ax, name in zip(axes.ravel(), names, strict=False):
             _curve_axes(ax, model, name)
             ax.tick_params(labelsize="small")
         axes.ravel()[0].legend(fontsize="x-small")
-        for ax in axes[-1]:
+        for ax in axes.ravel()[max(len(names) - 2, 0) : len(names)]:
+            ax.xaxis.set_tick_params(labelbottom=True)
             ax.set_xlabel(r"$m_a$ [GeV]")
         fig.tight_layout()
     return fig

@@ -70,7 +70,7 @@ def generate_candidates(
     n_generated: int | Sequence[int] = 10_000,
     truth: TruthCurves | None = None,
     seed: int = 1,
-    outside_width: float = 10.0,
+    outside_width: float = 150.0,
 ) -> tuple[NDArray, NDArray, NDArray, dict[float, int]]:
     """Candidates at each generated mass, drawn from ``truth``.
 
@@ -79,6 +79,9 @@ def generate_candidates(
     pairs from the Chebyshev in the window with the true combinatorial
     fraction, continued beyond the window for ``outside_width`` sigma on each
     side at the density of the window edge (candidates a fit must ignore).
+    The default continuation reaches past the range in which the calibration
+    looks for a kinematic edge of the wrong pairs (``signal_models.edges``),
+    so these synthetic wrong pairs have none.
 
     Returns
     -------
@@ -88,6 +91,7 @@ def generate_candidates(
     """
     truth = truth or TruthCurves()
     rng = np.random.default_rng(seed)
+    rng_far = np.random.default_rng([seed, 1])
     masses = [float(m) for m in masses]
     ngen_list = [int(n_generated)] * len(masses) if np.isscalar(n_generated) else [int(n) for n in n_generated]
     xs, tms, mas = [], [], []
@@ -102,10 +106,17 @@ def generate_candidates(
         comb_shape = SignalShape(shape.mu, shape.sigma, shape.alpha_l, shape.n_l, shape.alpha_r, shape.n_r, comb_fraction=1.0, comb_slope=shape.comb_slope)
         x_tm = tm_shape.sample(n_tm, lo, hi, rng=rng)
         x_comb = comb_shape.sample(n_comb, lo, hi, rng=rng)
-        width = outside_width * shape.sigma
-        edge = comb_shape.comb_pdf(np.array([lo, hi]), lo, hi) * width * n_comb
-        n_lo, n_hi = int(rng.poisson(edge[0])), int(rng.poisson(edge[1]))
-        x_out = np.concatenate([lo - rng.uniform(0, width, n_lo), hi + rng.uniform(0, width, n_hi)])
+        density = comb_shape.comb_pdf(np.array([lo, hi]), lo, hi) * n_comb
+        # the first 10 sigma of the continuation from the main stream, the rest from its own
+        # stream (so the candidates near the window do not depend on how far it reaches)
+        near = min(outside_width, 10.0) * shape.sigma
+        n_lo, n_hi = int(rng.poisson(density[0] * near)), int(rng.poisson(density[1] * near))
+        x_out = [lo - rng.uniform(0, near, n_lo), hi + rng.uniform(0, near, n_hi)]
+        far = max(outside_width - 10.0, 0.0) * shape.sigma
+        if far > 0:
+            n_lo, n_hi = int(rng_far.poisson(density[0] * far)), int(rng_far.poisson(density[1] * far))
+            x_out += [lo - near - rng_far.uniform(0, far, n_lo), hi + near + rng_far.uniform(0, far, n_hi)]
+        x_out = np.concatenate(x_out)
         x = np.concatenate([x_tm, x_comb, x_out])
         tm = np.concatenate([np.ones(n_tm, bool), np.zeros(n_comb + x_out.size, bool)])
         xs.append(x)

@@ -162,7 +162,7 @@ def test_save_load_roundtrip(model: SignalModel, tmp_path) -> None:
     np.testing.assert_allclose(loaded.efficiency_uncertainty(m), model.efficiency_uncertainty(m), rtol=1e-9)
     assert loaded.holdout == model.holdout and loaded.selection == {"working_point": "none"}
     data = json.loads(path.read_text())
-    assert data["format"] == "bumphunt-signal-model" and data["schema_version"] == 1
+    assert data["format"] == "bumphunt-signal-model" and data["schema_version"] == 2
     import signal_models
 
     assert data["bumphunt_version"] == signal_models.__version__
