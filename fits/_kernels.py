@@ -226,6 +226,9 @@ def event_values(x, start, counts, par, order, s_out, xp_out, cheb_out):  # prag
     the Newton passes).
     """
     k, n_max = s_out.shape
+    xb = carray(_stack_f64(256), (256,))
+    sb = carray(_stack_f64(256), (256,))
+    pb = carray(_stack_f64(256), (256,))
     for j in prange(k):
         mu = par[j, 0]
         isig = 1.0 / par[j, 1]
@@ -249,16 +252,24 @@ def event_values(x, start, counts, par, order, s_out, xp_out, cheb_out):  # prag
         sj = s_out[j]
         xj = xp_out[j]
         # DSCB in one branch-free form: exp(-tc^2/2 - n log y), tc = t clipped to the core,
-        # y = 1 + (alpha/n) (distance beyond the tail start) (y = 1 in the core)
-        for e in range(n):
-            xx = x[s0 + e]
-            t = (xx - mu) * isig
-            tc = min(max(t, -al), ar)
-            y = 1.0 + kl * max(-t - al, 0.0) + kr * max(t - ar, 0.0)
-            nn = nl if t < -al else nr
-            z = -0.5 * tc * tc - nn * _log_pos(y)
-            sj[e] = cs * _exp_neg(z) + cc * (1.0 + slope * (xx - mu) * iscale)
-            xj[e] = a2 * xx - b2
+        # y = 1 + (alpha/n) (distance beyond the tail start) (y = 1 in the core).
+        # Blocks through stack buffers: the vectorised loop then needs no run-time alias checks.
+        for b0 in range(0, n, 256):
+            m = min(256, n - b0)
+            for e in range(m):
+                xb[e] = x[s0 + b0 + e]
+            for e in range(m):
+                xx = xb[e]
+                t = (xx - mu) * isig
+                tc = min(max(t, -al), ar)
+                y = 1.0 + kl * max(-t - al, 0.0) + kr * max(t - ar, 0.0)
+                nn = nl if t < -al else nr
+                z = -0.5 * tc * tc - nn * _log_pos(y)
+                sb[e] = cs * _exp_neg(z) + cc * (1.0 + slope * (xx - mu) * iscale)
+                pb[e] = a2 * xx - b2
+            for e in range(m):
+                sj[b0 + e] = sb[e]
+                xj[b0 + e] = pb[e]
         _cheb_sums(xj, n, order, cheb_out[j])
         if n == 0:
             xx = 0.5 * (lo + hi)
@@ -284,25 +295,43 @@ def event_values(x, start, counts, par, order, s_out, xp_out, cheb_out):  # prag
 
 @njit(error_model="numpy")
 def _cheb_sums(xp, n, order, out):  # pragma: no cover - compiled
-    """``out[m] = sum_i T_m(xp_i)``, m <= order, over the first n events (lanes i mod _LN)."""
-    T = np.empty((order + 1, _LN))
-    acc = np.zeros((order + 1, _LN))
-    for b0 in range(0, n, _LN):
-        m = min(_LN, n - b0)
-        for e in range(m):
+    """``out[m] = sum_i T_m(xp_i)``, m <= order, over the first n events (8 lanes, i mod 8)."""
+    if order < 16:
+        T = carray(_stack_f64(128), (16, 8))
+        acc = carray(_stack_f64(128), (16, 8))
+    else:
+        T = np.empty((order + 1, 8))
+        acc = np.empty((order + 1, 8))
+    for q in range(order + 1):
+        for e in range(8):
+            acc[q, e] = 0.0
+    for e in range(8):
+        T[0, e] = 1.0
+    nb = n - n % 8
+    for b0 in range(0, nb, 8):
+        for e in range(8):
             acc[0, e] += 1.0
         if order >= 1:
-            for e in range(m):
-                T[0, e] = 1.0
+            for e in range(8):
                 T[1, e] = xp[b0 + e]
                 acc[1, e] += T[1, e]
         for q in range(2, order + 1):
-            for e in range(m):
+            for e in range(8):
                 T[q, e] = 2.0 * T[1, e] * T[q - 1, e] - T[q - 2, e]
                 acc[q, e] += T[q, e]
-    _lane_tree(acc, order + 1)
+    m = n - nb  # tail: event nb + e goes to lane e
+    for e in range(m):
+        acc[0, e] += 1.0
+    if order >= 1:
+        for e in range(m):
+            T[1, e] = xp[nb + e]
+            acc[1, e] += T[1, e]
+    for q in range(2, order + 1):
+        for e in range(m):
+            T[q, e] = 2.0 * T[1, e] * T[q - 1, e] - T[q - 2, e]
+            acc[q, e] += T[q, e]
     for q in range(order + 1):
-        out[q] = acc[q, 0]
+        out[q] = _lane_sum8(acc, q)
 
 
 # ---------------------------------------------------------------------------
@@ -374,7 +403,7 @@ def _slog3(s, xp, n, th):  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy")
-def _pass3(s, xp, n, th, want_nll, g, H):  # pragma: no cover - compiled
+def _pass3(s, xp, n, th, g, H):  # pragma: no cover - compiled
     """``_passn`` for the default cubic background (P = 5): all sums in one loop over the
     events, 8 lanes on the stack (vectorises to one register per quantity)."""
     t0, t1, t2, t3, t4 = th[0], th[1], th[2], th[3], th[4]
@@ -399,10 +428,7 @@ def _pass3(s, xp, n, th, want_nll, g, H):  # pragma: no cover - compiled
         H[1 + q, 0] = hsT[q]
         for c in range(4):
             H[1 + q, 1 + c] = 0.5 * (hT[q + c] + hT[abs(q - c)])
-    slog = 0.0
-    if want_nll and nbad == 0:
-        _, slog = _slog3(s, xp, n, th)
-    return nbad, slog
+    return nbad
 
 
 @njit(error_model="numpy")
@@ -434,7 +460,7 @@ def _cheb_block(s, xp, b0, m, th, P, T):  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy")
-def _passn(s, xp, n, th, P, want_nll, T, acc, g, H):  # pragma: no cover - compiled
+def _passn(s, xp, n, th, P, T, acc, g, H):  # pragma: no cover - compiled
     """One pass over a window's events at ``th``: ``g = sum F / lambda``, ``H = sum F F^T /
     lambda^2``; returns (number of events with lambda <= 0 or NaN, sum log lambda or 0).
 
@@ -493,10 +519,7 @@ def _passn(s, xp, n, th, P, want_nll, T, acc, g, H):  # pragma: no cover - compi
         H[1 + q, 0] = acc[ihs + q, 0]
         for c in range(p + 1):
             H[1 + q, 1 + c] = 0.5 * (acc[ih + q + c, 0] + acc[ih + abs(q - c), 0])
-    slog = 0.0
-    if want_nll and nbad == 0:
-        _, slog = _slogn(s, xp, n, th, P, T, acc)
-    return nbad, slog
+    return nbad
 
 
 @njit(cache=True, error_model="numpy")
@@ -542,10 +565,22 @@ def _slog_scalar(s, xp, n, th, P):  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy")
-def _pass_any(s, xp, n, th, P, want_nll, T, acc, g, H):  # pragma: no cover - compiled
+def _pass_any(s, xp, n, th, P, T, acc, g, H):  # pragma: no cover - compiled
+    """Gradient and Hessian sums at ``th`` (``_pass3`` or ``_passn``); returns the number of
+    events with a density that is not positive."""
     if P == 5:
-        return _pass3(s, xp, n, th, want_nll, g, H)
-    return _passn(s, xp, n, th, P, want_nll, T, acc, g, H)
+        return _pass3(s, xp, n, th, g, H)
+    return _passn(s, xp, n, th, P, T, acc, g, H)
+
+
+@njit(cache=True, error_model="numpy")
+def _pass_nll(s, xp, n, th, P, T, acc, g, H):  # pragma: no cover - compiled
+    """``_pass_any`` and the sum of ``log lambda`` (0 unless every density is positive)."""
+    nbad = _pass_any(s, xp, n, th, P, T, acc, g, H)
+    slog = 0.0
+    if nbad == 0:
+        _, slog = _slog(s, xp, n, th, P, T, acc)
+    return nbad, slog
 
 
 @njit(cache=True, error_model="numpy")
@@ -635,10 +670,10 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
         n = counts[j]
         sj = s[j]
         xj = xp[j]
-        bad, _ = _pass_any(sj, xj, n, th, P, False, T, acc, g, H)
+        bad = _pass_any(sj, xj, n, th, P, T, acc, g, H)
         if bad > 0 and use_alt[j]:
             th2 = theta_alt[j].copy()
-            bad2, _ = _pass_any(sj, xj, n, th2, P, False, T, acc, g, H)
+            bad2 = _pass_any(sj, xj, n, th2, P, T, acc, g, H)
             if bad2 == 0:
                 th = th2
                 bad = 0
@@ -651,7 +686,7 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
                 sc += abs(integ[j, q] * th[q])
             shift = -lmin if math.isfinite(lmin) else 0.0
             th[1] += shift + 0.1 * sc / span
-            bad, _ = _pass_any(sj, xj, n, th, P, False, T, acc, g, H)
+            bad = _pass_any(sj, xj, n, th, P, T, acc, g, H)
         conv = False
         stuck = False
         it = 0
@@ -676,19 +711,19 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
             if finished:
                 conv = True
                 break
-            bad, _ = _pass_any(sj, xj, n, th, P, False, T, acc, g, H)
+            bad = _pass_any(sj, xj, n, th, P, T, acc, g, H)
             if bad > 0:  # cannot happen in exact arithmetic: undo half the step
                 for a in range(f0, P):
                     th[a] -= 0.5 * t * d[a]
                 if dec < 1e-6:
                     stuck = True
-                bad, _ = _pass_any(sj, xj, n, th, P, False, T, acc, g, H)
+                bad = _pass_any(sj, xj, n, th, P, T, acc, g, H)
         # final pass at the solution: NLL, gradient and Hessian there
-        bad, slog = _pass_any(sj, xj, n, th, P, True, T, acc, g, H)
+        bad, slog = _pass_nll(sj, xj, n, th, P, T, acc, g, H)
         if bad > 0:  # rounding at the last step: undo it
             for a in range(f0, P):
                 th[a] -= t * d[a]
-            bad, slog = _pass_any(sj, xj, n, th, P, True, T, acc, g, H)
+            bad, slog = _pass_nll(sj, xj, n, th, P, T, acc, g, H)
         lin = 0.0
         for a in range(P):
             lin += integ[j, a] * th[a]
@@ -769,7 +804,7 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
         stuck = False
         it = 0
         for it in range(1, max_iter + 1):
-            _pass_any(sj, xj, n, tl, P, False, T, acc, gl, Hl)
+            _pass_any(sj, xj, n, tl, P, T, acc, gl, Hl)
             for q in range(P):
                 gl[q] = integ[j, q] - gl[q]
                 gs[q] = gl[q]

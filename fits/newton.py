@@ -117,9 +117,22 @@ def _initial_background(design: Design) -> NDArray:
     else:
         S = np.einsum("kmn,kn->km", design.M[:, 1 : p + 2, :], design.w)  # sum_i T_m(x'_i)
     L = _legendre_in_chebyshev(p)
-    c = (2 * np.arange(p + 1) + 1) / 2.0 * (S @ L.T)  # Legendre coefficients of the density in x'
-    b = c @ L  # Chebyshev coefficients
+    c = (2 * np.arange(p + 1) + 1) / 2.0 * _rowmat(S, L.T)  # Legendre coefficients of the density in x'
+    b = _rowmat(c, L)  # Chebyshev coefficients
     return b * (2.0 / (design.hi - design.lo))[:, None]
+
+
+def _rowmat(A: NDArray, B: NDArray) -> NDArray:
+    """``A @ B`` for a batch of rows, summed in a fixed order per row.
+
+    BLAS rounds a row differently depending on how many rows the batch has,
+    and start values must not depend on how hypotheses are split into batches
+    (resumed and distributed scans are bit-identical).
+    """
+    out = A[:, :1] * B[:1, :]
+    for m in range(1, B.shape[0]):
+        out = out + A[:, m : m + 1] * B[m : m + 1, :]
+    return out
 
 
 def start_values(design: Design) -> NDArray:
