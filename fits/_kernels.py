@@ -65,8 +65,6 @@ __all__ = ["event_values", "newton_fit", "newton_fit_syst"]
 
 #: lanes of the sums over events of the cubic-background kernels (one AVX-512 register)
 _L3 = 8
-#: lanes (= block length) of the sums over events for other background orders
-_LN = 64
 
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
@@ -198,17 +196,6 @@ def _vexp(z, out):  # pragma: no cover - compiled
 def _lane_sum8(a, q):  # pragma: no cover - compiled
     """Sum of the 8 lanes ``a[q, :]`` in a fixed pairwise order."""
     return ((a[q, 0] + a[q, 1]) + (a[q, 2] + a[q, 3])) + ((a[q, 4] + a[q, 5]) + (a[q, 6] + a[q, 7]))
-
-
-@njit(error_model="numpy")
-def _lane_tree(acc, rows):  # pragma: no cover - compiled
-    """Sums of the ``_LN`` lanes of ``acc[:rows]`` into ``acc[:rows, 0]`` in a fixed pairwise order."""
-    h = _LN // 2
-    while h >= 1:
-        for q in range(rows):
-            for e in range(h):
-                acc[q, e] += acc[q, e + h]
-        h //= 2
 
 
 # ---------------------------------------------------------------------------
@@ -431,10 +418,36 @@ def _pass3(s, xp, n, th, g, H):  # pragma: no cover - compiled
     return nbad
 
 
-@njit(error_model="numpy")
-def _cheb_block(s, xp, b0, m, th, P, T):  # pragma: no cover - compiled
-    """Rows of the block buffer ``T`` (2P, _LN) for events ``b0 .. b0+m``: ``T[q] = T_q(x')``
-    (q = 1 .. 2p, ``T_0 = 1`` not stored), ``T[2p+1] = s``, ``T[2p+2] = lambda``."""
+@njit(inline="always", error_model="numpy")
+def _acc_prod(acc, qa, A, qA, B, qB, m):  # pragma: no cover - compiled
+    """``acc[qa, i] += A[qA, i] * B[qB, i]`` for the block's events i < m (lane i)."""
+    for e in range(m):
+        acc[qa, e] += A[qA, e] * B[qB, e]
+
+
+@njit(inline="always", error_model="numpy")
+def _acc_row(acc, qa, B, qB, m):  # pragma: no cover - compiled
+    """``acc[qa, i] += B[qB, i]`` for i < m."""
+    for e in range(m):
+        acc[qa, e] += B[qB, e]
+
+
+@njit(inline="always", error_model="numpy")
+def _lane_tree(acc, rows):  # pragma: no cover - compiled
+    """Sums of the 64 lanes of ``acc[:rows]`` into ``acc[:rows, 0]`` in a fixed pairwise order."""
+    h = 32
+    while h >= 1:
+        for q in range(rows):
+            for e in range(h):
+                acc[q, e] += acc[q, e + h]
+        h //= 2
+
+
+@njit(inline="always", error_model="numpy")
+def _block_lambda(s, xp, b0, m, th, P, T):  # pragma: no cover - compiled
+    """Rows of the block buffer ``T`` for events ``b0 .. b0+m``: ``T[q] = T_q(x')``
+    (q = 1 .. 2p; ``T_0 = 1`` is not stored), ``T[2p+1] = s``, ``T[2p+2] = lambda``
+    (summed in the order of ``_ev3``: ``((th0 s + th1) + th2 T_1) + ...``)."""
     p = P - 2
     nT = 2 * p + 1
     rs = nT
@@ -450,7 +463,6 @@ def _cheb_block(s, xp, b0, m, th, P, T):  # pragma: no cover - compiled
     for q in range(3, nT):
         for e in range(m):
             T[q, e] = 2.0 * T[1, e] * T[q - 1, e] - T[q - 2, e]
-    # lambda in the order of _pass3: ((th0 s + th1) + th2 T_1) + ...
     for e in range(m):
         T[rl, e] = th[0] * T[rs, e] + th[1]
     for q in range(1, p + 1):
@@ -459,56 +471,61 @@ def _cheb_block(s, xp, b0, m, th, P, T):  # pragma: no cover - compiled
             T[rl, e] += tq * T[q, e]
 
 
+#: largest number of parameters with stack buffers in the generic passes (background order 10)
+_P_STACK = 12
+
+
 @njit(cache=True, error_model="numpy")
-def _passn(s, xp, n, th, P, T, acc, g, H):  # pragma: no cover - compiled
+def _passn(s, xp, n, th, P, g, H):  # pragma: no cover - compiled
     """One pass over a window's events at ``th``: ``g = sum F / lambda``, ``H = sum F F^T /
-    lambda^2``; returns (number of events with lambda <= 0 or NaN, sum log lambda or 0).
+    lambda^2``; returns the number of events with lambda <= 0 or NaN.
 
     The Hessian needs only ``sum s^2 r^2``, ``sum s T_m r^2`` (m <= p) and ``sum T_m r^2``
     (m <= 2p), because ``T_j T_k = (T_{j+k} + T_{|j-k|}) / 2`` (as
-    ``fits.model.moment_layout``). Any background order; lanes ``i mod _LN`` in the block
-    buffer ``T`` (2P, _LN) and the accumulators ``acc`` (4P - 1, _LN).
+    ``fits.model.moment_layout``). Any background order: blocks of 64 events in a stack
+    buffer, sums in 64 lanes (event i to lane i mod 64).
     """
     p = P - 2
     nT = 2 * p + 1
     rs = nT
     rl = nT + 1
+    rr = nT + 2
+    rq = nT + 3
     # accumulator rows: 0 bad, 1..P g, then hT (nT), ss, hsT (p + 1)
     ih = 1 + P
     iss = ih + nT
     ihs = iss + 1
     rows = ihs + p + 1
+    if P <= _P_STACK:
+        T = carray(_stack_f64(1600), (25, 64))  # 2 P + 1 rows
+        acc = carray(_stack_f64(2944), (46, 64))  # 4 P - 2 rows
+    else:
+        T = np.empty((2 * P + 1, 64))
+        acc = np.empty((4 * P - 2, 64))
     for q in range(rows):
-        for e in range(_LN):
+        for e in range(64):
             acc[q, e] = 0.0
-    for b0 in range(0, n, _LN):
-        m = min(_LN, n - b0)
-        _cheb_block(s, xp, b0, m, th, P, T)
+    for b0 in range(0, n, 64):
+        m = min(64, n - b0)
+        _block_lambda(s, xp, b0, m, th, P, T)
         for e in range(m):
             lam = T[rl, e]
             acc[0, e] += 0.0 if lam > 0.0 else 1.0
             r = 1.0 / lam
             T[rl, e] = r
-            acc[1, e] += T[rs, e] * r
-            acc[2, e] += r
+            T[rr, e] = r * r
+            T[rq, e] = T[rs, e] * T[rr, e]  # s r^2
+        _acc_prod(acc, 1, T, rs, T, rl, m)
+        _acc_row(acc, 2, T, rl, m)
         for q in range(1, p + 1):
-            for e in range(m):
-                acc[2 + q, e] += T[q, e] * T[rl, e]
-        for e in range(m):
-            r2 = T[rl, e] * T[rl, e]
-            T[rl, e] = r2
-            acc[ih, e] += r2
+            _acc_prod(acc, 2 + q, T, q, T, rl, m)
+        _acc_row(acc, ih, T, rr, m)
         for q in range(1, nT):
-            for e in range(m):
-                acc[ih + q, e] += T[q, e] * T[rl, e]
-        for e in range(m):
-            sr2 = T[rs, e] * T[rl, e]
-            T[rl, e] = sr2
-            acc[iss, e] += T[rs, e] * sr2
-            acc[ihs, e] += sr2
+            _acc_prod(acc, ih + q, T, q, T, rr, m)
+        _acc_prod(acc, iss, T, rs, T, rq, m)
+        _acc_row(acc, ihs, T, rq, m)
         for q in range(1, p + 1):
-            for e in range(m):
-                acc[ihs + q, e] += T[q, e] * T[rl, e]
+            _acc_prod(acc, ihs + q, T, q, T, rq, m)
     _lane_tree(acc, rows)
     nbad = int(acc[0, 0])
     for a in range(P):
@@ -523,15 +540,20 @@ def _passn(s, xp, n, th, P, T, acc, g, H):  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy")
-def _slogn(s, xp, n, th, P, T, acc):  # pragma: no cover - compiled
-    """``_slog`` for any background order (block buffers as ``_passn``)."""
+def _slogn(s, xp, n, th, P):  # pragma: no cover - compiled
+    """``_slog`` for any background order (blocks and lanes as ``_passn``)."""
     rl = 2 * (P - 2) + 2
+    if P <= _P_STACK:
+        T = carray(_stack_f64(1600), (25, 64))
+    else:
+        T = np.empty((2 * P + 1, 64))
+    acc = carray(_stack_f64(192), (3, 64))
     for q in range(3):
-        for e in range(_LN):
+        for e in range(64):
             acc[q, e] = 0.0
-    for b0 in range(0, n, _LN):
-        m = min(_LN, n - b0)
-        _cheb_block(s, xp, b0, m, th, P, T)
+    for b0 in range(0, n, 64):
+        m = min(64, n - b0)
+        _block_lambda(s, xp, b0, m, th, P, T)
         for e in range(m):
             lam = T[rl, e]
             acc[0, e] += _log_pos(lam)
@@ -565,31 +587,31 @@ def _slog_scalar(s, xp, n, th, P):  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy")
-def _pass_any(s, xp, n, th, P, T, acc, g, H):  # pragma: no cover - compiled
+def _pass_any(s, xp, n, th, P, g, H):  # pragma: no cover - compiled
     """Gradient and Hessian sums at ``th`` (``_pass3`` or ``_passn``); returns the number of
     events with a density that is not positive."""
     if P == 5:
         return _pass3(s, xp, n, th, g, H)
-    return _passn(s, xp, n, th, P, T, acc, g, H)
+    return _passn(s, xp, n, th, P, g, H)
 
 
 @njit(cache=True, error_model="numpy")
-def _pass_nll(s, xp, n, th, P, T, acc, g, H):  # pragma: no cover - compiled
+def _pass_nll(s, xp, n, th, P, g, H):  # pragma: no cover - compiled
     """``_pass_any`` and the sum of ``log lambda`` (0 unless every density is positive)."""
-    nbad = _pass_any(s, xp, n, th, P, T, acc, g, H)
+    nbad = _pass_any(s, xp, n, th, P, g, H)
     slog = 0.0
     if nbad == 0:
-        _, slog = _slog(s, xp, n, th, P, T, acc)
+        _, slog = _slog(s, xp, n, th, P)
     return nbad, slog
 
 
 @njit(cache=True, error_model="numpy")
-def _slog(s, xp, n, th, P, T, acc):  # pragma: no cover - compiled
+def _slog(s, xp, n, th, P):  # pragma: no cover - compiled
     """Sum of ``log(theta . F_i)`` over the events and the number of events with a density
     that is not positive (the sum is only valid when that number is 0)."""
     if P == 5:
         return _slog3(s, xp, n, th)
-    return _slogn(s, xp, n, th, P, T, acc)
+    return _slogn(s, xp, n, th, P)
 
 
 @njit(cache=True, error_model="numpy")
@@ -660,8 +682,6 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
     P = integ.shape[1]
     f0 = 1 if fixed else 0
     for j in prange(k):
-        T = np.empty((2 * P, _LN))
-        acc = np.empty((4 * P - 1, _LN))
         g = np.empty(P)
         H = np.empty((P, P))
         L = np.zeros((P, P))
@@ -670,10 +690,10 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
         n = counts[j]
         sj = s[j]
         xj = xp[j]
-        bad = _pass_any(sj, xj, n, th, P, T, acc, g, H)
+        bad = _pass_any(sj, xj, n, th, P, g, H)
         if bad > 0 and use_alt[j]:
             th2 = theta_alt[j].copy()
-            bad2 = _pass_any(sj, xj, n, th2, P, T, acc, g, H)
+            bad2 = _pass_any(sj, xj, n, th2, P, g, H)
             if bad2 == 0:
                 th = th2
                 bad = 0
@@ -686,7 +706,7 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
                 sc += abs(integ[j, q] * th[q])
             shift = -lmin if math.isfinite(lmin) else 0.0
             th[1] += shift + 0.1 * sc / span
-            bad = _pass_any(sj, xj, n, th, P, T, acc, g, H)
+            bad = _pass_any(sj, xj, n, th, P, g, H)
         conv = False
         stuck = False
         it = 0
@@ -711,19 +731,19 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
             if finished:
                 conv = True
                 break
-            bad = _pass_any(sj, xj, n, th, P, T, acc, g, H)
+            bad = _pass_any(sj, xj, n, th, P, g, H)
             if bad > 0:  # cannot happen in exact arithmetic: undo half the step
                 for a in range(f0, P):
                     th[a] -= 0.5 * t * d[a]
                 if dec < 1e-6:
                     stuck = True
-                bad = _pass_any(sj, xj, n, th, P, T, acc, g, H)
+                bad = _pass_any(sj, xj, n, th, P, g, H)
         # final pass at the solution: NLL, gradient and Hessian there
-        bad, slog = _pass_nll(sj, xj, n, th, P, T, acc, g, H)
+        bad, slog = _pass_nll(sj, xj, n, th, P, g, H)
         if bad > 0:  # rounding at the last step: undo it
             for a in range(f0, P):
                 th[a] -= t * d[a]
-            bad, slog = _pass_nll(sj, xj, n, th, P, T, acc, g, H)
+            bad, slog = _pass_nll(sj, xj, n, th, P, g, H)
         lin = 0.0
         for a in range(P):
             lin += integ[j, a] * th[a]
@@ -763,8 +783,6 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
     k = s.shape[0]
     P = integ.shape[1]
     for j in prange(k):
-        T = np.empty((2 * P, _LN))
-        acc = np.empty((4 * P - 1, _LN))
         gs = np.empty(P)
         gl = np.empty(P)
         Hl = np.empty((P, P))
@@ -783,7 +801,7 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
         for q in range(P):
             tl[q] = p[q]
         tl[0] = m
-        bad, _ = _slog(sj, xj, n, tl, P, T, acc)
+        bad, _ = _slog(sj, xj, n, tl, P)
         if bad > 0:
             # raise the constant background term until the density is positive at every event
             lmin = _lam_min(sj, xj, n, tl, P)
@@ -795,7 +813,7 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
             shift += 0.1 * sc / span
             p[1] += shift
             tl[1] += shift
-        bad, slog = _slog(sj, xj, n, tl, P, T, acc)
+        bad, slog = _slog(sj, xj, n, tl, P)
         lin = 0.0
         for q in range(P):
             lin += integ[j, q] * tl[q]
@@ -804,7 +822,7 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
         stuck = False
         it = 0
         for it in range(1, max_iter + 1):
-            _pass_any(sj, xj, n, tl, P, T, acc, gl, Hl)
+            _pass_any(sj, xj, n, tl, P, gl, Hl)
             for q in range(P):
                 gl[q] = integ[j, q] - gl[q]
                 gs[q] = gl[q]
@@ -840,7 +858,7 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
                 for q in range(P):
                     tl[q] = pt[q]
                 tl[0] = mt
-                bad, slog = _slog(sj, xj, n, tl, P, T, acc)
+                bad, slog = _slog(sj, xj, n, tl, P)
                 if bad == 0:
                     lin = 0.0
                     for q in range(P):
