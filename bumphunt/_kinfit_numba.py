@@ -84,6 +84,7 @@ _BLOCK = 1024  # events per scheduling block (one thread at a time)
 _NL = 16  # lanes: events fitted side by side in a block
 _R = 16  # row stride of the lane scratch vector (>= _NL, a compile-time constant)
 _NF = 32  # converged events collected before their outputs are computed together
+_CHUNK = 16  # events in the vectorised loops over the staged block (compile-time trip count)
 _RF = 32  # row stride of that buffer (>= _NF)
 
 # rows of the lane scratch vector (photon k = 0, 1, 2 is the fastest index of each group)
@@ -108,6 +109,13 @@ _LAM = 129  # Lagrange multipliers (4)
 _CHI2 = 133  # chi2 of the linearised solution
 _FLAG = 134  # lane outcome: 0 continue, -1 converged, 3/4 step control (accepted/rejected), 5-7 failed
 _NROWS = 135
+
+# rows of the block's staged input (index 3 (i - lo) + k)
+_IE, _IT, _IP = 0, 1, 2  # measured E, theta, phi
+_IV = 3  # symmetrised covariance (EE, Et, Ep, tt, tp, pp)
+_IST, _ICT, _ISQ, _ISP, _ICP = 9, 10, 11, 12, 13  # sin theta, cos theta, sqrt(1 - cos^2 theta), sin phi, cos phi
+_IBAD = 14  # failed validity tests (bit mask, see _stage_block)
+_IROWS = 15
 
 # rows of the converged-event buffer
 _FL = 0  # Cholesky factor (10)
@@ -237,51 +245,6 @@ def _trig_poly(d, s, c):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
-def _validate_event(i, E, th, ph, cov):  # type: ignore[no-untyped-def]
-    """Status of event ``i`` before fitting (0 valid), the same tests in the same order as ``kinfit._validate``.
-
-    Non-finite input, then E <= 0, then theta outside (0, pi), then a photon
-    covariance that is not symmetric (relative 1e-9) positive definite
-    (leading minors > 0).
-    """
-    finite = True
-    for k in range(3):
-        if not (math.isfinite(E[i, k]) and math.isfinite(th[i, k]) and math.isfinite(ph[i, k])):
-            finite = False
-        for a in range(3):
-            for b in range(3):
-                if not math.isfinite(cov[i, k, a, b]):
-                    finite = False
-    if not finite:
-        return _BAD_FINITE
-    for k in range(3):
-        if not E[i, k] > 0:
-            return _BAD_ENERGY
-    for k in range(3):
-        if not (th[i, k] > 0 and th[i, k] < np.pi):
-            return _BAD_THETA
-    for k in range(3):
-        c00 = cov[i, k, 0, 0]
-        c11 = cov[i, k, 1, 1]
-        c22 = cov[i, k, 2, 2]
-        c01 = cov[i, k, 0, 1]
-        c02 = cov[i, k, 0, 2]
-        c12 = cov[i, k, 1, 2]
-        d01 = c01 - cov[i, k, 1, 0]
-        d02 = c02 - cov[i, k, 2, 0]
-        d12 = c12 - cov[i, k, 2, 1]
-        asym = False
-        if d01 != 0 or d02 != 0 or d12 != 0:
-            scale = math.sqrt(abs(c00 * c11)) + math.sqrt(abs(c00 * c22)) + math.sqrt(abs(c11 * c22))
-            asym = (abs(d01) + abs(d02) + abs(d12)) > 1e-9 * scale
-        m2 = c00 * c11 - c01 * c01
-        det = c00 * (c11 * c22 - c12 * c12) - c01 * (c01 * c22 - c12 * c02) + c02 * (c01 * c12 - c11 * c02)
-        if not (c00 > 0 and m2 > 0 and det > 0) or asym:
-            return _BAD_COV
-    return _OK
-
-
-@njit(cache=True, fastmath=False, error_model="numpy")
 def _write_measured(i, code, niter, E, th, ph, cov, P0, has_vb, full_cov,  # type: ignore[no-untyped-def]
                     oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam):
     """Outputs of an event that did not converge (rare): measured values, chi2 = inf, p = 0, NaN pulls."""
@@ -311,38 +274,6 @@ def _write_measured(i, code, niter, E, th, ph, cov, P0, has_vb, full_cov,  # typ
             obeam[i, q] = P0[q]
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
-def _measured_trig(th, ph, lo, hi, T):  # type: ignore[no-untyped-def]
-    """sin/cos of the measured angles of events lo..hi-1 into ``T[c * 3 _BLOCK + 3 (i - lo) + k]``.
-
-    c = 0..4: sin theta, cos theta, sqrt(1 - cos^2 theta), sin phi, cos phi
-    (photon k). Vectorised over (event, photon) pairs; angles beyond
-    ``_SINCOS_MAX`` (or not finite) are redone with math.sin/cos afterwards.
-    """
-    B3 = 3 * _BLOCK
-    thf = th.reshape(th.size)
-    phf = ph.reshape(ph.size)
-    b = 3 * lo
-    m = 3 * (hi - lo)
-    for q in range(m):
-        st, ct = _sincos(thf[b + q])
-        T[q] = st
-        T[B3 + q] = ct
-        T[2 * B3 + q] = math.sqrt(1.0 - ct * ct)
-        sp, cp = _sincos(phf[b + q])
-        T[3 * B3 + q] = sp
-        T[4 * B3 + q] = cp
-    for q in range(m):
-        t = thf[b + q]
-        p = phf[b + q]
-        if not abs(t) <= _SINCOS_MAX:
-            T[q] = math.sin(t)
-            T[B3 + q] = math.cos(t)
-        if not abs(p) <= _SINCOS_MAX:
-            T[3 * B3 + q] = math.sin(p)
-            T[4 * B3 + q] = math.cos(p)
-
-
 @njit(cache=True, fastmath=False, error_model="numpy", inline="always")
 def _finite(x):  # type: ignore[no-untyped-def]
     """``math.isfinite`` as a comparison (vectorisable)."""
@@ -350,21 +281,33 @@ def _finite(x):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=False, error_model="numpy", inline="always")
-def _photon_valid(Ef, tf, pf, cf, i, k):  # type: ignore[no-untyped-def]
-    """Tests of photon k of event i: (all finite, E > 0, 0 < theta < pi, covariance symmetric positive definite)."""
-    E = Ef[3 * i + k]
-    t = tf[3 * i + k]
-    c = 27 * i + 9 * k
-    c00 = cf[c]
-    c01 = cf[c + 1]
-    c02 = cf[c + 2]
-    c10 = cf[c + 3]
-    c11 = cf[c + 4]
-    c12 = cf[c + 5]
-    c20 = cf[c + 6]
-    c21 = cf[c + 7]
-    c22 = cf[c + 8]
-    fin = (_finite(E) & _finite(t) & _finite(pf[3 * i + k]) & _finite(c00) & _finite(c01) & _finite(c02) & _finite(c10)
+def _transpose_row(cf, CT, b, r):  # type: ignore[no-untyped-def]
+    """Covariance row r = 3 (photon) + a of the block into CT[c * 3 * 3 _BLOCK + r], c = 0, 1, 2."""
+    B3 = 3 * _BLOCK
+    w = 3 * (3 * b + r)
+    CT[r] = cf[w]
+    CT[3 * B3 + r] = cf[w + 1]
+    CT[6 * B3 + r] = cf[w + 2]
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _stage_photon(Ef, tf, pf, CT, IN, b, q):  # type: ignore[no-untyped-def]
+    """Photon q of the block (see ``_stage_block``); True when its angles need math.sin/cos."""
+    B3 = 3 * _BLOCK
+    g = b + q
+    E = Ef[g]
+    t = tf[g]
+    p = pf[g]
+    c00 = CT[3 * q]
+    c10 = CT[3 * q + 1]
+    c20 = CT[3 * q + 2]
+    c01 = CT[3 * B3 + 3 * q]
+    c11 = CT[3 * B3 + 3 * q + 1]
+    c21 = CT[3 * B3 + 3 * q + 2]
+    c02 = CT[6 * B3 + 3 * q]
+    c12 = CT[6 * B3 + 3 * q + 1]
+    c22 = CT[6 * B3 + 3 * q + 2]
+    fin = (_finite(E) & _finite(t) & _finite(p) & _finite(c00) & _finite(c01) & _finite(c02) & _finite(c10)
            & _finite(c11) & _finite(c12) & _finite(c20) & _finite(c21) & _finite(c22))
     d01 = c01 - c10
     d02 = c02 - c20
@@ -375,32 +318,68 @@ def _photon_valid(Ef, tf, pf, cf, i, k):  # type: ignore[no-untyped-def]
     m2 = c00 * c11 - c01 * c01
     det = c00 * (c11 * c22 - c12 * c12) - c01 * (c01 * c22 - c12 * c02) + c02 * (c01 * c12 - c11 * c02)
     pd = (c00 > 0) & (m2 > 0) & (det > 0) & (not asym)
-    return fin, E > 0, (t > 0) & (t < np.pi), pd
+    bad = 0.0 if fin else 1.0
+    bad += 0.0 if E > 0 else 2.0
+    bad += 0.0 if (t > 0) & (t < np.pi) else 4.0
+    bad += 0.0 if pd else 8.0
+    IN[_IBAD * B3 + q] = bad
+    IN[_IE * B3 + q] = E
+    IN[_IT * B3 + q] = t
+    IN[_IP * B3 + q] = p
+    IN[(_IV + 0) * B3 + q] = c00
+    IN[(_IV + 1) * B3 + q] = 0.5 * (c01 + c10)
+    IN[(_IV + 2) * B3 + q] = 0.5 * (c02 + c20)
+    IN[(_IV + 3) * B3 + q] = c11
+    IN[(_IV + 4) * B3 + q] = 0.5 * (c12 + c21)
+    IN[(_IV + 5) * B3 + q] = c22
+    st, ct = _sincos(t)
+    IN[_IST * B3 + q] = st
+    IN[_ICT * B3 + q] = ct
+    IN[_ISQ * B3 + q] = math.sqrt(1.0 - ct * ct)
+    sp, cp = _sincos(p)
+    IN[_ISP * B3 + q] = sp
+    IN[_ICP * B3 + q] = cp
+    return (abs(t) > _SINCOS_MAX) | (abs(p) > _SINCOS_MAX)
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
-def _validate_block(E, th, ph, cov, lo, hi, code):  # type: ignore[no-untyped-def]
-    """Status of events lo..hi-1 before fitting into ``code[i - lo]`` (0 valid), vectorised over events.
+def _stage_block(Ef, tf, pf, cf, lo, hi, IN, CT):  # type: ignore[no-untyped-def]
+    """Measured values, symmetrised covariance, sin/cos and validity of the photons of events lo..hi-1.
 
-    The tests of ``kinfit._validate`` with its precedence: non-finite input,
-    then E <= 0, then theta outside (0, pi), then a photon covariance that is
-    not symmetric (relative 1e-9) positive definite (leading minors > 0).
+    Vectorised over (event, photon) pairs; writes ``IN[row * 3 _BLOCK + 3 (i - lo) + k]``
+    with the rows ``_IE`` ... ``_IBAD`` (flat input views: ``Ef, tf, pf`` (3 n,),
+    ``cf`` (27 n,)). ``_IBAD`` holds the failed tests of the photon as a bit
+    mask: 1 non-finite input, 2 E <= 0, 3 theta outside (0, pi), 8 covariance
+    not symmetric (relative 1e-9) positive definite (leading minors > 0); the
+    event's status follows the precedence of ``kinfit._validate``. sin/cos of
+    angles beyond ``_SINCOS_MAX`` are redone with math.sin/cos afterwards.
     """
-    Ef = E.reshape(E.size)
-    tf = th.reshape(th.size)
-    pf = ph.reshape(ph.size)
-    cf = cov.reshape(cov.size)
-    for j in range(hi - lo):
-        i = lo + j
-        f0, e0, t0, c0 = _photon_valid(Ef, tf, pf, cf, i, 0)
-        f1, e1, t1, c1 = _photon_valid(Ef, tf, pf, cf, i, 1)
-        f2, e2, t2, c2 = _photon_valid(Ef, tf, pf, cf, i, 2)
-        s = 0
-        s = _BAD_COV if not (c0 & c1 & c2) else s
-        s = _BAD_THETA if not (t0 & t1 & t2) else s
-        s = _BAD_ENERGY if not (e0 & e1 & e2) else s
-        s = _BAD_FINITE if not (f0 & f1 & f2) else s
-        code[j] = s
+    B3 = 3 * _BLOCK
+    b = 3 * lo
+    m = 3 * (hi - lo)
+    # covariance rows r = (photon, a) transposed first, column c to CT[c * 3 B3 + r]: reading a
+    # photon's nine elements directly (stride 9) would not be vectorised, rows of three (stride 3) are
+    for c in range(m // _CHUNK):
+        for u in range(3 * _CHUNK):
+            _transpose_row(cf, CT, b, 3 * _CHUNK * c + u)
+    for r in range(3 * _CHUNK * (m // _CHUNK), 3 * m):
+        _transpose_row(cf, CT, b, r)
+    n_big = 0
+    for c in range(m // _CHUNK):
+        for u in range(_CHUNK):
+            n_big += _stage_photon(Ef, tf, pf, CT, IN, b, _CHUNK * c + u)
+    for q in range(_CHUNK * (m // _CHUNK), m):
+        n_big += _stage_photon(Ef, tf, pf, CT, IN, b, q)
+    if n_big > 0:
+        for q in range(m):
+            t = tf[b + q]
+            p = pf[b + q]
+            if abs(t) > _SINCOS_MAX:
+                IN[_IST * B3 + q] = math.sin(t)
+                IN[_ICT * B3 + q] = math.cos(t)
+            if abs(p) > _SINCOS_MAX:
+                IN[_ISP * B3 + q] = math.sin(p)
+                IN[_ICP * B3 + q] = math.cos(p)
 
 
 @njit(cache=True, fastmath=False, error_model="numpy", inline="always")
@@ -521,7 +500,7 @@ def _lamb_step(X, l, q, adv):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
-def _lane_pass(X, nl, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint):  # type: ignore[no-untyped-def]
+def _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint):  # type: ignore[no-untyped-def]
     """One linearisation of every lane: Jacobian, S, Cholesky, solution, decisions, and the accepted step.
 
     Writes the lane outcome to row ``_FLAG``: -1 converged (outputs from
@@ -554,7 +533,7 @@ def _lane_pass(X, nl, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_cons
     b33 = Vb[3, 3]
     f_max_iter = float(max_iter)
     f_max_halv = float(max_halvings)
-    for l in range(nl):
+    for l in range(_NL):
         # --- linearise: Jacobian, G = D V0, S = D V0 D^T, balance H, r = D (alpha0 - alpha) ---
         S0 = 0.0
         S1 = 0.0
@@ -835,10 +814,10 @@ def _photon_outputs(F, j, k, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3):  # t
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
-def _finish_outputs(F, nf):  # type: ignore[no-untyped-def]
+def _finish_outputs(F):  # type: ignore[no-untyped-def]
     """Fitted covariance V0 - (L^-1 G)^T (L^-1 G) per photon and pulls of nf converged events (vectorised)."""
     RF = _RF
-    for j in range(nf):
+    for j in range(_NF):
         i0 = F[(_FL + 0) * RF + j]
         L10 = F[(_FL + 1) * RF + j]
         L20 = F[(_FL + 2) * RF + j]
@@ -856,10 +835,10 @@ def _finish_outputs(F, nf):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, fastmath=False, error_model="numpy")
 def _flush(F, nf, fidx, fchi2, fniter, flam, P0, Vb, has_vb, full_cov,  # type: ignore[no-untyped-def]
-           oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam):
-    """Compute and write the outputs of the nf converged events in the buffer."""
+           oEf, othf, ophf, ocovF, ochi2, opval, opullsF, ostatus, oniter, oconv, ocovf, obeam):
+    """Compute and write the outputs of the nf converged events in the buffer (flat output views)."""
     RF = _RF
-    _finish_outputs(F, nf)
+    _finish_outputs(F)
     for j in range(nf):
         i = fidx[j]
         for k in range(3):
@@ -869,31 +848,34 @@ def _flush(F, nf, fidx, fchi2, fniter, flam, P0, Vb, has_vb, full_cov,  # type: 
             v11 = F[(_FCOV + 9 + k) * RF + j]
             v12 = F[(_FCOV + 12 + k) * RF + j]
             v22 = F[(_FCOV + 15 + k) * RF + j]
-            ocov[i, k, 0, 0] = v00
-            ocov[i, k, 0, 1] = v01
-            ocov[i, k, 0, 2] = v02
-            ocov[i, k, 1, 0] = v01
-            ocov[i, k, 1, 1] = v11
-            ocov[i, k, 1, 2] = v12
-            ocov[i, k, 2, 0] = v02
-            ocov[i, k, 2, 1] = v12
-            ocov[i, k, 2, 2] = v22
-            opulls[i, k, 0] = F[(_FPULL + k) * RF + j]
-            opulls[i, k, 1] = F[(_FPULL + 3 + k) * RF + j]
-            opulls[i, k, 2] = F[(_FPULL + 6 + k) * RF + j]
-            oE[i, k] = F[(_FNEW + k) * RF + j]
-            oth[i, k] = F[(_FNEW + 3 + k) * RF + j]
+            o = 27 * i + 9 * k
+            ocovF[o] = v00
+            ocovF[o + 1] = v01
+            ocovF[o + 2] = v02
+            ocovF[o + 3] = v01
+            ocovF[o + 4] = v11
+            ocovF[o + 5] = v12
+            ocovF[o + 6] = v02
+            ocovF[o + 7] = v12
+            ocovF[o + 8] = v22
+            o = 9 * i + 3 * k
+            opullsF[o] = F[(_FPULL + k) * RF + j]
+            opullsF[o + 1] = F[(_FPULL + 3 + k) * RF + j]
+            opullsF[o + 2] = F[(_FPULL + 6 + k) * RF + j]
+            o = 3 * i + k
+            oEf[o] = F[(_FNEW + k) * RF + j]
+            othf[o] = F[(_FNEW + 3 + k) * RF + j]
             x = F[(_FNEW + 6 + k) * RF + j] + np.pi  # phi in (-pi, pi]: (phi + pi) mod 2 pi - pi, fmod only when needed
             if not (x >= 0.0 and x < _TWO_PI):
                 x = x % _TWO_PI
-            oph[i, k] = x - np.pi
+            ophf[o] = x - np.pi
         if full_cov:
             for k in range(3):
                 for jj in range(3):
                     for a in range(3):
                         for b in range(3):
                             if jj == k:
-                                v = ocov[i, k, a, b]
+                                v = ocovF[27 * i + 9 * k + 3 * a + b]
                             else:
                                 s = (F[(_FK + 12 * k + 4 * a + 0) * RF + j] * F[(_FK + 12 * jj + 4 * b + 0) * RF + j]
                                      + F[(_FK + 12 * k + 4 * a + 1) * RF + j] * F[(_FK + 12 * jj + 4 * b + 1) * RF + j])
@@ -920,19 +902,24 @@ def _fit_block(lo, hi, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, t
     """Fit events lo..hi-1 (one thread): lanes of events side by side, refilled as events finish."""
     R = _R
     RF = _RF
+    B3 = 3 * _BLOCK
     nl = _NL
     X = np.zeros(_NROWS * R)
     F = np.zeros(_FROWS * RF)
-    T = np.empty(15 * _BLOCK)
-    vcode = np.empty(_BLOCK, dtype=np.int64)
+    IN = np.empty(_IROWS * B3)
+    CT = np.empty(9 * B3)
     fidx = np.zeros(_NF, dtype=np.int64)
     fchi2 = np.zeros(_NF)
     fniter = np.zeros(_NF, dtype=np.int64)
     flam = np.zeros((4, _NF))
     ev = np.full(nl, -1, dtype=np.int64)
-    _validate_block(E, th, ph, cov, lo, hi, vcode)
-    _measured_trig(th, ph, lo, hi, T)
-    B3 = 3 * _BLOCK
+    # flat views of the C-contiguous inputs and outputs
+    oEf = oE.reshape(oE.size)
+    othf = oth.reshape(oth.size)
+    ophf = oph.reshape(oph.size)
+    ocovF = ocov.reshape(ocov.size)
+    opullsF = opulls.reshape(opulls.size)
+    _stage_block(E.reshape(E.size), th.reshape(th.size), ph.reshape(ph.size), cov.reshape(cov.size), lo, hi, IN, CT)
     nf = 0
     nxt = lo
     n_active = 0
@@ -965,7 +952,7 @@ def _fit_block(lo, hi, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, t
                     nf += 1
                     if nf == _NF:
                         _flush(F, nf, fidx, fchi2, fniter, flam, P0, Vb, has_vb, full_cov,
-                               oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam)
+                               oEf, othf, ophf, ocovF, ochi2, opval, opullsF, ostatus, oniter, oconv, ocovf, obeam)
                         nf = 0
                 else:  # failed
                     _write_measured(i, np.int64(flag), np.int64(X[_NITER * R + l]), E, th, ph, cov, P0, has_vb,
@@ -973,11 +960,14 @@ def _fit_block(lo, hi, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, t
                                     obeam)
                 ev[l] = -1
                 n_active -= 1
-            # idle lane: the next valid event
+            # idle lane: the next valid event (invalid ones get their status, as kinfit._validate)
             while nxt < hi:
-                code = vcode[nxt - lo]
-                if code == _OK:
+                q = 3 * (nxt - lo)
+                bad = (np.int64(IN[_IBAD * B3 + q]) | np.int64(IN[_IBAD * B3 + q + 1])
+                       | np.int64(IN[_IBAD * B3 + q + 2]))
+                if bad == 0:
                     break
+                code = _BAD_FINITE if bad & 1 else (_BAD_ENERGY if bad & 2 else (_BAD_THETA if bad & 4 else _BAD_COV))
                 _write_measured(nxt, code, 0, E, th, ph, cov, P0, has_vb, full_cov, oE, oth, oph,
                                 ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam)
                 nxt += 1
@@ -986,31 +976,32 @@ def _fit_block(lo, hi, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, t
                 nxt += 1
                 ev[l] = i
                 n_active += 1
-                j = 3 * (i - lo)
+                q = 3 * (i - lo)
                 # sin theta >= 0 on (0, pi): away from the poles sqrt(1 - cos^2) is exact to ~1e-15 (as the numpy engine)
                 away = True
                 for k in range(3):
-                    if not (th[i, k] > 0.05 and th[i, k] < np.pi - 0.05):
+                    t = IN[_IT * B3 + q + k]
+                    if not (t > 0.05 and t < np.pi - 0.05):
                         away = False
+                sin_row = _ISQ if away else _IST
                 for k in range(3):
-                    X[(_MEAS + k) * R + l] = E[i, k]
-                    X[(_MEAS + 3 + k) * R + l] = th[i, k]
-                    X[(_MEAS + 6 + k) * R + l] = ph[i, k]
-                    X[(_CUR + k) * R + l] = E[i, k]
-                    X[(_CUR + 3 + k) * R + l] = th[i, k]
-                    X[(_CUR + 6 + k) * R + l] = ph[i, k]
-                    X[(_V + k) * R + l] = cov[i, k, 0, 0]
-                    X[(_V + 3 + k) * R + l] = 0.5 * (cov[i, k, 0, 1] + cov[i, k, 1, 0])
-                    X[(_V + 6 + k) * R + l] = 0.5 * (cov[i, k, 0, 2] + cov[i, k, 2, 0])
-                    X[(_V + 9 + k) * R + l] = cov[i, k, 1, 1]
-                    X[(_V + 12 + k) * R + l] = 0.5 * (cov[i, k, 1, 2] + cov[i, k, 2, 1])
-                    X[(_V + 15 + k) * R + l] = cov[i, k, 2, 2]
-                    X[(_TRIG + k) * R + l] = T[2 * B3 + j + k] if away else T[j + k]
-                    X[(_TRIG + 3 + k) * R + l] = T[B3 + j + k]
-                    X[(_TRIG + 6 + k) * R + l] = T[3 * B3 + j + k]
-                    X[(_TRIG + 9 + k) * R + l] = T[4 * B3 + j + k]
-                for q in range(4):
-                    X[(_LAMB + q) * R + l] = 0.0
+                    e_ = IN[_IE * B3 + q + k]
+                    t_ = IN[_IT * B3 + q + k]
+                    p_ = IN[_IP * B3 + q + k]
+                    X[(_MEAS + k) * R + l] = e_
+                    X[(_MEAS + 3 + k) * R + l] = t_
+                    X[(_MEAS + 6 + k) * R + l] = p_
+                    X[(_CUR + k) * R + l] = e_
+                    X[(_CUR + 3 + k) * R + l] = t_
+                    X[(_CUR + 6 + k) * R + l] = p_
+                    for c in range(6):
+                        X[(_V + 3 * c + k) * R + l] = IN[(_IV + c) * B3 + q + k]
+                    X[(_TRIG + k) * R + l] = IN[sin_row * B3 + q + k]
+                    X[(_TRIG + 3 + k) * R + l] = IN[_ICT * B3 + q + k]
+                    X[(_TRIG + 6 + k) * R + l] = IN[_ISP * B3 + q + k]
+                    X[(_TRIG + 9 + k) * R + l] = IN[_ICP * B3 + q + k]
+                for c in range(4):
+                    X[(_LAMB + c) * R + l] = 0.0
                 X[_NITER * R + l] = 0.0
                 X[_NHALV * R + l] = 0.0
                 X[_TSTEP * R + l] = 1.0
@@ -1018,10 +1009,10 @@ def _fit_block(lo, hi, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, t
                 X[_C2PREV * R + l] = np.inf
         if n_active == 0:
             break
-        _lane_pass(X, nl, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint)
+        _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint)
     if nf > 0:
         _flush(F, nf, fidx, fchi2, fniter, flam, P0, Vb, has_vb, full_cov,
-               oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam)
+               oEf, othf, ophf, ocovF, ochi2, opval, opullsF, ostatus, oniter, oconv, ocovf, obeam)
 
 
 @njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
