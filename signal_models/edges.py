@@ -9,7 +9,7 @@ the end, the resolution smears it). This edge crosses the signal window
 rising wrong-pair spectrum, above it none at all.
 
 ``find_edge`` measures the edge where it is within reach of the window: it
-looks at the wrong pairs in ``mu - 60 sigma .. mu + 100 sigma`` and, if the
+looks at the wrong pairs in ``mu - 60 sigma .. mu + 200 sigma`` and, if the
 spectrum ends there, fits its end with
 
     (1 + b u) Phi((e - x) / w),   u = (x - c) / h on the fit range c +- h,
@@ -37,7 +37,7 @@ __all__ = ["EdgeResult", "find_edge", "SEARCH_BELOW", "SEARCH_ABOVE"]
 
 #: search range for the edge, in units of sigma below / above the peak
 SEARCH_BELOW = 60.0
-SEARCH_ABOVE = 100.0
+SEARCH_ABOVE = 200.0
 #: fewest wrong pairs in the search range for an edge fit
 MIN_WRONG = 200
 #: narrowest edge (units of sigma) taken for the resolution-smeared kinematic edge

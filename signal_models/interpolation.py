@@ -7,6 +7,9 @@ weights 1/error^2), chosen by k-fold cross-validation on the fitted points:
 the method (and, for the spline, the penalty from a logarithmic grid) whose
 predictions of left-out interior points have the smallest mean squared
 pull (each capped at 3^2, so that one abrupt change does not decide) wins.
+Penalties whose spline is incompatible with the fitted points themselves
+(chi2 of all points, endpoints included, above its expectation + 3 sigma)
+are not considered: the spline may smooth the scatter, not the trend.
 
 Positive quantities (widths, tail parameters) are interpolated in log space,
 so they stay positive; fractions and efficiencies are clipped to their
@@ -202,6 +205,12 @@ def _cv_score(method: str, x: NDArray, z: NDArray, ez: NDArray, w: NDArray | Non
     return float(np.mean(np.minimum(np.concatenate(resid), 9.0)))
 
 
+def _in_sample_chi2(x: NDArray, z: NDArray, ez: NDArray, w: NDArray | None, lam: float) -> float:
+    """Sum of squared pulls of the fitted points about the smoothing spline with penalty ``lam``."""
+    f = _build("smoothing", x, z, w, lam)
+    return float(np.sum(((np.asarray(f(x), dtype=float) - z) / ez) ** 2))
+
+
 def fit_curve(
     name: str,
     masses: ArrayLike,
@@ -234,11 +243,17 @@ def fit_curve(
     w = _weights(ez)
 
     def best_lam() -> tuple[float, float]:
-        # the smoothing penalty is chosen by the same k-fold cross-validation as the method
+        # the smoothing penalty is chosen by the same k-fold cross-validation as the method, among
+        # the penalties whose curve is compatible with all fitted points (endpoints included,
+        # which the cross-validation cannot score): chi2 within 3 sigma of its expectation
         grid = _lam_grid(x)
-        cv = [_cv_score("smoothing", x, z, ez, w, lam=float(lam_)) for lam_ in grid]
+        limit = x.size + 3.0 * np.sqrt(2.0 * x.size)
+        admissible = [lam_ for lam_ in grid if _in_sample_chi2(x, z, ez, w, float(lam_)) <= limit]
+        if not admissible:
+            return float(grid[0]), np.inf
+        cv = [_cv_score("smoothing", x, z, ez, w, lam=float(lam_)) for lam_ in admissible]
         i = int(np.argmin(cv))
-        return float(grid[i]), float(cv[i])
+        return float(admissible[i]), float(cv[i])
 
     if method == "auto":
         if x.size == 1 or np.allclose(y, y[0], rtol=1e-12, atol=0):

@@ -10,25 +10,35 @@ quantity             meaning                                       transform
 ``sigma``            DSCB core width (GeV)                         log
 ``alpha_l/r``        tail starts (units of sigma)                  log
 ``n_l/r``            tail exponents (constant when fixed)          log
-``comb_slope``       combinatorial Chebyshev slope                 identity
-``comb_level``       wrong pairs per truth-matched pair in the     identity
-                     window, before the edge cuts them
 ``comb_edge_q``      ``comb_edge^2 + mu^2`` (GeV^2; ~ s)           identity
 ``comb_edge_width``  width of the wrong-pair edge (GeV)            log
+``comb_slope``       combinatorial Chebyshev slope                 identity
+``comb_level``       wrong pairs per truth-matched pair in the     identity
+                     window before the edge cuts them, relative
+                     to phase space (see below)
 ``eff_tm``           truth-matched candidates / generated          identity
 ===================  ============================================  ===========
 
 The wrong-pair fraction in the window changes abruptly where the kinematic
 edge of the wrong-pair spectrum (``signal_models.edges``) crosses the window,
 so it is not interpolated itself. Instead the smooth ingredients are: the
-level ``comb_level`` of the edge-free line, the edge through
-``q = comb_edge^2 + mu^2`` (nearly constant, since the edge sits at
-``sqrt(s - m_a^2)``) and its width. At any mass the edge is
+edge through ``q = comb_edge^2 + mu^2`` (nearly constant, since the edge sits
+at ``sqrt(s - m_a^2)``), its width, and the level of the edge-free line
+relative to phase space: a wrong pair's m_12^2 is uniform on
+[0, s - m_a^2] (isotropic decay), so two wrong pairs per event put
+``g = 8 D sigma mu / comb_edge^2`` wrong pairs per truth-matched pair into
+the window ``mu +- D sigma``; ``comb_level`` is the measured ratio over
+``g`` (an acceptance ratio near 1 that varies slowly, where the raw ratio
+more than doubles between 6 and 7.5 GeV). At any mass the edge is
 ``sqrt(q - mu^2)``, the fraction ``kappa`` of the line that survives the edge
 in the window follows analytically, and::
 
-    comb_fraction = kappa * comb_level / (1 + kappa * comb_level)
+    r             = kappa * comb_level * g
+    comb_fraction = r / (1 + r)
     eff_total     = eff_tm / (1 - comb_fraction)
+
+Without any measured edge (no edge near any window) ``g = 1`` and
+``comb_level`` is the plain ratio.
 
 ``comb_slope`` and ``comb_level`` use only masses with wrong pairs in the
 window, the edge curves only masses where the edge was measured; outside the
@@ -70,10 +80,10 @@ CURVES: dict[str, tuple[str, tuple[float, float] | None]] = {
     "n_l": ("log", None),
     "alpha_r": ("log", None),
     "n_r": ("log", None),
-    "comb_slope": ("identity", (-1.0, 1.0)),
-    "comb_level": ("identity", (0.0, 2.0)),  # at most two wrong pairs per true pair
     "comb_edge_q": ("identity", (0.0, np.inf)),
     "comb_edge_width": ("log", None),
+    "comb_slope": ("identity", (-1.0, 1.0)),
+    "comb_level": ("identity", (0.0, np.inf)),
     "eff_tm": ("identity", (0.0, 1.0)),
 }
 #: curves built only from the masses where the quantity is measured (constant beyond them)
@@ -105,15 +115,22 @@ def _uses(f: MassFit, name: str) -> bool:
     return True
 
 
-def _curve_data(fits: Sequence[MassFit], name: str) -> tuple[NDArray, NDArray, NDArray]:
-    """Per-mass values and errors of quantity ``name`` at the masses that measure it."""
+def _curve_data(fits: Sequence[MassFit], name: str, *, phase_space: Any = None) -> tuple[NDArray, NDArray, NDArray]:
+    """Per-mass values and errors of quantity ``name`` at the masses that measure it.
+
+    ``phase_space(m, mu, sigma)``: the phase-space expectation of the wrong
+    pairs per truth-matched pair in the window (``comb_level`` is relative to it).
+    """
     fits = [f for f in fits if _uses(f, name)]
     m = np.array([f.mass for f in fits])
     if name == "comb_level":
         f_c = np.array([f.params["comb_fraction"] for f in fits])
         e_c = np.array([f.errors["comb_fraction"] for f in fits])
         kept = np.array([f.comb_kept for f in fits])
-        return m, f_c / (1.0 - f_c) / kept, e_c / (1.0 - f_c) ** 2 / kept
+        g = np.ones(m.shape)
+        if phase_space is not None and m.size:
+            g = phase_space(m, np.array([f.params["mu"] for f in fits]), np.array([f.params["sigma"] for f in fits]))
+        return m, f_c / (1.0 - f_c) / kept / g, e_c / (1.0 - f_c) ** 2 / kept / g
     if name == "comb_edge_q":
         e = np.array([f.params["comb_edge"] for f in fits])
         mu = np.array([f.params["mu"] for f in fits])
@@ -188,7 +205,7 @@ class SignalModel:
         self.curves: dict[str, ParameterCurve] = {}
         for name, (transform, clip) in CURVES.items():
             spec = dict(interpolation.get(name) or {})
-            m, v, e = _curve_data(self.used, name)
+            m, v, e = self.curve_points(name, self.used)
             if m.size == 0:
                 if name in PARTIAL_CURVES:
                     continue  # no wrong pairs / no edge near the window at any mass
@@ -249,6 +266,20 @@ class SignalModel:
         out["comb_edge_width"] = comb["comb_edge_width"]
         return out
 
+    def curve_points(self, name: str, fits: Sequence[MassFit] | None = None) -> tuple[NDArray, NDArray, NDArray]:
+        """Per-mass (mass, value, error) of curve quantity ``name`` from ``fits`` (default: the used ones)."""
+        return _curve_data(self.used if fits is None else fits, name, phase_space=self._phase_space if "comb_edge_q" in self.curves else None)
+
+    def _phase_space(self, m: NDArray, mu: NDArray, sigma: NDArray) -> NDArray:
+        """Wrong pairs per truth-matched pair in the window ``mu +- D sigma`` from phase space alone.
+
+        A wrong pair has m_12^2 uniform on [0, s - m_a^2] (isotropic ALP decay),
+        i.e. density 2 m_12 / edge^2 per wrong pair, two wrong pairs per event:
+        ``8 D sigma mu / edge^2`` with ``edge^2 = q - mu^2`` from the edge curve.
+        """
+        e2 = np.maximum(self._partial("comb_edge_q", m) - mu * mu, 1e-12)
+        return 8.0 * self.comb_domain * sigma * mu / e2
+
     def _partial(self, name: str, m: NDArray, *, default: float = 0.0, band: bool = False) -> NDArray:
         """A partial curve at ``m``, held constant beyond the masses it was built from."""
         curve = self.curves.get(name)
@@ -273,6 +304,9 @@ class SignalModel:
         else:
             edge, edge_err, width = np.full(m.shape, np.inf), np.zeros(m.shape), np.zeros(m.shape)
             kept = np.ones(m.shape)
+        if "comb_edge_q" in self.curves:
+            g = self._phase_space(m, mu, sigma)
+            level, level_err = level * g, level_err * g
         r = kept * level
         r = np.where(r > 1e-12, r, 0.0)
         frac = r / (1.0 + r)

@@ -27,7 +27,7 @@ _LABELS = {
     "n_r": r"$n_R$",
     "comb_fraction": "combinatorial fraction",
     "comb_slope": "combinatorial slope",
-    "comb_level": "wrong pairs / TM pair (no edge)",
+    "comb_level": "wrong pairs / TM pair / phase space",
     "comb_edge": "wrong-pair edge [GeV]",
     "eff_tm": r"$\varepsilon_{TM}$",
     "eff_total": r"$\varepsilon_{total}$",
@@ -47,11 +47,11 @@ def _curve_axes(ax: Any, model: SignalModel, name: str, n_points: int = 400) -> 
     y, band = model.parameter(name, m), model.parameter_uncertainty(name, m)
     ax.fill_between(m, y - band, y + band, color="C0", alpha=0.3, label=r"interpolation $\pm 1\sigma$")
     ax.plot(m, y, color="C0", lw=1.5, label="derived" if name in DERIVED else f"{model.curves[name].method}")
-    mu, v, e = _curve_data(model.used, name)
+    mu, v, e = model.curve_points(name) if name in model.curves else _curve_data(model.used, name)
     ax.errorbar(mu, v, yerr=e, fmt="o", color="k", ms=4, label="per-mass fits")
     held = [f for f in model.fits if f.ok and any(abs(f.mass - h) < 1e-9 for h in model.holdout)]
     if held:
-        mh, vh, eh = _curve_data(held, name)
+        mh, vh, eh = model.curve_points(name, held) if name in model.curves else _curve_data(held, name)
         ax.errorbar(mh, vh, yerr=eh, fmt="s", color="C3", ms=5, mfc="none", label="held out")
     ax.set_ylabel(_LABELS.get(name, name), fontsize="small")
 

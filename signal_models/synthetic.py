@@ -10,12 +10,12 @@ closure. Not a detector simulation: ``bumphunt.toymc`` is.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .shapes import SignalShape
+from .shapes import SignalShape, comb_integral, edge_factor
 
 __all__ = ["TruthCurves", "generate_candidates"]
 
@@ -26,6 +26,12 @@ class TruthCurves:
 
     Defaults loosely follow a Belle II-like diphoton resolution (~1% of m
     plus a constant) with a low-side energy-leakage tail.
+
+    ``comb0 + comb1 * m`` is the wrong-pair fraction in the window without an
+    edge. With ``edge_q`` (GeV^2) the wrong pairs end at
+    ``sqrt(edge_q - mu^2)`` (width ``edge_width``, GeV), like the kinematic
+    edge ``sqrt(s - m_a^2)`` of the real spectrum: the line is cut there and
+    the fraction in the window is what survives of it.
     """
 
     sigma0: float = 0.008
@@ -45,10 +51,12 @@ class TruthCurves:
     eff0: float = 0.30
     eff1: float = 0.025
     eff2: float = -0.0015
+    edge_q: float | None = None
+    edge_width: float = 0.04
     extra: dict = field(default_factory=dict)
 
     def shape(self, m: float) -> SignalShape:
-        return SignalShape(
+        base = SignalShape(
             mu=m + self.shift0 + self.shift1 * m,
             sigma=self.sigma0 + self.sigma1 * m,
             alpha_l=self.alpha_l0 + self.alpha_l1 * m,
@@ -58,6 +66,23 @@ class TruthCurves:
             comb_fraction=float(np.clip(self.comb0 + self.comb1 * m, 0.0, 1.0)),
             comb_slope=float(np.clip(self.slope0 + self.slope1 * m, -1.0, 1.0)),
         )
+        if self.edge_q is None:
+            return base
+        edge = float(np.sqrt(max(self.edge_q - base.mu**2, 0.0)))
+        level = self.comb_level(m)
+        lo, hi = base.window(base.comb_domain)
+        with_edge = replace(base, comb_edge=edge, comb_edge_width=self.edge_width)
+        e, w = with_edge._edge_u()
+        kept = float(comb_integral(-1.0, 1.0, base.comb_slope, e, w) / comb_integral(-1.0, 1.0, base.comb_slope))
+        r = kept * level
+        if r < 1e-12:
+            return replace(base, comb_fraction=0.0)
+        return replace(with_edge, comb_fraction=r / (1.0 + r))
+
+    def comb_level(self, m: float) -> float:
+        """Wrong pairs per truth-matched pair in the window without the edge."""
+        f = float(np.clip(self.comb0 + self.comb1 * m, 0.0, 0.999))
+        return f / (1.0 - f)
 
     def efficiency(self, m: float | NDArray) -> float | NDArray:
         """True truth-matched efficiency (fraction of generated events with a TM candidate in the window)."""
@@ -105,8 +130,17 @@ def generate_candidates(
         tm_shape = SignalShape(shape.mu, shape.sigma, shape.alpha_l, shape.n_l, shape.alpha_r, shape.n_r)
         comb_shape = SignalShape(shape.mu, shape.sigma, shape.alpha_l, shape.n_l, shape.alpha_r, shape.n_r, comb_fraction=1.0, comb_slope=shape.comb_slope)
         x_tm = tm_shape.sample(n_tm, lo, hi, rng=rng)
-        x_comb = comb_shape.sample(n_comb, lo, hi, rng=rng)
-        density = comb_shape.comb_pdf(np.array([lo, hi]), lo, hi) * n_comb
+        edged = truth.edge_q is not None
+        if edged:
+            # wrong pairs: the line with the edge in the window; outside it, the edge-free density
+            # at the window boundaries times the step (so the edge shows wherever it is)
+            comb_shape = replace(comb_shape, comb_edge=float(np.sqrt(max(truth.edge_q - shape.mu**2, 0.0))), comb_edge_width=truth.edge_width)
+            free = replace(comb_shape, comb_edge=np.inf, comb_edge_width=0.0)
+            density = free.comb_pdf(np.array([lo, hi]), lo, hi) * n_tm * truth.comb_level(m)
+            x_comb = comb_shape.sample(n_comb, lo, hi, rng=rng) if n_comb else np.empty(0)
+        else:
+            x_comb = comb_shape.sample(n_comb, lo, hi, rng=rng)
+            density = comb_shape.comb_pdf(np.array([lo, hi]), lo, hi) * n_comb
         # the first 10 sigma of the continuation from the main stream, the rest from its own
         # stream (so the candidates near the window do not depend on how far it reaches)
         near = min(outside_width, 10.0) * shape.sigma
@@ -117,6 +151,8 @@ def generate_candidates(
             n_lo, n_hi = int(rng_far.poisson(density[0] * far)), int(rng_far.poisson(density[1] * far))
             x_out += [lo - near - rng_far.uniform(0, far, n_lo), hi + near + rng_far.uniform(0, far, n_hi)]
         x_out = np.concatenate(x_out)
+        if edged:
+            x_out = x_out[rng_far.random(x_out.size) < edge_factor(x_out, comb_shape.comb_edge, truth.edge_width)]
         x = np.concatenate([x_tm, x_comb, x_out])
         tm = np.concatenate([np.ones(n_tm, bool), np.zeros(n_comb + x_out.size, bool)])
         xs.append(x)

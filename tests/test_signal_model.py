@@ -315,23 +315,56 @@ def _toy_mc_candidates(masses, n_per_mass: int, seed: int):
     return np.concatenate(xs), np.concatenate(tms).astype(bool), np.concatenate(mas), ngen
 
 
+def toy_closure_figures(model: SignalModel, x, ma, mass: float) -> dict:
+    """Closure of the interpolated shape at a held-out generated mass against its MC and its own fit."""
+    shape, fit = model.shape(mass), model.fit_at(mass)
+    lo, hi = shape.window(20.0)
+    sel = (ma == mass) & (x >= lo) & (x <= hi)
+    chi2, ndf, p = chi2_equal_probability(x[sel], None, shape, lo, hi, n_bins=40)
+    eff, unc = model.efficiency(mass), model.efficiency_uncertainty(mass)
+    eff_t, unc_t = model.efficiency_total(mass), model.efficiency_total_uncertainty(mass)
+    return {
+        "mass": mass,
+        "chi2": chi2,
+        "ndf": ndf,
+        "pvalue": p,
+        "mu_bias_sigma": (shape.mu - fit.params["mu"]) / fit.params["sigma"],
+        "sigma_ratio": shape.sigma / fit.params["sigma"],
+        "sigma_fit_rel_err": fit.errors["sigma"] / fit.params["sigma"],
+        "eff_pull": (eff - fit.eff_tm) / math.hypot(unc, fit.eff_tm_err),
+        "eff_total_pull": (eff_t - fit.eff_total) / math.hypot(unc_t, fit.eff_total_err),
+        "comb_fraction": (shape.comb_fraction, fit.params["comb_fraction"]),
+        "edge_in_window": shape.edge_matters(hi),
+    }
+
+
+#: generated grid and held-out masses of the toy-MC closure: across the range, including the
+#: masses where the wrong-pair edge sits just above the window (7.0), inside it (7.5) and
+#: below it (8.5, no wrong pairs in the window)
+TOY_MASSES = np.round(np.arange(1.0, 9.51, 0.5), 6)
+TOY_HOLDOUT = (3.0, 6.0, 7.0, 7.5, 8.5)
+
+
 @pytest.mark.slow
 def test_closure_on_toy_mc(fitter: CalibrationFitter) -> None:
-    # held-out masses below ~7 GeV: above, the wrong-pair spectrum has a kinematic edge inside
-    # mu +- 20 sigma that a first-order Chebyshev does not describe (see the tutorial)
-    masses = np.round(np.linspace(1.0, 9.0, 11), 6)
-    holdout = (masses[2], masses[5])
-    x, tm, ma, ngen = _toy_mc_candidates(masses, 30000, seed=2)
-    model = build_signal_model(x, tm, ma, n_generated=ngen, holdout=holdout, fitter=fitter)
-    assert sum(f.ok for f in model.fits) == len(masses)
-    for mass in holdout:
-        shape, fit = model.shape(mass), model.fit_at(mass)
-        assert abs(shape.mu - fit.params["mu"]) < 0.1 * fit.params["sigma"]
-        assert abs(shape.sigma / fit.params["sigma"] - 1) < 0.03 + 2 * fit.errors["sigma"] / fit.params["sigma"]
-        lo, hi = shape.window(20.0)
-        sel = (ma == mass) & (x >= lo) & (x <= hi)
-        assert chi2_equal_probability(x[sel], None, shape, lo, hi, n_bins=40)[2] > 0.01
-        assert abs(model.efficiency(mass) - fit.eff_tm) < 3.0 * math.hypot(model.efficiency_uncertainty(mass), fit.eff_tm_err)
+    x, tm, ma, ngen = _toy_mc_candidates(TOY_MASSES, 40000, seed=3)
+    model = build_signal_model(x, tm, ma, n_generated=ngen, holdout=TOY_HOLDOUT, fitter=fitter)
+    assert sum(f.ok for f in model.fits) == len(TOY_MASSES)
+    # the wrong-pair edge is measured near the transition and interpolated: it is in the window at 7.5 GeV
+    assert "comb_edge_q" in model.curves
+    assert model.fit_at(7.5).edge_status == "measured" and model.fit_at(8.5).edge_status == "below"
+    for mass in TOY_HOLDOUT:
+        fit = model.fit_at(mass)
+        c = toy_closure_figures(model, x, ma, mass)
+        assert abs(c["mu_bias_sigma"]) < 0.1, c
+        # sigma within 3 % (plus the held-out fit's own error)
+        assert abs(c["sigma_ratio"] - 1) < 0.03 + 2 * c["sigma_fit_rel_err"], c
+        assert c["pvalue"] > 0.01, c
+        assert abs(c["eff_pull"]) < 3.0 and abs(c["eff_total_pull"]) < 3.0, c
+        # the combinatorial fraction follows the edge: no wrong pairs predicted where there are none
+        assert abs(c["comb_fraction"][0] - c["comb_fraction"][1]) < 3 * fit.errors["comb_fraction"] + 0.01, c
+    assert toy_closure_figures(model, x, ma, 7.5)["edge_in_window"]
+    assert model.shape(8.5).comb_fraction < 1e-3
 
 
 # -- command line -------------------------------------------------------------------------------------
