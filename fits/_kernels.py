@@ -358,35 +358,85 @@ def _ev3(acc, e, sv, x, t0, t1, t2, t3, t4):  # pragma: no cover - compiled
 
 
 @njit(inline="always", error_model="numpy")
+def _lg_add(acc, e, lam):  # pragma: no cover - compiled
+    """Add ``log lambda`` to lane ``e`` as mantissa product and exponent sum (see ``_slog3``);
+    count densities that are not positive (``acc[2]``) or not normal numbers (``acc[3]``)."""
+    b = _f2i(lam)
+    acc[0, e] *= _i2f((b & 0xFFFFFFFFFFFFF) | 0x3FF0000000000000)
+    acc[1, e] += float((b >> 52) - 1023)
+    acc[2, e] += 0.0 if lam > 0.0 else 1.0
+    acc[3, e] += 0.0 if (lam >= _DBL_MIN and lam <= _DBL_MAX) else 1.0
+
+
+@njit(inline="always", error_model="numpy")
+def _lg_renorm(acc, L):  # pragma: no cover - compiled
+    """Move the exponents of the lane products ``acc[0, :L]`` into the exponent sums ``acc[1]``."""
+    for e in range(L):
+        b = _f2i(acc[0, e])
+        acc[1, e] += float((b >> 52) - 1023)
+        acc[0, e] = _i2f((b & 0xFFFFFFFFFFFFF) | 0x3FF0000000000000)
+
+
+@njit(inline="always", error_model="numpy")
+def _lg_init(acc, L):  # pragma: no cover - compiled
+    for e in range(L):
+        acc[0, e] = 1.0
+        acc[1, e] = 0.0
+        acc[2, e] = 0.0
+        acc[3, e] = 0.0
+
+
+@njit(inline="always", error_model="numpy")
+def _lg_total(acc, L):  # pragma: no cover - compiled
+    """``sum log lambda`` from the ``L`` lanes (a power of 2) of ``_lg_add``, in a fixed order."""
+    _lg_renorm(acc, L)
+    for e in range(L):
+        acc[0, e] = _log_pos(acc[0, e])
+    h = L // 2
+    while h >= 1:
+        for q in range(4):
+            for e in range(h):
+                acc[q, e] += acc[q, e + h]
+        h //= 2
+    ex = acc[1, 0]
+    return ex * _LN2_HI + (acc[0, 0] + ex * _LN2_LO)
+
+
+@njit(inline="always", error_model="numpy")
 def _lg3(acc, e, sv, x, t0, t1, t2, t3, t4):  # pragma: no cover - compiled
-    """Add one event's ``log lambda`` to lane ``e`` of ``acc[0]``; count non-positive and not normal lambda."""
     x2 = 2.0 * x
     T2 = x2 * x - 1.0
     T3 = x2 * T2 - x
-    lam = t0 * sv + t1 + t2 * x + t3 * T2 + t4 * T3
-    acc[0, e] += _log_pos(lam)
-    acc[1, e] += 0.0 if lam > 0.0 else 1.0
-    acc[2, e] += 0.0 if (lam >= _DBL_MIN and lam <= _DBL_MAX) else 1.0
+    _lg_add(acc, e, t0 * sv + t1 + t2 * x + t3 * T2 + t4 * T3)
 
 
 @njit(cache=True, error_model="numpy")
 def _slog3(s, xp, n, th):  # pragma: no cover - compiled
-    """``_slog`` for the cubic background (P = 5): 8 lanes."""
+    """``_slog`` for the cubic background (P = 5): 8 lanes.
+
+    ``sum_i log lambda_i`` without a logarithm per event: ``lambda = m 2^k`` from its
+    bits (exact), the lane accumulates the exponents ``k`` (exactly) and the product of
+    the mantissas ``m`` in [1, 2) (relative rounding error below n u / 8; its exponent is
+    moved to the exponent sum every 64 events per lane, before it can overflow); the
+    total is ``sum k ln 2 + sum_lanes log(product)``.
+    """
     t0, t1, t2, t3, t4 = th[0], th[1], th[2], th[3], th[4]
-    acc = carray(_stack_f64(24), (3, 8))
-    for q in range(3):
-        for e in range(8):
-            acc[q, e] = 0.0
+    acc = carray(_stack_f64(32), (4, 8))
+    _lg_init(acc, 8)
     nb = n - n % 8
     for b0 in range(0, nb, 8):
         for e in range(8):
             _lg3(acc, e, s[b0 + e], xp[b0 + e], t0, t1, t2, t3, t4)
+        if (b0 & 511) == 504:
+            _lg_renorm(acc, 8)
     for e in range(n - nb):
         _lg3(acc, e, s[nb + e], xp[nb + e], t0, t1, t2, t3, t4)
-    nbad = int(_lane_sum8(acc, 1))
-    if nbad == 0 and _lane_sum8(acc, 2) > 0.0:  # subnormal or infinite density: libm
+    nbad = int(_lane_sum8(acc, 2))
+    if nbad > 0:
+        return nbad, 0.0
+    if _lane_sum8(acc, 3) > 0.0:  # subnormal or infinite density: libm
         return nbad, _slog_scalar(s, xp, n, th, 5)
-    return nbad, _lane_sum8(acc, 0)
+    return nbad, _lg_total(acc, 8)
 
 
 @njit(cache=True, error_model="numpy")
@@ -547,23 +597,26 @@ def _slogn(s, xp, n, th, P):  # pragma: no cover - compiled
         T = carray(_stack_f64(1600), (25, 64))
     else:
         T = np.empty((2 * P + 1, 64))
-    acc = carray(_stack_f64(192), (3, 64))
-    for q in range(3):
-        for e in range(64):
-            acc[q, e] = 0.0
+    acc = carray(_stack_f64(256), (4, 64))
+    _lg_init(acc, 64)
     for b0 in range(0, n, 64):
         m = min(64, n - b0)
         _block_lambda(s, xp, b0, m, th, P, T)
         for e in range(m):
-            lam = T[rl, e]
-            acc[0, e] += _log_pos(lam)
-            acc[1, e] += 0.0 if lam > 0.0 else 1.0
-            acc[2, e] += 0.0 if (lam >= _DBL_MIN and lam <= _DBL_MAX) else 1.0
-    _lane_tree(acc, 3)
-    nbad = int(acc[1, 0])
-    if nbad == 0 and acc[2, 0] > 0.0:  # subnormal or infinite density: libm
+            _lg_add(acc, e, T[rl, e])
+        if (b0 & 4095) == 4032:
+            _lg_renorm(acc, 64)
+    nbad = 0
+    for e in range(64):
+        nbad += int(acc[2, e])
+    if nbad > 0:
+        return nbad, 0.0
+    odd = 0.0
+    for e in range(64):
+        odd += acc[3, e]
+    if odd > 0.0:  # subnormal or infinite density: libm
         return nbad, _slog_scalar(s, xp, n, th, P)
-    return nbad, acc[0, 0]
+    return nbad, _lg_total(acc, 64)
 
 
 @njit(cache=True, error_model="numpy")
