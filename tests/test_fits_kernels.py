@@ -32,6 +32,34 @@ def test_vectorised_log_exp_match_libm():
     assert np.all(e[~ok] == 0.0)
 
 
+def test_lane_sums_specialised_and_general_paths_agree():
+    """The cubic-background kernels (sums in registers) and the general-order loops use the
+    same lanes and order: identical Chebyshev sums, and gradient/Hessian/NLL equal to rounding."""
+    rng = np.random.default_rng(8)
+    th = np.array([12.0, 900.0, 40.0, -30.0, 5.0])
+    for n in (0, 5, 8, 13, 600, 4099):
+        xp = rng.uniform(-1, 1, n)
+        s = rng.exponential(20.0, n)
+        o3, o4 = np.empty(4), np.empty(5)
+        kern._cheb_sums(xp, n, 3, o3)
+        kern._cheb_sums(xp, n, 4, o4)
+        assert o3.tobytes() == o4[:4].tobytes()
+        np.testing.assert_allclose(o4, [np.sum(np.cos(m * np.arccos(xp))) for m in range(5)], rtol=1e-12, atol=1e-9)
+        g3, H3, gn, Hn = np.empty(5), np.empty((5, 5)), np.empty(5), np.empty((5, 5))
+        assert kern._pass3(s, xp, n, th, g3, H3) == kern._passn(s, xp, n, th, 5, gn, Hn) == 0
+        np.testing.assert_allclose(g3, gn, rtol=1e-13)
+        np.testing.assert_allclose(H3, Hn, rtol=1e-13)
+        lam = s * th[0] + np.polynomial.chebyshev.chebval(xp, th[1:])
+        ref = math.fsum(np.log(lam))
+        for nb, sl in (kern._slog3(s, xp, n, th), kern._slogn(s, xp, n, th, 5)):
+            assert nb == 0 and abs(sl - ref) <= 1e-13 * max(abs(ref), 1.0)
+        np.testing.assert_allclose(gn, [np.sum(s / lam)] + [np.sum(np.cos(m * np.arccos(xp)) / lam) for m in range(4)], rtol=1e-12)
+    # densities that are not positive are counted, not summed
+    th_bad = th.copy()
+    th_bad[1] = -1e4
+    assert kern._slog3(s, xp, n, th_bad)[0] > 0 and kern._pass3(s, xp, n, th_bad, g3, H3) > 0
+
+
 def _spectrum(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = np.concatenate([rng.uniform(0.5, 1.5, n), rng.normal(1.0, 0.012, n // 50)])
