@@ -109,7 +109,9 @@ def _uses(f: MassFit, name: str) -> bool:
     if name in ("comb_slope",):
         return f.n_comb > 0 and f.errors.get("comb_slope", 0.0) > 0
     if name == "comb_level":
-        return f.edge_status != "below" and f.comb_kept > _MIN_KEPT
+        # no wrong pairs in the window and no edge seen: nothing to learn about the level
+        informative = f.n_comb > 0 or f.edge_status in ("above", "measured")
+        return informative and f.edge_status != "below" and f.comb_kept > _MIN_KEPT
     if name in ("comb_edge_q", "comb_edge_width", "comb_edge"):
         return f.edge_status == "measured" and "comb_edge" in f.params
     return True

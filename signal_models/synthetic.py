@@ -27,11 +27,13 @@ class TruthCurves:
     Defaults loosely follow a Belle II-like diphoton resolution (~1% of m
     plus a constant) with a low-side energy-leakage tail.
 
-    ``comb0 + comb1 * m`` is the wrong-pair fraction in the window without an
-    edge. With ``edge_q`` (GeV^2) the wrong pairs end at
-    ``sqrt(edge_q - mu^2)`` (width ``edge_width``, GeV), like the kinematic
-    edge ``sqrt(s - m_a^2)`` of the real spectrum: the line is cut there and
-    the fraction in the window is what survives of it.
+    ``comb0 + comb1 * m`` is the wrong-pair fraction in the window. With
+    ``edge_q`` (GeV^2) the wrong pairs end at ``sqrt(edge_q - mu^2)`` (width
+    ``edge_width``, GeV), like the kinematic edge ``sqrt(s - m_a^2)`` of the
+    real spectrum, and follow phase space as the real ones do: before the
+    edge cuts them, ``acc0 + acc1 * m`` times ``8 * 20 sigma * mu / edge^2``
+    wrong pairs per truth-matched pair in the window (m_12^2 uniform up to
+    the edge); the fraction in the window is what the edge leaves of them.
     """
 
     sigma0: float = 0.008
@@ -53,6 +55,8 @@ class TruthCurves:
     eff2: float = -0.0015
     edge_q: float | None = None
     edge_width: float = 0.04
+    acc0: float = 1.0
+    acc1: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def shape(self, m: float) -> SignalShape:
@@ -80,9 +84,12 @@ class TruthCurves:
         return replace(with_edge, comb_fraction=r / (1.0 + r))
 
     def comb_level(self, m: float) -> float:
-        """Wrong pairs per truth-matched pair in the window without the edge."""
-        f = float(np.clip(self.comb0 + self.comb1 * m, 0.0, 0.999))
-        return f / (1.0 - f)
+        """Wrong pairs per truth-matched pair in the window before the edge cuts them."""
+        if self.edge_q is None:
+            f = float(np.clip(self.comb0 + self.comb1 * m, 0.0, 0.999))
+            return f / (1.0 - f)
+        mu, sigma = m + self.shift0 + self.shift1 * m, self.sigma0 + self.sigma1 * m
+        return (self.acc0 + self.acc1 * m) * 8.0 * 20.0 * sigma * mu / max(self.edge_q - mu * mu, 1e-12)
 
     def efficiency(self, m: float | NDArray) -> float | NDArray:
         """True truth-matched efficiency (fraction of generated events with a TM candidate in the window)."""

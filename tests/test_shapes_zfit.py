@@ -100,3 +100,25 @@ def test_rescale_comb_slope_same_line() -> None:
     f1 = 1 + 0.5 * x / 2.0
     f2 = 1 + s2 * (x - 1.0) / 3.0
     np.testing.assert_allclose(f1 / f2, (f1 / f2)[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("edge", [(5.3, 0.05), (5.0, 0.02), (4.5, 0.1), (4.97, 0.004)])
+def test_zfit_equals_numpy_with_edge(window: tuple[float, float], edge: tuple[float, float]) -> None:
+    from signal_models.zfit_shapes import EdgedChebyshev
+
+    e, w = edge
+    shape = _shape(comb_edge=e, comb_edge_width=w)
+    lo, hi = window
+    if e + 9 * w < lo:
+        pytest.skip("no wrong pairs left on this window")
+    sig = shape.to_zfit_signal(zfit.Space("mgg", lo, hi))
+    assert isinstance(sig.comb, EdgedChebyshev) == shape.edge_matters(hi)
+    x = np.concatenate([np.linspace(lo, hi, 997), [e]])
+    x = x[(x >= lo) & (x <= hi)]
+    np.testing.assert_allclose(sig.pdf.pdf(x).numpy(), shape.pdf(x, lo, hi), rtol=1e-10)
+    a, b = lo + 0.3 * (hi - lo), lo + 0.55 * (hi - lo)
+    assert float(sig.pdf.integrate((a, b))[0]) == pytest.approx(shape.integral(a, b, lo, hi), rel=1e-10, abs=1e-14)
+    # floating parameters keep the edge fixed and read it back
+    fl = shape.to_zfit_signal(zfit.Space("mgg", lo, hi), floating=["mu", "sigma", "comb_slope"], prefix=f"e{abs(hash((window, edge)))}")
+    assert fl.to_shape().comb_edge == e and fl.to_shape().comb_edge_width == w

@@ -120,6 +120,37 @@ def test_closure_chi2_detects_a_wrong_shape(model: SignalModel, sample: tuple) -
     assert chi2_equal_probability(x[sel], None, wrong, lo, hi, n_bins=40)[2] < 1e-3
 
 
+def test_closure_through_the_wrong_pair_edge(fitter: CalibrationFitter) -> None:
+    # synthetic truth whose wrong pairs end at sqrt(q - mu^2), like the real kinematic edge: it
+    # sits above the window at 7.0 GeV, inside it at 7.5 GeV and below it from 8 GeV on
+    truth = TruthCurves(sigma0=0.004, sigma1=0.0015, edge_q=111.7, edge_width=0.04)
+    masses = np.round(np.arange(5.5, 9.01, 0.5), 6)
+    holdout = (7.0, 7.5)
+    x, tm, ma, ngen = generate_candidates(masses, n_generated=8000, truth=truth, seed=31)
+    model = build_signal_model(x, tm, ma, n_generated=ngen, holdout=holdout, fixed_values={"n_l": truth.n_l, "n_r": truth.n_r}, fitter=fitter)
+    # from 8 GeV on the wrong pairs end below the window (or so far below that none are generated near it)
+    assert all(f.edge_status in ("below", "none") and f.n_comb == 0 for f in model.fits if f.mass >= 8.0)
+    for mass in holdout:
+        shape, true, fit = model.shape(mass), truth.shape(mass), model.fit_at(mass)
+        assert fit.edge_status == "measured" and abs(fit.params["comb_edge"] - true.comb_edge) < 3 * fit.errors["comb_edge"] + 1e-3
+        # the interpolated edge and fraction follow the truth through the transition
+        assert abs(model.parameter("comb_edge", mass) - true.comb_edge) < 0.25 * truth.edge_width
+        assert abs(shape.comb_fraction - true.comb_fraction) < 3 * fit.errors["comb_fraction"]
+        lo, hi = shape.window(20.0)
+        sel = (ma == mass) & (x >= lo) & (x <= hi)
+        assert chi2_equal_probability(x[sel], None, shape, lo, hi, n_bins=40)[2] > 0.01
+        assert abs(model.efficiency_total(mass) - fit.eff_total) < 3 * math.hypot(model.efficiency_total_uncertainty(mass), fit.eff_total_err)
+    assert model.shape(7.5).edge_matters(model.shape(7.5).window(20.0)[1])
+    # a plain line (the old shape family) fails where the edge is in the window
+    s = model.shape(7.5)
+    lo, hi = s.window(20.0)
+    sel = (ma == 7.5) & (x >= lo) & (x <= hi)
+    plain = SignalShape(**{**s.to_dict(), "comb_edge": math.inf, "comb_edge_width": 0.0, "comb_fraction": fit.params["comb_fraction"]})
+    assert chi2_equal_probability(x[sel], None, plain, lo, hi, n_bins=40)[2] < 1e-3
+    # no wrong pairs predicted where the edge is below the window, none at all at 8.25 GeV
+    assert model.shape(8.25).comb_fraction == 0.0 and model.efficiency_total(8.25) == pytest.approx(model.efficiency(8.25))
+
+
 # -- evaluation API ----------------------------------------------------------------------
 
 
