@@ -83,9 +83,7 @@ _TWO_PI = 2 * np.pi
 _BLOCK = 1024  # events per scheduling block (one thread at a time)
 _NL = 16  # lanes: events fitted side by side in a block
 _R = 16  # row stride of the lane scratch vector (>= _NL, a compile-time constant)
-_NF = 32  # converged events collected before their outputs are computed together
 _CHUNK = 16  # events in the vectorised loops over the staged block (compile-time trip count)
-_RF = 32  # row stride of that buffer (>= _NF)
 
 # rows of the lane scratch vector (photon k = 0, 1, 2 is the fastest index of each group)
 _MEAS = 0  # measured (E, theta, phi): _MEAS + 3 a + k
@@ -107,26 +105,19 @@ _G = 93  # G = D V0, rows (x, y, z): _G + 9 row + 3 a + k (row e is V0 itself)
 _NEW = 120  # linearised solution (E, theta, phi)
 _LAM = 129  # Lagrange multipliers (4)
 _CHI2 = 133  # chi2 of the linearised solution
-_FLAG = 134  # lane outcome: 0 continue, -1 converged, 3/4 step control (accepted/rejected), 5-7 failed
-_NROWS = 135
+_FLAG = 134  # step control needed after the pass: 0 no, 3 accepted step (large angle step or unphysical), 4 rejected
+_DONE = 135  # lane state: 0 iterating, -1 converged, else its status code (failed or invalid; -2 no event)
+_OCOV = 136  # fitted covariance (EE, Et, Ep, tt, tp, pp): _OCOV + 3 q + k
+_OPULL = 154  # pulls (E, theta, phi): _OPULL + 3 a + k
+_OKC = 163  # L^-1 G columns for the full covariance: _OKC + 12 k + 4 a + q
+_NROWS = 199
 
 # rows of the block's staged input (index 3 (i - lo) + k)
 _IE, _IT, _IP = 0, 1, 2  # measured E, theta, phi
 _IV = 3  # symmetrised covariance (EE, Et, Ep, tt, tp, pp)
 _IST, _ICT, _ISQ, _ISP, _ICP = 9, 10, 11, 12, 13  # sin theta, cos theta, sqrt(1 - cos^2 theta), sin phi, cos phi
-_IBAD = 14  # failed validity tests (bit mask, see _stage_block)
-_IROWS = 15
-
-# rows of the converged-event buffer
-_FL = 0  # Cholesky factor (10)
-_FG = 10  # G rows x, y, z (27)
-_FV = 37  # V0 (18)
-_FNEW = 55  # fitted (9)
-_FMEAS = 64  # measured (9)
-_FCOV = 73  # fitted covariance (EE, Et, Ep, tt, tp, pp) (18)
-_FPULL = 91  # pulls (9)
-_FK = 100  # L^-1 G columns: _FK + 12 k + 4 a + q (36), for the full covariance
-_FROWS = 136
+_INF, _INE, _INT, _INC = 14, 15, 16, 17  # 1.0 if the test failed: non-finite, E <= 0, theta, covariance
+_IROWS = 18
 
 # pi/2 = _PIO2_1 + _PIO2_2 + _PIO2_3 (the first two with 33 significant bits, so k * _PIO2_1 and
 # k * _PIO2_2 are exact for |k| < 2^20), and 2/pi
@@ -318,11 +309,10 @@ def _stage_photon(Ef, tf, pf, CT, IN, b, q):  # type: ignore[no-untyped-def]
     m2 = c00 * c11 - c01 * c01
     det = c00 * (c11 * c22 - c12 * c12) - c01 * (c01 * c22 - c12 * c02) + c02 * (c01 * c12 - c11 * c02)
     pd = (c00 > 0) & (m2 > 0) & (det > 0) & (not asym)
-    bad = 0.0 if fin else 1.0
-    bad += 0.0 if E > 0 else 2.0
-    bad += 0.0 if (t > 0) & (t < np.pi) else 4.0
-    bad += 0.0 if pd else 8.0
-    IN[_IBAD * B3 + q] = bad
+    IN[_INF * B3 + q] = 0.0 if fin else 1.0
+    IN[_INE * B3 + q] = 0.0 if E > 0 else 1.0
+    IN[_INT * B3 + q] = 0.0 if (t > 0) & (t < np.pi) else 1.0
+    IN[_INC * B3 + q] = 0.0 if pd else 1.0
     IN[_IE * B3 + q] = E
     IN[_IT * B3 + q] = t
     IN[_IP * B3 + q] = p
@@ -347,14 +337,15 @@ def _stage_block(Ef, tf, pf, cf, lo, hi, IN, CT):  # type: ignore[no-untyped-def
     """Measured values, symmetrised covariance, sin/cos and validity of the photons of events lo..hi-1.
 
     Vectorised over (event, photon) pairs; writes ``IN[row * 3 _BLOCK + 3 (i - lo) + k]``
-    with the rows ``_IE`` ... ``_IBAD`` (flat input views: ``Ef, tf, pf`` (3 n,),
-    ``cf`` (27 n,)). ``_IBAD`` holds the failed tests of the photon as a bit
-    mask: 1 non-finite input, 2 E <= 0, 3 theta outside (0, pi), 8 covariance
-    not symmetric (relative 1e-9) positive definite (leading minors > 0); the
+    with the rows ``_IE`` ... ``_INC`` (flat input views: ``Ef, tf, pf`` (3 n,),
+    ``cf`` (27 n,)). ``_INF, _INE, _INT, _INC`` flag the failed tests of the
+    photon: non-finite input, E <= 0, theta outside (0, pi), covariance not
+    symmetric (relative 1e-9) positive definite (leading minors > 0); the
     event's status follows the precedence of ``kinfit._validate``. sin/cos of
     angles beyond ``_SINCOS_MAX`` are redone with math.sin/cos afterwards.
     """
     B3 = 3 * _BLOCK
+    lo = max(lo, 0)  # lets LLVM drop numba's negative-index wraparound
     b = 3 * lo
     m = 3 * (hi - lo)
     # covariance rows r = (photon, a) transposed first, column c to CT[c * 3 B3 + r]: reading a
@@ -503,11 +494,14 @@ def _lamb_step(X, l, q, adv):  # type: ignore[no-untyped-def]
 def _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint):  # type: ignore[no-untyped-def]
     """One linearisation of every lane: Jacobian, S, Cholesky, solution, decisions, and the accepted step.
 
-    Writes the lane outcome to row ``_FLAG``: -1 converged (outputs from
-    ``_LF``, ``_G``, ``_NEW``, ``_CHI2``, ``_LAM``), 5/6/7 failed with that
-    status, 3 accepted but needs scalar step control (large angle step or
-    unphysical point), 4 rejected (step to halve), 0 accepted and continues
-    (state already advanced).
+    Lanes that are done (row ``_DONE`` != 0) keep their state: their
+    linearisation is recomputed from the same point, giving bit for bit the
+    values (``_LF``, ``_G``, ``_NEW``, ``_CHI2``, ``_LAM``) of the pass in
+    which they converged. Open lanes that converge get ``_DONE = -1``, failing
+    ones their status code; ``_FLAG`` marks lanes that need scalar step
+    control (3: accepted step with a large angle step or an unphysical
+    point, 4: rejected step). Accepted steps are already taken. Returns the
+    numbers of lanes still open and of lanes needing step control.
     The loop body has no branches, so it is vectorised across lanes.
     """
     R = _R
@@ -533,6 +527,8 @@ def _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constrai
     b33 = Vb[3, 3]
     f_max_iter = float(max_iter)
     f_max_halv = float(max_halvings)
+    n_open = 0
+    n_ctl = 0
     for l in range(_NL):
         # --- linearise: Jacobian, G = D V0, S = D V0 D^T, balance H, r = D (alpha0 - alpha) ---
         S0 = 0.0
@@ -669,7 +665,9 @@ def _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constrai
         X[(_LAM + 3) * R + l] = x3
         X[_CHI2 * R + l] = chi2_new
         # --- decisions (as selects) ----------------------------------------------------
-        niter = X[_NITER * R + l] + 1.0
+        done0 = X[_DONE * R + l]
+        is_open = done0 == 0.0
+        niter = X[_NITER * R + l] + (1.0 if is_open else 0.0)
         X[_NITER * R + l] = niter
         h_prev = X[_HPREV * R + l]
         reject = (h > h_prev) & (h > tol_chi2) & (X[_NHALV * R + l] < f_max_halv) & ok
@@ -677,13 +675,14 @@ def _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constrai
         finite = abs(chi2_new) < np.inf
         hc_ok = (abs(Hcx) < tol_constraint) & (abs(Hcy) < tol_constraint) & (abs(Hcz) < tol_constraint) & (
             abs(Hce) < tol_constraint)
-        conv = accept & finite & (abs(chi2_new - X[_C2PREV * R + l]) < tol_chi2) & hc_ok
+        conv = is_open & accept & finite & (abs(chi2_new - X[_C2PREV * R + l]) < tol_chi2) & hc_ok
         bad_iter = accept & (not finite)
         code = 0.0
         code = float(_MAX_ITER) if niter >= f_max_iter else code
         code = float(_BAD_ITER) if bad_iter else code
         code = float(_BAD_S) if not ok else code
-        adv = accept & (not conv) & (code == 0.0)  # accepted step, the lane continues
+        code = code if is_open else 0.0
+        adv = is_open & accept & (not conv) & (code == 0.0)  # accepted step, the lane continues
         # --- advance accepted lanes to the new solution (sin/cos by angle addition) -------
         big0, unp0 = _photon_step(X, l, 0, x0, x1, x2, x3, adv)
         big1, unp1 = _photon_step(X, l, 1, x0, x1, x2, x3, adv)
@@ -702,11 +701,15 @@ def _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constrai
         X[_NHALV * R + l] = 0.0 if adv else nh
         X[_HPREV * R + l] = h if adv else h_prev
         X[_C2PREV * R + l] = chi2_new if adv else c2p
-        flag = code
-        flag = 3.0 if adv & (big | unphys) else flag
-        flag = 4.0 if (not accept) & (code == 0.0) else flag
-        flag = -1.0 if conv else flag
-        X[_FLAG * R + l] = flag
+        ctl = 3.0 if adv & (big | unphys) else 0.0
+        ctl = 4.0 if is_open & (not accept) & (code == 0.0) else ctl
+        X[_FLAG * R + l] = ctl
+        done1 = code if code != 0.0 else done0
+        done1 = -1.0 if conv else done1
+        X[_DONE * R + l] = done1
+        n_open += np.int64(done1 == 0.0)
+        n_ctl += np.int64(ctl != 0.0)
+    return n_open, n_ctl
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
@@ -769,85 +772,164 @@ def _floor300(x):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=False, error_model="numpy", inline="always")
-def _photon_outputs(F, j, k, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3):  # type: ignore[no-untyped-def]
-    """Fitted covariance, pulls and L^-1 G columns of photon k of buffered event j."""
-    RF = _RF
+def _photon_outputs(X, l, k, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3):  # type: ignore[no-untyped-def]
+    """Fitted covariance V0 - (L^-1 G)^T (L^-1 G), pulls and L^-1 G columns of photon k of lane l."""
+    R = _R
     k00, k01, k02, k03 = _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3,
-                               F[(_FG + k) * RF + j], F[(_FG + 9 + k) * RF + j],
-                               F[(_FG + 18 + k) * RF + j], F[(_FV + k) * RF + j])
+                               X[(_G + k) * R + l], X[(_G + 9 + k) * R + l],
+                               X[(_G + 18 + k) * R + l], X[(_V + k) * R + l])
     k10, k11, k12, k13 = _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3,
-                               F[(_FG + 3 + k) * RF + j], F[(_FG + 12 + k) * RF + j],
-                               F[(_FG + 21 + k) * RF + j], F[(_FV + 3 + k) * RF + j])
+                               X[(_G + 3 + k) * R + l], X[(_G + 12 + k) * R + l],
+                               X[(_G + 21 + k) * R + l], X[(_V + 3 + k) * R + l])
     k20, k21, k22, k23 = _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3,
-                               F[(_FG + 6 + k) * RF + j], F[(_FG + 15 + k) * RF + j],
-                               F[(_FG + 24 + k) * RF + j], F[(_FV + 6 + k) * RF + j])
+                               X[(_G + 6 + k) * R + l], X[(_G + 15 + k) * R + l],
+                               X[(_G + 24 + k) * R + l], X[(_V + 6 + k) * R + l])
     r00 = k00 * k00 + k01 * k01 + k02 * k02 + k03 * k03
     r01 = k00 * k10 + k01 * k11 + k02 * k12 + k03 * k13
     r02 = k00 * k20 + k01 * k21 + k02 * k22 + k03 * k23
     r11 = k10 * k10 + k11 * k11 + k12 * k12 + k13 * k13
     r12 = k10 * k20 + k11 * k21 + k12 * k22 + k13 * k23
     r22 = k20 * k20 + k21 * k21 + k22 * k22 + k23 * k23
-    F[(_FCOV + k) * RF + j] = F[(_FV + k) * RF + j] - r00
-    F[(_FCOV + 3 + k) * RF + j] = F[(_FV + 3 + k) * RF + j] - r01
-    F[(_FCOV + 6 + k) * RF + j] = F[(_FV + 6 + k) * RF + j] - r02
-    F[(_FCOV + 9 + k) * RF + j] = F[(_FV + 9 + k) * RF + j] - r11
-    F[(_FCOV + 12 + k) * RF + j] = F[(_FV + 12 + k) * RF + j] - r12
-    F[(_FCOV + 15 + k) * RF + j] = F[(_FV + 15 + k) * RF + j] - r22
-    F[(_FPULL + k) * RF + j] = (F[(_FMEAS + k) * RF + j] - F[(_FNEW + k) * RF + j]) / math.sqrt(
-        _floor300(r00))
-    F[(_FPULL + 3 + k) * RF + j] = (F[(_FMEAS + 3 + k) * RF + j] - F[(_FNEW + 3 + k) * RF + j]) / math.sqrt(
-        _floor300(r11))
-    F[(_FPULL + 6 + k) * RF + j] = (F[(_FMEAS + 6 + k) * RF + j] - F[(_FNEW + 6 + k) * RF + j]) / math.sqrt(
-        _floor300(r22))
-    F[(_FK + 12 * k + 0) * RF + j] = k00
-    F[(_FK + 12 * k + 1) * RF + j] = k01
-    F[(_FK + 12 * k + 2) * RF + j] = k02
-    F[(_FK + 12 * k + 3) * RF + j] = k03
-    F[(_FK + 12 * k + 4) * RF + j] = k10
-    F[(_FK + 12 * k + 5) * RF + j] = k11
-    F[(_FK + 12 * k + 6) * RF + j] = k12
-    F[(_FK + 12 * k + 7) * RF + j] = k13
-    F[(_FK + 12 * k + 8) * RF + j] = k20
-    F[(_FK + 12 * k + 9) * RF + j] = k21
-    F[(_FK + 12 * k + 10) * RF + j] = k22
-    F[(_FK + 12 * k + 11) * RF + j] = k23
+    X[(_OCOV + k) * R + l] = X[(_V + k) * R + l] - r00
+    X[(_OCOV + 3 + k) * R + l] = X[(_V + 3 + k) * R + l] - r01
+    X[(_OCOV + 6 + k) * R + l] = X[(_V + 6 + k) * R + l] - r02
+    X[(_OCOV + 9 + k) * R + l] = X[(_V + 9 + k) * R + l] - r11
+    X[(_OCOV + 12 + k) * R + l] = X[(_V + 12 + k) * R + l] - r12
+    X[(_OCOV + 15 + k) * R + l] = X[(_V + 15 + k) * R + l] - r22
+    X[(_OPULL + k) * R + l] = (X[(_MEAS + k) * R + l] - X[(_NEW + k) * R + l]) / math.sqrt(_floor300(r00))
+    X[(_OPULL + 3 + k) * R + l] = (X[(_MEAS + 3 + k) * R + l] - X[(_NEW + 3 + k) * R + l]) / math.sqrt(_floor300(r11))
+    X[(_OPULL + 6 + k) * R + l] = (X[(_MEAS + 6 + k) * R + l] - X[(_NEW + 6 + k) * R + l]) / math.sqrt(_floor300(r22))
+    X[(_OKC + 12 * k + 0) * R + l] = k00
+    X[(_OKC + 12 * k + 1) * R + l] = k01
+    X[(_OKC + 12 * k + 2) * R + l] = k02
+    X[(_OKC + 12 * k + 3) * R + l] = k03
+    X[(_OKC + 12 * k + 4) * R + l] = k10
+    X[(_OKC + 12 * k + 5) * R + l] = k11
+    X[(_OKC + 12 * k + 6) * R + l] = k12
+    X[(_OKC + 12 * k + 7) * R + l] = k13
+    X[(_OKC + 12 * k + 8) * R + l] = k20
+    X[(_OKC + 12 * k + 9) * R + l] = k21
+    X[(_OKC + 12 * k + 10) * R + l] = k22
+    X[(_OKC + 12 * k + 11) * R + l] = k23
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
-def _finish_outputs(F):  # type: ignore[no-untyped-def]
-    """Fitted covariance V0 - (L^-1 G)^T (L^-1 G) per photon and pulls of nf converged events (vectorised)."""
-    RF = _RF
-    for j in range(_NF):
-        i0 = F[(_FL + 0) * RF + j]
-        L10 = F[(_FL + 1) * RF + j]
-        L20 = F[(_FL + 2) * RF + j]
-        L30 = F[(_FL + 3) * RF + j]
-        i1 = F[(_FL + 4) * RF + j]
-        L21 = F[(_FL + 5) * RF + j]
-        L31 = F[(_FL + 6) * RF + j]
-        i2 = F[(_FL + 7) * RF + j]
-        L32 = F[(_FL + 8) * RF + j]
-        i3 = F[(_FL + 9) * RF + j]
-        _photon_outputs(F, j, 0, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3)
-        _photon_outputs(F, j, 1, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3)
-        _photon_outputs(F, j, 2, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3)
+def _finish_outputs(X):  # type: ignore[no-untyped-def]
+    """Fitted covariances and pulls of every lane from its last linearisation (vectorised over lanes)."""
+    R = _R
+    for l in range(_NL):
+        i0 = X[(_LF + 0) * R + l]
+        L10 = X[(_LF + 1) * R + l]
+        L20 = X[(_LF + 2) * R + l]
+        L30 = X[(_LF + 3) * R + l]
+        i1 = X[(_LF + 4) * R + l]
+        L21 = X[(_LF + 5) * R + l]
+        L31 = X[(_LF + 6) * R + l]
+        i2 = X[(_LF + 7) * R + l]
+        L32 = X[(_LF + 8) * R + l]
+        i3 = X[(_LF + 9) * R + l]
+        _photon_outputs(X, l, 0, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3)
+        _photon_outputs(X, l, 1, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3)
+        _photon_outputs(X, l, 2, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3)
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _load_photon(IN, X, q, l, k, away):  # type: ignore[no-untyped-def]
+    """Staged photon q + k into lane l: measured point (also the first linearisation point), V0, sin/cos."""
+    R = _R
+    B3 = 3 * _BLOCK
+    e_ = IN[_IE * B3 + q + k]
+    t_ = IN[_IT * B3 + q + k]
+    p_ = IN[_IP * B3 + q + k]
+    X[(_MEAS + k) * R + l] = e_
+    X[(_MEAS + 3 + k) * R + l] = t_
+    X[(_MEAS + 6 + k) * R + l] = p_
+    X[(_CUR + k) * R + l] = e_
+    X[(_CUR + 3 + k) * R + l] = t_
+    X[(_CUR + 6 + k) * R + l] = p_
+    X[(_V + k) * R + l] = IN[_IV * B3 + q + k]
+    X[(_V + 3 + k) * R + l] = IN[(_IV + 1) * B3 + q + k]
+    X[(_V + 6 + k) * R + l] = IN[(_IV + 2) * B3 + q + k]
+    X[(_V + 9 + k) * R + l] = IN[(_IV + 3) * B3 + q + k]
+    X[(_V + 12 + k) * R + l] = IN[(_IV + 4) * B3 + q + k]
+    X[(_V + 15 + k) * R + l] = IN[(_IV + 5) * B3 + q + k]
+    sq = IN[_ISQ * B3 + q + k]
+    st = IN[_IST * B3 + q + k]
+    X[(_TRIG + k) * R + l] = sq if away else st
+    X[(_TRIG + 3 + k) * R + l] = IN[_ICT * B3 + q + k]
+    X[(_TRIG + 6 + k) * R + l] = IN[_ISP * B3 + q + k]
+    X[(_TRIG + 9 + k) * R + l] = IN[_ICP * B3 + q + k]
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
-def _flush(F, nf, fidx, fchi2, fniter, flam, P0, Vb, has_vb, full_cov,  # type: ignore[no-untyped-def]
-           oEf, othf, ophf, ocovF, ochi2, opval, opullsF, ostatus, oniter, oconv, ocovf, obeam):
-    """Compute and write the outputs of the nf converged events in the buffer (flat output views)."""
-    RF = _RF
-    _finish_outputs(F)
-    for j in range(nf):
-        i = fidx[j]
+def _load_batch(IN, X, j0, nb):  # type: ignore[no-untyped-def]
+    """Events j0 .. j0 + nb - 1 of the staged block into the lanes, with their initial state (vectorised).
+
+    ``_DONE`` starts at 0 for valid events, at the status code of invalid
+    ones (precedence of ``kinfit._validate``: non-finite, E <= 0, theta,
+    covariance) and at -2 for lanes without an event.
+    """
+    R = _R
+    B3 = 3 * _BLOCK
+    j0 = max(j0, 0)  # lets LLVM drop numba's negative-index wraparound (and vectorise)
+    for l in range(_NL):
+        q = 3 * (j0 + l)
+        t0 = IN[_IT * B3 + q]
+        t1 = IN[_IT * B3 + q + 1]
+        t2 = IN[_IT * B3 + q + 2]
+        # sin theta >= 0 on (0, pi): away from the poles sqrt(1 - cos^2) is exact to ~1e-15 (as the numpy engine)
+        away = ((t0 > 0.05) & (t0 < np.pi - 0.05) & (t1 > 0.05) & (t1 < np.pi - 0.05) & (t2 > 0.05)
+                & (t2 < np.pi - 0.05))
+        _load_photon(IN, X, q, l, 0, away)
+        _load_photon(IN, X, q, l, 1, away)
+        _load_photon(IN, X, q, l, 2, away)
+        X[_LAMB * R + l] = 0.0
+        X[(_LAMB + 1) * R + l] = 0.0
+        X[(_LAMB + 2) * R + l] = 0.0
+        X[(_LAMB + 3) * R + l] = 0.0
+        X[_NITER * R + l] = 0.0
+        X[_NHALV * R + l] = 0.0
+        X[_TSTEP * R + l] = 1.0
+        X[_HPREV * R + l] = np.inf
+        X[_C2PREV * R + l] = np.inf
+        X[_FLAG * R + l] = 0.0
+        nf = IN[_INF * B3 + q] + IN[_INF * B3 + q + 1] + IN[_INF * B3 + q + 2]
+        ne = IN[_INE * B3 + q] + IN[_INE * B3 + q + 1] + IN[_INE * B3 + q + 2]
+        nt = IN[_INT * B3 + q] + IN[_INT * B3 + q + 1] + IN[_INT * B3 + q + 2]
+        nc = IN[_INC * B3 + q] + IN[_INC * B3 + q + 1] + IN[_INC * B3 + q + 2]
+        done = float(_BAD_COV) if nc > 0.0 else 0.0
+        done = float(_BAD_THETA) if nt > 0.0 else done
+        done = float(_BAD_ENERGY) if ne > 0.0 else done
+        done = float(_BAD_FINITE) if nf > 0.0 else done
+        done = done if l < nb else -2.0
+        X[_DONE * R + l] = done
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _write_batch(X, i0, nb, E, th, ph, cov, P0, Vb, has_vb, full_cov,  # type: ignore[no-untyped-def]
+                 oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam):
+    """Write the outputs of the batch's events i0 .. i0 + nb - 1 (lane l holds event i0 + l)."""
+    R = _R
+    i0 = max(i0, 0)  # lets LLVM drop numba's negative-index wraparound
+    oEf = oE.reshape(oE.size)
+    othf = oth.reshape(oth.size)
+    ophf = oph.reshape(oph.size)
+    ocovF = ocov.reshape(ocov.size)
+    opullsF = opulls.reshape(opulls.size)
+    for l in range(nb):
+        i = i0 + l
+        done = X[_DONE * R + l]
+        if done != -1.0:  # failed or invalid: measured values
+            _write_measured(i, np.int64(done), np.int64(X[_NITER * R + l]), E, th, ph, cov, P0, has_vb, full_cov,
+                            oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam)
+            continue
         for k in range(3):
-            v00 = F[(_FCOV + k) * RF + j]
-            v01 = F[(_FCOV + 3 + k) * RF + j]
-            v02 = F[(_FCOV + 6 + k) * RF + j]
-            v11 = F[(_FCOV + 9 + k) * RF + j]
-            v12 = F[(_FCOV + 12 + k) * RF + j]
-            v22 = F[(_FCOV + 15 + k) * RF + j]
+            v00 = X[(_OCOV + k) * R + l]
+            v01 = X[(_OCOV + 3 + k) * R + l]
+            v02 = X[(_OCOV + 6 + k) * R + l]
+            v11 = X[(_OCOV + 9 + k) * R + l]
+            v12 = X[(_OCOV + 12 + k) * R + l]
+            v22 = X[(_OCOV + 15 + k) * R + l]
             o = 27 * i + 9 * k
             ocovF[o] = v00
             ocovF[o + 1] = v01
@@ -859,13 +941,13 @@ def _flush(F, nf, fidx, fchi2, fniter, flam, P0, Vb, has_vb, full_cov,  # type: 
             ocovF[o + 7] = v12
             ocovF[o + 8] = v22
             o = 9 * i + 3 * k
-            opullsF[o] = F[(_FPULL + k) * RF + j]
-            opullsF[o + 1] = F[(_FPULL + 3 + k) * RF + j]
-            opullsF[o + 2] = F[(_FPULL + 6 + k) * RF + j]
+            opullsF[o] = X[(_OPULL + k) * R + l]
+            opullsF[o + 1] = X[(_OPULL + 3 + k) * R + l]
+            opullsF[o + 2] = X[(_OPULL + 6 + k) * R + l]
             o = 3 * i + k
-            oEf[o] = F[(_FNEW + k) * RF + j]
-            othf[o] = F[(_FNEW + 3 + k) * RF + j]
-            x = F[(_FNEW + 6 + k) * RF + j] + np.pi  # phi in (-pi, pi]: (phi + pi) mod 2 pi - pi, fmod only when needed
+            oEf[o] = X[(_NEW + k) * R + l]
+            othf[o] = X[(_NEW + 3 + k) * R + l]
+            x = X[(_NEW + 6 + k) * R + l] + np.pi  # phi in (-pi, pi]: (phi + pi) mod 2 pi - pi, fmod only when needed
             if not (x >= 0.0 and x < _TWO_PI):
                 x = x % _TWO_PI
             ophf[o] = x - np.pi
@@ -877,142 +959,53 @@ def _flush(F, nf, fidx, fchi2, fniter, flam, P0, Vb, has_vb, full_cov,  # type: 
                             if jj == k:
                                 v = ocovF[27 * i + 9 * k + 3 * a + b]
                             else:
-                                s = (F[(_FK + 12 * k + 4 * a + 0) * RF + j] * F[(_FK + 12 * jj + 4 * b + 0) * RF + j]
-                                     + F[(_FK + 12 * k + 4 * a + 1) * RF + j] * F[(_FK + 12 * jj + 4 * b + 1) * RF + j])
-                                s += (F[(_FK + 12 * k + 4 * a + 2) * RF + j] * F[(_FK + 12 * jj + 4 * b + 2) * RF + j]
-                                      + F[(_FK + 12 * k + 4 * a + 3) * RF + j] * F[(_FK + 12 * jj + 4 * b + 3) * RF + j])
+                                s = (X[(_OKC + 12 * k + 4 * a + 0) * R + l] * X[(_OKC + 12 * jj + 4 * b + 0) * R + l]
+                                     + X[(_OKC + 12 * k + 4 * a + 1) * R + l] * X[(_OKC + 12 * jj + 4 * b + 1) * R + l])
+                                s += (X[(_OKC + 12 * k + 4 * a + 2) * R + l] * X[(_OKC + 12 * jj + 4 * b + 2) * R + l]
+                                      + X[(_OKC + 12 * k + 4 * a + 3) * R + l] * X[(_OKC + 12 * jj + 4 * b + 3) * R + l])
                                 v = -s
                             ocovf[i, 3 * k + a, 3 * jj + b] = v
-        c2 = fchi2[j]
+        c2 = X[_CHI2 * R + l]
         ochi2[i] = c2
         half = 0.5 * c2
         opval[i] = math.exp(-half) * (1.0 + half)
         if has_vb:
+            la0 = X[_LAM * R + l]
+            la1 = X[(_LAM + 1) * R + l]
+            la2 = X[(_LAM + 2) * R + l]
+            la3 = X[(_LAM + 3) * R + l]
             for q in range(4):
-                obeam[i, q] = (P0[q] + Vb[q, 0] * flam[0, j] + Vb[q, 1] * flam[1, j] + Vb[q, 2] * flam[2, j]
-                               + Vb[q, 3] * flam[3, j])
+                obeam[i, q] = P0[q] + Vb[q, 0] * la0 + Vb[q, 1] * la1 + Vb[q, 2] * la2 + Vb[q, 3] * la3
         ostatus[i] = _OK
-        oniter[i] = fniter[j]
+        oniter[i] = np.int64(X[_NITER * R + l])
         oconv[i] = True
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
 def _fit_block(lo, hi, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint,  # type: ignore[no-untyped-def]
                full_cov, oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam):
-    """Fit events lo..hi-1 (one thread): lanes of events side by side, refilled as events finish."""
+    """Fit events lo..hi-1 (one thread): staged, then in batches of ``_NL`` events side by side."""
     R = _R
-    RF = _RF
     B3 = 3 * _BLOCK
-    nl = _NL
     X = np.zeros(_NROWS * R)
-    F = np.zeros(_FROWS * RF)
-    IN = np.empty(_IROWS * B3)
+    IN = np.zeros(_IROWS * B3)
     CT = np.empty(9 * B3)
-    fidx = np.zeros(_NF, dtype=np.int64)
-    fchi2 = np.zeros(_NF)
-    fniter = np.zeros(_NF, dtype=np.int64)
-    flam = np.zeros((4, _NF))
-    ev = np.full(nl, -1, dtype=np.int64)
-    # flat views of the C-contiguous inputs and outputs
-    oEf = oE.reshape(oE.size)
-    othf = oth.reshape(oth.size)
-    ophf = oph.reshape(oph.size)
-    ocovF = ocov.reshape(ocov.size)
-    opullsF = opulls.reshape(opulls.size)
     _stage_block(E.reshape(E.size), th.reshape(th.size), ph.reshape(ph.size), cov.reshape(cov.size), lo, hi, IN, CT)
-    nf = 0
-    nxt = lo
-    n_active = 0
-    while True:
-        # --- retire finished lanes, step control of flagged lanes, refill idle lanes ----------
-        for l in range(nl):
-            i = ev[l]
-            if i >= 0:
-                flag = X[_FLAG * R + l]
-                if flag == 0.0:
-                    continue
-                if flag == 3.0 or flag == 4.0:  # accepted (3) or rejected (4) step needing step control
-                    _step_control(X, l, flag == 3.0, has_vb)
-                    continue
-                if flag == -1.0:  # converged: into the output buffer
-                    for q in range(10):
-                        F[(_FL + q) * RF + nf] = X[(_LF + q) * R + l]
-                    for q in range(27):
-                        F[(_FG + q) * RF + nf] = X[(_G + q) * R + l]
-                    for q in range(18):
-                        F[(_FV + q) * RF + nf] = X[(_V + q) * R + l]
-                    for q in range(9):
-                        F[(_FNEW + q) * RF + nf] = X[(_NEW + q) * R + l]
-                        F[(_FMEAS + q) * RF + nf] = X[(_MEAS + q) * R + l]
-                    for q in range(4):
-                        flam[q, nf] = X[(_LAM + q) * R + l]
-                    fidx[nf] = i
-                    fchi2[nf] = X[_CHI2 * R + l]
-                    fniter[nf] = np.int64(X[_NITER * R + l])
-                    nf += 1
-                    if nf == _NF:
-                        _flush(F, nf, fidx, fchi2, fniter, flam, P0, Vb, has_vb, full_cov,
-                               oEf, othf, ophf, ocovF, ochi2, opval, opullsF, ostatus, oniter, oconv, ocovf, obeam)
-                        nf = 0
-                else:  # failed
-                    _write_measured(i, np.int64(flag), np.int64(X[_NITER * R + l]), E, th, ph, cov, P0, has_vb,
-                                    full_cov, oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf,
-                                    obeam)
-                ev[l] = -1
-                n_active -= 1
-            # idle lane: the next valid event (invalid ones get their status, as kinfit._validate)
-            while nxt < hi:
-                q = 3 * (nxt - lo)
-                bad = (np.int64(IN[_IBAD * B3 + q]) | np.int64(IN[_IBAD * B3 + q + 1])
-                       | np.int64(IN[_IBAD * B3 + q + 2]))
-                if bad == 0:
-                    break
-                code = _BAD_FINITE if bad & 1 else (_BAD_ENERGY if bad & 2 else (_BAD_THETA if bad & 4 else _BAD_COV))
-                _write_measured(nxt, code, 0, E, th, ph, cov, P0, has_vb, full_cov, oE, oth, oph,
-                                ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam)
-                nxt += 1
-            if nxt < hi:
-                i = nxt
-                nxt += 1
-                ev[l] = i
-                n_active += 1
-                q = 3 * (i - lo)
-                # sin theta >= 0 on (0, pi): away from the poles sqrt(1 - cos^2) is exact to ~1e-15 (as the numpy engine)
-                away = True
-                for k in range(3):
-                    t = IN[_IT * B3 + q + k]
-                    if not (t > 0.05 and t < np.pi - 0.05):
-                        away = False
-                sin_row = _ISQ if away else _IST
-                for k in range(3):
-                    e_ = IN[_IE * B3 + q + k]
-                    t_ = IN[_IT * B3 + q + k]
-                    p_ = IN[_IP * B3 + q + k]
-                    X[(_MEAS + k) * R + l] = e_
-                    X[(_MEAS + 3 + k) * R + l] = t_
-                    X[(_MEAS + 6 + k) * R + l] = p_
-                    X[(_CUR + k) * R + l] = e_
-                    X[(_CUR + 3 + k) * R + l] = t_
-                    X[(_CUR + 6 + k) * R + l] = p_
-                    for c in range(6):
-                        X[(_V + 3 * c + k) * R + l] = IN[(_IV + c) * B3 + q + k]
-                    X[(_TRIG + k) * R + l] = IN[sin_row * B3 + q + k]
-                    X[(_TRIG + 3 + k) * R + l] = IN[_ICT * B3 + q + k]
-                    X[(_TRIG + 6 + k) * R + l] = IN[_ISP * B3 + q + k]
-                    X[(_TRIG + 9 + k) * R + l] = IN[_ICP * B3 + q + k]
-                for c in range(4):
-                    X[(_LAMB + c) * R + l] = 0.0
-                X[_NITER * R + l] = 0.0
-                X[_NHALV * R + l] = 0.0
-                X[_TSTEP * R + l] = 1.0
-                X[_HPREV * R + l] = np.inf
-                X[_C2PREV * R + l] = np.inf
-        if n_active == 0:
-            break
-        _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint)
-    if nf > 0:
-        _flush(F, nf, fidx, fchi2, fniter, flam, P0, Vb, has_vb, full_cov,
-               oEf, othf, ophf, ocovF, ochi2, opval, opullsF, ostatus, oniter, oconv, ocovf, obeam)
+    for j0 in range(0, hi - lo, _NL):
+        nb = min(_NL, hi - lo - j0)
+        _load_batch(IN, X, j0, nb)
+        while True:
+            n_open, n_ctl = _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint)
+            if n_ctl > 0:  # rare: step control of flagged lanes
+                for l in range(_NL):
+                    ctl = X[_FLAG * R + l]
+                    if ctl != 0.0:
+                        _step_control(X, l, ctl == 3.0, has_vb)
+            if n_open == 0:
+                break
+        _finish_outputs(X)
+        _write_batch(X, lo + j0, nb, E, th, ph, cov, P0, Vb, has_vb, full_cov,
+                     oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam)
 
 
 @njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
