@@ -13,7 +13,7 @@ from signal_models.shapes import ShapeError, SignalShape
 
 from .asymptotic import N_SIGMA
 from .errors import FitInputError
-from .model import ShapeArrays, build_design, chebyshev_basis, chebyshev_integrals, default_window
+from .model import Design, ShapeArrays, _fill_design, _integrals, build_design, chebyshev_basis, chebyshev_integrals, default_window
 from .results import FitResult, HypothesisTable, LimitResult
 from .vectorised import Batch, Syst
 
@@ -263,11 +263,73 @@ def evaluate_hypotheses(
     return HypothesisTable(mass=sh.mu.copy(), window=win, reason=reasons, **out)
 
 
-def _evaluate_chunk(idx, x, sh, lo, hi, start, stop, order, cl, limits, expected, scale, syst, out, reasons, bkg_fixed=None) -> None:
+#: positivity guard of sparse windows: grid points per window and their total weight (events)
+_GUARD_POINTS = 64
+_GUARD_PEAK_POINTS = 33
+_GUARD_WEIGHT = 0.05
+
+
+def _guarded_design(x: NDArray, shc: ShapeArrays, lo: NDArray, hi: NDArray, order: int, start: NDArray, stop: NDArray) -> Design:
+    """Data design plus a log barrier that keeps the model density positive across the window.
+
+    The likelihood only requires the density to be positive at the events.
+    In a sparse window with no candidates near the peak the signal yield can
+    then run away to minus infinity (the density goes negative around the
+    peak where nothing pulls it back), so the fit has no minimum. Adding
+    ``_GUARD_POINTS`` Chebyshev-Lobatto points over the window (edges included) and
+    ``_GUARD_PEAK_POINTS`` over mu +- 4 sigma, with a total weight of
+    ``_GUARD_WEIGHT`` events, adds a log barrier ``-w sum_g log f(x_g)``: the
+    fit then stops where the density touches zero, i.e. at the most negative
+    signal a valid model allows. Where the unguarded fit has a minimum, the
+    barrier moves it by a fraction of ``_GUARD_WEIGHT`` events.
+    """
+    counts = (stop - start).astype(int)
+    k = len(lo)
+    # Chebyshev-Lobatto points (the window edges included, denser towards them, where a polynomial turns fastest)
+    u = 0.5 * (1.0 - np.cos(np.linspace(0.0, np.pi, _GUARD_POINTS)))
+    grid = lo[:, None] + (hi - lo)[:, None] * u[None, :]
+    peak = shc.mu[:, None] + shc.sigma[:, None] * np.linspace(-4.0, 4.0, _GUARD_PEAK_POINTS)[None, :]
+    peak = np.clip(peak, lo[:, None], hi[:, None])
+    guard = np.concatenate([grid, peak], axis=1)
+    g = guard.shape[1]
+    n_max = int(counts.max(initial=0)) + g
+    X = np.empty((k, n_max))
+    W = np.zeros((k, n_max))
+    for j in range(k):  # per hypothesis (not per event): gather the window's events and the guard points
+        n = counts[j]
+        X[j, :n] = x[start[j]:stop[j]]
+        X[j, n:n + g] = guard[j]
+        X[j, n + g:] = guard[j, 0]
+        W[j, :n] = 1.0
+        W[j, n:n + g] = _GUARD_WEIGHT / g
+    M = _fill_design(X, shc, lo, hi, order)
+    return Design(M=M, w=W, integ=_integrals(lo, hi, order), lo=lo, hi=hi, n_events=counts, unit_weights=False)
+
+
+def _evaluate_chunk(idx, x, sh, lo, hi, start, stop, order, cl, limits, expected, scale, syst, out, reasons, bkg_fixed=None,
+                    guarded=False, checked=False) -> None:
     shc = sh.take(idx)
-    design = build_design(x, shc, lo[idx], hi[idx], order, index_range=(start[idx], stop[idx]))
+    if guarded:
+        design = _guarded_design(x, shc, lo[idx], hi[idx], order, start[idx], stop[idx])
+    else:
+        design = build_design(x, shc, lo[idx], hi[idx], order, index_range=(start[idx], stop[idx]))
     batch = Batch(design, shc, order, bkg_fixed=bkg_fixed)
     bf = batch.fit()
+    if not guarded and not checked and bkg_fixed is None:
+        # a fit without a minimum (signal running away in a sparse window) or a background-only
+        # density that goes negative in the window (its Asimov set would not be a valid data set):
+        # redo those hypotheses with the density held positive, before any limit is computed
+        redo = ~bf.converged | ~_bkg_nonnegative(bf.zero.theta[:, 1:], order) | ~_bkg_nonnegative(bf.hat.theta[:, 1:], order)
+        if np.any(redo):
+            if np.any(~redo):
+                _evaluate_chunk(idx[~redo], x, sh, lo, hi, start, stop, order, cl, limits, expected, scale, syst, out, reasons,
+                                checked=True)
+            _evaluate_chunk(idx[redo], x, sh, lo, hi, start, stop, order, cl, limits, expected, scale, syst, out, reasons,
+                            guarded=True)
+            for j in idx[redo]:
+                logger.info("m = %.6g GeV (%d events): fitted with the density held positive over the window%s", sh.mu[j],
+                            out["n_events"][j], "" if out["converged"][j] else f" and still flagged: {reasons[j]}")
+            return
     integ = design.integ
     beta = bf.hat.theta[:, 1:]
     nbkg = np.einsum("kp,kp->k", integ[:, 1:], beta)
@@ -316,6 +378,19 @@ def _evaluate_chunk(idx, x, sh, lo, hi, start, stop, order, cl, limits, expected
                 _flag(reasons, idx, ok, "expected cross-section limit did not converge")
                 conv &= ok
     out["converged"][idx] = conv
+    failed = idx[~conv]
+    if not guarded and bkg_fixed is None and failed.size:
+        # a limit that failed on the plain design: retry with the density held positive
+        saved = {j: reasons[j] for j in failed}
+        for j in failed:
+            reasons[j] = ""
+        _evaluate_chunk(failed, x, sh, lo, hi, start, stop, order, cl, limits, expected, scale, syst, out, reasons, guarded=True)
+        for j in failed:
+            if out["converged"][j]:
+                logger.info("m = %.6g GeV: converged with the density held positive over the window (%d events; before: %s)",
+                            sh.mu[j], out["n_events"][j], saved[j])
+            else:
+                reasons[j] = f"{saved[j]}; with the density held positive: {reasons[j]}"
 
 
 def _check_extra_shapes(extra_shapes, k: int) -> list[list[SignalShape]]:

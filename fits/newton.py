@@ -311,6 +311,10 @@ def minimise(
     nll = None if damped else nll_of(tl, lam, p)
     converged = np.zeros(k, dtype=bool)
     stuck = np.zeros(k, dtype=bool)
+    # rows whose line search found no acceptable step twice in a row far from the minimum:
+    # no further progress is possible; they stop iterating and stay not converged
+    stalls = np.zeros(k, dtype=int)
+    gave_up = np.zeros(k, dtype=bool)
     V = np.empty((k, 2, n))
     g = np.zeros((k, P))
     H = np.tile(eye, (k, 1, 1))
@@ -366,7 +370,8 @@ def minimise(
         # delta+ <= (delta / (1 - delta))^2 ~ 3e-5, i.e. NLL - NLL_min ~ delta+^2 / 2 < 1e-9 and
         # parameters within 3e-5 of their errors; the line-search path stops before stepping
         finished = (dec < (max(tol, 3e-5) if damped else tol)) | stuck
-        converged = finished
+        converged = finished & ~gave_up
+        finished = finished | gave_up
         active = ~finished
         if damped:
             # the step at dec < tol is still taken (it costs nothing and squares the error)
@@ -408,6 +413,8 @@ def minimise(
         tl, m, dm, d2m = lin(p)
         stalled = active & (~ok | (t < 1e-12))
         stuck |= stalled & (dec < 1e-6)
+        stalls = np.where(stalled & ~stuck, stalls + 1, 0)
+        gave_up |= stalls >= 2
     else:
         logger.debug("Newton: %d of %d hypotheses not converged after %d iterations", int((~converged).sum()), k, max_iter)
     if damped or nll is None:

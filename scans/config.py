@@ -157,7 +157,11 @@ SCAN_SCHEMA: dict[str, Any] = {
         "window_n_sigma": {**_POS, "default": 20.0, "description": "Fit window half-width in units of sigma(m)."},
         "min_window_events": {"type": "integer", "minimum": 0, "default": 1,
                               "description": "Points whose window holds fewer candidates are flagged, not fitted."},
-        "bkg_order": {"type": "integer", "minimum": 0, "maximum": 10, "default": 3},
+        "bkg_order": {"type": "integer", "minimum": 0, "maximum": 10, "default": 3,
+                      "description": "Order of the Chebyshev background polynomial in each window."},
+        "bkg_order_fallback": {"type": "boolean", "default": True,
+                               "description": "Refit points whose fit fails (sparse windows) with lower background orders, down to 0; "
+                                              "the order used is reported per point (bkg_order). Applies to the LEE toys alike."},
         "systematics": {
             "type": "object",
             "additionalProperties": False,

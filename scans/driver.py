@@ -53,7 +53,7 @@ __all__ = ["scan", "ScanPlan", "plan_scan", "write_result", "points_csv", "versi
 
 #: keys of a fitted point, in the order of DESIGN.md
 POINT_KEYS = (
-    "mass", "vetoed", "window", "n_events", "nsig", "nsig_err", "z_local", "converged",
+    "mass", "vetoed", "window", "n_events", "nsig", "nsig_err", "z_local", "converged", "bkg_order",
     "ul_nsig_obs", "ul_nsig_exp", "efficiency", "ul_xsec_pb_obs", "ul_xsec_pb_exp", "ul_g_gev_obs", "ul_g_gev_exp",
 )
 
@@ -305,24 +305,58 @@ def _num(v: Any) -> Any:
     return v if math.isfinite(v) else repr(v)
 
 
+def _with_order_fallback(evaluate: Any, k: int, order: int, fallback: bool) -> dict[str, list]:
+    """Evaluate k hypotheses at background order ``order``; refit failed ones at lower orders.
+
+    ``evaluate(idx, order)`` fits the hypotheses ``idx`` and returns the
+    table as lists. In sparse windows (a few tens of candidates) a
+    polynomial of the configured order can go negative between the events,
+    where nothing pulls it back, and the fit has no interior minimum; such
+    hypotheses are refitted with orders ``order - 1, ..., 0`` until they
+    converge. The order used per hypothesis is returned as ``bkg_order``.
+    """
+    res = evaluate(np.arange(k), order)
+    res["bkg_order"] = [order] * k
+    if not fallback:
+        return res
+    for lower in range(order - 1, -1, -1):
+        failed = np.flatnonzero(~np.asarray(res["converged"], dtype=bool))
+        if failed.size == 0:
+            break
+        sub = evaluate(failed, lower)
+        for jj, j in enumerate(failed):
+            if not sub["converged"][jj]:
+                continue
+            for key, values in sub.items():
+                if key in res:
+                    res[key][j] = values[jj]
+            res["bkg_order"][j] = lower
+    return res
+
+
 def _evaluate_block(payload: Mapping[str, Any]) -> dict[str, list]:
-    """Fit one block of hypotheses with ``fits.evaluate_hypotheses``."""
+    """Fit one block of hypotheses with ``fits.evaluate_hypotheses`` (lower background orders for failed fits)."""
     import fits
 
-    table = fits.evaluate_hypotheses(
-        payload["mgg"],
-        payload["shapes"],
-        payload["windows"],
-        bkg_order=payload["bkg_order"],
-        cl=payload["cl"],
-        limits=payload["limits"],
-        expected=payload["expected"],
-        signal_scale=payload["scale"],
-        signal_scale_rel_unc=payload["rel_unc"],
-        engine=payload["engine"],
-        extra_shapes=payload.get("extras"),
-    )
-    return _table_to_lists(table)
+    shapes, extras = payload["shapes"], payload.get("extras")
+
+    def evaluate(idx: NDArray[np.int64], order: int) -> dict[str, list]:
+        table = fits.evaluate_hypotheses(
+            payload["mgg"],
+            [shapes[i] for i in idx],
+            np.asarray(payload["windows"])[idx],
+            bkg_order=order,
+            cl=payload["cl"],
+            limits=payload["limits"],
+            expected=payload["expected"],
+            signal_scale=np.asarray(payload["scale"])[idx],
+            signal_scale_rel_unc=np.asarray(payload["rel_unc"])[idx],
+            engine=payload["engine"],
+            extra_shapes=None if extras is None else [extras[i] for i in idx],
+        )
+        return _table_to_lists(table)
+
+    return _with_order_fallback(evaluate, len(shapes), payload["bkg_order"], payload.get("order_fallback", True))
 
 
 def _evaluate_toy(payload: Mapping[str, Any]) -> dict[str, list]:
@@ -337,17 +371,28 @@ def _evaluate_toy(payload: Mapping[str, Any]) -> dict[str, list]:
     z = np.zeros(len(shapes))
     failed = 0
     bs = payload["block_size"]
+    extras = payload.get("extras")
     for start in range(0, len(shapes), bs):
         sl = slice(start, start + bs)
         w = windows[sl]
         a = int(np.searchsorted(mgg, w[:, 0].min(), side="left"))
         b = int(np.searchsorted(mgg, w[:, 1].max(), side="right"))
-        table = fits.evaluate_hypotheses(
-            mgg[a:b], shapes[sl], w, bkg_order=payload["bkg_order"], cl=payload["cl"], limits=False, expected=False, engine=payload["engine"],
-            extra_shapes=None if payload.get("extras") is None else payload["extras"][sl],
-        )
-        zz = np.asarray(table.z_local, dtype=float)
-        ok = np.asarray(table.converged, dtype=bool) & np.isfinite(zz)
+        blk_shapes = shapes[sl]
+        blk_extras = None if extras is None else extras[sl]
+
+        def evaluate(idx: NDArray[np.int64], order: int, a: int = a, b: int = b, w: NDArray = w,
+                     blk_shapes: list = blk_shapes, blk_extras: list | None = blk_extras) -> dict[str, list]:
+            table = fits.evaluate_hypotheses(
+                mgg[a:b], [blk_shapes[i] for i in idx], w[idx], bkg_order=order, cl=payload["cl"], limits=False,
+                expected=False, engine=payload["engine"],
+                extra_shapes=None if blk_extras is None else [blk_extras[i] for i in idx],
+            )
+            return {"z_local": np.asarray(table.z_local, dtype=float).tolist(),
+                    "converged": [bool(c) for c in np.asarray(table.converged)]}
+
+        res = _with_order_fallback(evaluate, len(blk_shapes), payload["bkg_order"], payload.get("order_fallback", True))
+        zz = np.asarray(res["z_local"], dtype=float)
+        ok = np.asarray(res["converged"], dtype=bool) & np.isfinite(zz)
         failed += int((~ok).sum())
         z[sl] = np.where(ok, zz, 0.0)
     return {"z_local": z.tolist(), "n_failed": failed, "n_candidates": int(mgg.size)}
@@ -380,6 +425,7 @@ def _build_point(plan: ScanPlan, i: int, fit: Mapping[str, Any] | None, j: int) 
         "nsig_err": fit["nsig_err"][j],
         "z_local": fit["z_local"][j],
         "converged": conv,
+        "bkg_order": int(fit["bkg_order"][j]),
         "ul_nsig_obs": fit["ul_nsig_obs"][j],
         "ul_nsig_exp": list(fit["ul_nsig_exp"][j]),
         "efficiency": float(plan.efficiency[i]),
@@ -519,7 +565,7 @@ def scan(
                 results[b] = store.load("block", b)
         if results:
             logger.info("resume: %d of %d blocks already done", len(results), len(plan.blocks))
-    common = {"bkg_order": cfg["bkg_order"], "cl": cfg["cl"], "engine": cfg["engine"]}
+    common = {"bkg_order": cfg["bkg_order"], "order_fallback": cfg["bkg_order_fallback"], "cl": cfg["cl"], "engine": cfg["engine"]}
     payloads = {}
     for b, idx in enumerate(plan.blocks):
         if b in results:

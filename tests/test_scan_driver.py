@@ -171,3 +171,51 @@ def test_cli_scan_resume_and_plot(tmp_path) -> None:
     assert all(p.stat().st_size > 10_000 for p in (tmp_path / "plots").iterdir())
     bad = runner.invoke(cli, ["scan", str(tmp_path / "scan.yaml"), "--input", str(tmp_path / "nope.npz")])
     assert bad.exit_code != 0 and "nope.npz: input file not found" in bad.output and "Traceback" not in bad.output
+
+
+def test_order_fallback_refits_only_failed_hypotheses_at_lower_orders() -> None:
+    from scans.driver import _with_order_fallback
+
+    need = np.array([3, 1, 0, 2, 9])  # highest background order at which each hypothesis converges (9: never)
+    calls = []
+
+    def evaluate(idx, order):
+        calls.append((list(idx), order))
+        ok = need[idx] >= order
+        ok[need[idx] == 9] = False
+        return {"converged": ok.tolist(), "nsig": [float(10 * i + order) for i in idx], "reason": ["" if o else "failed" for o in ok]}
+
+    res = _with_order_fallback(evaluate, 5, 3, True)
+    assert calls == [([0, 1, 2, 3, 4], 3), ([1, 2, 3, 4], 2), ([1, 2, 4], 1), ([2, 4], 0)]
+    assert res["bkg_order"] == [3, 1, 0, 2, 3]
+    assert res["converged"] == [True, True, True, True, False]
+    assert res["nsig"] == [3.0, 11.0, 20.0, 32.0, 43.0]  # the never-converging one keeps its first result
+    assert _with_order_fallback(evaluate, 5, 3, False)["bkg_order"] == [3] * 5
+
+
+@pytest.mark.slow
+def test_failed_sparse_window_fits_are_refitted_with_lower_background_orders() -> None:
+    # a dense spectrum that stops at 1.5 GeV, with 25 scattered candidates above: the cubic
+    # background of windows reaching into the sparse part has no interior minimum there
+    rng = np.random.default_rng(3)
+    x = np.r_[toy_spectrum(5000, lo=0.1, hi=1.5, slope=0.5, seed=2), rng.uniform(1.5, 3.0, 25)]
+    model = analytic_signal_model()
+    cfg = {"mass": {"min": 1.6, "max": 2.2, "step": 0.1}, "lee": {"toys": 0}, "execution": {"workers": 1}}
+    plain = scan(x, model, config={**cfg, "bkg_order_fallback": False}, workers=1)
+    failed = [p for p in plain["points"] if not p["converged"]]
+    assert failed and all(p["reason"] for p in failed)
+    res = scan(x, model, config=cfg, workers=1)
+    pts = res["points"]
+    assert all(p["converged"] for p in pts)
+    lowered = [p for p in pts if p["bkg_order"] < 3]
+    assert {p["mass"] for p in lowered} >= {p["mass"] for p in failed}
+    # points that converged at order 3 are untouched, lowered ones equal a direct fit at their order
+    for p, q in zip(pts, plain["points"]):
+        if q["converged"]:
+            assert p["bkg_order"] == 3 and p["nsig"] == q["nsig"] and p["ul_nsig_obs"] == q["ul_nsig_obs"]
+    p = lowered[0]
+    t = fits.evaluate_hypotheses(np.sort(x), [model.shape(p["mass"])], [p["window"]], bkg_order=p["bkg_order"],
+                                 signal_scale=None, limits=True, expected=True)
+    assert t.converged[0]
+    assert p["nsig"] == pytest.approx(float(t.nsig[0]), rel=1e-9, abs=1e-9)
+    assert p["ul_nsig_obs"] == pytest.approx(float(t.ul_nsig_obs[0]), rel=1e-6)
