@@ -124,7 +124,7 @@ def test_closure_through_the_wrong_pair_edge(fitter: CalibrationFitter) -> None:
     # synthetic truth whose wrong pairs end at sqrt(q - mu^2), like the real kinematic edge: it
     # sits above the window at 7.0 GeV, inside it at 7.5 GeV and below it from 8 GeV on
     truth = TruthCurves(sigma0=0.004, sigma1=0.0015, edge_q=111.7, edge_width=0.04)
-    masses = np.round(np.arange(5.5, 9.01, 0.5), 6)
+    masses = np.round(np.arange(6.0, 8.51, 0.5), 6)
     holdout = (7.0, 7.5)
     x, tm, ma, ngen = generate_candidates(masses, n_generated=8000, truth=truth, seed=31)
     model = build_signal_model(x, tm, ma, n_generated=ngen, holdout=holdout, fixed_values={"n_l": truth.n_l, "n_r": truth.n_r}, fitter=fitter)
