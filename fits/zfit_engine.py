@@ -171,6 +171,35 @@ def _crossing(poi: NDArray, cls: NDArray, alpha: float) -> float:
     return float(x0 + (np.log(alpha) - y0) * (x1 - x0) / (y1 - y0))
 
 
+def _scaled_loss(h: ZfitHypothesis, scale: float, rel_unc: float, kind: str, nsig_start: float) -> tuple[Any, Any]:
+    """POI parameter and extended NLL of ``h`` with ``N_sig = poi * scale * k(u)`` and, for
+    ``rel_unc > 0``, the nuisance ``u`` constrained by a unit Gaussian."""
+    tag = next(_counter)
+    n = max(len(h.x), 10)
+    poi = zfit.Parameter(f"poi_{tag}", nsig_start / scale, -n / scale, (10 * n + 100) / scale)
+    if rel_unc > 0:
+        u = zfit.Parameter(f"u_{tag}", 0.0, -8.0, 8.0)
+        if kind == "lognormal":
+            a = float(np.log1p(rel_unc))
+
+            def nsig_fn(params: dict) -> Any:
+                return params["poi"] * scale * zfit.z.numpy.exp(a * params["u"])
+
+        else:
+
+            def nsig_fn(params: dict) -> Any:
+                return params["poi"] * scale * (1.0 + rel_unc * params["u"])
+
+        nsig = zfit.ComposedParameter(f"nsig_syst_{tag}", nsig_fn, params={"poi": poi, "u": u})
+        constraints = [zfit.constraint.GaussianConstraint(params=u, observation=0.0, sigma=1.0)]
+    else:
+        nsig = zfit.ComposedParameter(f"nsig_scaled_{tag}", lambda params: params["poi"] * scale, params={"poi": poi})
+        constraints = None
+    model = zfit.pdf.SumPDF([h.sig.create_extended(nsig), h.bkg.create_extended(h.nbkg)])
+    loss = zfit.loss.ExtendedUnbinnedNLL(model=model, data=h.data, constraints=constraints)
+    return poi, loss
+
+
 def upper_limit_hepstats(
     mgg: NDArray,
     shape: SignalShape,
@@ -181,29 +210,48 @@ def upper_limit_hepstats(
     poi_values: NDArray | None = None,
     asimov_bins: int = 400,
     hypothesis: ZfitHypothesis | None = None,
+    signal_scale: float | None = None,
+    rel_unc: float | None = None,
+    syst_kind: str = "lognormal",
 ) -> LimitResult:
     """Asymptotic CLs limit (q~_mu) with hepstats on the zfit model.
 
-    ``poi_values``: N_sig grid for hepstats' p-values; by default 40 points up
-    to 3.5 x (N_sig_hat+ + 2 sigma). The grid is extended automatically until
-    the observed and every expected CLs cross ``1 - cl``.
+    ``poi_values``: POI grid for hepstats' p-values; by default 40 points up
+    to 3.5 x (N_sig_hat+ + 2 sigma) (in POI units). The grid is extended
+    automatically until the observed and every expected CLs cross ``1 - cl``.
+
+    ``signal_scale`` (events per pb) makes the POI the cross-section in pb
+    (``N_sig = sigma * signal_scale``). ``rel_unc`` adds a yield systematic
+    as in the vectorised engine: a standard-normal nuisance ``u`` with a zfit
+    Gaussian constraint (``zfit.constraint.GaussianConstraint``, mean 0,
+    width 1) and ``N_sig = sigma * scale * (1 + rel_unc)^u`` (``syst_kind``
+    "lognormal") or ``sigma * scale * (1 + rel_unc u)`` ("gaussian"); hepstats
+    profiles ``u`` in every fit.
     """
     from hepstats.hypotests import UpperLimit
     from hepstats.hypotests.calculators import AsymptoticCalculator
     from hepstats.hypotests.parameters import POI, POIarray
 
+    if syst_kind not in ("lognormal", "gaussian"):
+        raise ValueError(f"syst_kind: expected 'lognormal' or 'gaussian', got {syst_kind!r}")
     h = hypothesis or ZfitHypothesis(mgg, shape, window, bkg_order=bkg_order)
     f = fit_zfit(mgg, shape, window, bkg_order=bkg_order, hypothesis=h)
     alpha = 1.0 - cl
+    scale = 1.0 if signal_scale is None else float(signal_scale)
+    syst = bool(rel_unc) and rel_unc > 0
     if poi_values is None:
-        top = 3.5 * (max(f.nsig, 0.0) + 2.0 * f.nsig_err)
+        top = 3.5 * (max(f.nsig, 0.0) + 2.0 * f.nsig_err) * (1.0 + (2.0 * rel_unc if syst else 0.0)) / scale
         poi_values = np.linspace(top / 40, top, 40)
     poi_values = np.asarray(poi_values, float)
-    h.nsig.set_value(f.nsig)
-    calc = AsymptoticCalculator(input=h.loss, minimizer=h.minimizer, asimov_bins=asimov_bins)
+    if signal_scale is None and not syst:
+        poi_param, loss = h.nsig, h.loss
+        h.nsig.set_value(f.nsig)
+    else:
+        poi_param, loss = _scaled_loss(h, scale, float(rel_unc) if syst else 0.0, syst_kind, f.nsig)
+    calc = AsymptoticCalculator(input=loss, minimizer=h.minimizer, asimov_bins=asimov_bins)
     keys = ["clsb", "expected_m2", "expected_m1", "expected", "expected_p1", "expected_p2"]
     for _ in range(5):
-        ul = UpperLimit(calc, POIarray(h.nsig, poi_values), POI(h.nsig, 0.0), qtilde=True)
+        ul = UpperLimit(calc, POIarray(poi_param, poi_values), POI(poi_param, 0.0), qtilde=True)
         pv = ul.pvalues(CLs=True)
         cls_obs = np.asarray(pv["cls"], float)
         curves = {"observed": cls_obs, **{k: np.asarray(pv[k], float) for k in keys[1:]}}
@@ -214,17 +262,26 @@ def upper_limit_hepstats(
     expected = np.array([lim["expected_m2"], lim["expected_m1"], lim["expected"], lim["expected_p1"], lim["expected_p2"]])
     ok = bool(np.isfinite(lim["observed"]) and np.all(np.isfinite(expected)))
     return LimitResult(
-        observed=lim["observed"], expected=expected, cl=cl, poi="nsig", method="asymptotic (hepstats)", fit=f, converged=ok,
+        observed=lim["observed"], expected=expected, cl=cl, poi="nsig" if signal_scale is None else "xsec", method="asymptotic (hepstats)", fit=f, converged=ok,
         reason="" if ok else "CLs did not cross 1 - cl on the POI grid",
         details={"poi": poi_values, "cls": cls_obs, **{k: curves[k] for k in keys[1:]}},
     )
 
 
-def evaluate_hypotheses_zfit(x: NDArray, shapes: Sequence[SignalShape], windows: NDArray, *, bkg_order: int = 3, cl: float = 0.95, limits: bool = True, expected: bool = True, signal_scale: NDArray | None = None, signal_scale_rel_unc: NDArray | None = None) -> HypothesisTable:
-    """Loop over hypotheses with the reference engine (slow; for validation and benchmarks)."""
-    if signal_scale_rel_unc is not None:
-        raise NotImplementedError("the zfit engine does not implement yield systematics; use engine='vectorised'")
+def evaluate_hypotheses_zfit(x: NDArray, shapes: Sequence[SignalShape], windows: NDArray, *, bkg_order: int = 3, cl: float = 0.95, limits: bool = True, expected: bool = True, signal_scale: NDArray | None = None, signal_scale_rel_unc: NDArray | None = None, syst_kind: str = "lognormal") -> HypothesisTable:
+    """Loop over hypotheses with the reference engine (slow; for validation and benchmarks).
+
+    With ``signal_scale_rel_unc`` (and ``signal_scale``), the cross-section
+    limits ``ul_xsec_*`` profile the constrained yield nuisance (as the
+    vectorised engine; ``syst_kind`` "lognormal" or "gaussian"), the yield
+    limits ``ul_nsig_*`` do not.
+    """
     k = len(shapes)
+    rel = None
+    if signal_scale_rel_unc is not None:
+        if signal_scale is None:
+            raise ValueError("signal_scale_rel_unc needs signal_scale (events per pb)")
+        rel = np.broadcast_to(np.asarray(signal_scale_rel_unc, float), (k,))
     out: dict[str, Any] = {n: np.zeros(k) for n in ("nsig", "nsig_err", "nbkg", "nll", "z_local", "ul_nsig_obs")}
     out["n_events"] = np.zeros(k, int)
     out["converged"] = np.zeros(k, bool)
@@ -252,4 +309,14 @@ def evaluate_hypotheses_zfit(x: NDArray, shapes: Sequence[SignalShape], windows:
     if signal_scale is not None:
         tab.ul_xsec_obs = tab.ul_nsig_obs / signal_scale
         tab.ul_xsec_exp = tab.ul_nsig_exp / signal_scale[:, None]
+        if rel is not None and (limits or expected):
+            for j, (shape, win) in enumerate(zip(shapes, windows)):
+                if rel[j] <= 0:
+                    continue
+                r = upper_limit_hepstats(x, shape, (float(win[0]), float(win[1])), bkg_order=bkg_order, cl=cl, signal_scale=float(signal_scale[j]), rel_unc=float(rel[j]), syst_kind=syst_kind)
+                tab.ul_xsec_obs[j] = np.nan_to_num(r.observed)
+                tab.ul_xsec_exp[j] = np.nan_to_num(r.expected)
+                if not r.converged:
+                    tab.converged[j] = False
+                    tab.reason[j] = tab.reason[j] or "cross-section limit with systematics: " + r.reason
     return tab
