@@ -17,32 +17,38 @@ bit of sin/cos/exp); the tests check agreement to 1e-12.
 
 Layout (SIMD across events)
 ---------------------------
-Events are distributed over threads in blocks (``prange``). A block fits
-``_NL`` events side by side, one per *lane*, and keeps the state of all
-lanes in one scratch vector with one row of ``_R`` doubles per quantity
-(structure of arrays). One pass linearises, solves and takes the step
-decisions of every lane in a single loop over the lanes whose body has no
-branches (decisions are selects), which LLVM vectorises across events
-(AVX2/AVX-512) without any reassociation: each lane performs exactly the
-IEEE operations of the per-event algorithm, so results do not depend on the
-lane, the block or the number of threads. The rows of the scratch vector are
-a compile-time stride apart, which lets LLVM prove that the rows do not
-overlap. The rare cases (a rejected step to halve, an angle step too large
+Events are distributed over threads in blocks of ``_BLOCK`` (``prange``).
+A block is first *staged* (``_stage_block``): validity tests, the
+symmetrised covariance and sin/cos of the measured angles of all its photons,
+in loops vectorised over photons. Its events are then fitted in batches of
+``_NL``, one per *lane*, with the state of all lanes in one scratch vector
+holding one row of ``_R`` doubles per quantity (structure of arrays). One
+pass (``_lane_pass``) linearises, solves and takes the step decisions of
+every lane in a single loop over the lanes whose body has no branches
+(decisions are selects), which LLVM vectorises across events (AVX2/AVX-512)
+without any reassociation: each lane performs exactly the IEEE operations of
+the per-event algorithm, so results do not depend on the lane, the batch,
+the block or the number of threads. The rows are a compile-time stride
+apart and the loops have compile-time trip counts, which lets LLVM prove
+that the rows do not overlap and vectorise without masked tails. Lanes that
+have converged or failed keep their point (recomputing its linearisation
+reproduces the converged values bit for bit) until the whole batch is done;
+with about three linearisations for almost every event, batches waste
+little. The rare cases (a rejected step to halve, an angle step too large
 for the angle-addition update, a step out of the physical region) are only
-flagged by the vector loop and handled afterwards by scalar code, which also
-retires finished lanes and refills them with the next events. Converged
-events are collected in a buffer whose fitted covariances, pulls and
-p-values are computed by a second vectorised loop.
+flagged by the vector loop and handled by scalar code (``_step_control``).
+Fitted covariances and pulls are computed for the whole batch in a second
+vectorised loop (``_finish_outputs``), then written out (``_write_batch``).
 
-sin/cos are not vectorised by LLVM (no vector math library): the measured
-angles' sin/cos come from ``_sincos``, a vectorisable Cody-Waite reduction
-by pi/2 with Taylor polynomials (about 1 ulp); after a step they come from
-the angle-addition theorem with a short Taylor series of the (small) step,
-as in the numpy engine.
+sin/cos are not vectorised by LLVM (no vector math library here): the
+measured angles' sin/cos come from ``_sincos``, a vectorisable Cody-Waite
+reduction by pi/2 with Taylor polynomials (within 2 ulp of libm); after a
+step they come from the angle-addition theorem with a short Taylor series of
+the (small) step, as in the numpy engine.
 
-Input validation is done per event (``_validate_event``, the tests of
-``bumphunt.kinfit._validate`` in the same order); the kernel writes every
-output field of every event, so the caller allocates with ``np.empty``.
+Input validation applies the tests of ``bumphunt.kinfit._validate`` with
+the same precedence; the kernel writes every output field of every event,
+so the caller allocates with ``np.empty``.
 
 Compilation: ``cache=True`` stores the machine code next to this file
 (``__pycache__``, or ``NUMBA_CACHE_DIR``); the first call after installing or
@@ -143,7 +149,7 @@ def layer() -> str:
 
 @njit(cache=True, fastmath=False, error_model="numpy", inline="always")
 def _sincos(x):  # type: ignore[no-untyped-def]
-    """sin(x), cos(x) for |x| <= _SINCOS_MAX without branches (vectorisable), about 1 ulp.
+    """sin(x), cos(x) for |x| <= _SINCOS_MAX without branches (vectorisable), within 2 ulp of libm.
 
     x = k pi/2 + r with |r| <= pi/4 (three-part Cody-Waite reduction), then the
     Taylor series of sin r (to r^17, truncation < 1e-19) and cos r (to r^18,
@@ -1020,8 +1026,8 @@ def fit_kernel(E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2,
     ``ostatus`` int8, ``oniter`` int16, ``oconv`` bool (n,), ``ocovf`` (n, 9, 9)
     when ``full_cov`` (else any size), ``obeam`` (n, 4) when ``has_vb``.
 
-    Each event is first validated exactly as ``bumphunt.kinfit._validate``
-    does (``_validate_event``); invalid events get the measured values, their
+    Each event is first validated with the tests of ``bumphunt.kinfit._validate``
+    (``_stage_block``); invalid events get the measured values, their
     status code and ``n_iter = 0``. Threads take blocks of ``_BLOCK`` events
     (``_fit_block``).
     """
