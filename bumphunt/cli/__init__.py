@@ -9,6 +9,7 @@ inside their command functions.
 from __future__ import annotations
 
 import logging
+import os
 from importlib import import_module
 
 import click
@@ -67,6 +68,11 @@ def cli(verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bumphunt").setLevel(level)
+    if verbose < 2:
+        # third-party chatter (font fallbacks, TensorFlow start-up banners) only with -vv
+        logging.getLogger("matplotlib").setLevel(logging.ERROR)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("ZFIT_DISABLE_TF_WARNINGS", "1")
 
 
 def main() -> None:
