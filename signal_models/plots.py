@@ -27,7 +27,7 @@ _LABELS = {
     "n_r": r"$n_R$",
     "comb_fraction": "combinatorial fraction",
     "comb_slope": "combinatorial slope",
-    "comb_level": "wrong pairs / TM pair / phase space",
+    "comb_level": "comb. level / phase space",
     "comb_edge": "wrong-pair edge [GeV]",
     "eff_tm": r"$\varepsilon_{TM}$",
     "eff_total": r"$\varepsilon_{total}$",
