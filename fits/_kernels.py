@@ -35,15 +35,19 @@ window goes to lane ``i mod L``, ``L = 8`` for the default cubic background and
 64 otherwise), each lane in event order, and the lanes are added in a fixed
 pairwise order at the end. The loop over the lanes is elementwise, which the
 loop vectoriser turns into AVX2/AVX-512 instructions without changing a single
-rounding. ``log`` and ``exp`` in the per-event loops are branch-free
-polynomial versions written here (``_log_pos``, ``_exp_neg``: vectorisable,
-and the same bits on every machine, unlike calls to libm); the lane
-accumulators live on the stack (``_stack_f64``) so that they stay in registers.
+rounding. The lane accumulators and block buffers live on the stack
+(``_stack_f64``): the compiler knows they alias nothing, keeps the cubic
+kernel's accumulators in registers and needs no run-time alias checks. ``exp``
+and ``log`` in the per-event loops are branch-free polynomial versions written
+here (``_exp_neg``, ``_log_pos``: vectorisable, and the same bits on every
+machine, unlike calls to libm). The sum of ``log lambda_i`` (NLL) needs no
+logarithm per event: each lane keeps the exact sum of the binary exponents
+of ``lambda_i`` and the product of their mantissas (``_slog3``).
 
 Hypotheses are distributed over ``prange`` (a plain loop unless compiled with
 ``parallel=True``). Compiled with ``cache=True`` (machine code stored next to
 this file, or in ``NUMBA_CACHE_DIR``): the first call after installing or
-changing this file compiles for a few seconds. Imported only by the functions
+changing this file compiles for about half a minute. Imported only by the functions
 that use it.
 
 Written by hand because no library fits thousands of small convex
