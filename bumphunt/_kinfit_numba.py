@@ -86,7 +86,7 @@ KERNEL_LOCK = threading.Lock()
 _OK, _BAD_FINITE, _BAD_ENERGY, _BAD_THETA, _BAD_COV, _BAD_S, _MAX_ITER, _BAD_ITER = range(8)
 _POLY_MAX = 0.02  # rad, as bumphunt.kinfit._POLY_MAX
 _TWO_PI = 2 * np.pi
-_BLOCK = 1024  # events per scheduling block (one thread at a time)
+_BLOCK = 128  # events per scheduling block (one thread at a time; its staged input stays in L2)
 _NL = 16  # lanes: events fitted side by side in a block
 _R = 16  # row stride of the lane scratch vector (>= _NL, a compile-time constant)
 _CHUNK = 16  # events in the vectorised loops over the staged block (compile-time trip count)
@@ -994,7 +994,9 @@ def _fit_block(lo, hi, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, t
     R = _R
     B3 = 3 * _BLOCK
     X = np.zeros(_NROWS * R)
-    IN = np.zeros(_IROWS * B3)
+    IN = np.empty(_IROWS * B3)
+    if hi - lo < _BLOCK:  # lanes past the last event read zeros (harmless, their results are not used)
+        IN[:] = 0.0
     CT = np.empty(9 * B3)
     _stage_block(E.reshape(E.size), th.reshape(th.size), ph.reshape(ph.size), cov.reshape(cov.size), lo, hi, IN, CT)
     for j0 in range(0, hi - lo, _NL):
