@@ -90,6 +90,7 @@ _BLOCK = 128  # events per scheduling block (one thread at a time; its staged in
 _NL = 16  # lanes: events fitted side by side in a block
 _R = 16  # row stride of the lane scratch vector (>= _NL, a compile-time constant)
 _CHUNK = 16  # events in the vectorised loops over the staged block (compile-time trip count)
+_NCHUNKS = 64  # chunks of blocks shared among the threads (each allocates its scratch once)
 
 # rows of the lane scratch vector (photon k = 0, 1, 2 is the fastest index of each group)
 _MEAS = 0  # measured (E, theta, phi): _MEAS + 3 a + k
@@ -988,16 +989,16 @@ def _write_batch(X, i0, nb, E, th, ph, cov, P0, Vb, has_vb, full_cov,  # type: i
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
-def _fit_block(lo, hi, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint,  # type: ignore[no-untyped-def]
-               full_cov, oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam):
-    """Fit events lo..hi-1 (one thread): staged, then in batches of ``_NL`` events side by side."""
+def _fit_block(lo, hi, X, IN, CT, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2,  # type: ignore[no-untyped-def]
+               tol_constraint, full_cov, oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam):
+    """Fit events lo..hi-1 (one thread): staged, then in batches of ``_NL`` events side by side.
+
+    Scratch: ``X`` (lanes), ``IN`` (staged block), ``CT`` (transposed
+    covariances). Rows of lanes without an event may hold values of earlier
+    events or zeros; they are computed on but never used.
+    """
     R = _R
     B3 = 3 * _BLOCK
-    X = np.zeros(_NROWS * R)
-    IN = np.empty(_IROWS * B3)
-    if hi - lo < _BLOCK:  # lanes past the last event read zeros (harmless, their results are not used)
-        IN[:] = 0.0
-    CT = np.empty(9 * B3)
     _stage_block(E.reshape(E.size), th.reshape(th.size), ph.reshape(ph.size), cov.reshape(cov.size), lo, hi, IN, CT)
     for j0 in range(0, hi - lo, _NL):
         nb = min(_NL, hi - lo - j0)
@@ -1030,13 +1031,21 @@ def fit_kernel(E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2,
 
     Each event is first validated with the tests of ``bumphunt.kinfit._validate``
     (``_stage_block``); invalid events get the measured values, their
-    status code and ``n_iter = 0``. Threads take blocks of ``_BLOCK`` events
-    (``_fit_block``).
+    status code and ``n_iter = 0``. Threads take chunks of blocks of
+    ``_BLOCK`` events (``_fit_block``).
     """
     n = E.shape[0]
     nblk = (n + _BLOCK - 1) // _BLOCK
-    for blk in prange(nblk):
-        lo = blk * _BLOCK
-        hi = min(n, lo + _BLOCK)
-        _fit_block(lo, hi, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constraint,
-                   full_cov, oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv, ocovf, obeam)
+    per = (nblk + _NCHUNKS - 1) // _NCHUNKS  # blocks per chunk
+    nch = (nblk + per - 1) // per if nblk > 0 else 0
+    for c in prange(nch):
+        # consecutive blocks, scratch allocated once per chunk
+        X = np.zeros(_NROWS * _R)
+        IN = np.zeros(_IROWS * 3 * _BLOCK)  # lanes past the last event read zeros at first
+        CT = np.empty(9 * 3 * _BLOCK)
+        for blk in range(c * per, min(nblk, (c + 1) * per)):
+            lo = blk * _BLOCK
+            hi = min(n, lo + _BLOCK)
+            _fit_block(lo, hi, X, IN, CT, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2,
+                       tol_constraint, full_cov, oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv,
+                       ocovf, obeam)
