@@ -20,17 +20,20 @@ def _data(rng: np.random.Generator, n_bkg: int, n_sig: int) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["lognormal", "gaussian"])
-def test_cross_section_limit_with_yield_systematic_agrees_with_vectorised(kind: str, rng: np.random.Generator) -> None:
-    """Observed and expected CLs limits on the cross-section with a 30% constrained yield
+@pytest.mark.parametrize(("kind", "rel"), [("lognormal", 0.3), ("gaussian", 0.2)])
+def test_cross_section_limit_with_yield_systematic_agrees_with_vectorised(kind: str, rel: float, rng: np.random.Generator) -> None:
+    """Observed and expected CLs limits on the cross-section with a constrained yield
     uncertainty: zfit (GaussianConstraint on the nuisance, hepstats) and the vectorised engine
     (compiled constrained Newton fits) agree within 3% (hepstats' binned Asimov set and its
-    POI-grid interpolation), and the systematic raises the limit by more than that."""
+    POI-grid interpolation), and the systematic raises the limit by more than that.
+
+    (A Gaussian yield model lets the yield reach 0 at ``u = -1/rel``, which caps q_A at
+    ``1/rel^2``: with 30% the +2 sigma expected limit does not exist, hence 20% there.)"""
     from fits.zfit_engine import upper_limit_hepstats
 
     x = _data(rng, 3000, 40)
     window = SHAPE.window()
-    scale, rel = 2.5, 0.3  # events per pb, relative uncertainty
+    scale = 2.5  # events per pb
     v = fits.upper_limit(x, SHAPE, window, signal_scale=scale, rel_unc=rel, syst_kind=kind)
     v0 = fits.upper_limit(x, SHAPE, window, signal_scale=scale)
     h = upper_limit_hepstats(x, SHAPE, window, signal_scale=scale, rel_unc=rel, syst_kind=kind, poi_values=np.linspace(2.0, 70.0, 35))
