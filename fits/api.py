@@ -179,7 +179,9 @@ def evaluate_hypotheses(
     -------
     HypothesisTable
     """
-    x = np.sort(check_masses(mgg))
+    x = check_masses(mgg)
+    if x.size > 1 and not np.all(x[1:] >= x[:-1]):  # a scan passes sorted masses: skip the O(n log n) sort
+        x = np.sort(x)
     shapes = list(shapes)
     k = len(shapes)
     if not all(isinstance(s, SignalShape) for s in shapes):
@@ -202,7 +204,8 @@ def evaluate_hypotheses(
     if engine == "zfit":
         from .zfit_engine import evaluate_hypotheses_zfit
 
-        return evaluate_hypotheses_zfit(x, shapes, win, bkg_order=order, cl=cl, limits=limits, expected=expected, signal_scale=scale, signal_scale_rel_unc=None if syst is None else syst.rel_unc)
+        return evaluate_hypotheses_zfit(x, shapes, win, bkg_order=order, cl=cl, limits=limits, expected=expected, signal_scale=scale,
+                                        signal_scale_rel_unc=None if syst is None else syst.rel_unc, syst_kind=syst_kind)
     if engine != "vectorised":
         raise FitInputError(f"engine: expected 'vectorised' or 'zfit', got {engine!r}")
 
@@ -572,7 +575,10 @@ def upper_limit(
     if engine == "zfit":
         from .zfit_engine import upper_limit_hepstats
 
-        return upper_limit_hepstats(x, shape, (lo, hi), bkg_order=bkg_order, cl=cl)
+        if resolution_unc or bkg_fixed is not None:
+            raise FitInputError("engine='zfit': resolution_unc and bkg_fixed are only available with engine='vectorised'")
+        return upper_limit_hepstats(x, shape, (lo, hi), bkg_order=bkg_order, cl=cl, signal_scale=signal_scale, rel_unc=rel_unc,
+                                    syst_kind=syst_kind)
     if resolution_unc:
         from .systematics import upper_limit_resolution
 
