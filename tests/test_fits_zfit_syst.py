@@ -49,3 +49,21 @@ def test_zfit_table_with_systematics_needs_a_scale(rng: np.random.Generator) -> 
     x = _data(rng, 500, 0)
     with pytest.raises(ValueError, match="signal_scale"):
         evaluate_hypotheses_zfit(np.sort(x), [SHAPE], np.array([SHAPE.window()]), signal_scale_rel_unc=np.array([0.1]))
+
+
+def test_api_passes_the_systematic_to_the_zfit_engine(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fits.zfit_engine as ze
+
+    seen = {}
+
+    def fake(x, shape, window, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen.update(kw)
+        return "result"
+
+    monkeypatch.setattr(ze, "upper_limit_hepstats", fake)
+    x = _data(rng, 500, 0)
+    out = fits.upper_limit(x, SHAPE, SHAPE.window(), engine="zfit", signal_scale=2.5, rel_unc=0.1, syst_kind="gaussian")
+    assert out == "result"
+    assert seen["signal_scale"] == 2.5 and seen["rel_unc"] == 0.1 and seen["syst_kind"] == "gaussian"
+    with pytest.raises(fits.FitInputError, match="resolution_unc"):
+        fits.upper_limit(x, SHAPE, SHAPE.window(), engine="zfit", resolution_unc=0.05)
