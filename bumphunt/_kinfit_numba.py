@@ -108,16 +108,15 @@ _HPREV = 80  # constraint violation h of the last accepted point
 _C2PREV = 81  # chi2 of the last accepted point
 _NITER = 82  # linearisations so far
 _LF = 83  # Cholesky factor of S (10; diagonal inverted)
-_G = 93  # G = D V0, rows (x, y, z): _G + 9 row + 3 a + k (row e is V0 itself)
-_NEW = 120  # linearised solution (E, theta, phi)
-_LAM = 129  # Lagrange multipliers (4)
-_CHI2 = 133  # chi2 of the linearised solution
-_FLAG = 134  # step control needed after the pass: 0 no, 3 accepted step (large angle step or unphysical), 4 rejected
-_DONE = 135  # lane state: 0 iterating, -1 converged, else its status code (failed or invalid; -2 no event)
-_OCOV = 136  # fitted covariance (EE, Et, Ep, tt, tp, pp): _OCOV + 3 q + k
-_OPULL = 154  # pulls (E, theta, phi): _OPULL + 3 a + k
-_OKC = 163  # L^-1 G columns for the full covariance: _OKC + 12 k + 4 a + q
-_NROWS = 199
+_NEW = 93  # linearised solution (E, theta, phi)
+_LAM = 102  # Lagrange multipliers (4)
+_CHI2 = 106  # chi2 of the linearised solution
+_FLAG = 107  # step control needed after the pass: 0 no, 3 accepted step (large angle step or unphysical), 4 rejected
+_DONE = 108  # lane state: 0 iterating, -1 converged, else its status code (failed or invalid; -2 no event)
+_OCOV = 109  # fitted covariance (EE, Et, Ep, tt, tp, pp): _OCOV + 3 q + k
+_OPULL = 127  # pulls (E, theta, phi): _OPULL + 3 a + k
+_OKC = 136  # L^-1 G columns for the full covariance: _OKC + 12 k + 4 a + q
+_NROWS = 172
 
 # rows of the block's staged input (index 3 (i - lo) + k)
 _IE, _IT, _IP = 0, 1, 2  # measured E, theta, phi
@@ -381,12 +380,10 @@ def _stage_block(Ef, tf, pf, cf, lo, hi, IN, CT):  # type: ignore[no-untyped-def
 
 
 @njit(cache=True, fastmath=False, error_model="numpy", inline="always")
-def _photon_lin(X, l, k):  # type: ignore[no-untyped-def]
-    """Photon k of lane l at the current point: stores G = D V0, returns its terms of H, S and r."""
+def _jacobian_g(X, l, k):  # type: ignore[no-untyped-def]
+    """Jacobian D and G = D V0 of photon k of lane l at its current point (the same expressions wherever used)."""
     R = _R
     Ek = X[(_CUR + k) * R + l]
-    Tk = X[(_CUR + 3 + k) * R + l]
-    Pk = X[(_CUR + 6 + k) * R + l]
     st = X[(_TRIG + k) * R + l]
     ct = X[(_TRIG + 3 + k) * R + l]
     sp = X[(_TRIG + 6 + k) * R + l]
@@ -416,15 +413,18 @@ def _photon_lin(X, l, k):  # type: ignore[no-untyped-def]
     GzE = ct * VEE + Dzt * VEt
     Gzt = ct * VEt + Dzt * Vtt
     Gzp = ct * VEp + Dzt * Vtp
-    X[(_G + k) * R + l] = GxE
-    X[(_G + 3 + k) * R + l] = Gxt
-    X[(_G + 6 + k) * R + l] = Gxp
-    X[(_G + 9 + k) * R + l] = GyE
-    X[(_G + 12 + k) * R + l] = Gyt
-    X[(_G + 15 + k) * R + l] = Gyp
-    X[(_G + 18 + k) * R + l] = GzE
-    X[(_G + 21 + k) * R + l] = Gzt
-    X[(_G + 24 + k) * R + l] = Gzp
+    return (Ek, ct, px, py, pz, DxE, DyE, Dxt, Dyt, Dzt, Dxp, Dyp, VEE,
+            GxE, Gxt, Gxp, GyE, Gyt, Gyp, GzE, Gzt, Gzp)
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _photon_lin(X, l, k):  # type: ignore[no-untyped-def]
+    """Photon k of lane l at the current point: its terms of H, S and r, and G = D V0."""
+    R = _R
+    (Ek, ct, px, py, pz, DxE, DyE, Dxt, Dyt, Dzt, Dxp, Dyp, VEE,
+     GxE, Gxt, Gxp, GyE, Gyt, Gyp, GzE, Gzt, Gzp) = _jacobian_g(X, l, k)
+    Tk = X[(_CUR + 3 + k) * R + l]
+    Pk = X[(_CUR + 6 + k) * R + l]
     s0 = GxE * DxE + Gxt * Dxt + Gxp * Dxp
     s1 = GxE * DyE + Gxt * Dyt + Gxp * Dyp
     s2 = GxE * ct + Gxt * Dzt
@@ -437,16 +437,14 @@ def _photon_lin(X, l, k):  # type: ignore[no-untyped-def]
     tx = DxE * dE + Dxt * dt + Dxp * dp
     ty = DyE * dE + Dyt * dt + Dyp * dp
     tz = ct * dE + Dzt * dt
-    return px, py, pz, Ek, s0, s1, s2, GxE, s4, s5, GyE, s7, GzE, VEE, tx, ty, tz, dE
+    return (px, py, pz, Ek, s0, s1, s2, GxE, s4, s5, GyE, s7, GzE, VEE, tx, ty, tz, dE,
+            (GxE, Gxt, Gxp, GyE, Gyt, Gyp, GzE, Gzt, Gzp))
 
 
 @njit(cache=True, fastmath=False, error_model="numpy", inline="always")
-def _param_step(X, l, k, a, x0, x1, x2, x3, adv):  # type: ignore[no-untyped-def]
+def _param_step(X, l, k, a, x0, x1, x2, x3, adv, G0, G1, G2):  # type: ignore[no-untyped-def]
     """Parameter a of photon k of lane l: new solution; when ``adv``, the step to it. Returns (new, old)."""
     R = _R
-    G0 = X[(_G + 3 * a + k) * R + l]
-    G1 = X[(_G + 9 + 3 * a + k) * R + l]
-    G2 = X[(_G + 18 + 3 * a + k) * R + l]
     G3 = X[(_V + 3 * a + k) * R + l]
     sh = G0 * x0 + G1 * x1 + G2 * x2 + G3 * x3
     nv = X[(_MEAS + 3 * a + k) * R + l] - sh
@@ -474,11 +472,11 @@ def _angle_step(X, l, k, a, nv, cv, adv):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=False, error_model="numpy", inline="always")
-def _photon_step(X, l, k, x0, x1, x2, x3, adv):  # type: ignore[no-untyped-def]
-    """Photon k of lane l: new solution and accepted step; returns (large angle step, unphysical)."""
-    nE, cE = _param_step(X, l, k, 0, x0, x1, x2, x3, adv)
-    nT, cT = _param_step(X, l, k, 1, x0, x1, x2, x3, adv)
-    nP, cP = _param_step(X, l, k, 2, x0, x1, x2, x3, adv)
+def _photon_step(X, l, k, x0, x1, x2, x3, adv, g):  # type: ignore[no-untyped-def]
+    """Photon k of lane l: new solution and accepted step (g: its G = D V0); returns (large angle step, unphysical)."""
+    nE, cE = _param_step(X, l, k, 0, x0, x1, x2, x3, adv, g[0], g[3], g[6])
+    nT, cT = _param_step(X, l, k, 1, x0, x1, x2, x3, adv, g[1], g[4], g[7])
+    nP, cP = _param_step(X, l, k, 2, x0, x1, x2, x3, adv, g[2], g[5], g[8])
     big = _angle_step(X, l, k, 1, nT, cT, adv) | _angle_step(X, l, k, 2, nP, cP, adv)
     unphys = (nE <= 0) | (nT <= 0) | (nT >= np.pi)
     return big, unphys
@@ -503,7 +501,7 @@ def _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constrai
 
     Lanes that are done (row ``_DONE`` != 0) keep their state: their
     linearisation is recomputed from the same point, giving bit for bit the
-    values (``_LF``, ``_G``, ``_NEW``, ``_CHI2``, ``_LAM``) of the pass in
+    values (``_LF``, ``_NEW``, ``_CHI2``, ``_LAM``, and G) of the pass in
     which they converged. Open lanes that converge get ``_DONE = -1``, failing
     ones their status code; ``_FLAG`` marks lanes that need scalar step
     control (3: accepted step with a large angle step or an unphysical
@@ -556,7 +554,7 @@ def _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constrai
         ry = 0.0
         rz = 0.0
         re = 0.0
-        px, py, pz, Ek, s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, tx, ty, tz, dE = _photon_lin(X, l, 0)
+        px, py, pz, Ek, s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, tx, ty, tz, dE, g0 = _photon_lin(X, l, 0)
         H0 += px
         H1 += py
         H2 += pz
@@ -575,7 +573,7 @@ def _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constrai
         ry += ty
         rz += tz
         re += dE
-        px, py, pz, Ek, s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, tx, ty, tz, dE = _photon_lin(X, l, 1)
+        px, py, pz, Ek, s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, tx, ty, tz, dE, g1 = _photon_lin(X, l, 1)
         H0 += px
         H1 += py
         H2 += pz
@@ -594,7 +592,7 @@ def _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constrai
         ry += ty
         rz += tz
         re += dE
-        px, py, pz, Ek, s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, tx, ty, tz, dE = _photon_lin(X, l, 2)
+        px, py, pz, Ek, s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, tx, ty, tz, dE, g2 = _photon_lin(X, l, 2)
         H0 += px
         H1 += py
         H2 += pz
@@ -691,9 +689,9 @@ def _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constrai
         code = code if is_open else 0.0
         adv = is_open & accept & (not conv) & (code == 0.0)  # accepted step, the lane continues
         # --- advance accepted lanes to the new solution (sin/cos by angle addition) -------
-        big0, unp0 = _photon_step(X, l, 0, x0, x1, x2, x3, adv)
-        big1, unp1 = _photon_step(X, l, 1, x0, x1, x2, x3, adv)
-        big2, unp2 = _photon_step(X, l, 2, x0, x1, x2, x3, adv)
+        big0, unp0 = _photon_step(X, l, 0, x0, x1, x2, x3, adv, g0)
+        big1, unp1 = _photon_step(X, l, 1, x0, x1, x2, x3, adv, g1)
+        big2, unp2 = _photon_step(X, l, 2, x0, x1, x2, x3, adv, g2)
         big = big0 | big1 | big2
         unphys = unp0 | unp1 | unp2
         if has_vb:
@@ -782,15 +780,13 @@ def _floor300(x):  # type: ignore[no-untyped-def]
 def _photon_outputs(X, l, k, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3):  # type: ignore[no-untyped-def]
     """Fitted covariance V0 - (L^-1 G)^T (L^-1 G), pulls and L^-1 G columns of photon k of lane l."""
     R = _R
-    k00, k01, k02, k03 = _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3,
-                               X[(_G + k) * R + l], X[(_G + 9 + k) * R + l],
-                               X[(_G + 18 + k) * R + l], X[(_V + k) * R + l])
-    k10, k11, k12, k13 = _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3,
-                               X[(_G + 3 + k) * R + l], X[(_G + 12 + k) * R + l],
-                               X[(_G + 21 + k) * R + l], X[(_V + 3 + k) * R + l])
-    k20, k21, k22, k23 = _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3,
-                               X[(_G + 6 + k) * R + l], X[(_G + 15 + k) * R + l],
-                               X[(_G + 24 + k) * R + l], X[(_V + 6 + k) * R + l])
+    # G at the final point, recomputed with the pass's expressions from the unchanged point
+    g = _jacobian_g(X, l, k)
+    k00, k01, k02, k03 = _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3, g[13], g[16], g[19], X[(_V + k) * R + l])
+    k10, k11, k12, k13 = _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3, g[14], g[17], g[20],
+                               X[(_V + 3 + k) * R + l])
+    k20, k21, k22, k23 = _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3, g[15], g[18], g[21],
+                               X[(_V + 6 + k) * R + l])
     r00 = k00 * k00 + k01 * k01 + k02 * k02 + k03 * k03
     r01 = k00 * k10 + k01 * k11 + k02 * k12 + k03 * k13
     r02 = k00 * k20 + k01 * k21 + k02 * k22 + k03 * k23
