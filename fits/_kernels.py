@@ -177,6 +177,19 @@ def _exp_neg(z):  # pragma: no cover - compiled
     return p * two_k if z > -700.0 else 0.0
 
 
+@njit(inline="always", error_model="numpy")
+def _phi(z):  # pragma: no cover - compiled
+    """Standard normal CDF ``Phi(z) = erfc(-z / sqrt 2) / 2`` (as ``scipy.special.ndtr``)."""
+    return 0.5 * math.erfc(-z * 0.7071067811865476)
+
+
+@njit(cache=True, error_model="numpy")
+def _vphi(z, out):  # pragma: no cover - compiled
+    """``out = Phi(z)`` elementwise with ``_phi``."""
+    for e in range(len(z)):
+        out[e] = _phi(z[e])
+
+
 @njit(cache=True, error_model="numpy")
 def _vlog(y, out):  # pragma: no cover - compiled
     """``out = log(y)`` elementwise with ``_log_pos`` (finite normal ``y > 0``)."""
@@ -205,8 +218,14 @@ def event_values(x, start, counts, par, order, s_out, xp_out, cheb_out):  # prag
     """Signal density and scaled coordinate of every event slot of every window.
 
     ``x``: sorted masses (GeV); window ``j`` holds ``x[start[j] : start[j] + counts[j]]``.
-    ``par`` (k, 14): ``mu, sigma, alpha_l, n_l, alpha_r, n_r, 1/norm (DSCB),
-    comb_fraction, comb_scale, comb_slope, 1/cnorm, lo, hi, (unused)``.
+    ``par`` (k, 14 or more): ``mu, sigma, alpha_l, n_l, alpha_r, n_r, 1/norm (DSCB),
+    comb_fraction, comb_scale, comb_slope, 1/cnorm, lo, hi, edge_width[, edge]``.
+    ``edge_width > 0`` (GeV) marks a window reached by the wrong-pair edge at
+    ``edge`` (GeV, column 14, read only then): the combinatorial line is
+    multiplied by ``Phi((edge - x) / edge_width)`` (``1/cnorm`` is the inverse
+    integral of the edged line). The choice is made once per window; windows
+    without an edge run the plain loop. ``Phi`` uses ``math.erfc`` (libm, the
+    same bits for a fresh and a cached kernel on one machine).
     Padding slots ``e >= counts[j]`` repeat the first event (or the window
     centre for an empty window). ``cheb_out[j, m] = sum_i T_m(x'_i)`` (lanes as
     the Newton passes).
@@ -228,6 +247,8 @@ def event_values(x, start, counts, par, order, s_out, xp_out, cheb_out):  # prag
         cc = f * par[j, 10]
         lo = par[j, 11]
         hi = par[j, 12]
+        ewidth = par[j, 13] if f > 0.0 else 0.0
+        edge = par[j, 14] if ewidth > 0.0 else 0.0
         a2 = 2.0 / (hi - lo)
         b2 = (lo + hi) / (hi - lo)
         kl = al / nl
@@ -242,15 +263,26 @@ def event_values(x, start, counts, par, order, s_out, xp_out, cheb_out):  # prag
         # (which are conservative: their failure, depending on where the arrays lie, made it 4x slower).
         for b0 in range(0, n, 256):
             m = min(256, n - b0)
-            for e in range(m):
-                xx = x[s0 + b0 + e]
-                t = (xx - mu) * isig
-                tc = min(max(t, -al), ar)
-                y = 1.0 + kl * max(-t - al, 0.0) + kr * max(t - ar, 0.0)
-                nn = nl if t < -al else nr
-                z = -0.5 * tc * tc - nn * _log_pos(y)
-                sb[e] = cs * _exp_neg(z) + cc * (1.0 + slope * (xx - mu) * iscale)
-                pb[e] = a2 * xx - b2
+            if ewidth > 0.0:
+                for e in range(m):
+                    xx = x[s0 + b0 + e]
+                    t = (xx - mu) * isig
+                    tc = min(max(t, -al), ar)
+                    y = 1.0 + kl * max(-t - al, 0.0) + kr * max(t - ar, 0.0)
+                    nn = nl if t < -al else nr
+                    z = -0.5 * tc * tc - nn * _log_pos(y)
+                    sb[e] = cs * _exp_neg(z) + cc * ((1.0 + slope * (xx - mu) * iscale) * _phi((edge - xx) / ewidth))
+                    pb[e] = a2 * xx - b2
+            else:
+                for e in range(m):
+                    xx = x[s0 + b0 + e]
+                    t = (xx - mu) * isig
+                    tc = min(max(t, -al), ar)
+                    y = 1.0 + kl * max(-t - al, 0.0) + kr * max(t - ar, 0.0)
+                    nn = nl if t < -al else nr
+                    z = -0.5 * tc * tc - nn * _log_pos(y)
+                    sb[e] = cs * _exp_neg(z) + cc * (1.0 + slope * (xx - mu) * iscale)
+                    pb[e] = a2 * xx - b2
             for e in range(m):
                 sj[b0 + e] = sb[e]
                 xj[b0 + e] = pb[e]
@@ -266,7 +298,10 @@ def event_values(x, start, counts, par, order, s_out, xp_out, cheb_out):  # prag
                 d = math.exp(-0.5 * t * t)
             v = cs * d
             if f > 0.0:
-                v += cc * (1.0 + slope * (xx - mu) * iscale)
+                line = 1.0 + slope * (xx - mu) * iscale
+                if ewidth > 0.0:
+                    line = line * _phi((edge - xx) / ewidth)
+                v += cc * line
             fill_s = v
             fill_xp = 0.0
         else:

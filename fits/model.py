@@ -4,7 +4,9 @@ The expected density of one hypothesis on its window ``[lo, hi]`` (GeV) is::
 
     lambda(x) = mu * s(x) + sum_k beta_k T_k(x'),     x' = 2 (x - lo) / (hi - lo) - 1
 
-with ``s`` the signal shape normalised on the window (fixed) and ``T_k`` the
+with ``s`` the signal shape normalised on the window (fixed; exactly
+``signal_models.shapes.SignalShape.pdf``, including the kinematic edge of the
+wrong-pair component when it reaches the window) and ``T_k`` the
 Chebyshev polynomials of the first kind. The density is linear in
 ``theta = (mu, beta_0, ..., beta_p)``; its integral over the window is
 ``mu + sum_k beta_k I_k`` with ``I_k = (hi - lo)/2 * int_{-1}^{1} T_k``.
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from scipy.special import ndtr
+
 from signal_models.shapes import SignalShape, comb_density, comb_integral, dscb_density, dscb_integral
 
 logger = logging.getLogger(__name__)
@@ -46,9 +50,23 @@ __all__ = [
 ]
 
 
+#: beyond this many edge widths below the wrong-pair edge its step is 1 to double
+#: precision (as ``SignalShape.edge_matters``)
+_EDGE_FLAT_Z = 9.0
+
+#: break points of the Asimov quadrature around the wrong-pair edge, in edge widths
+_BREAKS_EDGE = np.array([-9.0, -6.0, -4.0, -2.5, -1.25, 0.0, 1.25, 2.5, 4.0, 6.0, 9.0])
+
+
 @dataclass(frozen=True)
 class ShapeArrays:
-    """Parameters of k signal shapes as arrays of shape (k,)."""
+    """Parameters of k signal shapes as arrays of shape (k,).
+
+    ``comb_edge`` and ``comb_edge_width`` (GeV; ``inf`` and 0 without an edge)
+    stay in GeV: the kinematic edge of the wrong-pair spectrum does not move
+    when the resolution is scaled (``scaled_sigma``); they are converted to the
+    scaled Chebyshev-domain units where the integrals need them.
+    """
 
     mu: NDArray
     sigma: NDArray
@@ -59,11 +77,40 @@ class ShapeArrays:
     comb_fraction: NDArray
     comb_slope: NDArray
     comb_domain: NDArray
+    comb_edge: NDArray | None = None
+    comb_edge_width: NDArray | None = None
+
+    def __post_init__(self) -> None:
+        if self.comb_edge is None:
+            object.__setattr__(self, "comb_edge", np.full(np.shape(self.mu), np.inf))
+        if self.comb_edge_width is None:
+            object.__setattr__(self, "comb_edge_width", np.zeros(np.shape(self.mu)))
 
     @classmethod
     def from_shapes(cls, shapes: Sequence[SignalShape]) -> "ShapeArrays":
+        defaults = {"comb_edge": np.inf, "comb_edge_width": 0.0}
         names = cls.__dataclass_fields__.keys()
-        return cls(**{n: np.array([float(getattr(s, n)) for s in shapes], dtype=float) for n in names})
+        return cls(**{n: np.array([float(getattr(s, n, defaults.get(n))) for s in shapes], dtype=float) for n in names})
+
+    def edge_rows(self, hi: ArrayLike) -> NDArray:
+        """Shapes (bool, (k,)) whose wrong-pair edge changes the density below ``hi`` (GeV).
+
+        As ``SignalShape.edge_matters``, and only for a combinatorial fraction > 0.
+        """
+        hi = np.asarray(hi, dtype=float)
+        with np.errstate(invalid="ignore"):
+            return (self.comb_fraction > 0) & np.isfinite(self.comb_edge) & (self.comb_edge - hi < _EDGE_FLAT_Z * self.comb_edge_width)
+
+    def edge_scaled(self, rows: NDArray) -> tuple[NDArray, NDArray]:
+        """Edge and width in the Chebyshev-domain units ``u = (x - mu) / (comb_domain sigma)``.
+
+        ``(inf, 1)`` for the shapes not in ``rows`` (no edge: the plain line).
+        """
+        scale = self.comb_domain * self.sigma
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e = np.where(rows, (self.comb_edge - self.mu) / scale, np.inf)
+            w = np.where(rows, self.comb_edge_width / scale, 1.0)
+        return e, w
 
     def take(self, idx: ArrayLike) -> "ShapeArrays":
         return ShapeArrays(**{n: getattr(self, n)[idx] for n in self.__dataclass_fields__})
@@ -142,9 +189,36 @@ def signal_pdf(x: NDArray, sh: ShapeArrays, lo: NDArray, hi: NDArray) -> NDArray
     if np.any(sh.comb_fraction > 0):
         scale = c(sh.comb_domain) * sig
         slope = c(sh.comb_slope)
-        cnorm = scale * comb_integral((lo_ - mu) / scale, (hi_ - mu) / scale, slope)
-        out = out + f * comb_density((x - mu) / scale, slope) / cnorm
+        edged = sh.edge_rows(hi)
+        if not edged.any():
+            cnorm = scale * comb_integral((lo_ - mu) / scale, (hi_ - mu) / scale, slope)
+            out = out + f * comb_density((x - mu) / scale, slope) / cnorm
+            return out
+        # the line times the edge step Phi((comb_edge - x) / comb_edge_width) (x in GeV, as
+        # SignalShape.pdf), normalised with the analytic integral of the edged line; rows
+        # without an edge get exactly the plain line (comb_integral adds 0.0 there)
+        e_u, w_u = sh.edge_scaled(edged)
+        cnorm = scale * comb_integral((lo_ - mu) / scale, (hi_ - mu) / scale, slope, c(e_u), c(w_u))
+        _check_comb_norm(cnorm[:, 0], sh, lo, hi)
+        comb = comb_density((x - mu) / scale, slope)
+        comb = np.array(np.broadcast_to(comb, np.broadcast_shapes(comb.shape, out.shape)))
+        xb = np.broadcast_to(x, comb.shape)
+        ce, cw = c(sh.comb_edge)[edged], c(sh.comb_edge_width)[edged]
+        comb[edged] *= ndtr((ce - xb[edged]) / cw)
+        out = out + f * comb / cnorm
     return out
+
+
+def _check_comb_norm(cnorm: NDArray, sh: ShapeArrays, lo: ArrayLike, hi: ArrayLike) -> None:
+    """Raise when an edged combinatorial density vanishes on its window (edge far below it)."""
+    bad = (sh.comb_fraction > 0) & ~(cnorm > 0)
+    if np.any(bad):
+        j = int(np.flatnonzero(bad)[0])
+        lo_j, hi_j = np.broadcast_to(np.asarray(lo, dtype=float), bad.shape)[j], np.broadcast_to(np.asarray(hi, dtype=float), bad.shape)[j]
+        raise ValueError(
+            f"signal shape {j} (mu = {sh.mu[j]:.6g} GeV): the combinatorial density vanishes on the window "
+            f"[{lo_j:.6g}, {hi_j:.6g}] GeV (edge at {sh.comb_edge[j]:.6g} GeV) but comb_fraction = {sh.comb_fraction[j]}"
+        )
 
 
 def moment_layout(order: int) -> tuple[int, NDArray, NDArray]:
@@ -345,7 +419,7 @@ def _kernels():
 def _shape_par(sh: ShapeArrays, lo: NDArray, hi: NDArray) -> NDArray:
     """Per-window parameters of ``fits._kernels.event_values`` (normalisations as in ``signal_pdf``)."""
     k = len(lo)
-    par = np.zeros((k, 14))
+    par = np.zeros((k, 16))
     mu, sig = sh.mu, sh.sigma
     norm = sig * dscb_integral((lo - mu) / sig, (hi - mu) / sig, sh.alpha_l, sh.n_l, sh.alpha_r, sh.n_r)
     par[:, 0], par[:, 1] = mu, sig
@@ -360,6 +434,16 @@ def _shape_par(sh: ShapeArrays, lo: NDArray, hi: NDArray) -> NDArray:
         cnorm = scale * comb_integral((lo - mu) / scale, (hi - mu) / scale, sh.comb_slope)
         par[:, 10] = np.where(f > 0, 1.0 / cnorm, 0.0)
     par[:, 11], par[:, 12] = lo, hi
+    edged = sh.edge_rows(hi)
+    if edged.any():
+        # the edge in GeV (slot 14) and its width (slot 13, > 0 flags an edged window)
+        e_u, w_u = sh.edge_scaled(edged)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cnorm = scale * comb_integral((lo - mu) / scale, (hi - mu) / scale, sh.comb_slope, e_u, w_u)
+        _check_comb_norm(cnorm, sh, lo, hi)
+        par[:, 10] = np.where(f > 0, 1.0 / cnorm, 0.0)
+        par[:, 13] = np.where(edged, sh.comb_edge_width, 0.0)
+        par[:, 14] = np.where(edged, sh.comb_edge, 0.0)
     return par
 
 
@@ -423,21 +507,30 @@ def quadrature_nodes(sh: ShapeArrays, lo: NDArray, hi: NDArray, *, n_gl: int = 1
     sigma around ``mu``, all clipped into the window (empty panels get zero
     weight). With ``n_gl`` nodes per panel the rule integrates the smooth
     piecewise pieces (Gaussian core, power-law tails, polynomials, and their
-    logarithms) to ~1e-10 relative precision. Returns ``(x, wq)`` of shape (k, M).
+    logarithms) to ~1e-10 relative precision. When the wrong-pair edge of a
+    shape reaches its window, break points at ``comb_edge + (0, +-1.25, +-2.5,
+    +-4, +-6, +-9) comb_edge_width`` resolve the step as well. Returns
+    ``(x, wq)`` of shape (k, M).
     """
     lo = np.asarray(lo, dtype=float)
     hi = np.asarray(hi, dtype=float)
     mu, sig = sh.mu[:, None], sh.sigma[:, None]
-    pts = np.concatenate(
-        [
-            lo[:, None],
-            hi[:, None],
-            mu - sh.alpha_l[:, None] * sig,
-            mu + sh.alpha_r[:, None] * sig,
-            mu + _BREAKS_SIGMA[None, :] * sig,
-        ],
-        axis=1,
-    )
+    parts = [
+        lo[:, None],
+        hi[:, None],
+        mu - sh.alpha_l[:, None] * sig,
+        mu + sh.alpha_r[:, None] * sig,
+        mu + _BREAKS_SIGMA[None, :] * sig,
+    ]
+    edged = sh.edge_rows(hi)
+    if edged.any():
+        # panels around the wrong-pair edge (a smooth step a few widths wide); windows of the
+        # batch without an edge get empty panels at their lower edge (zero weight). Batches
+        # without any edge keep exactly the nodes above.
+        e = np.where(edged, sh.comb_edge, lo)[:, None]
+        wd = np.where(edged, sh.comb_edge_width, 0.0)[:, None]
+        parts.append(e + _BREAKS_EDGE[None, :] * wd)
+    pts = np.concatenate(parts, axis=1)
     pts = np.sort(np.clip(pts, lo[:, None], hi[:, None]), axis=1)
     a, b = pts[:, :-1], pts[:, 1:]
     t, wt = np.polynomial.legendre.leggauss(n_gl)

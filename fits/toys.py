@@ -79,7 +79,15 @@ def sample_background(rng: np.random.Generator, window: tuple[float, float], bet
 
 def _signal_sampler(shape: SignalShape, window: tuple[float, float]) -> Callable[[NDArray], NDArray]:
     lo, hi = window
-    g = np.unique(np.concatenate([np.linspace(lo, hi, _GRID), np.clip(shape.mu + shape.sigma * np.linspace(-12, 12, 2401), lo, hi)]))
+    grids = [np.linspace(lo, hi, _GRID), np.clip(shape.mu + shape.sigma * np.linspace(-12, 12, 2401), lo, hi)]
+    edge_u, width_u = np.inf, 1.0
+    if shape.comb_fraction > 0 and shape.edge_matters(hi):
+        # the wrong-pair edge: a fine grid over the step (+-12 widths) keeps the linear
+        # interpolation of the CDF accurate there; CDF from the analytic edged integral
+        grids.append(np.clip(shape.comb_edge + shape.comb_edge_width * np.linspace(-12, 12, 2401), lo, hi))
+        scale = shape.comb_domain * shape.sigma
+        edge_u, width_u = (shape.comb_edge - shape.mu) / scale, shape.comb_edge_width / scale
+    g = np.unique(np.concatenate(grids))
     # analytic CDF at the grid points
     from signal_models.shapes import comb_integral, dscb_integral
 
@@ -91,7 +99,12 @@ def _signal_sampler(shape: SignalShape, window: tuple[float, float]) -> Callable
     if shape.comb_fraction > 0:
         s = shape.comb_domain * shape.sigma
         u = (g - shape.mu) / s
-        comb = comb_integral(np.full_like(u, (lo - shape.mu) / s), u, shape.comb_slope)
+        comb = comb_integral(np.full_like(u, (lo - shape.mu) / s), u, shape.comb_slope, edge_u, width_u)
+        if not comb[-1] > 0:
+            raise ValueError(
+                f"signal shape at mu = {shape.mu:.6g} GeV: the combinatorial density vanishes on the window "
+                f"[{lo:.6g}, {hi:.6g}] GeV (edge at {shape.comb_edge:.6g} GeV) but comb_fraction = {shape.comb_fraction}"
+            )
         cdf = cdf + shape.comb_fraction * comb / comb[-1]
     return _inverse_cdf_sampler(g, cdf)
 

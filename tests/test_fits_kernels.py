@@ -32,6 +32,17 @@ def test_vectorised_log_exp_match_libm():
     assert np.all(e[~ok] == 0.0)
 
 
+def test_compiled_normal_cdf_matches_scipy():
+    from scipy.special import ndtr
+
+    z = np.concatenate([np.linspace(-38.0, 10.0, 4001), [0.0, -1e-300, 1e-300, -0.7071, 0.7071, -37.5, 8.3]])
+    out = np.empty_like(z)
+    kern._vphi(z, out)
+    ref = ndtr(z)
+    # relative error of Phi(z) from the rounding of the argument grows like z^2 eps
+    assert np.all(np.abs(out - ref) <= 2e-15 * (1.0 + z * z) * ref + 1e-300)  # scipy flushes subnormals below z = -37.5
+
+
 def test_lane_sums_specialised_and_general_paths_agree():
     """The cubic-background kernels (sums in registers) and the general-order loops use the
     same lanes and order: identical Chebyshev sums, and gradient/Hessian/NLL equal to rounding."""
@@ -239,6 +250,16 @@ for order in (3, 2):
     nb2, slog = kern._slog(s[0], xp[0], 5001, th, P)
     for a in (s, xp, ch, g, H, np.array([nb, nb2, slog])):
         h.update(np.ascontiguousarray(a, dtype=float).tobytes())
+# a window reached by the wrong-pair edge (columns 13, 14: edge width and position, GeV)
+pe = np.concatenate([par, [[0.0, 0.0]]], axis=1)
+pe[0, 13], pe[0, 14] = 0.04, 1.1
+s, xp, ch = np.empty((1, 5003)), np.empty((1, 5003)), np.empty((1, 4))
+kern.event_values(x, np.array([0]), np.array([5001]), pe, 3, s, xp, ch)
+z = np.linspace(-40.0, 12.0, 1001)
+ph = np.empty_like(z)
+kern._vphi(z, ph)
+for a in (s, xp, ch, ph):
+    h.update(np.ascontiguousarray(a, dtype=float).tobytes())
 print(h.hexdigest())
 """
 
