@@ -525,9 +525,10 @@ def quadrature_nodes(sh: ShapeArrays, lo: NDArray, hi: NDArray, *, n_gl: int = 1
     edged = sh.edge_rows(hi)
     if edged.any():
         # panels around the wrong-pair edge (a smooth step a few widths wide); windows of the
-        # batch without an edge get empty panels at their lower edge (zero weight). Batches
-        # without any edge keep exactly the nodes above.
-        e = np.where(edged, sh.comb_edge, lo)[:, None]
+        # batch without an edge get empty panels (zero weight) at their upper end, after all
+        # their other nodes, so that their sums keep their bits whatever else is in the batch.
+        # Batches without any edge keep exactly the nodes above.
+        e = np.where(edged, sh.comb_edge, hi)[:, None]
         wd = np.where(edged, sh.comb_edge_width, 0.0)[:, None]
         parts.append(e + _BREAKS_EDGE[None, :] * wd)
     pts = np.concatenate(parts, axis=1)

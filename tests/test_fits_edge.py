@@ -165,6 +165,33 @@ def test_shapes_without_edge_are_bit_identical():
     assert dm.s[:3, :n].tobytes() == ref[1].tobytes()
 
 
+def test_plain_hypotheses_keep_their_bits_next_to_edged_ones():
+    """Fits and limits of shapes without an edge do not depend on edged shapes in the same batch
+    (resumed and distributed scans split the hypotheses differently)."""
+    plain = [SignalShape(mu=m, **_BASE, comb_fraction=0.2, comb_slope=-0.2) for m in (6.9, 7.0)]
+    rng = np.random.default_rng(1)
+    x = np.sort(rng.uniform(6.0, 8.5, 30_000))
+
+    def run(shapes):
+        t = fits.evaluate_hypotheses(x, shapes, np.array([s.window() for s in shapes]), bkg_order=3)
+        return [np.asarray(getattr(t, f))[: len(plain)] for f in ("nsig", "nll", "z_local", "ul_nsig_obs", "ul_nsig_exp")]
+
+    for a, b in zip(run(plain), run(plain + EDGED[:1])):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_extra_templates_use_the_edged_density():
+    from fits.extra_templates import design_columns
+
+    s = EDGED[0]
+    peak = SignalShape(mu=7.3, sigma=0.03, alpha_l=1.0, n_l=3.0, alpha_r=2.0, n_r=5.0, comb_fraction=0.3, comb_slope=0.2, comb_edge=7.2, comb_edge_width=0.03)
+    lo, hi = s.window()
+    x = np.linspace(lo, hi, 301)
+    F, integ = design_columns(x, s, [peak], lo, hi, 2)
+    np.testing.assert_allclose(F[:, 0], s.pdf(x, lo, hi), rtol=1e-12)
+    np.testing.assert_allclose(F[:, 1], peak.pdf(x, lo, hi), rtol=1e-12)
+
+
 def test_toys_sample_the_edged_shape():
     rng = np.random.default_rng(17)
     for s in EDGED[:2]:
