@@ -1,6 +1,5 @@
 """Sphinx configuration for the bumphunt documentation (myst-nb executes the tutorials)."""
 
-import os
 
 project = "bumphunt"
 author = "bumphunt developers"
@@ -11,4 +10,4 @@ nb_execution_mode = "auto"
 nb_execution_timeout = 1800
 nb_execution_raise_on_error = True
 html_theme = "alabaster"
-os.environ.setdefault("MPLBACKEND", "Agg")
+# figures: the tutorials select the inline backend (%matplotlib inline), so plt.show() puts them into the page

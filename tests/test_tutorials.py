@@ -26,3 +26,6 @@ def test_tutorial_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert outputs, f"{path.name} ran but printed nothing"
     errors = [o for o in outputs if o.get("output_type") == "error"]
     assert not errors
+    # the plots a physicist looks at end up in the executed notebook (inline backend), as in the docs
+    figures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert figures, f"{path.name}: no figure in the executed notebook (missing %matplotlib inline or plt.show())"
