@@ -87,10 +87,15 @@ def plot_brazil(result: Mapping[str, Any], *, quantity: str = "nsig", ax: Any = 
         ax.plot(m, a["obs"], "k-", lw=1.5, label="Observed")
         _shade_vetoes(ax, result)
         ax.set_xlabel(r"$m_a$ [GeV]")
-        ax.set_ylabel(_QUANTITY[quantity][2])
+        ax.set_ylabel(_QUANTITY[quantity][2], fontsize="medium")
+        top = float(np.nanmax(np.r_[e[:, 4], a["obs"]])) if len(m) else 1.0
         if logy if logy is not None else quantity != "nsig":
             ax.set_yscale("log")
-        ax.legend(loc="best", fontsize="small")
+            bottom = float(np.nanmin(np.r_[e[:, 0], a["obs"]])) if len(m) else 0.1
+            ax.set_ylim(bottom / 1.5, top * (top / bottom) ** 0.45)  # headroom for the legend
+        else:
+            ax.set_ylim(0.0, 1.45 * top)
+        ax.legend(loc="upper left", ncol=2, fontsize="small", frameon=False)
         _label(ax, result)
     return fig
 
@@ -127,7 +132,7 @@ def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDA
 
         ax.xaxis.set_minor_formatter(NullFormatter())
         if np.isfinite(obs).any():
-            ax.set_ylim(0.3 * np.nanmin(np.r_[obs, e[:, 0]]), top)
+            ax.set_ylim(np.nanmin(np.r_[obs, e[:, 0]]) / 40.0, top)  # room below the curve for the legend
         ax.set_xlabel(r"$m_a$ [GeV]")
         ax.set_ylabel(r"$g_{a\gamma\gamma}$ [GeV$^{-1}$]")
         ax.legend(loc="lower right", fontsize="small", frameon=True, facecolor="white", framealpha=0.9)
