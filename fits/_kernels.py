@@ -680,22 +680,28 @@ def _slogn(s, xp, n, th, P):  # pragma: no cover - compiled
     return nbad, _lg_total(acc, 64)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _lam_scalar(s_e, x, th, P):  # pragma: no cover - compiled
+    """Density ``theta . F_i`` of one event (signal density ``s_e``, scaled mass ``x``), scalar."""
+    lam = th[0] * s_e + th[1]
+    tm2 = 1.0
+    tm1 = x
+    if P > 2:
+        lam += th[2] * x
+    for q in range(3, P):
+        tm = 2.0 * x * tm1 - tm2
+        lam += th[q] * tm
+        tm2 = tm1
+        tm1 = tm
+    return lam
+
+
 @njit(cache=True, error_model="numpy")
 def _slog_scalar(s, xp, n, th, P):  # pragma: no cover - compiled
     """Sum of ``log(max(lambda_i, 1e-300))`` with libm (densities that are not normal numbers)."""
     slog = 0.0
     for e in range(n):
-        x = xp[e]
-        lam = th[0] * s[e] + th[1]
-        tm2 = 1.0
-        tm1 = x
-        if P > 2:
-            lam += th[2] * x
-        for q in range(3, P):
-            tm = 2.0 * x * tm1 - tm2
-            lam += th[q] * tm
-            tm2 = tm1
-            tm1 = tm
+        lam = _lam_scalar(s[e], xp[e], th, P)
         slog += math.log(max(lam, 1e-300))
     return slog
 
@@ -733,17 +739,7 @@ def _lam_min(s, xp, n, th, P):  # pragma: no cover - compiled
     """Smallest density ``theta . F_i`` over the events (rarely needed: infeasible starts)."""
     lmin = np.inf
     for e in range(n):
-        x = xp[e]
-        lam = th[0] * s[e] + th[1]
-        tm2 = 1.0
-        tm1 = x
-        if P > 2:
-            lam += th[2] * x
-        for q in range(3, P):
-            tm = 2.0 * x * tm1 - tm2
-            lam += th[q] * tm
-            tm2 = tm1
-            tm1 = tm
+        lam = _lam_scalar(s[e], xp[e], th, P)
         if not lam > lmin:
             lmin = lam
     return lmin
