@@ -497,11 +497,11 @@ def fit_mass(
     out.params, out.errors = {k: float(v) for k, v in params.items()}, {k: float(v) for k, v in errors.items()}
     out.window = (float(lo), float(hi))
     out.n_tm, out.n_comb, out.n_eff = sum_t, sum_c, float(n_eff)
-    ngen = float(n_generated)
-    out.eff_tm = sum_t / ngen
-    out.eff_tm_err = math.sqrt(max(float(np.sum(w_t * w_t)) * (1.0 - min(out.eff_tm, 1.0)), 1.0)) / ngen
-    out.eff_total = total / ngen
-    out.eff_total_err = math.sqrt(max(float(np.sum(w_t * w_t) + np.sum(w_c * w_c)), 1.0)) / ngen
+    # Efficiencies count candidates, unweighted, over the events generated (also a count): the
+    # weights (e.g. sigma x L / N_gen of a toy-MC sample) shape the fit but must not enter a ratio
+    # whose denominator is a plain count.
+    out.eff_tm, out.eff_tm_err = _count_efficiency(int(np.count_nonzero(inwin & tm)), n_generated)
+    out.eff_total, out.eff_total_err = _count_efficiency(int(np.count_nonzero(inwin)), n_generated)
     if out.eff_tm > 1.0 + 1e-9:
         logger.warning("mass %.6g GeV: truth-matched efficiency %.4g > 1: n_generated=%d is too small for the candidates given", mass, out.eff_tm, n_generated)
     shape = out.shape()
@@ -517,6 +517,18 @@ def fit_mass(
     }
     out.status, out.reason = "ok", ""
     return out
+
+
+def _count_efficiency(n_pass: int, n_generated: int) -> tuple[float, float]:
+    """Efficiency ``n_pass / n_generated`` and its binomial error (at least that of one event).
+
+    A candidate count can exceed the events generated (several candidates per
+    event); the error then uses the Poisson limit.
+    """
+    ngen = float(n_generated)
+    eff = n_pass / ngen
+    var = max(n_pass * (1.0 - min(eff, 1.0)), 1.0)
+    return eff, math.sqrt(var) / ngen
 
 
 def _rescale_slope(slope: float, c_from: float, h_from: float, c_to: float, h_to: float) -> float:
@@ -554,7 +566,10 @@ def calibrate(
     n_generated : mapping mass -> int
         Number of generated signal events per mass (efficiency denominator).
     weights : array-like, optional
-        Candidate weights (default 1).
+        Candidate weights (default 1). They weight the shape fits only; the
+        efficiencies are counts of candidates over ``n_generated``, both
+        unweighted, so per-event weights such as sigma x L / N_gen do not
+        scale them.
     fixed : sequence of str
         Shape parameters fixed in the per-mass fits (default the tail exponents).
     fixed_values : mapping, optional

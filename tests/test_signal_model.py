@@ -414,6 +414,7 @@ def test_cli_build_and_plot(tmp_path) -> None:
         path = tmp_path / f"signal_{m}.root"
         events = toymc.simulate_signal(m, 1500, rng=rng)
         events["event"] = np.arange(1500)
+        events["weight"] = np.full(1500, 0.00371)  # sigma x L / N_gen at the generation coupling
         write_events(path, events, meta={"process": "signal", "mass": m, "n_generated": 1500})
         files += ["--signal", str(path)]
     out = tmp_path / "sm.json"
@@ -425,6 +426,20 @@ def test_cli_build_and_plot(tmp_path) -> None:
     assert model.selection["selector"] is None and model.selection["kinematic_fit"] is True
     assert 0.3 < model.efficiency(3.0) < 1.0
     assert abs(model.shape(3.0).mu - 3.0) < 0.01
+    # the efficiency is the count of truth-matched candidates in the window over the events
+    # generated, whatever the event weights (here sigma x L / N_gen of a weighted toy sample)
+    from bumphunt.candidates import diphoton_candidates
+    from bumphunt.io import read_events
+    from bumphunt.kinfit import apply_to_events
+    from bumphunt.preselection import preselect
+
+    for m in (2.0, 3.0, 4.0):
+        sel, _ = preselect(read_events([str(tmp_path / f"signal_{m}.root")]))
+        cands = diphoton_candidates(apply_to_events(sel))
+        lo, hi = model.fit_at(m).window
+        n_tm = np.count_nonzero(cands["truth_match"] & (cands["mgg"] >= lo) & (cands["mgg"] <= hi))
+        assert model.fit_at(m).eff_tm == pytest.approx(n_tm / 1500, rel=1e-12)
+        assert model.fit_at(m).eff_tm > 0.3
     res = runner.invoke(cli, ["signal-model", "plot", str(out), "--out", str(tmp_path / "plots")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "plots" / "parameters_vs_mass.png").is_file()
