@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from ._version import __version__
+from signal_models._common.version import __version__
 
 __all__ = [
     "__version__",
@@ -26,7 +26,6 @@ __all__ = [
     "features",
     "selection",
     "punzi_net",
-    "plotting",
     "scan_inputs",
     "demo",
 ]

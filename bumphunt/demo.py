@@ -220,7 +220,7 @@ def plot_mgg_stacked(candidates: dict[str, dict[str, np.ndarray]], *, bins: np.n
     """Weighted backgrounds stacked, signal samples overlaid (times ``signal_scale``), pseudo-data as points."""
     import mplhep
 
-    from . import plotting
+    from signal_models._common import plotstyle as plotting
 
     fig, ax = plotting.new_figure(figsize=(11.0, 7.5))
     kinds = {n: sample_kind(n) for n in candidates}
@@ -255,7 +255,7 @@ def stage_plots(ctx: DemoContext) -> None:
     matplotlib.use("Agg", force=False)
     logging.getLogger("matplotlib.mathtext").setLevel(logging.ERROR)
 
-    from . import plotting
+    from signal_models._common import plotstyle as plotting
 
     bins = _mgg_bins(ctx)
     with plotting.style():

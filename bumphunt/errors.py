@@ -1,12 +1,13 @@
-"""Exceptions raised by bumphunt. All derive from ``BumphuntError``."""
+"""Exceptions raised by bumphunt's event-level stages. All derive from ``BumphuntError``.
+
+``BumphuntError`` and ``ConfigError`` are shared by all four packages (``signal_models._common.errors``).
+"""
 
 from __future__ import annotations
 
+from signal_models._common.errors import BumphuntError, ConfigError
+
 __all__ = ["BumphuntError", "InputError", "SchemaError", "ConfigError", "FitError"]
-
-
-class BumphuntError(Exception):
-    """Base class of all bumphunt errors."""
 
 
 class InputError(BumphuntError, ValueError):
@@ -18,10 +19,6 @@ class InputError(BumphuntError, ValueError):
 
 class SchemaError(InputError):
     """A ROOT tree does not match the expected schema (branch missing, wrong dtype or units)."""
-
-
-class ConfigError(BumphuntError, ValueError):
-    """A configuration file or option is invalid; the message names the key."""
 
 
 class FitError(BumphuntError, RuntimeError):

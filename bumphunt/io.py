@@ -21,7 +21,7 @@ traceback from inside uproot:
 Reading other ntuples (e.g. from basf2) through an alias map
 ----------------------------------------------------------------
 Real ntuples use other branch names and often MeV. An alias map (a YAML file
-or a mapping, validated by ``bumphunt.config``) says which branch of the file
+or a mapping, validated by ``signal_models._common.config``) says which branch of the file
 holds which schema quantity, which unit energies are in, and constant values
 for event branches the file does not have::
 
@@ -271,7 +271,7 @@ def load_aliases(aliases: str | Path | Mapping[str, Any] | None) -> dict[str, An
     A mapping without any of the keys ``tree``, ``energy_unit``, ``branches``,
     ``constants`` is taken as a plain ``{schema name: branch name}`` map.
     """
-    from .config import load_config
+    from signal_models._common.config import load_config
 
     if isinstance(aliases, Mapping) and aliases and not (set(aliases) & set(ALIAS_SCHEMA["properties"])):
         aliases = {"branches": dict(aliases)}

@@ -161,9 +161,9 @@ class Beam:
     @classmethod
     def z_pole(cls, *, crossing_angle: float = 0.0) -> "Beam":
         """Symmetric beams at sqrt(s) = m_Z (PDG mass from ``particle``)."""
-        from particle import Particle
+        from signal_models._common.pdg import particle_mass
 
-        m_z = Particle.from_pdgid(23).mass / 1000.0  # MeV -> GeV
+        m_z = particle_mass("Z")
         e = m_z / 2.0 / np.cos(crossing_angle / 2.0) if crossing_angle else m_z / 2.0
         return cls(e_her=e, e_ler=e, crossing_angle=crossing_angle, e_spread_her=1.0e-3, e_spread_ler=1.0e-3)
 

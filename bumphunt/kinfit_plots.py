@@ -24,7 +24,7 @@ _PARAMS = ("E", r"\theta", r"\phi")
 
 def _finish(fig: Any, path: str | Path | None) -> Any:
     if path is not None:
-        from .plotting import save
+        from signal_models._common.plotstyle import save
 
         save(fig, path)
     return fig
@@ -34,7 +34,7 @@ def plot_pulls(pulls: NDArray, converged: NDArray | None = None, path: str | Pat
     """3x3 grid of pull distributions (photon x parameter) with a unit Gaussian and the fitted mean/width."""
     import matplotlib.pyplot as plt
 
-    from .plotting import style
+    from signal_models._common.plotstyle import style
 
     pulls = np.asarray(pulls)
     if converged is not None:
@@ -63,7 +63,7 @@ def plot_chi2_pvalue(chi2: NDArray, pvalue: NDArray, converged: NDArray | None =
     import matplotlib.pyplot as plt
     from scipy import stats
 
-    from .plotting import style
+    from signal_models._common.plotstyle import style
 
     chi2 = np.asarray(chi2)
     pvalue = np.asarray(pvalue)
@@ -142,7 +142,7 @@ def plot_mgg_resolution(events: dict[str, NDArray], path: str | Path | None = No
     """M_gg of truth-matched signal before/after the fit for a few masses, and the resolution versus mass."""
     import matplotlib.pyplot as plt
 
-    from .plotting import style
+    from signal_models._common.plotstyle import style
 
     rows = mgg_resolution(events)
     m_raw, ok = truth_mgg(events)

@@ -190,7 +190,9 @@ def mumugamma_events(
         Photon ``E, theta, phi, region, cov, mc_E`` (n,) and muon momenta
         ``mu_p3`` (n, 2, 3) measured, ``mu_p3_true`` (n, 2, 3), ``mu_charge`` (n, 2).
     """
-    from .pcm import MUON_MASS, TrackResolution
+    from signal_models._common.pdg import particle_mass
+
+    from .pcm import TrackResolution
 
     track_resolution = TrackResolution() if track_resolution is None else track_resolution
     rs = beam.sqrt_s
@@ -201,7 +203,7 @@ def mumugamma_events(
     M2 = rs * rs - 2 * rs * k
     M = np.sqrt(M2)
     pair = np.concatenate([-k[:, None] * u, (rs - k)[:, None]], 1)
-    pst = np.sqrt(np.clip(M2 / 4 - MUON_MASS**2, 0, None))
+    pst = np.sqrt(np.clip(M2 / 4 - particle_mass("mu") ** 2, 0, None))
     d = random_directions(n, rng)
     m1 = np.concatenate([pst[:, None] * d, (M / 2)[:, None]], 1)
     m2 = np.concatenate([-pst[:, None] * d, (M / 2)[:, None]], 1)

@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._version import __version__
+from signal_models._common.pdg import particle_mass
+from signal_models._common.version import __version__
 from .detector import REGION_BARREL, REGION_BWD, REGION_FWD, REGION_NAMES, REGION_NONE, Resolution, ecl_region
 from .errors import InputError
 from .kinematics import Beam
@@ -49,7 +50,6 @@ from .kinematics import Beam
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "MUON_MASS",
     "TrackResolution",
     "PhotonCovarianceModel",
     "PhotonCalibration",
@@ -60,15 +60,6 @@ __all__ = [
 ]
 
 
-def _muon_mass() -> float:
-    from particle import Particle
-
-    return float(Particle.from_pdgid(13).mass) / 1000.0  # MeV -> GeV
-
-
-#: Muon mass in GeV (PDG, via ``particle``).
-MUON_MASS: float = _muon_mass()
-
 _REGIONS = (REGION_FWD, REGION_BARREL, REGION_BWD)
 _FILE_KIND = "bumphunt.photon_covariance_model"
 
@@ -78,7 +69,7 @@ class TrackResolution:
     """Charged-track momentum resolution (Belle II CDC-like, as in the toy MC).
 
     ``sigma_pT / pT = sqrt((pt_a * pT)^2 + (pt_b / beta)^2)`` with pT in GeV
-    and beta = p / E for the given ``mass`` (GeV, muon by default), and
+    and beta = p / E for the given ``mass`` (GeV; None, the default, is the PDG muon mass), and
     Gaussian polar/azimuthal angle errors ``sigma_theta``, ``sigma_phi`` (rad).
     """
 
@@ -86,10 +77,11 @@ class TrackResolution:
     pt_b: float = 0.0025
     sigma_theta: float = 1.0e-3
     sigma_phi: float = 1.0e-3
-    mass: float = MUON_MASS
+    mass: float | None = None
 
     def _sigmas(self, pt: NDArray, p: NDArray) -> tuple[NDArray, float, float]:
-        beta = p / np.sqrt(p * p + self.mass**2)
+        mass = particle_mass("mu") if self.mass is None else self.mass
+        beta = p / np.sqrt(p * p + mass**2)
         return pt * np.hypot(self.pt_a * pt, self.pt_b / beta), self.sigma_theta, self.sigma_phi
 
     def covariance(self, p3: ArrayLike) -> NDArray[np.float64]:
@@ -632,7 +624,7 @@ def plot_calibration(cal: PhotonCalibration, path: str | Path | None = None, *, 
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    from .plotting import label, save, style
+    from signal_models._common.plotstyle import label, save, style
 
     with style():
         fig, axes = plt.subplots(1, 3, figsize=(18, 5.5), sharey=True)

@@ -56,8 +56,8 @@ import numpy as np
 
 from .detector import CDC_THETA_MAX, CDC_THETA_MIN, Resolution
 from .errors import InputError, SchemaError
-from .kinematics import Beam, invariant_mass, p4_from_spherical
-from .schema import COV_FIELDS, META_KEY, PROCESS_CODES, PROCESS_NAMES, TREE_NAME
+from .kinematics import Beam
+from .schema import COV_FIELDS, PROCESS_NAMES, TREE_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class PreselectionCuts:
 
         Accepts the keys at the top level or under a ``preselection:`` section.
         """
-        from .config import load_config
+        from signal_models._common.config import load_config
 
         if isinstance(config, (str, Path)):
             import yaml
@@ -752,7 +752,7 @@ def preselect_files(
         "cutflow": CutFlow, "n_selected": int, "source": path}``.
     """
     from .io import expand_paths, iterate_events
-    from .progress import progress
+    from signal_models._common.progress import progress
 
     if not isinstance(cuts, PreselectionCuts):
         cuts = PreselectionCuts.from_config(cuts)

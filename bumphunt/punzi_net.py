@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._version import __version__
+from signal_models._common.version import __version__
 from .errors import InputError
 from .features import Standardizer, compute_features, feature_matrix
 from .kinematics import Beam
@@ -402,7 +402,7 @@ def _punzi_train(model: Any, data: PunziData, scaler: Standardizer, cfg: TrainCo
     import keras
     import tensorflow as tf
 
-    from .progress import progress
+    from signal_models._common.progress import progress
 
     hist: dict[str, list[float]] = {"epoch": [], "loss": [], "val_loss": [], "learning_rate": []}
     if cfg.punzi_epochs <= 0:

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import InputError
-from .plotting import label, new_figure, save, style
+from signal_models._common.plotstyle import label, new_figure, save, style
 from .schema import PROCESS_NAMES
 
 logger = logging.getLogger(__name__)

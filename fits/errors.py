@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from signal_models._common.errors import BumphuntError
+
 __all__ = ["FitInputError", "FitFailure"]
 
 
-class FitInputError(ValueError):
+class FitInputError(BumphuntError, ValueError):
     """Invalid input to a fit: masses, shapes or windows; the message names the value."""
 
 
-class FitFailure(RuntimeError):
+class FitFailure(BumphuntError, RuntimeError):
     """A fit or limit could not be computed even after retries."""

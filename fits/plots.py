@@ -1,8 +1,7 @@
 """Plots of one hypothesis: data with the fitted model and components, pulls; CLs curves.
 
-matplotlib is imported inside the functions. Only numpy/matplotlib are used
-(the package-wide mplhep style lives in ``bumphunt.plotting``, which ``fits``
-may not import).
+matplotlib is imported inside the functions; the caller chooses the style
+(``signal_models._common.plotstyle.style``).
 """
 
 from __future__ import annotations

@@ -14,13 +14,14 @@ values as the schema defaults): the Belle II-style search from 0.175 to
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from signal_models._common.config import fill_defaults, read_mapping, validate_config
 
 from .errors import ScanConfigError
 
@@ -33,10 +34,6 @@ __all__ = [
     "config_hash",
     "sqrt_s_from_config",
     "RESULT_NEUTRAL_KEYS",
-    "key_path",
-    "fill_defaults",
-    "validate_config",
-    "read_mapping",
 ]
 
 #: The shipped, documented default configuration file.
@@ -215,77 +212,6 @@ SCAN_SCHEMA: dict[str, Any] = {
 }
 
 
-def key_path(path: Any) -> str:
-    """Dotted key path (``a.b[2].c``) from a jsonschema error path."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
-    return out or "<top level>"
-
-
-def fill_defaults(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy of ``config`` with the schema's ``default`` values filled in, recursively."""
-    out = copy.deepcopy(dict(config))
-    for key, sub in schema.get("properties", {}).items():
-        if key not in out and "default" in sub:
-            out[key] = copy.deepcopy(sub["default"])
-        if isinstance(out.get(key), Mapping) and "properties" in sub:
-            out[key] = fill_defaults(out[key], sub)
-    return out
-
-
-def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any], *, source: str, error: type[Exception] = ScanConfigError) -> None:
-    """Validate against a JSON schema (draft 2020-12); raise ``error`` naming the first bad key.
-
-    Unknown keys list the allowed keys, enum violations the allowed values.
-    """
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = list(validator.iter_errors(config))
-    if not errors:
-        return
-    err = jsonschema.exceptions.best_match(errors)
-    message = err.message
-    if err.validator == "additionalProperties":
-        message += f"; allowed keys: {', '.join(sorted(err.schema.get('properties', {})))}"
-    elif err.validator == "enum":
-        message += f"; allowed values: {', '.join(map(repr, err.validator_value))}"
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    raise error(f"{source}: {key_path(err.absolute_path)}: {message}{more}")
-
-
-def read_mapping(
-    config: str | Path | Mapping[str, Any] | None,
-    *,
-    source: str | None,
-    default_source: str = "defaults",
-    mapping_source: str = "config",
-    error: type[Exception] = ScanConfigError,
-) -> tuple[dict[str, Any], str]:
-    """A YAML file, a mapping or None (empty) as a dict, with the name used in error messages."""
-    import yaml
-
-    if config is None:
-        raw: Any = {}
-        source = source or default_source
-    elif isinstance(config, Mapping):
-        raw = copy.deepcopy(dict(config))
-        source = source or mapping_source
-    else:
-        path = Path(config)
-        source = source or str(path)
-        if not path.is_file():
-            raise error(f"{source}: configuration file not found")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise error(f"{source}: not valid YAML: {exc}") from None
-    if not isinstance(raw, Mapping):
-        raise error(f"{source}: expected a mapping of keys to values at the top level, got {type(raw).__name__}")
-    return dict(raw), source
-
-
 def _check_consistency(cfg: Mapping[str, Any], *, source: str) -> None:
     mass = cfg["mass"]
     if mass["max"] < mass["min"]:
@@ -331,9 +257,9 @@ def load_scan_config(config: str | Path | Mapping[str, Any] | None = None, *, so
         Missing file, invalid YAML, unknown key, wrong type or inconsistent values;
         the message names the key path.
     """
-    raw, source = read_mapping(config, source=source, default_source="default scan config", mapping_source="scan config")
+    raw, source = read_mapping(config, source=source, default_source="default scan config", mapping_source="scan config", error=ScanConfigError)
     filled = fill_defaults(raw, SCAN_SCHEMA)
-    validate_config(filled, SCAN_SCHEMA, source=source)
+    validate_config(filled, SCAN_SCHEMA, source=source, error=ScanConfigError)
     _check_consistency(filled, source=source)
     return filled
 

@@ -39,7 +39,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .checkpoint import CheckpointStore, atomic_write_json, atomic_write_text, sha256_array, sha256_file
+from signal_models._common.version import __version__
+
+from .checkpoint import CheckpointStore, atomic_write_json, atomic_write_text, sha256_array
 from .config import config_hash, load_scan_config, sqrt_s_from_config
 from .errors import ScanConfigError, ScanInputError
 from .execution import run_jobs
@@ -59,20 +61,8 @@ POINT_KEYS = (
 
 
 def version() -> str:
-    """Installed bumphunt version (scans may not import bumphunt itself)."""
-    try:
-        from importlib.metadata import version as _v
-
-        return _v("bumphunt")
-    except Exception:  # not installed (source checkout)
-        path = Path(__file__).resolve().parent.parent / "bumphunt" / "_version.py"
-        try:
-            for line in path.read_text().splitlines():
-                if line.startswith("__version__"):
-                    return line.split("=", 1)[1].strip().strip("\"'")
-        except OSError:
-            pass
-        return "unknown"
+    """The package version written into scan results."""
+    return __version__
 
 
 # ---------------------------------------------------------------------------

@@ -6,14 +6,16 @@
 
 from __future__ import annotations
 
+from signal_models._common.errors import BumphuntError, ConfigError
+
 __all__ = ["ScanError", "ScanConfigError", "ScanInputError", "CheckpointError"]
 
 
-class ScanError(Exception):
+class ScanError(BumphuntError):
     """Base class of scan errors."""
 
 
-class ScanConfigError(ScanError, ValueError):
+class ScanConfigError(ScanError, ConfigError):
     """A scan configuration is invalid; the message names the key path."""
 
 

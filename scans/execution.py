@@ -10,53 +10,14 @@ checkpoints them there).
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Mapping
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
+
+from signal_models._common.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_jobs", "progress_bar"]
-
-
-@contextmanager
-def progress_bar(total: int, *, description: str, show: bool | None = None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar with rate and ETA; yields ``advance(n)``. Off when stderr is not a terminal."""
-    if show is None:
-        show = sys.stderr.isatty()
-    if not show or total == 0:
-        yield lambda n=1: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    class _Rate(TextColumn):
-        def render(self, task: Any) -> Any:  # blocks per second
-            from rich.text import Text
-
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:.2f}/s" if speed else "  ?/s")
-
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        _Rate(""),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        transient=False,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+__all__ = ["run_jobs"]
 
 
 def _dask_client(dask: Any, workers: int) -> tuple[Any, list[Any]]:

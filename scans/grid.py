@@ -9,12 +9,13 @@ the `particle` package) or inside explicit ranges.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from signal_models._common.pdg import particle_mass
 
 logger = logging.getLogger(__name__)
 
@@ -85,32 +86,6 @@ def fit_windows(
         lo = np.maximum(lo, mu - half)
         hi = np.minimum(hi, mu + half)
     return np.stack([lo, hi], axis=-1)
-
-
-#: PDG ids of the particles vetoed by default (pi0, eta, eta'(958)).
-_PDG_IDS = {"pi0": 111, "eta": 221, "eta'(958)": 331}
-
-
-@functools.lru_cache(maxsize=None)
-def particle_mass(name: str) -> float:
-    """PDG mass of a particle in GeV (``particle`` gives MeV; the name look-up is slow, so it is cached).
-
-    Raises
-    ------
-    ValueError
-        Unknown particle name or a particle without a mass.
-    """
-    from particle import Particle
-
-    try:
-        # the common vetoes by PDG id (instant); other names through the (slow) name search
-        pdgid = _PDG_IDS.get(name)
-        mass = Particle.from_pdgid(pdgid).mass if pdgid is not None else Particle.from_name(name).mass
-    except Exception:  # particle raises its own exception types
-        raise ValueError(f"unknown particle {name!r}") from None
-    if mass is None:
-        raise ValueError(f"particle {name!r} has no PDG mass")
-    return float(mass) / 1000.0
 
 
 def veto_points(

@@ -2,8 +2,7 @@
 
 Every function takes the scan result (dict, as written by the driver) and
 returns a matplotlib figure; ``plot_all`` writes the standard set as PNG
-files. Style: mplhep's ROOT style (``scans`` does not import ``bumphunt``, so
-the style is applied here directly).
+files, in the package's plot style (``signal_models._common.plotstyle``).
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
+from signal_models._common.plotstyle import style
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["limit_arrays", "plot_brazil", "plot_coupling", "plot_p0", "plot_fit", "read_external_limits", "plot_all"]
@@ -26,13 +27,6 @@ _QUANTITY = {
     "xsec": ("ul_xsec_pb_obs", "ul_xsec_pb_exp", r"95% CL upper limit on $\sigma(e^+e^-\to\gamma a)$ [pb]"),
     "g": ("ul_g_gev_obs", "ul_g_gev_exp", r"95% CL upper limit on $g_{a\gamma\gamma}$ [GeV$^{-1}$]"),
 }
-
-
-def _style():
-    import matplotlib.pyplot as plt
-    import mplhep
-
-    return plt.style.context(mplhep.style.ROOT)
 
 
 def limit_arrays(result: Mapping[str, Any], quantity: str = "nsig") -> dict[str, NDArray]:
@@ -75,7 +69,7 @@ def plot_brazil(result: Mapping[str, Any], *, quantity: str = "nsig", ax: Any = 
     import matplotlib.pyplot as plt
 
     a = limit_arrays(result, quantity)
-    with _style():
+    with style():
         if ax is None:
             fig, ax = plt.subplots(figsize=(9, 6))
         else:
@@ -114,7 +108,7 @@ def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDA
     import matplotlib.pyplot as plt
 
     a = limit_arrays(result, "g")
-    with _style():
+    with style():
         if ax is None:
             fig, ax = plt.subplots(figsize=(9, 6))
         else:
@@ -148,7 +142,7 @@ def plot_p0(result: Mapping[str, Any], *, ax: Any = None) -> Any:
     z = np.array([p.get("z_local", np.nan) if (not p["vetoed"] and p.get("converged", False)) else np.nan for p in result["points"]])
     p0 = stats.norm.sf(np.clip(z, 0, None))
     g = result["global"]
-    with _style():
+    with style():
         if ax is None:
             fig, ax = plt.subplots(figsize=(9, 6))
         else:
@@ -183,7 +177,7 @@ def plot_fit(mgg: NDArray, fit_result: Any, *, bins: int = 60, ax: Any = None, m
     centres = 0.5 * (edges[1:] + edges[:-1])
     width = edges[1] - edges[0]
     grid = np.linspace(lo, hi, 400)
-    with _style():
+    with style():
         if ax is None:
             fig, ax = plt.subplots(figsize=(9, 6))
         else:

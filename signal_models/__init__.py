@@ -10,19 +10,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .shapes import SignalShape, ShapeError
+from ._common.version import __version__
+from .shapes import ShapeError, SignalShape
 
 
-def _read_version() -> str:
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        return version("bumphunt")
-    except Exception:  # not installed (PackageNotFoundError) or broken metadata
-        return "unknown"
-
-
-__version__ = _read_version()
 
 __all__ = ["SignalShape", "ShapeError", "SignalModel", "SignalModelFormatError", "MassFit", "build_signal_model", "alp", "__version__"]
 

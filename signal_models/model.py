@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._common.version import __version__
 from .calibration import FIT_PARAMS, MassFit
 from .interpolation import ParameterCurve, fit_curve
 from .shapes import _EDGE_FLAT_Z, ShapeError, SignalShape, comb_integral
@@ -99,8 +100,6 @@ class SignalModelFormatError(ShapeError):
 
 
 def _package_version() -> str:
-    from . import __version__
-
     return __version__
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ._common.plotstyle import style
 from .model import DERIVED, SignalModel, _curve_data
 
 logger = logging.getLogger(__name__)
@@ -32,13 +33,6 @@ _LABELS = {
     "eff_tm": r"$\varepsilon_{TM}$",
     "eff_total": r"$\varepsilon_{total}$",
 }
-
-
-def _style() -> Any:
-    import matplotlib.pyplot as plt
-    import mplhep
-
-    return plt.style.context(mplhep.style.ROOT)
 
 
 def _curve_axes(ax: Any, model: SignalModel, name: str, n_points: int = 400) -> None:
@@ -63,7 +57,7 @@ def plot_parameters(model: SignalModel) -> Any:
     names = ["mu_shift", "sigma", "alpha_l", "alpha_r", "n_l", "n_r", "comb_fraction", "comb_slope", "comb_level", "comb_edge"]
     need = {"comb_slope": "comb_slope", "comb_level": "comb_level", "comb_edge": "comb_edge_q"}
     names = [n for n in names if need.get(n, "mu_shift") in model.curves]
-    with _style():
+    with style():
         fig, axes = plt.subplots(5, 2, figsize=(13, 17), sharex=True)
         for ax in axes.ravel()[len(names) :]:
             ax.set_visible(False)
@@ -82,7 +76,7 @@ def plot_efficiency(model: SignalModel) -> Any:
     """Truth-matched and total signal efficiency vs mass with bands."""
     import matplotlib.pyplot as plt
 
-    with _style():
+    with style():
         fig, ax = plt.subplots(figsize=(8, 6))
         lo, hi = model.mass_range
         m = np.linspace(lo, hi, 400)
@@ -126,7 +120,7 @@ def plot_mass_fit(model: SignalModel, mass: float, *, interpolated: bool = False
     expected = total * prob
     centres = 0.5 * (edges[1:] + edges[:-1])
     err = np.sqrt(np.maximum(sumw2, 1.0))
-    with _style():
+    with style():
         fig, (ax, axp) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05})
         ax.errorbar(centres, counts, yerr=err, fmt="o", color="k", ms=3, label="signal MC")
         ax.stairs(counts_tm, edges, color="C2", alpha=0.6, label="truth-matched MC")

@@ -44,6 +44,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import erf, ndtr, ndtri
 
+from ._common.errors import BumphuntError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -62,7 +64,7 @@ _SQRT_HALF_PI = np.sqrt(np.pi / 2.0)
 _SQRT2 = np.sqrt(2.0)
 
 
-class ShapeError(ValueError):
+class ShapeError(BumphuntError, ValueError):
     """Invalid signal-shape parameters or window."""
 
 

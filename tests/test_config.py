@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bumphunt.config import load_config
+from signal_models._common.config import load_config
 from bumphunt.errors import ConfigError
 
 SCHEMA = {

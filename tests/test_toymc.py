@@ -8,6 +8,8 @@ from pathlib import Path
 
 import awkward as ak
 import numpy as np
+
+from signal_models._common.pdg import particle_mass
 import pytest
 import uproot
 from scipy import stats
@@ -206,7 +208,7 @@ def test_meson_peak_at_pdg_mass(process: str, meson: str, rng: np.random.Generat
     b = g[d2][ok][:, 0]
     m = invariant_mass(p4_from_spherical(ak.to_numpy(a.E), ak.to_numpy(a.theta), ak.to_numpy(a.phi)),
                        p4_from_spherical(ak.to_numpy(b.E), ak.to_numpy(b.theta), ak.to_numpy(b.phi)))
-    m_pdg = physics.particle_mass(meson)
+    m_pdg = particle_mass(meson)
     assert ok.sum() > 1000
     assert abs(np.median(m) - m_pdg) < 0.1 * robust_sigma(m) + 1e-3
     assert robust_sigma(m) < 0.1 * m_pdg + 0.01
@@ -491,7 +493,7 @@ def test_pseudo_data_after_preselection_has_meson_peaks_and_smooth_background(tm
     three, _ = preselect(events, beam=BEAM)
     mgg = diphoton_candidates(three, beam=BEAM)["mgg_raw"]
     for meson, half in (("pi0", 0.015), ("eta", 0.03), ("etap", 0.04)):
-        m0 = physics.particle_mass(meson)
+        m0 = particle_mass(meson)
         peak = np.sum(np.abs(mgg - m0) < half)
         side = np.sum((np.abs(mgg - m0) >= 2 * half) & (np.abs(mgg - m0) < 3 * half))  # two sidebands of width half
         excess = peak - side

@@ -14,7 +14,7 @@ from importlib import import_module
 
 import click
 
-from .._version import __version__
+from signal_models._common.version import __version__
 
 #: subcommand name -> "module:attribute" of its click command
 SUBCOMMANDS: dict[str, str] = {

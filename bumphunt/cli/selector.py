@@ -96,7 +96,7 @@ def train_from_config(config: Any) -> dict[str, Any]:
     """Run a full training from a YAML path, mapping or None (defaults); returns the summary dict."""
     import numpy as np
 
-    from ..config import load_config
+    from signal_models._common.config import load_config
     from ..kinematics import Beam
     from ..punzi_net import TrainConfig, train_selector
     from ..selection import load_samples, mass_grid, prepare_training_data
@@ -186,7 +186,7 @@ def train(config: str | None, out_dir: str | None, quick: bool) -> None:
     scaling, windows, working point and training config), OUT/summary.json (mean and per-mass sigma_min
     in pb of the Punzi net, the BCE-only net and the cut-based selection, held-out check) and OUT/plots.
     """
-    from ..config import load_config
+    from signal_models._common.config import load_config
     from ..errors import BumphuntError
 
     try:

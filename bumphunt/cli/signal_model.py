@@ -87,7 +87,7 @@ def build(signal: tuple[str, ...], selection: str | None, working_point: float |
 
     from signal_models import ShapeError, build_signal_model
 
-    from ..progress import progress
+    from signal_models._common.progress import progress
 
     cands, n_gen, described = _signal_candidates(signal, selection=selection, working_point=working_point, kinfit=kinfit)
     mc_ma = np.round(np.asarray(cands["mc_ma"], dtype=float), 6)

@@ -1,4 +1,4 @@
-"""YAML configuration of the toy MC: JSON schema with defaults, loaded with ``bumphunt.config``.
+"""YAML configuration of the toy MC: JSON schema with defaults, loaded with ``signal_models._common.config``.
 
 Example (every key optional; the values shown are the defaults)::
 
@@ -36,7 +36,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..config import load_config
+from signal_models._common.config import load_config
 from .detector_sim import DetectorSettings
 from .processes import BACKGROUNDS, GeneratorSettings
 

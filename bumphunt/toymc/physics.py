@@ -45,19 +45,10 @@ __all__ = [
     "sample_three_body_cm",
     "ggg_cross_section_pb",
     "give_masses",
-    "particle_mass",
 ]
 
 ALPHA_EM = 1.0 / 137.035999
 GEV2_TO_PB = 0.3893793721e9
-
-
-def particle_mass(name: str) -> float:
-    """PDG mass in GeV of ``pi0``, ``eta``, ``eta'`` or ``mu`` (from ``particle``)."""
-    from particle import Particle
-
-    pdgid = {"pi0": 111, "eta": 221, "etap": 331, "eta'": 331, "mu": 13}[name]
-    return float(Particle.from_pdgid(pdgid).mass) / 1000.0
 
 
 def cm_basis(beam: Beam) -> NDArray[np.float64]:

@@ -48,6 +48,8 @@ import awkward as ak
 import numpy as np
 from numpy.typing import NDArray
 
+from signal_models._common.pdg import particle_mass
+
 from ..detector import Resolution
 from ..kinematics import Beam
 from ..schema import PROCESS_CODES
@@ -58,7 +60,6 @@ from .physics import (
     event_beams,
     ggg_cross_section_pb,
     give_masses,
-    particle_mass,
     sample_three_body_cm,
     two_body_cm,
 )

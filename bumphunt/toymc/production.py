@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from ..config import validate
+from signal_models._common.config import validate_config
 from ..detector import Resolution
 from ..errors import ConfigError
 from ..kinematics import Beam
-from ..progress import progress
+from signal_models._common.progress import progress
 from ..schema import PROCESS_CODES
 from .config import CONFIG_SCHEMA, load_toymc_config
 from .detector_sim import DetectorSettings
@@ -184,7 +184,7 @@ def generate(
     if beam is not None:
         b = beam if isinstance(beam, Beam) else Beam(**dict(beam))
         cfg["beam"] = b.to_dict()
-    validate(cfg, CONFIG_SCHEMA, source="generate() arguments")
+    validate_config(cfg, CONFIG_SCHEMA, source="generate() arguments")
     st = Settings(cfg)
     sqrt_s = st.beam.sqrt_s
     for i, m in enumerate(cfg["signal"]["masses"]):

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .._version import __version__
+from signal_models._common.version import __version__
 from ..schema import META_KEY, TREE_NAME
 from .processes import concatenate, take
 

@@ -1,8 +1,7 @@
-"""Shared plotting style (mplhep) and helpers used by every stage's plots.
+"""The plot style (mplhep, ROOT-like) and figure helpers used by every package's plots.
 
 Plots are written to files (PNG by default); library code never calls
-``plt.show``. The backend is whatever matplotlib picks (Agg when there is no
-display).
+``plt.show``. matplotlib and mplhep are imported inside the functions.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["style", "new_figure", "save", "label"]
+__all__ = ["style", "new_figure", "save", "label", "DEFAULT_LABEL"]
 
 #: Experiment label drawn on plots (toy MC unless the user says otherwise).
 DEFAULT_LABEL = "bumphunt toy MC"
