@@ -26,9 +26,9 @@ import time
 
 import numpy as np
 
-from bumphunt import kinfit
+from bumphunt.kinfit import fitter as kinfit
 from bumphunt.kinematics import Beam
-from bumphunt.kinfit_toys import three_photon_sample
+from bumphunt.toymc.exact import three_photon_sample
 
 
 def slsqp_fit(ev: dict, beam: Beam, n: int) -> tuple[np.ndarray, float]:
@@ -95,7 +95,7 @@ def main() -> None:
     engine = first.options["engine"]
     threads, layer = 1, None
     if engine == "numba":
-        from bumphunt import _kinfit_numba
+        from bumphunt.kinfit import _engine_numba as _kinfit_numba
 
         threads, layer = _kinfit_numba.n_threads(), _kinfit_numba.layer()
 

@@ -2,7 +2,7 @@
 
 Default: about 10^6 candidates (truth-matched signal + background), 200
 trained mass hypotheses (+22 held out), 500 full-batch Punzi epochs (early
-stopping off) on the synthetic three-photon sample of ``bumphunt.synthetic``
+stopping off) on the synthetic three-photon sample of ``bumphunt.toymc.three_photon``
 (after the 4C kinematic fit, so nine features), TensorFlow limited to 2
 threads. Wall-clock and CPU time are both reported (the machine is shared). Targets:
 Punzi training <= 10 minutes, peak RSS <= 8 GiB. Also reports the mean
@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-kinfit", action="store_true", help="skip the 4C kinematic fit (eight features)")
     args = parser.parse_args(argv)
 
-    from bumphunt.punzi_net import TrainConfig, configure_threads, train_selector
-    from bumphunt.selection import mass_grid, prepare_training_data
-    from bumphunt.synthetic import synthetic_sample
+    from bumphunt.selection.network import TrainConfig, configure_threads, train_selector
+    from bumphunt.selection.core import mass_grid, prepare_training_data
+    from bumphunt.toymc.three_photon import synthetic_sample
 
     configure_threads(args.threads)
     if args.quick:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
     kinfit = False
     if not args.no_kinfit:
         try:
-            from bumphunt.kinfit import apply_to_events
+            from bumphunt.kinfit.fitter import apply_to_events
         except ImportError:
             pass
         else:

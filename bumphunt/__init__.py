@@ -1,5 +1,12 @@
 """bumphunt: search for a narrow diphoton resonance in e+e- -> gamma a, a -> gamma gamma.
 
+The event-level stages, one subpackage each, in the order of the chain:
+``toymc`` (toy Monte Carlo), ``events`` (ntuples, pre-selection, diphoton
+candidates), ``kinfit`` (the 4C kinematic fit), ``selection`` (the Punzi
+net); ``chain`` strings them together, ``demo`` runs everything on toy data
+and ``cli`` is the command line. ``kinematics`` (beams and four-vectors) is
+shared by all of them.
+
 The facade is lazy: submodules (and TensorFlow, which some of them use) are
 imported on first attribute access, so ``import bumphunt`` stays cheap.
 """
@@ -14,19 +21,12 @@ from signal_models._common.version import __version__
 __all__ = [
     "__version__",
     "kinematics",
-    "detector",
-    "schema",
     "errors",
+    "events",
     "toymc",
-    "io",
-    "preselection",
-    "candidates",
     "kinfit",
-    "pcm",
-    "features",
     "selection",
-    "punzi_net",
-    "scan_inputs",
+    "chain",
     "demo",
 ]
 

@@ -1,7 +1,7 @@
 """A tiny, independent ntuple maker for the io / pre-selection / candidate tests.
 
 It writes schema-conformant ROOT files with uproot directly (not through
-``bumphunt.io``), so the reader is tested against files it did not write, and
+``bumphunt.events.io``), so the reader is tested against files it did not write, and
 it can write deliberately broken files (missing branch, wrong dtype, NaN, MeV,
 empty tree).
 
@@ -22,8 +22,8 @@ import numpy as np
 import uproot
 
 from bumphunt.kinematics import Beam, p4_from_spherical, spherical_from_p4
-from bumphunt.detector import ecl_region
-from bumphunt.schema import PROCESS_CODES
+from bumphunt.events.detector import ecl_region
+from bumphunt.events.schema import PROCESS_CODES
 
 
 def _isotropic(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +115,7 @@ def make_events(
         "mc_E": gmcE, "mc_theta": gmcth, "mc_phi": gmcph, "mc_origin": origin,
     }
     if with_cov:
-        from bumphunt.detector import Resolution
+        from bumphunt.events.detector import Resolution
 
         cov = Resolution().covariance(gE, region)
         gamma.update({"cov_EE": cov[:, 0, 0], "cov_Etheta": np.zeros(tot), "cov_Ephi": np.zeros(tot),

@@ -24,7 +24,7 @@ def demo(out_dir: str, seed: int, lumi_fb: float | None, small: bool) -> None:
     -> mass scan with CLs limits and look-elsewhere effect -> report.md.
     A few minutes with the defaults; --small takes well under a minute.
     """
-    from ..demo import run_demo
+    from ..demo.stages import run_demo
     from signal_models import ShapeError
 
     from ..errors import BumphuntError

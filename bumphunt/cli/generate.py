@@ -79,7 +79,7 @@ def generate(
 
     import uproot
 
-    from ..schema import META_KEY, TREE_NAME
+    from ..events.schema import META_KEY, TREE_NAME
 
     click.echo(f"wrote {len(files)} file(s) to {out_dir}:")
     for name, path in files.items():

@@ -21,7 +21,7 @@ __all__ = ["scan", "plot"]
 
 def _candidates_from_events(cfg: dict[str, Any], paths: list[Path], base: Path | None = None) -> Any:
     """M_gg of selected candidates from raw ntuples: pre-selection, kinematic fit, candidates, selector cut."""
-    from ..scan_inputs import masses_for_scan_config
+    from ..chain import masses_for_scan_config
 
     mgg, summary = masses_for_scan_config(cfg, paths, base=base)
     click.echo(f"event chain: {summary.n_events} events -> {summary.n_preselected} pre-selected -> "

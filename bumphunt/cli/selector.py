@@ -98,9 +98,9 @@ def train_from_config(config: Any) -> dict[str, Any]:
 
     from signal_models._common.config import load_config
     from ..kinematics import Beam
-    from ..punzi_net import TrainConfig, train_selector
-    from ..selection import load_samples, mass_grid, prepare_training_data
-    from ..synthetic import synthetic_sample
+    from ..selection.network import TrainConfig, train_selector
+    from ..selection.core import load_samples, mass_grid, prepare_training_data
+    from ..toymc.three_photon import synthetic_sample
 
     cfg = load_config(config, CONFIG_SCHEMA)
     beam = Beam.belle2()
@@ -132,7 +132,7 @@ def train_from_config(config: Any) -> dict[str, Any]:
     result.selector.save(out / "model")
     summary = result.summary()
     if cfg["plots"]:
-        from ..selector_plots import plot_all
+        from ..selection.plots import plot_all
 
         summary["plots"] = plot_all(result, data, out / "plots")
     if cfg["data"]:
@@ -145,9 +145,9 @@ def train_from_config(config: Any) -> dict[str, Any]:
 
 def _data_mc(paths: list[str], result: Any, data: Any, beam: Any, plot_dir: Path | None) -> dict[str, Any]:
     """Features and output of (pseudo-)data vs the weighted background MC; chi2 per variable."""
-    from ..features import compute_features
-    from ..selection import basic_candidates, load_samples
-    from ..selector_plots import plot_data_mc
+    from ..selection.features import compute_features
+    from ..selection.core import basic_candidates, load_samples
+    from ..selection.plots import plot_data_mc
 
     events, _, _ = load_samples(paths, beam=beam, include_data=True, require_n_generated=False)
     feats = compute_features(events, basic_candidates(events, beam=beam), beam=beam, names=data.names)
@@ -236,8 +236,8 @@ def apply_cmd(model: str, inputs: tuple[str, ...], out: str, threshold: float | 
     import numpy as np
 
     from ..errors import BumphuntError
-    from ..punzi_net import PunziSelector
-    from ..selection import load_samples, make_candidates
+    from ..selection.network import PunziSelector
+    from ..selection.core import load_samples, make_candidates
 
     try:
         sel = PunziSelector.load(model)

@@ -24,9 +24,9 @@ def _signal_candidates(paths: tuple[str, ...], *, selection: str | None, working
     """Read signal files -> (candidates after the selection, n_generated per mass, selection description)."""
     import numpy as np
 
-    from ..candidates import diphoton_candidates
+    from ..events.candidates import diphoton_candidates
     from ..errors import InputError
-    from ..selection import load_samples
+    from ..selection.core import load_samples
 
     try:
         events, n_gen, _ = load_samples(list(paths))
@@ -38,14 +38,14 @@ def _signal_candidates(paths: tuple[str, ...], *, selection: str | None, working
         raise click.ClickException(f"no signal events (process 0) in {list(paths)}")
     events = {k: (np.asarray(v)[signal] if np.ndim(v) and len(v) == len(proc) else v) for k, v in events.items()}
     if kinfit and "fit_E" not in events:
-        from ..kinfit import apply_to_events
+        from ..kinfit.fitter import apply_to_events
 
         logger.info("running the 4C kinematic fit on %d events", len(events["E"]))
         events = apply_to_events(events)
     cands = diphoton_candidates(events)
     described: dict[str, Any] = {"inputs": [str(p) for p in paths], "kinematic_fit": "fit_E" in events}
     if selection is not None:
-        from ..selection import apply, load_selector
+        from ..selection.core import apply, load_selector
 
         try:
             selector = load_selector(selection)

@@ -1,7 +1,7 @@
 """Belle II-like toy Monte Carlo for e+e- -> gamma a (a -> gamma gamma) and its backgrounds.
 
 High level: ``generate(out_dir, ...)`` writes one ROOT file per sample (tree
-``events`` in the schema of ``bumphunt.schema``, metadata JSON under
+``events`` in the schema of ``bumphunt.events.schema``, metadata JSON under
 ``bumphunt_meta``). Low level, without writing: ``simulate_signal``,
 ``simulate_background``, ``simulate_control`` return columnar arrays (event
 branches as numpy arrays, ``gamma`` / ``track`` as jagged awkward records).

@@ -16,7 +16,7 @@ import awkward as ak
 import numpy as np
 from numpy.typing import NDArray
 
-from ..detector import CDC_THETA_MAX, CDC_THETA_MIN, ECL_EDGES, REGION_BWD, REGION_FWD, Resolution, ecl_region
+from ..events.detector import CDC_THETA_MAX, CDC_THETA_MIN, ECL_EDGES, REGION_BWD, REGION_FWD, Resolution, ecl_region
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ arrays (no file is written): a dict with the event-level numpy arrays
 ``process``, ``weight`` (1, except for the weighted ``eeg`` MC; the writer
 multiplies it by sigma L / N), ``mc_ma``,
 ``mc_decay_length``, ``mc_idx_a1``, ``mc_idx_a2``, ``mc_idx_recoil`` and the
-jagged awkward records ``gamma`` and ``track`` (schema of ``bumphunt.schema``).
+jagged awkward records ``gamma`` and ``track`` (schema of ``bumphunt.events.schema``).
 
 Cross-sections (pb, ``cross_section_pb``) refer to the generated phase space:
 - ``signal``: sigma(e+e- -> gamma a) = alpha g^2 / 24 (1 - m^2/s)^3 (full angular range).
@@ -50,9 +50,9 @@ from numpy.typing import NDArray
 
 from signal_models._common.pdg import particle_mass
 
-from ..detector import Resolution
+from ..events.detector import Resolution
 from ..kinematics import Beam
-from ..schema import PROCESS_CODES
+from ..events.schema import PROCESS_CODES
 from .detector_sim import ORIGIN, DetectorSettings, TruthParticles, detector_response, in_cdc
 from .physics import (
     ThreeBodyCuts,

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from signal_models._common.config import validate_config
-from ..detector import Resolution
+from ..events.detector import Resolution
 from ..errors import ConfigError
 from ..kinematics import Beam
 from signal_models._common.progress import progress
-from ..schema import PROCESS_CODES
+from ..events.schema import PROCESS_CODES
 from .config import CONFIG_SCHEMA, load_toymc_config
 from .detector_sim import DetectorSettings
 from .processes import BACKGROUNDS, GeneratorSettings, concatenate, cross_section_pb, simulate_background, simulate_control, simulate_signal, take

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from signal_models._common.version import __version__
-from ..schema import META_KEY, TREE_NAME
+from ..events.schema import META_KEY, TREE_NAME
 from .processes import concatenate, take
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def write_sample(
     """
     import uproot
 
-    from ..io import branch_compression, default_compression
+    from ..events.io import branch_compression, default_compression
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")

@@ -1,0 +1,564 @@
+"""4C kinematic fit: statistics on exact toy events, agreement with an independent minimiser, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import optimize, stats
+
+from bumphunt.kinfit import fitter as kinfit
+from bumphunt.errors import InputError
+from bumphunt.kinematics import Beam, boost, invariant_mass, p4_from_spherical
+from bumphunt.toymc.exact import ggg_events, three_photon_sample
+
+BEAM = Beam.belle2()
+
+
+def _fit(ev: dict, **kw) -> kinfit.KinFitResult:
+    return kinfit.fit(ev["E"], ev["theta"], ev["phi"], ev["cov"], BEAM, **kw)
+
+
+def _check_statistics(res: kinfit.KinFitResult, n: int) -> None:
+    assert res.converged.mean() >= 0.995
+    c = res.converged
+    assert res.ndf == 4
+    # chi2 of a 4C fit with exact Gaussian errors: mean 4, std sqrt(8)
+    assert res.chi2[c].mean() == pytest.approx(4.0, abs=0.1)
+    # p-value flat
+    assert stats.kstest(res.pvalue[c], "uniform").pvalue > 1e-3
+    pulls = res.pulls[c].reshape(-1, 9)
+    assert np.all(np.isfinite(pulls))
+    np.testing.assert_array_less(np.abs(pulls.mean(0)), 0.05)
+    np.testing.assert_array_less(np.abs(pulls.std(0) - 1.0), 0.05)
+
+
+@pytest.mark.parametrize("m_a", [None, 2.0, 8.0], ids=["ggg", "signal_2GeV", "signal_8GeV"])
+def test_pulls_chi2_pvalue_on_exact_events(m_a: float | None) -> None:
+    n = 20000
+    ev = three_photon_sample(n, beam=BEAM, rng=np.random.default_rng(11), m_a=m_a, sort=False)
+    res = _fit(ev)
+    _check_statistics(res, n)
+    # constraints satisfied by the fitted photons
+    p = p4_from_spherical(res.E, res.theta, res.phi).sum(1)
+    np.testing.assert_allclose(p[res.converged], np.broadcast_to(BEAM.p4, p[res.converged].shape), atol=1e-4)
+    # the fitted covariance describes the spread of (fitted - true)
+    z = (res.E - ev["mc_E"]) / np.sqrt(res.cov[..., 0, 0])
+    assert z.std() == pytest.approx(1.0, abs=0.03)
+    assert abs(z.mean()) < 0.03
+
+
+def test_pulls_on_energy_sorted_events_within_tolerance() -> None:
+    ev = three_photon_sample(20000, beam=BEAM, rng=np.random.default_rng(12), m_a=5.0, sort=True)
+    _check_statistics(_fit(ev), 20000)
+
+
+def _chi2_and_constraints(ev: dict, i: int):
+    a0 = np.stack([ev["E"][i], ev["theta"][i], ev["phi"][i]], 1).ravel()
+    V0 = np.zeros((9, 9))
+    for k in range(3):
+        V0[3 * k:3 * k + 3, 3 * k:3 * k + 3] = ev["cov"][i, k]
+    L = np.linalg.cholesky(V0)
+
+    def to_alpha(z: np.ndarray) -> np.ndarray:
+        return a0 + L @ z
+
+    def chi2(z: np.ndarray) -> float:
+        return float(z @ z)
+
+    def cons(z: np.ndarray) -> np.ndarray:
+        a = to_alpha(z)
+        return p4_from_spherical(a[0::3], a[1::3], a[2::3]).sum(0) - BEAM.p4
+
+    return a0, to_alpha, chi2, cons
+
+
+def test_correlated_covariance_matches_independent_minimiser() -> None:
+    """With E-theta correlation 0.6 the fit equals scipy's constrained minimum (SLSQP)."""
+    ev = three_photon_sample(30, beam=BEAM, rng=np.random.default_rng(5), m_a=3.0, corr_e_theta=0.6)
+    assert np.all(ev["cov"][..., 0, 1] != 0)
+    res = _fit(ev, tol_chi2=1e-12, tol_constraint=1e-12, max_iter=50)
+    assert res.converged.all()
+    for i in range(30):
+        a0, to_alpha, chi2, cons = _chi2_and_constraints(ev, i)
+        sol = optimize.minimize(chi2, np.zeros(9), jac=lambda z: 2 * z, method="SLSQP",
+                                constraints=[{"type": "eq", "fun": cons}], options={"ftol": 1e-12, "maxiter": 1000})
+        assert sol.success
+        a = to_alpha(sol.x)
+        ours = np.stack([res.E[i], res.theta[i], res.phi[i]], 1).ravel()
+        np.testing.assert_allclose(ours, a, rtol=1e-6, atol=1e-9)
+        assert res.chi2[i] == pytest.approx(sol.fun, rel=1e-6, abs=1e-9)
+
+
+def test_vectorised_equals_per_event_reference() -> None:
+    ev = three_photon_sample(300, beam=BEAM, rng=np.random.default_rng(6), corr_e_theta=-0.3)
+    ev["E"][:20] *= 0.85  # far from the constraint: exercises the step control
+    for beam_cov in (None, "spread"):
+        a = _fit(ev, beam_cov=beam_cov)
+        b = kinfit.fit_reference(ev["E"], ev["theta"], ev["phi"], ev["cov"], BEAM, beam_cov=beam_cov)
+        np.testing.assert_array_equal(a.converged, b.converged)
+        np.testing.assert_array_equal(a.n_iter, b.n_iter)
+        for name in ("E", "theta", "phi", "cov", "chi2"):
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(a.pulls, b.pulls, rtol=1e-7, atol=1e-9)
+
+
+def test_full_covariance_is_consistent() -> None:
+    ev = three_photon_sample(500, beam=BEAM, rng=np.random.default_rng(7), m_a=1.0, corr_e_theta=0.4)
+    res = _fit(ev, full_cov=True)
+    V = res.cov_full
+    np.testing.assert_allclose(V, np.transpose(V, (0, 2, 1)), atol=1e-18)
+    for i in range(3):
+        np.testing.assert_allclose(V[:, 3 * i:3 * i + 3, 3 * i:3 * i + 3], res.cov[:, i], rtol=1e-12, atol=1e-20)
+    # the fitted parameters lie on the constraint surface: D V D^T = 0 (rank 9 - 4 = 5)
+    E, th, ph = res.E, res.theta, res.phi
+    D = np.zeros((res.n_events, 4, 9))
+    st, ct, sp, cp = np.sin(th), np.cos(th), np.sin(ph), np.cos(ph)
+    D[:, :, 0::3] = np.stack([st * cp, st * sp, ct, np.ones_like(E)], 1)
+    D[:, :, 1::3] = np.stack([E * ct * cp, E * ct * sp, -E * st, np.zeros_like(E)], 1)
+    D[:, :, 2::3] = np.stack([-E * st * sp, E * st * cp, np.zeros_like(E), np.zeros_like(E)], 1)
+    V0 = np.zeros_like(V)
+    for i in range(3):
+        V0[:, 3 * i:3 * i + 3, 3 * i:3 * i + 3] = ev["cov"][:, i]
+    DT = np.transpose(D, (0, 2, 1))
+    DVD = D @ V @ DT
+    DV0D = D @ V0 @ DT
+    assert np.abs(DVD).max() < 1e-6 * np.abs(DV0D).max()
+    ev_eig = np.linalg.eigvalsh(V)
+    assert (ev_eig > -1e-15).all()
+
+
+def test_mgg_resolution_improves_at_8_gev() -> None:
+    ev = three_photon_sample(20000, beam=BEAM, rng=np.random.default_rng(8), m_a=8.0)
+    res = _fit(ev)
+    i, j = ev["truth_a1"], ev["truth_a2"]
+    rows = np.arange(len(i))
+
+    def mgg(E, th, ph):
+        p = p4_from_spherical(E, th, ph)
+        return invariant_mass(p[rows, i], p[rows, j])
+
+    def width(x):
+        lo, hi = np.quantile(x, [0.16, 0.84])
+        return 0.5 * (hi - lo)
+
+    raw = width(mgg(ev["E"], ev["theta"], ev["phi"]))
+    fitted = width(mgg(res.E, res.theta, res.phi)[res.converged])
+    assert fitted < 0.8 * raw
+
+
+def test_far_from_constraint_converges_with_step_control() -> None:
+    ev = three_photon_sample(2000, beam=BEAM, rng=np.random.default_rng(9))
+    ev["E"] = ev["E"] * np.random.default_rng(1).uniform(0.8, 1.05, (2000, 1))
+    res = _fit(ev, max_iter=40)
+    assert res.converged.mean() >= 0.995
+    p = p4_from_spherical(res.E, res.theta, res.phi).sum(1)
+    np.testing.assert_allclose(p[res.converged], np.broadcast_to(BEAM.p4, p[res.converged].shape), atol=1e-4)
+    assert (res.E[res.converged] > 0).all()
+
+
+def test_phi_periodicity() -> None:
+    ev = three_photon_sample(2000, beam=BEAM, rng=np.random.default_rng(10))
+    a = _fit(ev)
+    shifted = dict(ev)
+    shifted["phi"] = ev["phi"] + 2 * np.pi * np.random.default_rng(2).integers(-2, 3, ev["phi"].shape)
+    b = _fit(shifted)
+    np.testing.assert_allclose(b.chi2, a.chi2, rtol=1e-9)
+    np.testing.assert_allclose(b.E, a.E, rtol=1e-9)
+    np.testing.assert_allclose(np.angle(np.exp(1j * (b.phi - a.phi))), 0.0, atol=1e-9)
+    assert (np.abs(b.phi[b.converged]) <= np.pi).all()
+    np.testing.assert_array_equal(a.converged, b.converged)
+    np.testing.assert_allclose(b.pulls, a.pulls, atol=1e-6)
+
+
+def test_beam_energy_spread_soft_constraint() -> None:
+    """Events generated with beam-energy spread: the soft beam constraint restores chi2 ~ 4 and unit pulls."""
+    rng = np.random.default_rng(13)
+    n = 20000
+    # a larger spread than nominal makes the effect visible
+    beam = Beam(e_her=7.0, e_ler=4.0, crossing_angle=0.083, e_spread_her=3e-3, e_spread_ler=3e-3)
+    cm = beam.to_cm(ggg_events(n, beam=beam, rng=rng))
+    e_h = beam.e_her * (1 + beam.e_spread_her * rng.standard_normal(n))
+    e_l = beam.e_ler * (1 + beam.e_spread_ler * rng.standard_normal(n))
+    P = e_h[:, None] * (beam.p4_her / beam.e_her) + e_l[:, None] * (beam.p4_ler / beam.e_ler)
+    rs = invariant_mass(P)
+    lab = boost(cm * (rs / beam.sqrt_s)[:, None, None], (P[:, :3] / P[:, 3:])[:, None, :])
+    np.testing.assert_allclose(lab.sum(1), P, atol=1e-9)
+    ev = three_photon_sample(n, beam=beam, rng=rng, p4=lab, sort=False)
+    hard = kinfit.fit(ev["E"], ev["theta"], ev["phi"], ev["cov"], beam)
+    soft = kinfit.fit(ev["E"], ev["theta"], ev["phi"], ev["cov"], beam, beam_cov="spread")
+    assert soft.ndf == 4
+    assert hard.chi2[hard.converged].mean() > 4.3
+    _check_statistics(soft, n)
+    # the fitted beam four-momentum moves towards the true one
+    assert np.abs(soft.beam_p4[:, 3] - P[:, 3]).mean() < np.abs(BEAM.p4[3] - P[:, 3]).mean()
+
+
+def test_bad_input_shapes_raise() -> None:
+    ev = three_photon_sample(10, beam=BEAM, rng=np.random.default_rng(1))
+    with pytest.raises(InputError, match=r"E must have shape \(n, 3\)"):
+        kinfit.fit(ev["E"][:, :2], ev["theta"], ev["phi"], ev["cov"], BEAM)
+    with pytest.raises(InputError, match="cov must have shape"):
+        kinfit.fit(ev["E"], ev["theta"], ev["phi"], ev["cov"][:, :, :2], BEAM)
+    with pytest.raises(InputError, match="theta has 9 events"):
+        kinfit.fit(ev["E"], ev["theta"][:9], ev["phi"], ev["cov"], BEAM)
+    with pytest.raises(InputError, match="beam_cov"):
+        kinfit.fit(ev["E"], ev["theta"], ev["phi"], ev["cov"], BEAM, beam_cov="nonsense")
+    with pytest.raises(InputError, match="beam must be"):
+        kinfit.fit(ev["E"], ev["theta"], ev["phi"], ev["cov"], "belle2")
+
+
+def test_bad_events_are_flagged_not_nan() -> None:
+    ev = three_photon_sample(200, beam=BEAM, rng=np.random.default_rng(2))
+    ref = _fit(ev)
+    E, th, ph, cov = ev["E"].copy(), ev["theta"].copy(), ev["phi"].copy(), ev["cov"].copy()
+    E[0, 1] = np.nan
+    th[1, 0] = np.inf
+    E[2, 2] = -0.3
+    th[3, 1] = -0.1
+    cov[4, 0, 0, 0] = -1e-4  # negative variance
+    cov[5, 1] = np.diag([1e-4, 1e-6, 1e-6])
+    cov[5, 1, 0, 1] = cov[5, 1, 1, 0] = 1e-3  # |corr| > 1: not positive definite
+    cov[6, 2, 0, 2] = 1e-5  # asymmetric
+    res = kinfit.fit(E, th, ph, cov, BEAM)
+    assert not res.converged[:7].any()
+    assert res.converged[7:].all()
+    expect = ["non-finite", "non-finite", "non-positive photon energy", "theta outside", "positive definite",
+              "positive definite", "positive definite"]
+    for i, text in enumerate(expect):
+        assert text in res.reason[i]
+        assert res.status[i] != 0
+    assert (res.reason[7:] == "").all()
+    # the good events are untouched by the bad ones
+    np.testing.assert_allclose(res.E[7:], ref.E[7:], rtol=1e-12)
+    np.testing.assert_allclose(res.chi2[7:], ref.chi2[7:], rtol=1e-12)
+    # no NaN where the input was finite; failures carry chi2 = inf and p = 0
+    assert np.isfinite(res.E[2:]).all() and np.isfinite(res.theta[2:]).all()
+    assert np.isinf(res.chi2[:7]).all() and (res.pvalue[:7] == 0).all()
+    assert np.isfinite(res.chi2[7:]).all()
+
+
+def test_apply_to_events_adds_fitted_fields() -> None:
+    ev = three_photon_sample(500, beam=BEAM, rng=np.random.default_rng(3), m_a=4.0)
+    ev["E"][0, 0] = -1.0
+    out = kinfit.apply_to_events(ev, beam=BEAM)
+    for key in ("fit_E", "fit_theta", "fit_phi"):
+        assert out[key].shape == (500, 3)
+    for key in ("kinfit_chi2", "kinfit_pvalue", "kinfit_converged"):
+        assert out[key].shape == (500,)
+    assert not out["kinfit_converged"][0]
+    np.testing.assert_array_equal(out["fit_E"][0], ev["E"][0])  # fallback: measured values
+    assert out["kinfit_converged"][1:].all()
+    assert "fit_E" not in ev  # input not modified
+    with pytest.raises(InputError, match="'theta'"):
+        kinfit.apply_to_events({"E": ev["E"], "phi": ev["phi"]}, beam=BEAM)
+
+
+def test_apply_to_events_uses_covariance_model() -> None:
+    from bumphunt.kinfit.covariance import PhotonCovarianceModel
+
+    ev = three_photon_sample(300, beam=BEAM, rng=np.random.default_rng(4), m_a=4.0)
+    model = PhotonCovarianceModel(use_ntuple=False, energy_scale={1: 2.0, 2: 2.0, 3: 2.0})
+    a = kinfit.apply_to_events(ev, beam=BEAM)
+    b = kinfit.apply_to_events(ev, beam=BEAM, covariance_model=model)
+    # doubling sigma_E lowers the chi2 of events whose energies carry the imbalance
+    assert np.median(b["kinfit_chi2"]) < np.median(a["kinfit_chi2"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("m_a", [0.5, 2.0, 5.0, 8.0, 9.5])
+def test_statistics_large_samples(m_a: float) -> None:
+    n = 200000
+    ev = three_photon_sample(n, beam=BEAM, rng=np.random.default_rng(int(100 * m_a)), m_a=m_a, sort=False)
+    _check_statistics(_fit(ev), n)
+
+
+def test_cli_kinfit_and_calibrate(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from bumphunt.cli import cli
+    from bumphunt.events.detector import Resolution
+    from bumphunt.events.io import write_events
+    from bumphunt.events.preselection import load_three_photon, save_three_photon
+    from bumphunt.toymc import simulate_control
+
+    ev = three_photon_sample(400, beam=BEAM, rng=np.random.default_rng(30), m_a=4.0)
+    save_three_photon(tmp_path / "sig_3g.root", ev, meta={"beam": BEAM.to_dict()})
+    runner = CliRunner()
+    r = runner.invoke(cli, ["kinfit", str(tmp_path / "sig_3g.root"), "--out", str(tmp_path / "fit.root"),
+                            "--plots", str(tmp_path / "plots")])
+    assert r.exit_code == 0, r.output
+    out = load_three_photon(tmp_path / "fit.root")
+    ref = kinfit.apply_to_events(ev, beam=BEAM)
+    np.testing.assert_allclose(out["fit_E"], ref["fit_E"], rtol=1e-12)
+    np.testing.assert_array_equal(out["kinfit_converged"].astype(bool), ref["kinfit_converged"])
+    for name in ("kinfit_pulls.png", "kinfit_chi2_pvalue.png", "kinfit_mgg_resolution.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 0
+    # user errors are clean messages
+    r = runner.invoke(cli, ["kinfit", str(tmp_path / "sig_3g.root"), "--out", str(tmp_path / "x.root"), "--pcm", str(tmp_path / "sig_3g.root")])
+    assert r.exit_code != 0 and "not valid JSON" in r.output and "Traceback" not in r.output
+
+    ctrl = simulate_control(4000, rng=np.random.default_rng(31), beam=BEAM, resolution=Resolution(energy_scale={1: 1.0, 2: 1.3, 3: 1.0}))
+    ctrl["event"] = np.arange(4000, dtype=np.int64)
+    write_events(tmp_path / "mumug.root", ctrl, meta={"process": "mumug", "beam": BEAM.to_dict()})
+    r = runner.invoke(cli, ["calibrate-photons", str(tmp_path / "mumug.root"), "--out", str(tmp_path / "pcm.json"),
+                            "--plot", str(tmp_path / "cal.png")])
+    assert r.exit_code == 0, r.output
+    from bumphunt.kinfit.covariance import PhotonCovarianceModel
+
+    model = PhotonCovarianceModel.load(tmp_path / "pcm.json")
+    err = model.meta["calibration"]["params"]["2"]["scale_err"]
+    assert abs(model.energy_scale[2] - 1.3) < 4 * err
+    r = runner.invoke(cli, ["kinfit", str(tmp_path / "sig_3g.root"), "--out", str(tmp_path / "fit2.root"), "--pcm", str(tmp_path / "pcm.json")])
+    assert r.exit_code == 0, r.output
+
+
+def test_max_iter_exhausted_is_flagged() -> None:
+    ev = three_photon_sample(100, beam=BEAM, rng=np.random.default_rng(40))
+    res = _fit(ev, max_iter=1)
+    assert not res.converged.any()
+    assert (res.status == kinfit.MAX_ITER).all()
+    assert all("max_iter" in r for r in res.reason)
+    assert (res.n_iter == 1).all()
+    np.testing.assert_array_equal(res.E, ev["E"])  # measured values returned, flagged
+    assert np.isinf(res.chi2).all() and (res.pvalue == 0).all()
+
+
+@pytest.mark.parametrize("m_a", [None, 8.0], ids=["ggg", "signal_8GeV"])
+def test_statistics_on_toy_mc_with_its_covariance(m_a: float | None) -> None:
+    """Full toy MC with its written covariance, beam-energy spread and the soft beam constraint.
+
+    Cluster merging, beam background and displaced decays are switched off
+    (the fit model assumes three prompt, separately measured photons). For
+    signal the photons are put in truth order (a1, a2, recoil): ordering by
+    measured energy selects upward energy fluctuations of the first photon.
+    """
+    from bumphunt.events.preselection import preselect
+    from bumphunt.toymc import simulate_background, simulate_signal
+    from bumphunt.toymc.detector_sim import DetectorSettings
+    from bumphunt.toymc.processes import GeneratorSettings
+
+    det = DetectorSettings(merge_angle=0.0, beam_bkg_rate=0.0, fake_track_rate=0.0)
+    gen = GeneratorSettings(beam_energy_spread=True)
+    rng = np.random.default_rng(50)
+    if m_a is None:
+        raw = simulate_background("ggg", 40000, rng=rng, beam=BEAM, detector=det, generator=gen)
+    else:
+        raw = simulate_signal(m_a, 25000, rng=rng, beam=BEAM, detector=det, generator=gen)
+    raw["event"] = np.arange(len(raw["process"]))
+    ev, _ = preselect(raw, beam=BEAM)
+    if m_a is not None:
+        order = np.stack([ev["truth_a1"], ev["truth_a2"], ev["truth_recoil"]], 1)
+        ok = (order >= 0).all(1) & (np.sort(order, 1) == np.arange(3)).all(1)
+        order = order[ok]
+        ev = {k: np.take_along_axis(ev[k][ok], order.reshape(order.shape + (1,) * (ev[k].ndim - 2)), 1)
+              for k in ("E", "theta", "phi", "cov")}
+    n = len(ev["E"])
+    assert n > 10000
+    res = kinfit.fit(ev["E"], ev["theta"], ev["phi"], ev["cov"], BEAM, beam_cov="spread")
+    _check_statistics(res, n)
+
+
+def test_step_halving_path_matches_reference() -> None:
+    """Events far from the constraint with large angular errors need step halving; both implementations agree."""
+    rng = np.random.default_rng(60)
+    n = 150
+    ev = three_photon_sample(n, beam=BEAM, rng=rng)
+    cov = np.zeros((n, 3, 3, 3))
+    cov[..., 0, 0] = (0.01 * ev["E"]) ** 2
+    cov[..., 1, 1] = 0.1**2
+    cov[..., 2, 2] = 0.2**2
+    th = np.clip(ev["theta"] + rng.normal(0, 0.1, (n, 3)), 0.1, 3.0)
+    ph = ev["phi"] + rng.normal(0, 0.2, (n, 3))
+    E = ev["E"] * rng.uniform(0.7, 1.2, (n, 3))
+    a = kinfit.fit(E, th, ph, cov, BEAM, max_iter=40)
+    b = kinfit.fit_reference(E, th, ph, cov, BEAM, max_iter=40)
+    assert (a.n_iter > 6).sum() > 10  # the step control was active
+    np.testing.assert_array_equal(a.n_iter, b.n_iter)
+    np.testing.assert_array_equal(a.status, b.status)
+    np.testing.assert_allclose(a.E, b.E, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.chi2[a.converged], b.chi2[b.converged], rtol=1e-9)
+    assert a.converged.mean() > 0.8
+    assert np.isfinite(a.E).all() and np.isfinite(a.theta).all()
+
+
+numba = pytest.importorskip("numba", reason="the compiled engine needs numba")
+
+
+def _engines_agree(a: kinfit.KinFitResult, b: kinfit.KinFitResult) -> None:
+    """The numba and numpy engines give the same fit: same decisions, numbers equal to rounding."""
+    np.testing.assert_array_equal(a.status, b.status)
+    np.testing.assert_array_equal(a.converged, b.converged)
+    np.testing.assert_array_equal(a.n_iter, b.n_iter)
+    for name in ("E", "theta", "phi", "cov", "pulls", "cov_full", "beam_p4"):
+        x, y = getattr(a, name), getattr(b, name)
+        if y is None:
+            assert x is None
+            continue
+        np.testing.assert_array_equal(np.isnan(x), np.isnan(y))
+        # pulls divide a small difference of fitted and measured values by a small width: rounding
+        # at 1e-16 of the parameters shows up at ~1e-11 in a pull
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-10 if name == "pulls" else 1e-14, equal_nan=True)
+    np.testing.assert_allclose(a.chi2, b.chi2, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(a.pvalue, b.pvalue, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("beam_cov", [None, "spread"])
+def test_numba_engine_equals_numpy_engine(beam_cov: str | None) -> None:
+    ev = three_photon_sample(3000, beam=BEAM, rng=np.random.default_rng(70), m_a=6.0, corr_e_theta=0.5)
+    ev["E"][:100] *= np.random.default_rng(71).uniform(0.75, 1.1, (100, 3))  # step control active
+    ev["E"][100, 0] = np.nan
+    ev["E"][101, 2] = -1.0
+    ev["theta"][102, 1] = 4.0
+    ev["cov"][103, 0, 1, 1] = -1e-6
+    kw = dict(beam_cov=beam_cov, full_cov=True)
+    a = _fit(ev, engine="numba", **kw)
+    b = _fit(ev, engine="numpy", **kw)
+    assert a.options["engine"] == "numba" and b.options["engine"] == "numpy"
+    assert (a.status[100:104] == [kinfit.BAD_FINITE, kinfit.BAD_ENERGY, kinfit.BAD_THETA, kinfit.BAD_COV]).all()
+    assert (a.n_iter[:100] > 3).any()
+    _engines_agree(a, b)
+    # the compiled engine also agrees with the per-event reference
+    r = kinfit.fit_reference(ev["E"][:300], ev["theta"][:300], ev["phi"][:300], ev["cov"][:300], BEAM, beam_cov=beam_cov)
+    np.testing.assert_array_equal(a.n_iter[:300], r.n_iter)
+    np.testing.assert_array_equal(a.status[:300], r.status)
+    np.testing.assert_allclose(a.E[:300], r.E, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.chi2[:300], r.chi2, rtol=1e-9, atol=1e-12)
+
+
+def test_numba_engine_step_halving_and_max_iter() -> None:
+    rng = np.random.default_rng(72)
+    n = 400
+    ev = three_photon_sample(n, beam=BEAM, rng=rng)
+    cov = np.zeros((n, 3, 3, 3))
+    cov[..., 0, 0] = (0.01 * ev["E"]) ** 2
+    cov[..., 1, 1] = 0.1**2
+    cov[..., 2, 2] = 0.2**2
+    th = np.clip(ev["theta"] + rng.normal(0, 0.1, (n, 3)), 0.1, 3.0)
+    ph = ev["phi"] + rng.normal(0, 0.2, (n, 3))
+    E = ev["E"] * rng.uniform(0.7, 1.2, (n, 3))
+    for max_iter in (1, 4, 40):
+        a = kinfit.fit(E, th, ph, cov, BEAM, max_iter=max_iter, engine="numba")
+        b = kinfit.fit(E, th, ph, cov, BEAM, max_iter=max_iter, engine="numpy")
+        _engines_agree(a, b)
+    assert (a.n_iter > 6).sum() > 10 and a.converged.mean() > 0.8
+
+
+def test_engine_option() -> None:
+    ev = three_photon_sample(50, beam=BEAM, rng=np.random.default_rng(73))
+    assert _fit(ev).options["engine"] == "numba"  # auto picks numba when it is installed
+    with pytest.raises(InputError, match="engine must be one of"):
+        _fit(ev, engine="cuda")
+    empty = kinfit.fit(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3, 3, 3)), BEAM, engine="numba")
+    assert empty.n_events == 0 and empty.chi2.shape == (0,)
+
+
+def test_import_does_not_load_numba() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, bumphunt, bumphunt.kinfit; from bumphunt.cli import cli; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_numba_engine_flags_bad_events_like_numpy() -> None:
+    """Random damage of every kind: the compiled engine's per-event validation gives the numpy engine's status."""
+    rng = np.random.default_rng(74)
+    n = 2000
+    ev = three_photon_sample(n, beam=BEAM, rng=rng, corr_e_theta=0.3)
+    E, th, ph, cov = ev["E"].copy(), ev["theta"].copy(), ev["phi"].copy(), ev["cov"].copy()
+    kind = rng.integers(0, 9, n)
+    k = rng.integers(0, 3, n)
+    a, b = rng.integers(0, 3, n), rng.integers(0, 3, n)
+    rows = np.arange(n)
+    for i in rows[kind == 1]:
+        cov[i, k[i], a[i], b[i]] = [np.nan, np.inf, -np.inf][i % 3]
+    E[rows[kind == 2], k[kind == 2]] = np.nan
+    E[rows[kind == 3], k[kind == 3]] *= -1
+    th[rows[kind == 4], k[kind == 4]] = np.where(rows[kind == 4] % 2, -0.01, np.pi)
+    cov[rows[kind == 5], k[kind == 5], 0, 1] *= 1 + rng.choice([1e-12, 1e-6], (kind == 5).sum())  # tiny / real asymmetry
+    cov[rows[kind == 6], k[kind == 6], 1, 1] *= -1
+    big = np.sqrt(cov[rows[kind == 7], k[kind == 7], 0, 0] * cov[rows[kind == 7], k[kind == 7], 1, 1])
+    cov[rows[kind == 7], k[kind == 7], 0, 1] = cov[rows[kind == 7], k[kind == 7], 1, 0] = 1.5 * big  # |corr| > 1
+    ph[rows[kind == 8], k[kind == 8]] = np.inf
+    a_ = kinfit.fit(E, th, ph, cov, BEAM, engine="numba")
+    b_ = kinfit.fit(E, th, ph, cov, BEAM, engine="numpy")
+    assert len(set(a_.status.tolist())) >= 5
+    _engines_agree(a_, b_)
+
+
+def test_numba_engine_in_forked_processes() -> None:
+    """A process pool forked after a fit (as the scan driver does) can run the compiled engine."""
+    import subprocess
+    import sys
+
+    code = (
+        "import multiprocessing as mp, numpy as np\n"
+        "from bumphunt import kinfit\n"
+        "from bumphunt.kinematics import Beam\n"
+        "from bumphunt.toymc.exact import three_photon_sample\n"
+        "ev = three_photon_sample(500, beam=Beam.belle2(), rng=np.random.default_rng(1))\n"
+        "def work(_):\n"
+        "    return float(kinfit.fit(ev['E'], ev['theta'], ev['phi'], ev['cov'], engine='numba').chi2.sum())\n"
+        "parent = work(0)\n"
+        "with mp.get_context('fork').Pool(2) as pool:\n"
+        "    assert pool.map(work, range(2)) == [parent, parent]\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_numba_sincos_within_two_ulp_of_libm() -> None:
+    """The kernel's vectorisable sin/cos (Cody-Waite reduction, Taylor polynomials) against libm."""
+    import math
+
+    from numba import njit
+
+    from bumphunt.kinfit._engine_numba import _SINCOS_MAX, _sincos
+
+    @njit
+    def sincos(x, s, c):  # type: ignore[no-untyped-def]
+        for i in range(x.shape[0]):
+            s[i], c[i] = _sincos(x[i])
+
+    rng = np.random.default_rng(75)
+    x = np.concatenate([rng.uniform(-np.pi, np.pi, 40000), rng.uniform(-1e-6, 1e-6, 2000),
+                        rng.uniform(-_SINCOS_MAX, _SINCOS_MAX, 20000),
+                        np.arange(-8, 9) * (np.pi / 4), [0.0, 5e-324, np.pi / 2, np.pi, -np.pi]])
+    s, c = np.empty_like(x), np.empty_like(x)
+    sincos(x, s, c)
+    s_ref = np.array([math.sin(v) for v in x])
+    c_ref = np.array([math.cos(v) for v in x])
+    # error in units of the spacing at the exact value (floor at the smallest normal for results near 0)
+    scale = np.maximum(np.spacing(np.abs(s_ref)), np.spacing(np.abs(x) * 2.0**-53))
+    assert np.max(np.abs(s - s_ref) / scale) <= 2.0
+    assert np.max(np.abs(c - c_ref) / np.maximum(np.spacing(np.abs(c_ref)), np.spacing(np.abs(x) * 2.0**-53))) <= 2.0
+    np.testing.assert_allclose(s * s + c * c, 1.0, rtol=0, atol=1e-15)
+
+
+def test_numba_engine_independent_of_position_and_threads() -> None:
+    """Bit-identical results wherever an event sits in a block or batch and for any number of threads."""
+    import numba
+
+    ev = three_photon_sample(2500, beam=BEAM, rng=np.random.default_rng(76), m_a=4.0, corr_e_theta=0.5)
+    ev["E"][:60] *= np.random.default_rng(77).uniform(0.75, 1.1, (60, 3))  # step control active
+    ev["phi"][60:70] += 2 * np.pi * 20000  # |phi| > the range of the vectorised sin/cos: libm fallback
+    ev["E"][70, 1] = np.nan
+    kw = dict(beam_cov="spread", full_cov=True, engine="numba")
+    a = _fit(ev, **kw)
+    assert (a.n_iter[:60] > 3).any() and a.converged[60:70].all() and a.status[70] == kinfit.BAD_FINITE
+    shift = 7
+    shifted = {k: np.concatenate([v[-shift:], v]) for k, v in ev.items() if k in ("E", "theta", "phi", "cov")}
+    b = _fit(shifted, **kw)
+    n_threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        c = _fit(ev, **kw)
+    finally:
+        numba.set_num_threads(n_threads)
+    for name in ("E", "theta", "phi", "cov", "chi2", "pvalue", "pulls", "status", "n_iter", "cov_full", "beam_p4"):
+        x = getattr(a, name)
+        np.testing.assert_array_equal(getattr(b, name)[shift:], x, err_msg=name)
+        np.testing.assert_array_equal(getattr(c, name), x, err_msg=name)
+    _engines_agree(a, _fit(ev, beam_cov="spread", full_cov=True, engine="numpy"))
