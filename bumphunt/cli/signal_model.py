@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -18,49 +17,6 @@ logger = logging.getLogger(__name__)
 @click.group("signal-model")
 def signal_model() -> None:
     """Signal model: DSCB + Chebyshev shapes fitted per generated mass (zfit) and interpolated in m_a."""
-
-
-def _signal_candidates(paths: tuple[str, ...], *, selection: str | None, working_point: float | None, kinfit: bool) -> tuple[dict[str, Any], dict[float, int], dict[str, Any]]:
-    """Read signal files -> (candidates after the selection, n_generated per mass, selection description)."""
-    import numpy as np
-
-    from ..events.candidates import diphoton_candidates
-    from ..errors import InputError
-    from ..selection.core import load_samples
-
-    try:
-        events, n_gen, _ = load_samples(list(paths))
-    except (InputError, OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    proc = np.asarray(events.get("process"))
-    signal = proc == 0
-    if not signal.any():
-        raise click.ClickException(f"no signal events (process 0) in {list(paths)}")
-    events = {k: (np.asarray(v)[signal] if np.ndim(v) and len(v) == len(proc) else v) for k, v in events.items()}
-    if kinfit and "fit_E" not in events:
-        from ..kinfit.fitter import apply_to_events
-
-        logger.info("running the 4C kinematic fit on %d events", len(events["E"]))
-        events = apply_to_events(events)
-    cands = diphoton_candidates(events)
-    described: dict[str, Any] = {"inputs": [str(p) for p in paths], "kinematic_fit": "fit_E" in events}
-    if selection is not None:
-        from ..selection.core import apply, load_selector
-
-        try:
-            selector = load_selector(selection)
-        except Exception as exc:  # noqa: BLE001 - any failure to load is a user error here
-            raise click.ClickException(f"--selection {selection}: cannot load the selector: {exc}") from exc
-        score = np.asarray(apply(selector, cands, events))
-        threshold = float(working_point) if working_point is not None else float(selector.threshold)
-        keep = score >= threshold
-        cands = {k: np.asarray(v)[keep] for k, v in cands.items()}
-        described.update({"selector": str(selection), "working_point": threshold, "score": "punzi_net"})
-    elif working_point is not None:
-        raise click.ClickException("--working-point needs --selection MODEL")
-    else:
-        described["selector"] = None
-    return cands, n_gen, described
 
 
 @signal_model.command("build")
@@ -83,26 +39,24 @@ def build(signal: tuple[str, ...], selection: str | None, working_point: float |
     Masses in GeV. The efficiency is truth-matched candidates in the fit
     window divided by the generated events of that mass.
     """
-    import numpy as np
-
-    from signal_models import ShapeError, build_signal_model
-
+    from signal_models import ShapeError
     from signal_models._common.progress import progress
 
-    cands, n_gen, described = _signal_candidates(signal, selection=selection, working_point=working_point, kinfit=kinfit)
-    mc_ma = np.round(np.asarray(cands["mc_ma"], dtype=float), 6)
-    n_generated = {round(float(k), 6): int(v) for k, v in n_gen.items()}
+    from ..chain import signal_model_from_files
+    from ..errors import BumphuntError
+
+    if working_point is not None and selection is None:
+        raise click.ClickException("--working-point needs --selection MODEL")
     fixed = () if float_n else ("n_l", "n_r")
     fixed_values = {k: v for k, v in (("n_l", n_l), ("n_r", n_r)) if v is not None and k in fixed}
     try:
-        model = build_signal_model(
-            np.asarray(cands["mgg"], dtype=float), np.asarray(cands["truth_match"], dtype=bool), mc_ma,
-            n_generated=n_generated, weights=np.asarray(cands["weight"], dtype=float), holdout=holdout,
+        model = signal_model_from_files(
+            signal, kinematic_fit=kinfit, selector=selection, working_point=working_point, holdout=holdout,
             n_fixed=fixed, fixed_values=fixed_values, half_width=half_width, min_events=min_events,
-            selection=described, progress=lambda it: progress(it, total=len(np.unique(mc_ma)), description="per-mass fits"),
+            progress=lambda it: progress(it, description="per-mass fits"),
         )
         path = model.save(out)
-    except (ShapeError, ValueError) as exc:
+    except (BumphuntError, ShapeError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     n_bad = sum(not f.ok for f in model.fits)
     lo, hi = model.mass_range

@@ -32,11 +32,13 @@ Example (every key optional; the values shown are the defaults)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from signal_models._common.config import load_config
+
 from .detector_sim import DetectorSettings
 from .processes import BACKGROUNDS, GeneratorSettings
 

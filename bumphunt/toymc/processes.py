@@ -51,8 +51,8 @@ from numpy.typing import NDArray
 from signal_models._common.pdg import particle_mass
 
 from ..events.detector import Resolution
-from ..kinematics import Beam
 from ..events.schema import PROCESS_CODES
+from ..kinematics import Beam
 from .detector_sim import ORIGIN, DetectorSettings, TruthParticles, detector_response, in_cdc
 from .physics import (
     ThreeBodyCuts,

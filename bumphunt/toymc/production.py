@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 
 from signal_models._common.config import validate_config
-from ..events.detector import Resolution
-from ..errors import ConfigError
-from ..kinematics import Beam
 from signal_models._common.progress import progress
+
+from ..errors import ConfigError
+from ..events.detector import Resolution
 from ..events.schema import PROCESS_CODES
+from ..kinematics import Beam
 from .config import CONFIG_SCHEMA, load_toymc_config
 from .detector_sim import DetectorSettings
 from .processes import BACKGROUNDS, GeneratorSettings, concatenate, cross_section_pb, simulate_background, simulate_control, simulate_signal, take
@@ -136,7 +137,7 @@ def generate(
     lumi_fb : float, optional
         Integrated luminosity in fb^-1 (weights, pseudo-data size). Default 0.1.
     seed : int, optional
-        Master seed (default 0); same seed and settings -> byte-identical files.
+        Master seed (default 0); same seed and settings -> files with identical content.
     beam : Beam or mapping, optional
         Beam energies (GeV) and crossing angle (rad). Default Belle II.
     signal_masses : sequence of float, optional

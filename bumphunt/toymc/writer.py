@@ -9,21 +9,20 @@ random numbers therefore depend only on the seed, the sample and the event
 position, not on ``chunk_size`` (which only sets how many events are held in
 memory and written per ``tree.extend``) nor on which other samples are made.
 
-Files written with the same seed and settings are byte-identical: the file
-UUIDs are derived from the seed and the sample name, and the timestamps that
-ROOT files carry are fixed (``FIXED_TIMESTAMP``) while writing. Different
-chunk sizes give identical content (every branch, every value, and the
-metadata) but a different basket layout, hence different bytes.
+Files written with the same seed and settings have identical content (every
+branch, every value, and the metadata) and the same file UUIDs (derived from
+the seed and the sample name through uproot's ``uuid_function`` option). Their
+bytes still differ in the creation and modification dates that ROOT files
+carry: uproot has no option to set them, and bumphunt does not patch uproot,
+so reproducibility is checked on the content. Different chunk sizes give
+identical content too, with a different basket layout.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
 import hashlib
 import json
 import logging
-import threading
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
@@ -33,17 +32,16 @@ from typing import Any
 import numpy as np
 
 from signal_models._common.version import __version__
+
 from ..events.schema import META_KEY, TREE_NAME
 from .processes import concatenate, take
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BLOCK_SIZE", "FIXED_TIMESTAMP", "block_rng", "write_sample", "EVENT_ORDER"]
+__all__ = ["BLOCK_SIZE", "block_rng", "write_sample", "EVENT_ORDER"]
 
 #: Events per random-number block (fixed: changing it changes the samples).
 BLOCK_SIZE = 10_000
-#: Creation/modification time stamped into every file (for byte-identical output).
-FIXED_TIMESTAMP = _dt.datetime(2020, 1, 1, 0, 0, 0)
 #: Order of the flat event branches in the tree.
 EVENT_ORDER = ("event", "process", "weight", "mc_ma", "mc_decay_length", "mc_idx_a1", "mc_idx_a2", "mc_idx_recoil", "mc_process")
 
@@ -56,51 +54,6 @@ def sample_key(name: str) -> int:
 def block_rng(seed: int, name: str, block: int) -> np.random.Generator:
     """Generator for block ``block`` of sample ``name``."""
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(sample_key(name), int(block))))
-
-
-class _FrozenDatetime(_dt.datetime):
-    @classmethod
-    def now(cls, tz: Any = None) -> "_FrozenDatetime":  # noqa: D102
-        return cls(2020, 1, 1, 0, 0, 0)
-
-
-_CLOCK_LOCK = threading.Lock()
-_CLOCK_USERS = 0
-_CLOCK_SAVED: list[tuple[Any, Any]] = []
-
-
-@contextlib.contextmanager
-def _frozen_uproot_clock() -> Iterator[None]:
-    """Make uproot stamp ``FIXED_TIMESTAMP`` instead of the wall-clock time.
-
-    uproot has no option for the TKey/TDirectory dates; its writing modules
-    call ``datetime.datetime.now()``, so their ``datetime`` module reference is
-    swapped for a stand-in while files are written (reference-counted across
-    threads; the original is restored when the last writer finishes).
-    """
-    global _CLOCK_USERS
-    import types
-
-    import uproot.writing._cascade as m1
-    import uproot.writing._cascadetree as m2
-    import uproot.writing.writable as m3
-
-    with _CLOCK_LOCK:
-        if _CLOCK_USERS == 0:
-            shim = types.SimpleNamespace(datetime=_FrozenDatetime, timezone=_dt.timezone, timedelta=_dt.timedelta)
-            _CLOCK_SAVED[:] = [(m, m.datetime) for m in (m1, m2, m3) if hasattr(m, "datetime")]
-            for m, _ in _CLOCK_SAVED:
-                m.datetime = shim
-        _CLOCK_USERS += 1
-    try:
-        yield
-    finally:
-        with _CLOCK_LOCK:
-            _CLOCK_USERS -= 1
-            if _CLOCK_USERS == 0:
-                for m, orig in _CLOCK_SAVED:
-                    m.datetime = orig
-                _CLOCK_SAVED.clear()
 
 
 def _uuid_function(seed: int, name: str) -> Callable[[], uuid.UUID]:
@@ -146,7 +99,7 @@ def write_sample(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     written = 0
-    with _frozen_uproot_clock(), uproot.recreate(
+    with uproot.recreate(
         tmp, compression=default_compression(), uuid_function=_uuid_function(seed, name)
     ) as f:
         buffer: list[dict] = []

@@ -53,7 +53,7 @@ def test_chain_equals_the_steps_by_hand_and_is_chunk_invariant(ntuples) -> None:
     mgg, summary = candidate_masses(files)
     np.testing.assert_array_equal(mgg, _by_hand(files))
     assert summary.n_events == 60_400 and summary.n_candidates == 3 * summary.n_preselected == len(mgg)
-    assert summary.files == [str(f) for f in files]
+    assert list(summary.files) == [str(f) for f in files]
     # chunks of 7000 events (chunk edges inside the files) give the same candidates
     small, s2 = candidate_masses(files, step_size=7000)
     np.testing.assert_array_equal(small, mgg)
