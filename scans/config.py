@@ -17,11 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from signal_models._common.config import fill_defaults, read_mapping, validate_config
+from signal_models._common.defaults import DEFAULT_BKG_ORDER, DEFAULT_CL, DEFAULT_HALF_WIDTH
+from signal_models._common.pdg import particle_mass
 
 from .errors import ScanConfigError
 
@@ -62,7 +65,8 @@ SCAN_SCHEMA: dict[str, Any] = {
                 "files": {"type": "array", "items": {"type": "string"}, "default": [],
                           "description": "Input files (ROOT, .npy, .npz, .csv)."},
                 "kind": {"enum": ["candidates", "events"], "default": "candidates",
-                         "description": "candidates: files hold one M_gg per selected candidate; events: raw ntuples run through pre-selection, kinematic fit, candidates and the selector (selection.model, optional)."},
+                         "description": "candidates: files hold one M_gg per selected candidate; events: raw ntuples run through "
+                                        "pre-selection, kinematic fit, candidates and the selector (selection.model, optional)."},
                 "tree": {"type": ["string", "null"], "minLength": 1, "default": None,
                          "description": "ROOT tree name; null = 'candidates' for kind candidates, the ntuple's tree ('events' or the alias map's) for kind events."},
                 "branch": {"type": "string", "default": "mgg", "description": "Branch/column/array holding M_gg in GeV."},
@@ -151,10 +155,10 @@ SCAN_SCHEMA: dict[str, Any] = {
                 "ranges": {"type": "array", "items": _RANGE, "default": [], "description": "Extra vetoed ranges [lo, hi] GeV."},
             },
         },
-        "window_n_sigma": {**_POS, "default": 20.0, "description": "Fit window half-width in units of sigma(m)."},
+        "window_n_sigma": {**_POS, "default": DEFAULT_HALF_WIDTH, "description": "Fit window half-width in units of sigma(m)."},
         "min_window_events": {"type": "integer", "minimum": 0, "default": 1,
                               "description": "Points whose window holds fewer candidates are flagged, not fitted."},
-        "bkg_order": {"type": "integer", "minimum": 0, "maximum": 10, "default": 3,
+        "bkg_order": {"type": "integer", "minimum": 0, "maximum": 10, "default": DEFAULT_BKG_ORDER,
                       "description": "Order of the Chebyshev background polynomial in each window."},
         "bkg_order_fallback": {"type": "boolean", "default": True,
                                "description": "Refit points whose fit fails (sparse windows) with lower background orders, down to 0; "
@@ -170,7 +174,8 @@ SCAN_SCHEMA: dict[str, Any] = {
                 "other_rel": {**_FRAC, "default": 0.0},
             },
         },
-        "cl": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.95},
+        "cl": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": DEFAULT_CL,
+               "description": "Confidence level of the upper limits."},
         "engine": {"enum": ["vectorised", "zfit"], "default": "vectorised"},
         "block_size": {"type": "integer", "minimum": 1, "default": 64,
                        "description": "Mass points per block (unit of checkpointing and parallel work)."},
@@ -225,8 +230,6 @@ def _check_consistency(cfg: Mapping[str, Any], *, source: str) -> None:
             raise ScanConfigError(f"{source}: vetoes.ranges[{i}]: needs hi > lo, got [{lo}, {hi}]")
     if cfg["analytic_signal_model"]["mass_range"][1] <= cfg["analytic_signal_model"]["mass_range"][0]:
         raise ScanConfigError(f"{source}: analytic_signal_model.mass_range: needs hi > lo")
-    from .grid import particle_mass  # PDG masses for the vetoes
-
     for i, name in enumerate(cfg["vetoes"]["particles"]):
         try:
             particle_mass(name)
@@ -275,10 +278,8 @@ def config_hash(config: Mapping[str, Any]) -> str:
 
 
 def sqrt_s_from_config(config: Mapping[str, Any]) -> float:
-    """CM energy in GeV: ``beam.sqrt_s`` or, from the beam energies and crossing angle,
+    """CM energy in GeV: ``beam.sqrt_s`` or, from the beam energies (GeV) and crossing angle (rad),
     ``sqrt(s) = 2 sqrt(E_her E_ler) cos(crossing_angle / 2)`` (massless beams)."""
-    import math
-
     beam = config["beam"]
     if beam.get("sqrt_s") is not None:
         return float(beam["sqrt_s"])

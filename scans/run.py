@@ -175,10 +175,17 @@ def run_config(
             raise ScanInputError(f"{p}: input file not found (inputs.files)")
     if mgg is None:
         if cfg["inputs"]["kind"] != "candidates":
-            raise ScanConfigError("inputs.kind: 'events': raw ntuples are read by the `bumphunt scan` command or bumphunt.scan_inputs.masses_for_scan_config (pre-selection, kinematic fit and selector), whose masses are then passed as mgg; scans.run_config itself reads only 'candidates' files")
+            raise ScanConfigError(
+                "inputs.kind: 'events': raw ntuples are read by the `bumphunt scan` command or bumphunt.chain.masses_for_scan_config "
+                "(pre-selection, kinematic fit and selector), whose masses are then passed as mgg; scans.run_config itself reads only "
+                "'candidates' files"
+            )
         sel = cfg["inputs"]["selection"]
         if sel["model"] is not None:
-            raise ScanConfigError("inputs.selection.model: a selector is applied to raw ntuples (inputs.kind: events); for candidate files give selection.branch, a column with a stored selector output")
+            raise ScanConfigError(
+                "inputs.selection.model: a selector is applied to raw ntuples (inputs.kind: events); for candidate files give "
+                "selection.branch, a column with a stored selector output"
+            )
         mgg = read_candidates(
             paths, tree=cfg["inputs"]["tree"] or "candidates", branch=cfg["inputs"]["branch"], aliases=cfg["inputs"]["aliases"],
             selection_branch=sel["branch"], working_point=sel["working_point"],
