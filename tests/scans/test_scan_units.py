@@ -19,7 +19,6 @@ from scans.limits import coupling_limit, lifetime_exclusion, relative_uncertaint
 from scans.testing import analytic_signal_model, sample_signal, toy_spectrum
 from signal_models import alp
 
-
 # -- configuration -------------------------------------------------------------
 
 
@@ -176,7 +175,6 @@ def test_gross_vitells_agrees_with_direct_toys(rng) -> None:
     tail probability of the maximum measured directly with independent toys."""
     z = _smooth_noise(rng, 6000, 400, 4.0)
     ref, test = z[:1000], z[1000:]
-    u = 3.0**2
     res = global_significance(np.r_[3.0, np.zeros(399)], np.arange(400.0), z_toys=ref, c0=1.0)
     direct = np.mean(test.max(axis=1) >= 3.0)
     assert res["p_local"] == pytest.approx(stats.norm.sf(3.0))

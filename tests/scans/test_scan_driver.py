@@ -18,7 +18,7 @@ import fits
 from scans import CheckpointError, ScanConfigError, ScanInputError, run_config, scan
 from scans.testing import analytic_signal_model, toy_spectrum
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SMALL = {"mass": {"min": 0.3, "max": 1.5}, "block_size": 2, "lee": {"toys": 0}, "execution": {"workers": 1}}
 
 
