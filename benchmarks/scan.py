@@ -55,12 +55,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     args = parser.parse_args(argv)
 
+    import dataclasses
+
     import fits
     from scans import scan
-    from scans.driver import _evaluate_toy, plan_scan
     from scans.config import load_scan_config
+    from scans.jobs import FitSettings, toy_jobs
     from scans.lee import fit_smooth_background
+    from scans.plan import plan_scan
     from scans.testing import analytic_signal_model, toy_spectrum
+    from scans.worker import evaluate_toy
 
     n_cand = 20_000 if args.quick else 200_000
     step = 0.045 if args.quick else 0.009
@@ -86,13 +90,11 @@ def main(argv: list[str] | None = None) -> dict:
     # one LEE toy scan over the full grid (fits only, no limits)
     full = load_scan_config(cfg)
     plan = plan_scan(np.sort(x), model, full)
-    idx = plan.fit_indices
-    bkg = fit_smooth_background(x, data_range=plan.data_range, order=12, bins=2000)
-    payload = {"bkg_order": 3, "cl": 0.95, "engine": "vectorised", "seed": 1, "index": 0, "block_size": 64,
-               "background": {"lo": bkg.lo, "hi": bkg.hi, "coeffs": bkg.coeffs, "n_expected": float(n_cand)},
-               "windows": plan.windows[idx], "shapes": [plan.shapes[i] for i in idx]}
+    bkg = dataclasses.replace(fit_smooth_background(x, data_range=plan.data_range, order=12, bins=2000), n_expected=float(n_cand))
+    fit = FitSettings(bkg_order=3, order_fallback=True, cl=0.95, engine="vectorised")
+    (toy,) = toy_jobs(plan, bkg, n_toys=1, seed=1, block_size=64, fit=fit)
     t0 = time.perf_counter()
-    _evaluate_toy(payload)
+    evaluate_toy(toy)
     t_toy = time.perf_counter() - t0
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -9,6 +9,21 @@ Main entry points:
 - ``scans.testing.analytic_signal_model``: a smooth analytic signal model;
 - ``scans.plots``: Brazil bands, coupling exclusion, local p0.
 
+Modules, in the order a scan uses them:
+
+- ``config``: the configuration schema, loading, hash; ``errors``: exceptions;
+- ``grid``: mass grid, fit windows, vetoes; ``limits``: N_sig -> cross-section -> g_agg;
+- ``plan``: ``ScanPlan``, everything decided before the first fit (checks included);
+- ``jobs``: the job payloads and results that cross process boundaries;
+- ``worker``: what a worker does with a job (fits with ``fits.evaluate_hypotheses``);
+- ``execution``: running jobs in process, on a process pool or on Dask;
+- ``checkpoint``: atomic files, hashes, the checkpoint store;
+- ``pipeline``: jobs -> run -> checkpoint -> results, for the points and the toys alike;
+- ``lee``: toy spectra, up-crossings, global significance;
+- ``result``: point records, the result document, its JSON and CSV files;
+- ``driver``: the public ``scan()``; ``run``: scans from configuration files;
+- ``plots``: figures of a result.
+
 The fit engine is ``fits.evaluate_hypotheses``; ``scans`` never imports
 ``bumphunt``.
 """
@@ -46,7 +61,8 @@ _LAZY = {
     "read_candidates": ("scans.run", "read_candidates"),
     "load_result": ("scans.run", "load_result"),
 }
-_SUBMODULES = {"testing", "plots", "lee", "limits", "grid", "driver", "run", "checkpoint", "execution", "config"}
+_SUBMODULES = {"testing", "plots", "lee", "limits", "grid", "driver", "run", "checkpoint", "execution", "config",
+               "plan", "jobs", "worker", "pipeline", "result", "errors"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,8 @@
 """Checkpoints of a running scan: one JSON file per finished block, written atomically.
 
 A checkpoint directory holds ``manifest.json`` (hashes of configuration,
-inputs and scan plan) and ``<kind>_<index>.json`` per finished block. Every
+inputs and scan plan, see ``inputs_digest``, ``scans.config.config_hash``
+and ``ScanPlan.digest``) and ``<kind>_<index>.json`` per finished job. Every
 file is written to a temporary file in the same directory and moved into
 place with ``os.replace``, so a killed scan leaves only complete files.
 Floats go through JSON's shortest round-trip representation, so a result
@@ -15,7 +16,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from .errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["atomic_write_text", "atomic_write_json", "sha256_file", "sha256_array", "CheckpointStore"]
+__all__ = ["atomic_write_text", "atomic_write_json", "sha256_file", "sha256_array", "inputs_digest", "CheckpointStore"]
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -68,6 +69,23 @@ def sha256_array(a: Any) -> str:
     return hashlib.sha256(np.ascontiguousarray(a, dtype=np.float64).tobytes()).hexdigest()
 
 
+def inputs_digest(mgg: Any, file_hashes: Sequence[str] | None) -> str:
+    """sha256 identifying the input of a scan.
+
+    Parameters
+    ----------
+    mgg : array, GeV
+        Candidate masses as scanned (sorted).
+    file_hashes : sequence of str or None
+        sha256 of the input files (any order); None when the masses were
+        given directly, then only the masses are hashed.
+    """
+    if file_hashes is None:
+        return sha256_array(mgg)
+    files = hashlib.sha256("".join(sorted(file_hashes)).encode()).hexdigest()
+    return hashlib.sha256((files + sha256_array(mgg)).encode()).hexdigest()
+
+
 class CheckpointStore:
     """Per-block results of one scan in a directory.
 
@@ -108,7 +126,8 @@ class CheckpointStore:
                 old_file.unlink()
         atomic_write_json(manifest, {"hashes": self.hashes}, indent=1)
 
-    def _path(self, kind: str, index: int) -> Path:
+    def path(self, kind: str, index: int) -> Path:
+        """File of job ``index`` of ``kind``."""
         return self.directory / f"{kind}_{index:06d}.json"
 
     def done(self, kind: str) -> set[int]:
@@ -122,10 +141,18 @@ class CheckpointStore:
         return out
 
     def save(self, kind: str, index: int, data: Mapping[str, Any]) -> Path:
-        return atomic_write_json(self._path(kind, index), dict(data))
+        """Write the result of job ``index`` of ``kind`` atomically (strict JSON)."""
+        return atomic_write_json(self.path(kind, index), dict(data))
 
     def load(self, kind: str, index: int) -> dict[str, Any]:
-        path = self._path(kind, index)
+        """Read the result of job ``index`` of ``kind``.
+
+        Raises
+        ------
+        CheckpointError
+            The file is unreadable or not JSON.
+        """
+        path = self.path(kind, index)
         try:
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:

@@ -3,21 +3,57 @@
 Every job is a picklable ``(function, payload)``; the function is pure (its
 result depends only on the payload, seeds included), so the same jobs give
 the same results whichever executor runs them and in whatever order. Results
-are handed to ``on_done`` in the calling process as they finish (the driver
-checkpoints them there).
+are handed to ``on_done`` in the calling process as they finish (the
+checkpointed pipeline, ``scans.pipeline``, saves them there).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from signal_models._common.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_jobs"]
+__all__ = ["Execution", "run_jobs"]
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where the jobs of a scan run.
+
+    Attributes
+    ----------
+    workers : int
+        Local worker processes (1 = in this process); with ``dask = "local"``
+        the number of worker processes of the local cluster.
+    dask : str, distributed.Client or None
+        Scheduler address (``tcp://host:port``), ``"local"`` or a Client;
+        None = no Dask.
+    show_progress : bool or None
+        Progress bars; None = only on a terminal.
+    """
+
+    workers: int = 1
+    dask: Any = None
+    show_progress: bool | None = None
+
+    @classmethod
+    def from_config(
+        cls, section: Mapping[str, Any], *, workers: int | None = None, dask: Any = None, show_progress: bool | None = None
+    ) -> Execution:
+        """The ``execution`` section of a scan configuration, overridden by the arguments that are not None."""
+        return cls(
+            workers=section["workers"] if workers is None else workers,
+            dask=section["dask"] if dask is None else dask,
+            show_progress=section["progress"] if show_progress is None else show_progress,
+        )
 
 
 def _dask_client(dask: Any, workers: int) -> tuple[Any, list[Any]]:
@@ -37,10 +73,10 @@ def _dask_client(dask: Any, workers: int) -> tuple[Any, list[Any]]:
 
 
 def run_jobs(
-    func: Callable[[Any], Any],
-    payloads: Mapping[int, Any],
+    func: Callable[[J], R],
+    payloads: Mapping[int, J],
     *,
-    on_done: Callable[[int, Any], None],
+    on_done: Callable[[int, R], None],
     workers: int = 1,
     dask: Any = None,
     description: str = "scan",
@@ -53,12 +89,18 @@ def run_jobs(
     func : callable
         Module-level (picklable) function.
     payloads : mapping
-        Job key -> payload.
+        Job key -> payload (picklable).
+    on_done : callable
+        ``on_done(key, result)``, called in this process as each job finishes.
     workers : int
         Local worker processes (1 = run in this process). Ignored with ``dask``.
     dask : str or distributed.Client, optional
         Scheduler address (``tcp://host:port``), ``"local"`` (start a
         LocalCluster with ``workers`` processes) or a Client.
+    description : str
+        Label of the progress bar and of the Dask task keys.
+    show_progress : bool, optional
+        Progress bar (default: only on a terminal).
     """
     keys = sorted(payloads)
     if not keys:
@@ -89,11 +131,11 @@ _THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NU
 
 
 def _run_pool(
-    func: Callable[[Any], Any],
-    payloads: Mapping[int, Any],
+    func: Callable[[J], R],
+    payloads: Mapping[int, J],
     keys: list[int],
     *,
-    on_done: Callable[[int, Any], None],
+    on_done: Callable[[int, R], None],
     advance: Callable[[int], None],
     workers: int,
 ) -> None:

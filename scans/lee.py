@@ -34,7 +34,7 @@ from scipy import optimize, stats
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SmoothBackground", "fit_smooth_background", "toy_seed", "upcrossings", "global_significance"]
+__all__ = ["SmoothBackground", "fit_smooth_background", "toy_seed", "segment_labels", "upcrossings", "global_significance"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,25 @@ def fit_smooth_background(
 def toy_seed(seed: int, index: int) -> np.random.SeedSequence:
     """Seed of toy ``index`` (independent streams from one scan seed)."""
     return np.random.SeedSequence(entropy=seed, spawn_key=(index,))
+
+
+def segment_labels(indices: ArrayLike) -> NDArray[np.int64]:
+    """Label runs of consecutive grid indices: points separated by vetoed or empty points start a new segment.
+
+    Parameters
+    ----------
+    indices : (k,) int array
+        Increasing grid indices of the scanned points.
+
+    Returns
+    -------
+    (k,) int array
+        Segment label per point, 0, 1, ... (for ``upcrossings(..., segments=)``).
+    """
+    idx = np.asarray(indices)
+    if len(idx) == 0:
+        return np.zeros(0, dtype=int)
+    return np.concatenate([[0], np.cumsum(np.diff(idx) != 1)])
 
 
 def upcrossings(q0: ArrayLike, c0: float, *, segments: ArrayLike | None = None) -> NDArray[np.int64]:

@@ -174,7 +174,7 @@ def test_cli_scan_resume_and_plot(tmp_path) -> None:
 
 
 def test_order_fallback_refits_only_failed_hypotheses_at_lower_orders() -> None:
-    from scans.driver import _with_order_fallback
+    from scans.worker import with_order_fallback
 
     need = np.array([3, 1, 0, 2, 9])  # highest background order at which each hypothesis converges (9: never)
     calls = []
@@ -185,12 +185,12 @@ def test_order_fallback_refits_only_failed_hypotheses_at_lower_orders() -> None:
         ok[need[idx] == 9] = False
         return {"converged": ok.tolist(), "nsig": [float(10 * i + order) for i in idx], "reason": ["" if o else "failed" for o in ok]}
 
-    res = _with_order_fallback(evaluate, 5, 3, True)
+    res = with_order_fallback(evaluate, 5, order=3, fallback=True)
     assert calls == [([0, 1, 2, 3, 4], 3), ([1, 2, 3, 4], 2), ([1, 2, 4], 1), ([2, 4], 0)]
     assert res["bkg_order"] == [3, 1, 0, 2, 3]
     assert res["converged"] == [True, True, True, True, False]
     assert res["nsig"] == [3.0, 11.0, 20.0, 32.0, 43.0]  # the never-converging one keeps its first result
-    assert _with_order_fallback(evaluate, 5, 3, False)["bkg_order"] == [3] * 5
+    assert with_order_fallback(evaluate, 5, order=3, fallback=False)["bkg_order"] == [3] * 5
 
 
 @pytest.mark.slow

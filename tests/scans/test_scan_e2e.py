@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from scans import ScanInputError, scan
-from scans.driver import POINT_KEYS, points_csv
+from scans.result import POINT_KEYS, points_csv
 from scans.testing import analytic_signal_model, sample_signal, toy_spectrum
 from signal_models import alp
 

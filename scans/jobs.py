@@ -1,0 +1,352 @@
+"""What crosses process boundaries in a scan: job payloads and job results (frozen, picklable dataclasses).
+
+Two kinds of job, pickled to a local process pool or a Dask cluster and
+run there by ``scans.worker``:
+
+- ``BlockJob``: a block of consecutive mass hypotheses of the observed scan
+  (fits, local Z, observed and expected CLs limits on N_sig and on the
+  cross-section), giving a ``BlockResult``; ``block_jobs`` makes one per
+  block of a ``ScanPlan``;
+- ``ToyJob``: one background-only toy scan for the look-elsewhere effect
+  (toy spectrum drawn from a smooth background with a seed of its own, local
+  Z at every fitted point), giving a ``ToyResult``; ``toy_jobs`` makes them.
+
+Results convert to and from JSON (``to_json`` / ``from_json``) for the
+checkpoint files; JSON has no NaN, so non-finite numbers are written as the
+strings ``"nan"``, ``"inf"``, ``"-inf"``. Masses in GeV, signal scales in
+events per pb.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from signal_models import SignalShape
+
+from .lee import SmoothBackground
+from .plan import ScanPlan
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FitSettings",
+    "Hypotheses",
+    "BlockJob",
+    "ToyJob",
+    "BlockResult",
+    "ToyResult",
+    "hypotheses_of",
+    "window_slice",
+    "block_jobs",
+    "toy_jobs",
+    "BLOCK_COLUMNS",
+]
+
+#: columns of ``fits.HypothesisTable`` a block result keeps (in checkpoint order)
+BLOCK_COLUMNS = ("n_events", "nsig", "nsig_err", "nbkg", "nll", "z_local", "converged", "reason",
+                 "ul_nsig_obs", "ul_nsig_exp", "ul_xsec_obs", "ul_xsec_exp")
+
+
+# ---------------------------------------------------------------------------
+# payloads
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How every hypothesis is fitted.
+
+    Attributes
+    ----------
+    bkg_order : int
+        Order of the Chebyshev background polynomial.
+    order_fallback : bool
+        Refit failed hypotheses with lower background orders, down to 0.
+    cl : float
+        Confidence level of the upper limits (e.g. 0.95).
+    engine : {"vectorised", "zfit"}
+        Fit engine of ``fits.evaluate_hypotheses``.
+    """
+
+    bkg_order: int
+    order_fallback: bool
+    cl: float
+    engine: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FitSettings:
+        """The settings of a completed scan configuration."""
+        return cls(bkg_order=config["bkg_order"], order_fallback=config["bkg_order_fallback"], cl=config["cl"], engine=config["engine"])
+
+
+@dataclass(frozen=True, eq=False)
+class Hypotheses:
+    """k mass hypotheses fitted together.
+
+    Attributes
+    ----------
+    shapes : tuple of k SignalShape
+        Signal shape per hypothesis (fixed in the fit).
+    windows : (k, 2) float array, GeV
+        Fit windows.
+    extras : tuple of k tuples of SignalShape, or None
+        Known peaks fitted as background templates per hypothesis (None: no
+        hypothesis of the scan has any).
+    scale : (k,) float array, events / pb, or None
+        Signal scale (efficiency x luminosity) for cross-section limits.
+    rel_unc : (k,) float array or None
+        Relative uncertainty of ``scale`` (constrained nuisance).
+    """
+
+    shapes: tuple[SignalShape, ...]
+    windows: NDArray[np.float64]
+    extras: tuple[tuple[SignalShape, ...], ...] | None = None
+    scale: NDArray[np.float64] | None = None
+    rel_unc: NDArray[np.float64] | None = None
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def take(self, idx: NDArray[np.int64] | slice) -> Hypotheses:
+        """The hypotheses ``idx`` (index array or slice), in that order."""
+        pick = range(len(self))[idx] if isinstance(idx, slice) else idx
+        return Hypotheses(
+            shapes=tuple(self.shapes[i] for i in pick),
+            windows=self.windows[idx],
+            extras=None if self.extras is None else tuple(self.extras[i] for i in pick),
+            scale=None if self.scale is None else self.scale[idx],
+            rel_unc=None if self.rel_unc is None else self.rel_unc[idx],
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class BlockJob:
+    """A block of hypotheses of the observed scan.
+
+    Attributes
+    ----------
+    mgg : (n,) float array, GeV
+        Sorted candidate masses covering the block's windows.
+    hypotheses : Hypotheses
+        With signal scales: cross-section limits are computed.
+    fit : FitSettings
+    """
+
+    mgg: NDArray[np.float64]
+    hypotheses: Hypotheses
+    fit: FitSettings
+
+
+@dataclass(frozen=True, eq=False)
+class ToyJob:
+    """One background-only toy scan of the look-elsewhere effect.
+
+    Attributes
+    ----------
+    background : SmoothBackground
+        Smooth M_gg spectrum the toy is drawn from (Poisson number of candidates).
+    hypotheses : Hypotheses
+        All fitted points of the scan (no signal scales: fits only).
+    seed : int
+        Scan seed; toy ``index`` uses ``lee.toy_seed(seed, index)``.
+    index : int
+        Toy number.
+    block_size : int
+        Hypotheses fitted together (as in the observed scan).
+    fit : FitSettings
+    """
+
+    background: SmoothBackground
+    hypotheses: Hypotheses
+    seed: int
+    index: int
+    block_size: int
+    fit: FitSettings
+
+
+def hypotheses_of(plan: ScanPlan, indices: Sequence[int] | NDArray[np.int64], *, with_scale: bool) -> Hypotheses:
+    """The plan's hypotheses at the grid ``indices`` (fitted points), optionally with their signal scales."""
+    idx = np.asarray(indices, dtype=int)
+    return Hypotheses(
+        shapes=tuple(plan.shapes[i] for i in idx),
+        windows=plan.windows[idx],
+        extras=tuple(plan.extras[i] for i in idx) if plan.has_extras else None,
+        scale=plan.scale[idx] if with_scale else None,
+        rel_unc=plan.rel_unc[idx] if with_scale else None,
+    )
+
+
+def window_slice(mgg: NDArray[np.float64], windows: NDArray[np.float64]) -> slice:
+    """The slice of the sorted masses ``mgg`` (GeV) that covers all ``windows`` (k, 2)."""
+    a = int(np.searchsorted(mgg, windows[:, 0].min(), side="left"))
+    b = int(np.searchsorted(mgg, windows[:, 1].max(), side="right"))
+    return slice(a, b)
+
+
+def block_jobs(plan: ScanPlan, mgg: NDArray[np.float64], *, fit: FitSettings) -> list[BlockJob]:
+    """One job per block of the plan, each with the candidates its windows need.
+
+    Parameters
+    ----------
+    plan : ScanPlan
+    mgg : (n,) float array, GeV
+        Sorted candidate masses.
+    fit : FitSettings
+    """
+    jobs = []
+    for idx in plan.blocks:
+        hyps = hypotheses_of(plan, idx, with_scale=True)
+        jobs.append(BlockJob(mgg=mgg[window_slice(mgg, hyps.windows)], hypotheses=hyps, fit=fit))
+    return jobs
+
+
+def toy_jobs(plan: ScanPlan, background: SmoothBackground, *, n_toys: int, seed: int, block_size: int, fit: FitSettings) -> list[ToyJob]:
+    """``n_toys`` toy scans over the fitted points of the plan.
+
+    Parameters
+    ----------
+    plan : ScanPlan
+    background : SmoothBackground
+        Spectrum the toys are drawn from, normalised to the expected number of candidates.
+    n_toys : int
+    seed : int
+        Scan seed of the toys.
+    block_size : int
+        Hypotheses fitted together.
+    fit : FitSettings
+    """
+    hyps = hypotheses_of(plan, plan.fit_indices, with_scale=False)
+    return [ToyJob(background=background, hypotheses=hyps, seed=seed, index=t, block_size=block_size, fit=fit) for t in range(n_toys)]
+
+
+# ---------------------------------------------------------------------------
+# results
+
+
+def _json_number(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return [_json_number(x) for x in v]
+    return v if math.isfinite(v) else repr(v)
+
+
+def _number(v: Any) -> float:
+    return float(v)  # also reads "nan", "inf", "-inf"
+
+
+def _floats(values: Sequence[Any]) -> tuple[float, ...]:
+    return tuple(_number(v) for v in values)
+
+
+def _bands(values: Sequence[Sequence[Any]]) -> tuple[tuple[float, ...], ...]:
+    return tuple(_floats(v) for v in values)
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """Fit and limit results of a block, one entry per hypothesis.
+
+    Attributes
+    ----------
+    n_events : tuple of int
+        Candidates in the window.
+    nsig, nsig_err : tuple of float
+        Fitted signal yield and its uncertainty (events).
+    nbkg, nll : tuple of float
+        Fitted background yield (events) and the NLL at the minimum.
+    z_local : tuple of float
+        Signed local significance.
+    converged : tuple of bool
+    reason : tuple of str
+        Why a fit failed ("" if it did not).
+    ul_nsig_obs : tuple of float
+        Observed upper limit on N_sig (events).
+    ul_nsig_exp : tuple of 5-tuples of float
+        Expected limits (-2, -1, 0, +1, +2 sigma), events.
+    bkg_order : tuple of int
+        Background order used (lower than configured after a fallback).
+    ul_xsec_obs, ul_xsec_exp : tuples of float (pb), or None
+        Cross-section limits with the signal-scale systematic (None when the
+        engine gave none).
+    """
+
+    n_events: tuple[int, ...]
+    nsig: tuple[float, ...]
+    nsig_err: tuple[float, ...]
+    nbkg: tuple[float, ...]
+    nll: tuple[float, ...]
+    z_local: tuple[float, ...]
+    converged: tuple[bool, ...]
+    reason: tuple[str, ...]
+    ul_nsig_obs: tuple[float, ...]
+    ul_nsig_exp: tuple[tuple[float, ...], ...]
+    bkg_order: tuple[int, ...]
+    ul_xsec_obs: tuple[float, ...] | None = None
+    ul_xsec_exp: tuple[tuple[float, ...], ...] | None = None
+
+    @property
+    def has_xsec(self) -> bool:
+        """Whether the engine returned cross-section limits."""
+        return self.ul_xsec_obs is not None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BlockResult:
+        """A result from its columns (``to_json`` output, or ``scans.worker.table_columns`` plus ``bkg_order``)."""
+        return cls(
+            n_events=tuple(int(v) for v in data["n_events"]),
+            nsig=_floats(data["nsig"]),
+            nsig_err=_floats(data["nsig_err"]),
+            nbkg=_floats(data["nbkg"]),
+            nll=_floats(data["nll"]),
+            z_local=_floats(data["z_local"]),
+            converged=tuple(bool(v) for v in data["converged"]),
+            reason=tuple(str(v) for v in data["reason"]),
+            ul_nsig_obs=_floats(data["ul_nsig_obs"]),
+            ul_nsig_exp=_bands(data["ul_nsig_exp"]),
+            bkg_order=tuple(int(v) for v in data["bkg_order"]),
+            ul_xsec_obs=_floats(data["ul_xsec_obs"]) if data.get("ul_xsec_obs") is not None else None,
+            ul_xsec_exp=_bands(data["ul_xsec_exp"]) if data.get("ul_xsec_exp") is not None else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The columns as JSON-ready lists (non-finite numbers as strings)."""
+        out: dict[str, Any] = {}
+        for name in (*BLOCK_COLUMNS, "bkg_order"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            out[name] = list(value) if name in ("n_events", "converged", "reason", "bkg_order") else _json_number(value)
+        return out
+
+
+@dataclass(frozen=True)
+class ToyResult:
+    """Local significances of one background-only toy scan.
+
+    Attributes
+    ----------
+    z_local : tuple of float
+        Signed local Z at every fitted point of the scan (0 where a toy fit failed).
+    n_failed : int
+        Toy fits that failed.
+    n_candidates : int
+        Candidates in the toy spectrum.
+    """
+
+    z_local: tuple[float, ...]
+    n_failed: int
+    n_candidates: int
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ToyResult:
+        """A result from its ``to_json`` form."""
+        return cls(z_local=_floats(data["z_local"]), n_failed=int(data["n_failed"]), n_candidates=int(data["n_candidates"]))
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form (non-finite numbers as strings)."""
+        return {"z_local": _json_number(self.z_local), "n_failed": self.n_failed, "n_candidates": self.n_candidates}

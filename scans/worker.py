@@ -1,0 +1,162 @@
+"""The work that runs in worker processes: fitting the hypotheses of a job with ``fits.evaluate_hypotheses``.
+
+``evaluate_block(BlockJob) -> BlockResult`` and ``evaluate_toy(ToyJob) ->
+ToyResult`` are module-level functions, so a spawned process pool or a Dask
+worker can import them. A job's result depends only on the job (seeds
+included), so the same jobs give the same results on any executor and in any
+order. Hypotheses whose fit fails are refitted with lower background orders
+(``with_order_fallback``). ``fits`` is imported when a job runs, not when
+this module is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .jobs import BLOCK_COLUMNS, BlockJob, BlockResult, FitSettings, Hypotheses, ToyJob, ToyResult, window_slice
+from .lee import toy_seed
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["table_columns", "with_order_fallback", "fit_hypotheses", "evaluate_block", "evaluate_toy", "TOY_COLUMNS"]
+
+#: columns a toy scan needs
+TOY_COLUMNS = ("z_local", "converged")
+
+
+def table_columns(table: Any, *, columns: Sequence[str] = BLOCK_COLUMNS) -> dict[str, list]:
+    """Columns of a ``fits.HypothesisTable`` as lists of Python numbers, bools and strings (absent ones left out)."""
+    out: dict[str, list] = {}
+    for name in columns:
+        value = getattr(table, name, None)
+        if value is None:
+            continue
+        if name == "reason":
+            out[name] = [str(r) for r in value]
+        elif name == "converged":
+            out[name] = [bool(c) for c in np.asarray(value)]
+        elif name == "n_events":
+            out[name] = [int(c) for c in np.asarray(value)]
+        else:
+            out[name] = np.asarray(value, dtype=float).tolist()
+    return out
+
+
+def with_order_fallback(
+    evaluate: Callable[[NDArray[np.int64], int], dict[str, list]], k: int, *, order: int, fallback: bool
+) -> dict[str, list]:
+    """Evaluate k hypotheses at background order ``order``; refit failed ones at lower orders.
+
+    In sparse windows (a few tens of candidates) a polynomial of the
+    configured order can go negative between the events, where nothing pulls
+    it back, and the fit has no interior minimum; such hypotheses are refitted
+    with orders ``order - 1, ..., 0`` until they converge.
+
+    Parameters
+    ----------
+    evaluate : callable
+        ``evaluate(idx, order)`` fits the hypotheses ``idx`` (int array) and
+        returns columns (lists, one entry per hypothesis in ``idx``) with at
+        least ``converged``.
+    k : int
+        Number of hypotheses.
+    order : int
+        Configured background order.
+    fallback : bool
+        Whether to refit failed hypotheses at lower orders.
+
+    Returns
+    -------
+    dict of lists
+        The columns of the converged (or first) fit of every hypothesis, plus
+        ``bkg_order``, the order used per hypothesis.
+    """
+    res = evaluate(np.arange(k), order)
+    res["bkg_order"] = [order] * k
+    if not fallback:
+        return res
+    for lower in range(order - 1, -1, -1):
+        failed = np.flatnonzero(~np.asarray(res["converged"], dtype=bool))
+        if failed.size == 0:
+            break
+        sub = evaluate(failed, lower)
+        for jj, j in enumerate(failed):
+            if not sub["converged"][jj]:
+                continue
+            for key, values in sub.items():
+                if key in res:
+                    res[key][j] = values[jj]
+            res["bkg_order"][j] = lower
+    return res
+
+
+def fit_hypotheses(
+    mgg: NDArray[np.float64], hypotheses: Hypotheses, fit: FitSettings, *, limits: bool, columns: Sequence[str] = BLOCK_COLUMNS
+) -> dict[str, list]:
+    """Fit hypotheses with ``fits.evaluate_hypotheses`` (failed ones again at lower background orders).
+
+    Parameters
+    ----------
+    mgg : (n,) float array, GeV
+        Candidate masses covering the windows.
+    hypotheses : Hypotheses
+        With ``scale`` and ``rel_unc``, the limits include cross-section limits.
+    fit : FitSettings
+    limits : bool
+        Compute observed and expected CLs limits (else fits and local Z only).
+    columns : sequence of str
+        Columns of the table to return.
+
+    Returns
+    -------
+    dict of lists
+        ``columns`` (as far as the engine gives them) and ``bkg_order``.
+    """
+    import fits
+
+    def evaluate(idx: NDArray[np.int64], order: int) -> dict[str, list]:
+        sub = hypotheses.take(idx)
+        table = fits.evaluate_hypotheses(
+            mgg,
+            list(sub.shapes),
+            sub.windows,
+            bkg_order=order,
+            cl=fit.cl,
+            limits=limits,
+            expected=limits,
+            signal_scale=sub.scale,
+            signal_scale_rel_unc=sub.rel_unc,
+            engine=fit.engine,
+            extra_shapes=None if sub.extras is None else list(sub.extras),
+        )
+        return table_columns(table, columns=columns)
+
+    return with_order_fallback(evaluate, len(hypotheses), order=fit.bkg_order, fallback=fit.order_fallback)
+
+
+def evaluate_block(job: BlockJob) -> BlockResult:
+    """Fit a block of the observed scan: yields, local Z, N_sig and cross-section limits."""
+    return BlockResult.from_json(fit_hypotheses(job.mgg, job.hypotheses, job.fit, limits=True))
+
+
+def evaluate_toy(job: ToyJob) -> ToyResult:
+    """One background-only toy scan: local Z at every fitted point (0 where a toy fit fails)."""
+    rng = np.random.default_rng(toy_seed(job.seed, job.index))
+    mgg = job.background.sample(rng)
+    n = len(job.hypotheses)
+    z = np.zeros(n)
+    failed = 0
+    for start in range(0, n, job.block_size):
+        sl = slice(start, start + job.block_size)
+        chunk = job.hypotheses.take(sl)
+        res = fit_hypotheses(mgg[window_slice(mgg, chunk.windows)], chunk, job.fit, limits=False, columns=TOY_COLUMNS)
+        zz = np.asarray(res["z_local"], dtype=float)
+        ok = np.asarray(res["converged"], dtype=bool) & np.isfinite(zz)
+        failed += int((~ok).sum())
+        z[sl] = np.where(ok, zz, 0.0)
+    return ToyResult(z_local=tuple(z.tolist()), n_failed=failed, n_candidates=int(mgg.size))
