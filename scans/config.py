@@ -44,7 +44,7 @@ DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_scan.yaml")
 
 #: Top-level keys that do not change the scan result (how and where it runs);
 #: they are left out of the configuration hash guarding ``--resume``.
-RESULT_NEUTRAL_KEYS = ("execution", "output")
+RESULT_NEUTRAL_KEYS = ("execution", "output", "provenance")
 
 _POS = {"type": "number", "exclusiveMinimum": 0}
 _FRAC = {"type": "number", "minimum": 0}
@@ -211,6 +211,17 @@ SCAN_SCHEMA: dict[str, Any] = {
                 "result": {"type": "string", "default": "scan_result.json"},
                 "csv": {"type": "string", "default": "scan_points.csv"},
                 "checkpoint_dir": {"type": "string", "default": "checkpoint"},
+            },
+        },
+        "provenance": {
+            "type": "object",
+            "default": {},
+            "description": "How the candidates were made, copied into the result as given (it does not change the scan): "
+                           "e.g. selector (path), working_point, toymc_seed, event_chain (counts), signal_mc (files).",
+            "properties": {
+                "selector": {"type": ["string", "null"], "description": "Selector (Punzi net) directory the candidates were cut with."},
+                "working_point": {"type": ["number", "null"], "description": "Selector-output cut."},
+                "toymc_seed": {"type": ["integer", "null"], "description": "Seed of the toy MC the inputs came from."},
             },
         },
     },

@@ -27,6 +27,7 @@ runs give identical results.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -38,7 +39,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from signal_models._common.version import __version__
 
-from .checkpoint import CheckpointStore, inputs_digest
+from .checkpoint import CheckpointStore, inputs_digest, sha256_file
 from .config import config_hash, load_scan_config
 from .errors import ScanConfigError
 from .execution import Execution
@@ -102,6 +103,22 @@ def _global_significance(
     return result
 
 
+def describe_signal_model(model: Any) -> dict[str, Any]:
+    """How a signal model handed over in memory is recorded in a scan result.
+
+    Returns ``{"analytic": parameters}`` for an analytic model, the model's
+    source file (``{"path", "sha256"}``) when it knows it, else ``{"object": type name}``.
+    """
+    from .testing import AnalyticSignalModel
+
+    if isinstance(model, AnalyticSignalModel):
+        return {"analytic": json.loads(json.dumps(dataclasses.asdict(model)))}
+    source = getattr(model, "source", None)
+    if source is not None:
+        return {"path": str(source), "sha256": sha256_file(source)}
+    return {"object": type(model).__name__}
+
+
 def scan(
     candidates_mgg: ArrayLike,
     signal_model: Any,
@@ -114,6 +131,8 @@ def scan(
     dask: Any = None,
     lee_toys: int | None = None,
     show_progress: bool | None = None,
+    signal_model_source: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run a mass scan and return the scan result (the JSON structure of DESIGN.md).
 
@@ -146,6 +165,14 @@ def scan(
         Override ``lee.toys``.
     show_progress : bool, optional
         Progress bars (default: only on a terminal).
+    signal_model_source : mapping, optional
+        Recorded as the result's ``signal_model``: ``{"path", "sha256"}`` of
+        the model file, or ``{"analytic": parameters}``. Default: the analytic
+        parameters for an analytic model, else the model's type name.
+    provenance : mapping, optional
+        How the candidates were made (selector, working point, toy-MC seed,
+        ...), recorded in the result; default the configuration's
+        ``provenance`` section.
 
     Returns
     -------
@@ -187,7 +214,8 @@ def scan(
                                    store=store, execution=execution)
 
     result = scan_result(config=cfg, inputs=inputs_record, plan=plan, points=points, global_significance=global_, hashes=hashes,
-                         n_candidates=mgg.size)
+                         n_candidates=mgg.size, signal_model=signal_model_source or describe_signal_model(signal_model),
+                         provenance=cfg["provenance"] if provenance is None else provenance)
     if out is not None:
         write_result(result, out / cfg["output"]["result"], csv_path=out / cfg["output"]["csv"])
     logger.info("scan finished in %.1f s: max local Z %.2f at %.4g GeV, global Z %.2f (%s)",

@@ -146,6 +146,8 @@ def scan_result(
     global_significance: Mapping[str, Any],
     hashes: Mapping[str, str],
     n_candidates: int,
+    signal_model: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The scan result document (the JSON structure of DESIGN.md plus hashes, candidate count and data range).
 
@@ -164,11 +166,20 @@ def scan_result(
         ``config``, ``inputs`` and ``plan`` hashes of the scan.
     n_candidates : int
         Candidates scanned.
+    signal_model : mapping, optional
+        Where the signal model came from: ``{"path", "sha256"}`` of its file,
+        ``{"analytic": parameters}``, or ``{"object": type name}`` for a model
+        handed over in memory.
+    provenance : mapping, optional
+        How the candidates were made (selector, working point, toy-MC seed,
+        event-chain counts, ...), recorded as given.
     """
     return {
         "bumphunt_version": __version__,
         "config": config,
         "inputs": list(inputs),
+        "signal_model": dict(signal_model) if signal_model is not None else None,
+        "provenance": dict(provenance or {}),
         "luminosity_fb": config["luminosity_fb"],
         "sqrt_s": plan.sqrt_s,
         "points": list(points),

@@ -148,6 +148,8 @@ def run_config(
     workers: int | None = None,
     lee_toys: int | None = None,
     show_progress: bool | None = None,
+    signal_model_source: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the scan a configuration describes and write its outputs.
 
@@ -162,6 +164,11 @@ def run_config(
         Signal model object overriding the configuration's ``signal_model``.
     out_dir : path, optional
         Output directory (default ``output.dir``).
+    signal_model_source : mapping, optional
+        Where an overriding ``signal_model`` came from (``{"path", "sha256"}``),
+        recorded in the result.
+    provenance : mapping, optional
+        Merged over the configuration's ``provenance`` section and recorded in the result.
 
     Everything is checked (configuration, files, mass ranges) before the scan starts.
     """
@@ -194,10 +201,13 @@ def run_config(
         sm = cfg["signal_model"]
         sm_path = None if sm is None else ((base / sm) if not Path(sm).is_absolute() else Path(sm))
         signal_model = load_signal_model(sm_path, cfg["analytic_signal_model"])
-    inputs = [{"path": str(p), "sha256": sha256_file(p)} for p in paths]
+        if sm_path is not None:
+            signal_model_source = {"path": str(sm_path.resolve()), "sha256": sha256_file(sm_path)}
+    inputs = [{"path": str(Path(p).resolve()), "sha256": sha256_file(p)} for p in paths]
     out = Path(out_dir) if out_dir is not None else Path(cfg["output"]["dir"])
+    record = {**cfg["provenance"], **dict(provenance or {})}
     return scan(mgg, signal_model, config=cfg, inputs=inputs, out_dir=out, resume=resume, workers=workers, dask=dask,
-                lee_toys=lee_toys, show_progress=show_progress)
+                lee_toys=lee_toys, show_progress=show_progress, signal_model_source=signal_model_source, provenance=record)
 
 
 def load_result(path: str | Path) -> dict[str, Any]:

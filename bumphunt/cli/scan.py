@@ -19,14 +19,20 @@ logger = logging.getLogger(__name__)
 __all__ = ["scan", "plot"]
 
 
-def _candidates_from_events(cfg: dict[str, Any], paths: list[Path], base: Path | None = None) -> Any:
-    """M_gg of selected candidates from raw ntuples: pre-selection, kinematic fit, candidates, selector cut."""
+def _candidates_from_events(cfg: dict[str, Any], paths: list[Path], base: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """M_gg of selected candidates from raw ntuples (pre-selection, kinematic fit, candidates, selector cut) and their provenance."""
     from ..chain import masses_for_scan_config
 
     mgg, summary = masses_for_scan_config(cfg, paths, base=base)
     click.echo(f"event chain: {summary.n_events} events -> {summary.n_preselected} pre-selected -> "
                f"{summary.n_candidates} candidates -> {summary.n_selected} selected")
-    return mgg
+    sel = cfg["inputs"]["selection"]
+    provenance = {"event_chain": summary.as_dict(), "kinematic_fit": bool(cfg["inputs"].get("kinematic_fit", True))}
+    if sel["model"] is not None:
+        model = Path(sel["model"])
+        provenance["selector"] = str(model if model.is_absolute() or base is None else (base / model).resolve())
+        provenance["working_point"] = sel["working_point"]
+    return mgg, provenance
 
 
 @click.command("scan")
@@ -54,6 +60,7 @@ def scan(config: str | None, inputs: tuple[str, ...], signal_model: str | None, 
     g_agg in GeV^-1, local and global significance) and a CSV of the points.
     """
     import scans
+    from scans.checkpoint import sha256_file
     from scans.run import resolve_inputs
 
     try:
@@ -66,14 +73,16 @@ def scan(config: str | None, inputs: tuple[str, ...], signal_model: str | None, 
             if not p.is_file():
                 raise click.ClickException(f"{p}: input file not found")
         mgg = None
+        provenance: dict[str, Any] = {}
         if cfg["inputs"]["kind"] == "events":
-            mgg = _candidates_from_events(cfg, paths, base)
-        model = None
+            mgg, provenance = _candidates_from_events(cfg, paths, base)
+        model = source = None
         if signal_model is not None:
             model = scans.run.load_signal_model(Path(signal_model))
+            source = {"path": str(Path(signal_model).resolve()), "sha256": sha256_file(signal_model)}
         result = scans.run_config(
             cfg if config is None else config, mgg=mgg, input_paths=paths, signal_model=model, out_dir=out_dir,
-            resume=resume, dask=dask_address, workers=workers, lee_toys=toys,
+            resume=resume, dask=dask_address, workers=workers, lee_toys=toys, signal_model_source=source, provenance=provenance,
         )
     except click.ClickException:
         raise
@@ -115,13 +124,19 @@ def plot(result_path: str, out_dir: str, external: tuple[str, ...], fit_masses: 
             if not paths:
                 raise click.ClickException("--fit-masses: the result records no input files to fit")
             if cfg["inputs"]["kind"] == "events":
-                mgg = _candidates_from_events(cfg, paths)  # relative selector/alias paths: from the working directory
+                mgg, _ = _candidates_from_events(cfg, paths)  # relative selector/alias paths: from the working directory
             else:
                 sel = cfg["inputs"]["selection"]
                 mgg = scans.read_candidates(paths, tree=cfg["inputs"]["tree"] or "candidates", branch=cfg["inputs"]["branch"],
                                             aliases=cfg["inputs"]["aliases"], selection_branch=sel["branch"],
                                             working_point=sel["working_point"])
-            model = scans.run.load_signal_model(cfg["signal_model"], cfg["analytic_signal_model"])
+            recorded = result.get("signal_model") or {}
+            if recorded.get("path"):
+                model = scans.run.load_signal_model(Path(recorded["path"]))
+            elif recorded.get("analytic") is not None:
+                model = scans.run.load_signal_model(None, recorded["analytic"])
+            else:
+                model = scans.run.load_signal_model(cfg["signal_model"], cfg["analytic_signal_model"])
         files = plot_all(result, out_dir, external=ext, fit_masses=masses, mgg=mgg, signal_model=model)
     except click.ClickException:
         raise
