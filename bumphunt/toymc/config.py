@@ -75,6 +75,7 @@ def _dataclass_props(cls: type, *, minimum: float | None = 0) -> dict[str, Any]:
 
 _DETECTOR_PROPS = _dataclass_props(DetectorSettings)
 _DETECTOR_PROPS["tracking_inefficiency"]["maximum"] = 1
+_DETECTOR_PROPS["energy_tail"]["maximum"] = 1
 _DETECTOR_PROPS["endcap_energy_factor"] = {"type": "number", "exclusiveMinimum": 0, "default": 1.5}
 _DETECTOR_PROPS["endcap_angle_factor"] = {"type": "number", "exclusiveMinimum": 0, "default": 1.3}
 _GENERATOR_PROPS = _dataclass_props(GeneratorSettings)

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..events.detector import CDC_THETA_MAX, CDC_THETA_MIN, ECL_EDGES, REGION_BWD, REGION_FWD, Resolution, ecl_region
+from .calorimeter import sample_response
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,12 @@ class DetectorSettings:
 
     Parameters
     ----------
+    energy_tail : float
+        Tail parameter of the Novosibirsk photon energy response
+        (``bumphunt.toymc.calorimeter``): shower leakage and fluctuations put a
+        low-side tail on E_meas / E_true around a core of the basf2 width.
+        Default 0.4, the typical value of Belle II's photon-energy leakage
+        calibration; 0 gives a Gaussian response.
     merge_angle : float
         Photons whose cluster positions are closer than this angle (rad) merge
         into one cluster. Default 0.028 rad = Moliere radius 3.5 cm / 1.25 m.
@@ -71,6 +78,7 @@ class DetectorSettings:
         Fake tracks: dr exponential with this mean (cm), dz uniform in +- range (cm).
     """
 
+    energy_tail: float = 0.4
     merge_angle: float = 0.028
     cluster_threshold: float = 0.02
     ecl_radius: float = 1.25
@@ -188,10 +196,13 @@ def detector_response(
 
     Notes
     -----
-    Cluster energies and angles are smeared with Gaussians whose widths are
+    Cluster angles are smeared with Gaussians whose widths are
     ``resolution.sigmas`` evaluated at the TRUE energy and region of the
-    cluster; exactly these widths (squared) are written as the diagonal of the
-    cluster covariance, so (measured - true) / sqrt(cov) has unit width.
+    cluster; cluster energies with the Novosibirsk response of
+    ``settings.energy_tail`` whose core width (FWHM / 2.355) is the energy
+    width there. These widths (squared) are written as the diagonal of the
+    cluster covariance: (measured - true) / sqrt(cov) has unit width in the
+    angles and a unit core with a low-side tail in the energy.
     """
     settings = settings or DetectorSettings()
     resolution = resolution or Resolution()
@@ -283,7 +294,7 @@ def detector_response(
     s_e, s_t, s_p = resolution.sigmas(cl["E_true"], cl["region"])
     nc = len(cl["ev"])
     z = rng.normal(size=(3, nc))
-    E_meas = cl["E_true"] + s_e * z[0]
+    E_meas = cl["E_true"] + s_e * sample_response(z[0], settings.energy_tail)
     th_meas = cl["theta"] + s_t * z[1]
     ph_meas = _wrap(cl["phi"] + s_p * z[2])
     keep = E_meas >= settings.cluster_threshold

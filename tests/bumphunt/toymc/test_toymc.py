@@ -72,8 +72,8 @@ def test_recoil_energy_and_alp_mass_before_smearing(rng: np.random.Generator) ->
 
 
 def test_cluster_pulls_have_unit_width(rng: np.random.Generator) -> None:
-    """(measured - true) / sqrt(written covariance) is a unit Gaussian in E, theta, phi, per region."""
-    out = toymc.simulate_background("ggg", 6000, rng=rng, beam=BEAM)
+    """(measured - true) / sqrt(written covariance) is a unit Gaussian in E, theta, phi, per region (Gaussian response)."""
+    out = toymc.simulate_background("ggg", 6000, rng=rng, beam=BEAM, detector=toymc.DetectorSettings(energy_tail=0.0))
     g = out["gamma"]
     hard = ak.flatten(g.mc_origin == toymc.ORIGIN["other"]).to_numpy()
     flat = {k: ak.to_numpy(ak.flatten(g[k]))[hard] for k in ("E", "theta", "phi", "mc_E", "mc_theta", "mc_phi", "cov_EE", "cov_thetatheta", "cov_phiphi", "region")}
@@ -96,6 +96,31 @@ def test_cluster_pulls_have_unit_width(rng: np.random.Generator) -> None:
     e_fwd = Resolution().sigmas(np.array([2.0]), np.array([1]))[0]
     e_bar = Resolution().sigmas(np.array([2.0]), np.array([2]))[0]
     assert e_fwd > e_bar
+
+
+def test_energy_response_has_the_novosibirsk_low_side_tail(rng: np.random.Generator) -> None:
+    """With the default response, (E - E_true) / sigma_E follows the Novosibirsk shape of tail 0.4: core of unit width
+    at the true energy, about 5% of photons more than three widths low, angles still Gaussian."""
+    from bumphunt.toymc.calorimeter import novosibirsk_density
+
+    out = toymc.simulate_background("ggg", 8000, rng=rng, beam=BEAM)
+    g = out["gamma"]
+    hard = ak.flatten(g.mc_origin == toymc.ORIGIN["other"]).to_numpy()
+    E, mc_E, cov = (ak.to_numpy(ak.flatten(g[k]))[hard] for k in ("E", "mc_E", "cov_EE"))
+    z = (E - mc_E) / np.sqrt(cov)
+    # CDF of the Novosibirsk shape by numerical integration of its density (independent of the sampler's table)
+    grid = np.linspace(-40, 2.5, 200_001)
+    f = novosibirsk_density(grid, 0.4)
+    cdf = np.cumsum(f) / np.sum(f)
+    assert stats.kstest(z, lambda x: np.interp(x, grid, cdf)).pvalue > 1e-3
+    assert 0.035 < np.mean(z < -3) < 0.065
+    # the peak (mode) sits at the true energy and the core keeps the parametrised width
+    h, edges = np.histogram(z, bins=np.linspace(-3, 3, 61))
+    assert abs(0.5 * (edges[np.argmax(h)] + edges[np.argmax(h) + 1])) < 0.35
+    assert np.mean(z) < -0.4  # the tail pulls the mean below the peak
+    th = (ak.to_numpy(ak.flatten(g.theta))[hard] - ak.to_numpy(ak.flatten(g.mc_theta))[hard]) / np.sqrt(
+        ak.to_numpy(ak.flatten(g.cov_thetatheta))[hard])
+    assert abs(np.std(th) - 1.0) < 0.05
 
 
 def _mass_and_propagated_sigma(out: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +158,8 @@ def _mass_and_propagated_sigma(out: dict) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("m_a", [0.5, 4.0])
 def test_mgg_peak_and_width_match_resolution(m_a: float, rng: np.random.Generator) -> None:
-    out = toymc.simulate_signal(m_a, 8000, rng=rng, beam=BEAM)
+    """With a Gaussian energy response the M_gg peak has the width propagated from the written covariances."""
+    out = toymc.simulate_signal(m_a, 8000, rng=rng, beam=BEAM, detector=toymc.DetectorSettings(energy_tail=0.0))
     m, sigma = _mass_and_propagated_sigma(out)
     assert len(m) > 5000
     pull = (m - m_a) / sigma
@@ -145,9 +171,10 @@ def test_mgg_peak_and_width_match_resolution(m_a: float, rng: np.random.Generato
 
 
 def test_three_photon_mass_near_sqrt_s(rng: np.random.Generator) -> None:
+    gauss = toymc.DetectorSettings(energy_tail=0.0)  # the kinematics, not the calorimeter's low-side tail
     for out, origins in (
-        (toymc.simulate_signal(1.0, 3000, rng=rng, beam=BEAM), (0, 1, 2)),
-        (toymc.simulate_background("ggg", 3000, rng=rng, beam=BEAM), (3,)),
+        (toymc.simulate_signal(1.0, 3000, rng=rng, beam=BEAM, detector=gauss), (0, 1, 2)),
+        (toymc.simulate_background("ggg", 3000, rng=rng, beam=BEAM, detector=gauss), (3,)),
     ):
         g = out["gamma"]
         hard = (g.mc_origin >= min(origins)) & (g.mc_origin <= max(origins))
@@ -198,7 +225,7 @@ def test_signal_angular_distribution_one_plus_cos2(rng: np.random.Generator) -> 
 
 @pytest.mark.parametrize(("process", "meson"), [("pi0g", "pi0"), ("etagg", "eta")])
 def test_meson_peak_at_pdg_mass(process: str, meson: str, rng: np.random.Generator) -> None:
-    out = toymc.simulate_background(process, 4000, rng=rng, beam=BEAM)
+    out = toymc.simulate_background(process, 4000, rng=rng, beam=BEAM, detector=toymc.DetectorSettings(energy_tail=0.0))
     g = out["gamma"]
     d1, d2 = g.mc_origin == 1, g.mc_origin == 2
     ok = ak.to_numpy((ak.sum(d1, axis=1) == 1) & (ak.sum(d2, axis=1) == 1))
