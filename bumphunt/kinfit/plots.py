@@ -1,4 +1,7 @@
-"""Validation plots of the kinematic fit: pulls, chi2 and p-value, M_gg resolution before/after.
+"""Validation plots of the kinematic fit and of the photon calibration.
+
+Pulls, chi2 and p-value, M_gg resolution before/after the fit, and the
+photon energy resolution versus energy from the mu mu gamma calibration.
 
 Each function returns the matplotlib figure and, when ``path`` is given,
 saves and closes it. Units: GeV, rad.
@@ -8,21 +11,27 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..events.detector import REGION_NAMES
 from ..kinematics import invariant_mass, p4_from_spherical
+from .photon_covariance import ECL_REGIONS, PhotonCovarianceModel
+
+if TYPE_CHECKING:
+    from .calibration import PhotonCalibration
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["plot_pulls", "plot_chi2_pvalue", "truth_mgg", "mgg_resolution", "plot_mgg_resolution", "robust_width"]
+__all__ = ["plot_pulls", "plot_chi2_pvalue", "truth_mgg", "mgg_resolution", "plot_mgg_resolution", "robust_width", "plot_calibration"]
 
 _PARAMS = ("E", r"\theta", r"\phi")
 
 
 def _finish(fig: Any, path: str | Path | None) -> Any:
+    """Save ``fig`` to ``path`` (and close it) when a path is given; return it."""
     if path is not None:
         from signal_models._common.plotstyle import save
 
@@ -174,4 +183,45 @@ def plot_mgg_resolution(events: dict[str, NDArray], path: str | Path | None = No
         ax.set_ylabel(r"$\sigma(M_{\gamma\gamma})$ [MeV]")
         ax.legend(fontsize="x-small")
         fig.tight_layout()
+    return _finish(fig, path)
+
+
+def plot_calibration(cal: PhotonCalibration, path: str | Path | None = None, *, truth: PhotonCovarianceModel | None = None) -> Any:
+    """Relative energy resolution versus energy per region: binned fits, calibrated curve, nominal curve.
+
+    Returns the figure (saved to ``path`` and closed when ``path`` is given).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    from signal_models._common.plotstyle import label, style
+
+    with style():
+        fig, axes = plt.subplots(1, 3, figsize=(18, 5.5), sharey=True)
+        nominal = PhotonCovarianceModel(resolution=cal.model.resolution)
+        for ax, code in zip(axes, ECL_REGIONS):
+            pts = [b for b in cal.bins if b["region"] == code and b["rel_resolution_err"] < 0.5 * max(b["rel_resolution"], 1e-9)]
+            if pts:
+                e = np.array([p["e_mean"] for p in pts])
+                ax.errorbar(e, [100 * p["rel_resolution"] for p in pts], yerr=[100 * p["rel_resolution_err"] for p in pts],
+                            fmt="o", color="k", label="binned fit (mu mu gamma)")
+                ax.plot(e, [100 * p["rel_prediction_resolution"] for p in pts], ":", color="gray", label="prediction (muons, beam)")
+                grid = np.geomspace(min(p["e_lo"] for p in pts), max(p["e_hi"] for p in pts), 100)
+            else:
+                grid = np.geomspace(0.1, 5.0, 100)
+            reg = np.full(grid.shape, code)
+            ax.plot(grid, 100 * cal.model.sigma_energy(grid, reg) / grid, "-", color="C0", label="calibrated model")
+            ax.plot(grid, 100 * nominal.sigma_energy(grid, reg) / grid, "--", color="C1", label="nominal parametrisation")
+            if truth is not None:
+                ax.plot(grid, 100 * truth.sigma_energy(grid, reg) / grid, "-.", color="C2", label="generated")
+            p = cal.params.get(code, {})
+            ax.set_title(f"{REGION_NAMES[code]}: s = {p.get('scale', 1):.3f} $\\pm$ {p.get('scale_err', float('nan')):.3f}", fontsize="small")
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.set_ylim(0, 2.0 * float(np.max(100 * nominal.sigma_energy(grid, reg) / grid)))
+            ax.set_xlabel(r"$E_\gamma$ [GeV]")
+        axes[0].set_ylabel(r"$\sigma_E / E$ [%]")
+        axes[0].legend(fontsize="x-small")
+        label(axes[0], text="")
     return _finish(fig, path)
