@@ -1,9 +1,25 @@
-"""Compiled kernel of the 4C kinematic fit (numba), vectorised across events.
+"""Compiled engine of the 4C kinematic fit (numba), vectorised across events.
 
 This module holds the ``engine="numba"`` implementation behind
-``bumphunt.kinfit.fit``. It is imported only when that engine is used (never
-by ``import bumphunt`` or the CLI's ``--help``), because importing numba and
-loading the compiled kernel takes about a second.
+``bumphunt.kinfit.fit``: ``fit_numba`` allocates the outputs and launches
+``fit_kernel``. It is imported only when that engine is used (never by
+``import bumphunt`` or the CLI's ``--help``), because importing numba and
+loading the compiled kernel takes about a second. Importing it does no work:
+numba's settings (``configure_numba``) are applied when the engine is first
+chosen (``bumphunt.kinfit.api.resolve_engine``) and again, idempotently, by
+``fit_numba``.
+
+Why one long file: the kernel is one unit. Every function below shares the
+layout of the lane scratch vector (the row offsets ``_MEAS`` ... ``_OKC``) and
+is inlined into the next (``inline="always"``), and numba caches compiled
+code per function keyed on the timestamp of the file that defines it: a
+helper in another file could change without invalidating the cached kernels
+that inlined it. Keeping the kernel in one file keeps its cache consistent.
+The numbers it shares with the other engines (status codes from
+``bumphunt.kinfit.result``, ``POLY_MAX`` and the other constants of
+``bumphunt.kinfit.options``) are imported from there once; numba freezes them
+as compile-time constants, so after changing one of them delete the cached
+kernel (see ``bumphunt.kinfit.options``).
 
 The algorithm is the one described in ``bumphunt.kinfit`` (iterated
 linearisation with Lagrange multipliers, step halving on growing constraint
@@ -11,9 +27,11 @@ violation, halving back into the physical region, convergence on the chi2
 change and the constraint residuals, optional soft beam constraint), written
 in scalar closed-form algebra: 3x3 blocks per photon, the 4x4 constraint
 system ``S = D V0 D^T (+ Vb)`` factorised by Cholesky. Every floating-point
-expression is evaluated in the same order as in the numpy engine, so both
-give the same numbers to rounding (the only differences come from the last
-bit of sin/cos/exp); the tests check agreement to 1e-12.
+expression is evaluated in the same order as in the numpy engine
+(``bumphunt.kinfit.engine_numpy``), so both give the same numbers to rounding
+(the only differences come from the last bit of sin/cos/exp); the tests check
+agreement to 1e-12. The two engines are deliberately independent
+implementations, so that each checks the other.
 
 Layout (SIMD across events)
 ---------------------------
@@ -41,20 +59,27 @@ Fitted covariances and pulls are computed for the whole batch in a second
 vectorised loop (``_finish_outputs``), then written out (``_write_batch``).
 
 sin/cos are not vectorised by LLVM (no vector math library here): the
-measured angles' sin/cos come from ``_sincos``, a vectorisable Cody-Waite
+measured angles' sin/cos come from ``sincos``, a vectorisable Cody-Waite
 reduction by pi/2 with Taylor polynomials (within 2 ulp of libm); after a
 step they come from the angle-addition theorem with a short Taylor series of
 the (small) step, as in the numpy engine.
 
-Input validation applies the tests of ``bumphunt.kinfit._validate`` with
-the same precedence; the kernel writes every output field of every event,
-so the caller allocates with ``np.empty``.
+Input validation applies the tests of ``bumphunt.kinfit.inputs.event_status``
+with the same precedence; the kernel writes every output field of every
+event, so the caller allocates with ``np.empty``.
 
 Compilation: ``cache=True`` stores the machine code next to this file
 (``__pycache__``, or ``NUMBA_CACHE_DIR``); the first call after installing or
-changing this file compiles for several seconds, later processes load the
-cached kernel. No fast-math flags are used, so freshly compiled and cached
-kernels give bit-identical results.
+changing this file compiles for a minute on a busy machine, later processes
+load the cached kernel. No fast-math flags are used, so freshly compiled and
+cached kernels give bit-identical results.
+
+Threads: numba's thread pool, serialised between Python threads by
+``KERNEL_LOCK``. Unless the user chose a threading layer
+(``NUMBA_THREADING_LAYER``), ``configure_numba`` selects a fork-safe one
+before the kernel first runs: with GNU OpenMP, a process forked after a
+parallel kernel ran (e.g. a multiprocessing pool started after a fit) aborts
+when it runs the kernel itself.
 
 This kernel is hand-written because no library fits millions of tiny
 constrained least-squares problems at this speed; it mirrors the numpy
@@ -68,23 +93,21 @@ import threading
 
 import numpy as np
 from numba import config, get_num_threads, njit, prange, threading_layer
+from numpy.typing import NDArray
 
-# Unless the user chose a threading layer (NUMBA_THREADING_LAYER), use a fork-safe
-# one: with GNU OpenMP, a process forked after a parallel kernel ran (e.g. a
-# multiprocessing pool started after a fit) aborts when it runs the kernel itself.
-# Thread safety is provided by KERNEL_LOCK below.
-if config.THREADING_LAYER == "default":
-    config.THREADING_LAYER = "forksafe"
+from .options import MAX_PHYSICAL_HALVINGS, POLE_MARGIN, POLY_MAX, SYMMETRY_TOL, VARIANCE_FLOOR, FitOptions
+from .result import BAD_COV, BAD_ENERGY, BAD_FINITE, BAD_ITER, BAD_S, BAD_THETA, MAX_ITER, OK, KinFitResult
 
-__all__ = ["fit_kernel", "KERNEL_LOCK", "n_threads", "layer"]
+__all__ = ["fit_numba", "configure_numba", "fit_kernel", "KERNEL_LOCK", "n_threads", "layer", "sincos", "SINCOS_MAX"]
 
 #: Serialises kernel launches from concurrent Python threads (the kernel
 #: already uses every core; this also keeps thread-unsafe threading layers safe).
 KERNEL_LOCK = threading.Lock()
 
-# status codes (must match bumphunt.kinfit)
-_OK, _BAD_FINITE, _BAD_ENERGY, _BAD_THETA, _BAD_COV, _BAD_S, _MAX_ITER, _BAD_ITER = range(8)
-_POLY_MAX = 0.02  # rad, as bumphunt.kinfit._POLY_MAX
+#: Guards ``configure_numba`` (applied once per process).
+_SETTINGS_LOCK = threading.Lock()
+_configured = False
+
 _TWO_PI = 2 * np.pi
 _BLOCK = 128  # events per scheduling block (one thread at a time; its staged input stays in L2)
 _NL = 16  # lanes: events fitted side by side in a block
@@ -131,11 +154,32 @@ _PIO2_1 = 1.5707963267341256
 _PIO2_2 = 6.077100506303966e-11
 _PIO2_3 = 2.0222662487959506e-21
 _TWO_OVER_PI = 0.6366197723675814
-_SINCOS_MAX = 1.0e5  # |x| (rad) up to which _sincos is used; beyond, math.sin/cos
+SINCOS_MAX = 1.0e5  # |x| (rad) up to which sincos is used; beyond, math.sin/cos
+
+
+def configure_numba() -> None:
+    """Apply numba's settings for the compiled engine; call before the kernel first runs.
+
+    Unless the user chose a threading layer (``NUMBA_THREADING_LAYER``),
+    select numba's fork-safe one (``forksafe``: TBB if installed, else
+    ``workqueue``): with GNU OpenMP a process forked after a parallel kernel
+    ran aborts when it runs the kernel itself. numba reads the setting when
+    it first starts its thread pool, so it must be applied before the first
+    parallel kernel of the process. Idempotent and thread-safe.
+    """
+    global _configured
+    if _configured:
+        return
+    with _SETTINGS_LOCK:
+        if not _configured:
+            if config.THREADING_LAYER == "default":
+                config.THREADING_LAYER = "forksafe"
+            _configured = True
 
 
 def n_threads() -> int:
     """Number of threads the kernel runs on (``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``)."""
+    configure_numba()  # starting the thread pool fixes the threading layer
     return int(get_num_threads())
 
 
@@ -148,8 +192,8 @@ def layer() -> str:
 
 
 @njit(cache=True, fastmath=False, error_model="numpy", inline="always")
-def _sincos(x):  # type: ignore[no-untyped-def]
-    """sin(x), cos(x) for |x| <= _SINCOS_MAX without branches (vectorisable), within 2 ulp of libm.
+def sincos(x):  # type: ignore[no-untyped-def]
+    """sin(x), cos(x) for |x| <= SINCOS_MAX without branches (vectorisable), within 2 ulp of libm.
 
     x = k pi/2 + r with |r| <= pi/4 (three-part Cody-Waite reduction), then the
     Taylor series of sin r (to r^17, truncation < 1e-19) and cos r (to r^18,
@@ -189,7 +233,7 @@ def _sincos(x):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, fastmath=False, error_model="numpy", inline="always")
 def _chol4(S00, S01, S02, S03, S11, S12, S13, S22, S23, S33):  # type: ignore[no-untyped-def]
-    """Cholesky factor of a symmetric 4x4 matrix (diagonal stored inverted), as ``kinfit._chol4``."""
+    """Cholesky factor of a symmetric 4x4 matrix (diagonal stored inverted), as ``algebra.chol4``."""
     ok = S00 > 0
     i0 = 1.0 / math.sqrt(S00 if S00 > 0 else 1.0)
     L10 = S01 * i0
@@ -222,7 +266,7 @@ def _fwd4(i0, L10, L20, L30, i1, L21, L31, i2, L32, i3, b0, b1, b2, b3):  # type
 
 @njit(cache=True, fastmath=False, error_model="numpy", inline="always")
 def _trig_poly(d, s, c):  # type: ignore[no-untyped-def]
-    """sin, cos of ``old + d`` from s, c of ``old`` (angle addition, Taylor series of d), as ``kinfit._trig_update``."""
+    """sin, cos of ``old + d`` from s, c of ``old`` (angle addition, Taylor series of d), as ``algebra.trig_update``."""
     d2 = d * d
     t = d2 * (1.0 / 20.0)
     t = 1.0 - t
@@ -309,9 +353,9 @@ def _stage_photon(Ef, tf, pf, CT, IN, b, q):  # type: ignore[no-untyped-def]
     d01 = c01 - c10
     d02 = c02 - c20
     d12 = c12 - c21
-    # the numpy engine evaluates this only when some d != 0; otherwise 0 > 1e-9 * scale is False anyway
+    # the numpy engine evaluates this only when some d != 0; otherwise 0 > SYMMETRY_TOL * scale is False anyway
     scale = math.sqrt(abs(c00 * c11)) + math.sqrt(abs(c00 * c22)) + math.sqrt(abs(c11 * c22))
-    asym = (abs(d01) + abs(d02) + abs(d12)) > 1e-9 * scale
+    asym = (abs(d01) + abs(d02) + abs(d12)) > SYMMETRY_TOL * scale
     m2 = c00 * c11 - c01 * c01
     det = c00 * (c11 * c22 - c12 * c12) - c01 * (c01 * c22 - c12 * c02) + c02 * (c01 * c12 - c11 * c02)
     pd = (c00 > 0) & (m2 > 0) & (det > 0) & (not asym)
@@ -328,14 +372,14 @@ def _stage_photon(Ef, tf, pf, CT, IN, b, q):  # type: ignore[no-untyped-def]
     IN[(_IV + 3) * B3 + q] = c11
     IN[(_IV + 4) * B3 + q] = 0.5 * (c12 + c21)
     IN[(_IV + 5) * B3 + q] = c22
-    st, ct = _sincos(t)
+    st, ct = sincos(t)
     IN[_IST * B3 + q] = st
     IN[_ICT * B3 + q] = ct
     IN[_ISQ * B3 + q] = math.sqrt(1.0 - ct * ct)
-    sp, cp = _sincos(p)
+    sp, cp = sincos(p)
     IN[_ISP * B3 + q] = sp
     IN[_ICP * B3 + q] = cp
-    return (abs(t) > _SINCOS_MAX) | (abs(p) > _SINCOS_MAX)
+    return (abs(t) > SINCOS_MAX) | (abs(p) > SINCOS_MAX)
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
@@ -346,9 +390,9 @@ def _stage_block(Ef, tf, pf, cf, lo, hi, IN, CT):  # type: ignore[no-untyped-def
     with the rows ``_IE`` ... ``_INC`` (flat input views: ``Ef, tf, pf`` (3 n,),
     ``cf`` (27 n,)). ``_INF, _INE, _INT, _INC`` flag the failed tests of the
     photon: non-finite input, E <= 0, theta outside (0, pi), covariance not
-    symmetric (relative 1e-9) positive definite (leading minors > 0); the
-    event's status follows the precedence of ``kinfit._validate``. sin/cos of
-    angles beyond ``_SINCOS_MAX`` are redone with math.sin/cos afterwards.
+    symmetric (relative ``SYMMETRY_TOL``) positive definite (leading minors > 0); the
+    event's status follows the precedence of ``inputs.event_status``. sin/cos of
+    angles beyond ``SINCOS_MAX`` are redone with math.sin/cos afterwards.
     """
     B3 = 3 * _BLOCK
     lo = max(lo, 0)  # lets LLVM drop numba's negative-index wraparound
@@ -371,10 +415,10 @@ def _stage_block(Ef, tf, pf, cf, lo, hi, IN, CT):  # type: ignore[no-untyped-def
         for q in range(m):
             t = tf[b + q]
             p = pf[b + q]
-            if abs(t) > _SINCOS_MAX:
+            if abs(t) > SINCOS_MAX:
                 IN[_IST * B3 + q] = math.sin(t)
                 IN[_ICT * B3 + q] = math.cos(t)
-            if abs(p) > _SINCOS_MAX:
+            if abs(p) > SINCOS_MAX:
                 IN[_ISP * B3 + q] = math.sin(p)
                 IN[_ICP * B3 + q] = math.cos(p)
 
@@ -468,7 +512,7 @@ def _angle_step(X, l, k, a, nv, cv, adv):  # type: ignore[no-untyped-def]
     sn, cn = _trig_poly(d, so, co)
     X[(_TRIG + 6 * (a - 1) + k) * R + l] = sn if adv else so
     X[(_TRIG + 6 * (a - 1) + 3 + k) * R + l] = cn if adv else co
-    return abs(d) > _POLY_MAX
+    return abs(d) > POLY_MAX
 
 
 @njit(cache=True, fastmath=False, error_model="numpy", inline="always")
@@ -683,9 +727,9 @@ def _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constrai
         conv = is_open & accept & finite & (abs(chi2_new - X[_C2PREV * R + l]) < tol_chi2) & hc_ok
         bad_iter = accept & (not finite)
         code = 0.0
-        code = float(_MAX_ITER) if niter >= f_max_iter else code
-        code = float(_BAD_ITER) if bad_iter else code
-        code = float(_BAD_S) if not ok else code
+        code = float(MAX_ITER) if niter >= f_max_iter else code
+        code = float(BAD_ITER) if bad_iter else code
+        code = float(BAD_S) if not ok else code
         code = code if is_open else 0.0
         adv = is_open & accept & (not conv) & (code == 0.0)  # accepted step, the lane continues
         # --- advance accepted lanes to the new solution (sin/cos by angle addition) -------
@@ -721,25 +765,25 @@ def _lane_pass(X, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2, tol_constrai
 def _step_control(X, l, accept, has_vb):  # type: ignore[no-untyped-def]
     """Scalar step control of lane l after ``_lane_pass`` flagged it (rare), as in the per-event algorithm.
 
-    Accepted steps: sin/cos of angles that moved by more than ``_POLY_MAX``
+    Accepted steps: sin/cos of angles that moved by more than ``POLY_MAX``
     are evaluated directly. Rejected steps: the step from the last accepted
     point is halved. Then the point is halved back towards the last accepted
-    point while it is unphysical (E <= 0, theta outside (0, pi)), at most 60
-    times.
+    point while it is unphysical (E <= 0, theta outside (0, pi)), at most
+    ``MAX_PHYSICAL_HALVINGS`` times.
     """
     R = _R
     if accept:
         for k in range(3):
             for a in (1, 2):
                 new = X[(_CUR + 3 * a + k) * R + l]
-                if abs(new - X[(_PREV + 3 * a + k) * R + l]) > _POLY_MAX:
+                if abs(new - X[(_PREV + 3 * a + k) * R + l]) > POLY_MAX:
                     X[(_TRIG + 6 * (a - 1) + k) * R + l] = math.sin(new)
                     X[(_TRIG + 6 * (a - 1) + 3 + k) * R + l] = math.cos(new)
     else:
         X[_TSTEP * R + l] *= 0.5
         X[_NHALV * R + l] += 1.0
     moved = not accept
-    for _h in range(61):
+    for _h in range(MAX_PHYSICAL_HALVINGS + 1):
         if moved:  # cur = prev + t (stp - prev), sin/cos evaluated there
             t = X[_TSTEP * R + l]
             for k in range(3):
@@ -756,7 +800,7 @@ def _step_control(X, l, accept, has_vb):  # type: ignore[no-untyped-def]
                 for q in range(4):
                     p_ = X[(_LPREV + q) * R + l]
                     X[(_LAMB + q) * R + l] = p_ + t * (X[(_LSTEP + q) * R + l] - p_)
-        if _h == 60:
+        if _h == MAX_PHYSICAL_HALVINGS:
             break
         unphys = False
         for k in range(3):
@@ -771,9 +815,9 @@ def _step_control(X, l, accept, has_vb):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=False, error_model="numpy", inline="always")
-def _floor300(x):  # type: ignore[no-untyped-def]
-    """``max(x, 1e-300)`` as a select (vectorisable)."""
-    return 1e-300 if 1e-300 > x else x
+def _floor_variance(x):  # type: ignore[no-untyped-def]
+    """``max(x, VARIANCE_FLOOR)`` as a select (vectorisable)."""
+    return VARIANCE_FLOOR if VARIANCE_FLOOR > x else x
 
 
 @njit(cache=True, fastmath=False, error_model="numpy", inline="always")
@@ -799,9 +843,9 @@ def _photon_outputs(X, l, k, i0, L10, L20, L30, i1, L21, L31, i2, L32, i3):  # t
     X[(_OCOV + 9 + k) * R + l] = X[(_V + 9 + k) * R + l] - r11
     X[(_OCOV + 12 + k) * R + l] = X[(_V + 12 + k) * R + l] - r12
     X[(_OCOV + 15 + k) * R + l] = X[(_V + 15 + k) * R + l] - r22
-    X[(_OPULL + k) * R + l] = (X[(_MEAS + k) * R + l] - X[(_NEW + k) * R + l]) / math.sqrt(_floor300(r00))
-    X[(_OPULL + 3 + k) * R + l] = (X[(_MEAS + 3 + k) * R + l] - X[(_NEW + 3 + k) * R + l]) / math.sqrt(_floor300(r11))
-    X[(_OPULL + 6 + k) * R + l] = (X[(_MEAS + 6 + k) * R + l] - X[(_NEW + 6 + k) * R + l]) / math.sqrt(_floor300(r22))
+    X[(_OPULL + k) * R + l] = (X[(_MEAS + k) * R + l] - X[(_NEW + k) * R + l]) / math.sqrt(_floor_variance(r00))
+    X[(_OPULL + 3 + k) * R + l] = (X[(_MEAS + 3 + k) * R + l] - X[(_NEW + 3 + k) * R + l]) / math.sqrt(_floor_variance(r11))
+    X[(_OPULL + 6 + k) * R + l] = (X[(_MEAS + 6 + k) * R + l] - X[(_NEW + 6 + k) * R + l]) / math.sqrt(_floor_variance(r22))
     X[(_OKC + 12 * k + 0) * R + l] = k00
     X[(_OKC + 12 * k + 1) * R + l] = k01
     X[(_OKC + 12 * k + 2) * R + l] = k02
@@ -869,7 +913,7 @@ def _load_batch(IN, X, j0, nb):  # type: ignore[no-untyped-def]
     """Events j0 .. j0 + nb - 1 of the staged block into the lanes, with their initial state (vectorised).
 
     ``_DONE`` starts at 0 for valid events, at the status code of invalid
-    ones (precedence of ``kinfit._validate``: non-finite, E <= 0, theta,
+    ones (precedence of ``inputs.event_status``: non-finite, E <= 0, theta,
     covariance) and at -2 for lanes without an event.
     """
     R = _R
@@ -881,8 +925,8 @@ def _load_batch(IN, X, j0, nb):  # type: ignore[no-untyped-def]
         t1 = IN[_IT * B3 + q + 1]
         t2 = IN[_IT * B3 + q + 2]
         # sin theta >= 0 on (0, pi): away from the poles sqrt(1 - cos^2) is exact to ~1e-15 (as the numpy engine)
-        away = ((t0 > 0.05) & (t0 < np.pi - 0.05) & (t1 > 0.05) & (t1 < np.pi - 0.05) & (t2 > 0.05)
-                & (t2 < np.pi - 0.05))
+        away = ((t0 > POLE_MARGIN) & (t0 < np.pi - POLE_MARGIN) & (t1 > POLE_MARGIN) & (t1 < np.pi - POLE_MARGIN)
+                & (t2 > POLE_MARGIN) & (t2 < np.pi - POLE_MARGIN))
         _load_photon(IN, X, q, l, 0, away)
         _load_photon(IN, X, q, l, 1, away)
         _load_photon(IN, X, q, l, 2, away)
@@ -900,10 +944,10 @@ def _load_batch(IN, X, j0, nb):  # type: ignore[no-untyped-def]
         ne = IN[_INE * B3 + q] + IN[_INE * B3 + q + 1] + IN[_INE * B3 + q + 2]
         nt = IN[_INT * B3 + q] + IN[_INT * B3 + q + 1] + IN[_INT * B3 + q + 2]
         nc = IN[_INC * B3 + q] + IN[_INC * B3 + q + 1] + IN[_INC * B3 + q + 2]
-        done = float(_BAD_COV) if nc > 0.0 else 0.0
-        done = float(_BAD_THETA) if nt > 0.0 else done
-        done = float(_BAD_ENERGY) if ne > 0.0 else done
-        done = float(_BAD_FINITE) if nf > 0.0 else done
+        done = float(BAD_COV) if nc > 0.0 else 0.0
+        done = float(BAD_THETA) if nt > 0.0 else done
+        done = float(BAD_ENERGY) if ne > 0.0 else done
+        done = float(BAD_FINITE) if nf > 0.0 else done
         done = done if l < nb else -2.0
         X[_DONE * R + l] = done
 
@@ -979,7 +1023,7 @@ def _write_batch(X, i0, nb, E, th, ph, cov, P0, Vb, has_vb, full_cov,  # type: i
             la3 = X[(_LAM + 3) * R + l]
             for q in range(4):
                 obeam[i, q] = P0[q] + Vb[q, 0] * la0 + Vb[q, 1] * la1 + Vb[q, 2] * la2 + Vb[q, 3] * la3
-        ostatus[i] = _OK
+        ostatus[i] = OK
         oniter[i] = np.int64(X[_NITER * R + l])
         oconv[i] = True
 
@@ -994,7 +1038,6 @@ def _fit_block(lo, hi, X, IN, CT, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_
     events or zeros; they are computed on but never used.
     """
     R = _R
-    B3 = 3 * _BLOCK
     _stage_block(E.reshape(E.size), th.reshape(th.size), ph.reshape(ph.size), cov.reshape(cov.size), lo, hi, IN, CT)
     for j0 in range(0, hi - lo, _NL):
         nb = min(_NL, hi - lo - j0)
@@ -1025,7 +1068,7 @@ def fit_kernel(E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2,
     ``ostatus`` int8, ``oniter`` int16, ``oconv`` bool (n,), ``ocovf`` (n, 9, 9)
     when ``full_cov`` (else any size), ``obeam`` (n, 4) when ``has_vb``.
 
-    Each event is first validated with the tests of ``bumphunt.kinfit._validate``
+    Each event is first validated with the tests of ``bumphunt.kinfit.inputs.event_status``
     (``_stage_block``); invalid events get the measured values, their
     status code and ``n_iter = 0``. Threads take chunks of blocks of
     ``_BLOCK`` events (``_fit_block``).
@@ -1045,3 +1088,45 @@ def fit_kernel(E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2,
             _fit_block(lo, hi, X, IN, CT, E, th, ph, cov, P0, Vb, has_vb, max_iter, max_halvings, tol_chi2,
                        tol_constraint, full_cov, oE, oth, oph, ocov, ochi2, opval, opulls, ostatus, oniter, oconv,
                        ocovf, obeam)
+
+
+def fit_numba(
+    E: NDArray[np.float64],
+    theta: NDArray[np.float64],
+    phi: NDArray[np.float64],
+    cov: NDArray[np.float64],
+    P0: NDArray[np.float64],
+    Vb: NDArray[np.float64] | None,
+    options: FitOptions,
+) -> KinFitResult:
+    """Fit every event with the compiled kernel (one threaded call that validates, fits and writes every event).
+
+    Parameters and result as for ``bumphunt.kinfit.engine_numpy.fit_numpy``:
+    ``E, theta, phi`` (n, 3) and ``cov`` (n, 3, 3, 3) in GeV and rad, ``P0``
+    (4,) the beam four-momentum (GeV), ``Vb`` (4, 4) its covariance (GeV^2)
+    or None for a hard beam constraint. The result carries no ``options``
+    (the caller records them).
+    """
+    configure_numba()
+    E, theta, phi, cov = (np.ascontiguousarray(x) for x in (E, theta, phi, cov))
+    full_cov = options.full_cov
+    n = E.shape[0]
+    res_E, res_t, res_p = np.empty((n, 3)), np.empty((n, 3)), np.empty((n, 3))
+    res_cov = np.empty((n, 3, 3, 3))
+    chi2, pvalue = np.empty(n), np.empty(n)
+    pulls = np.empty((n, 3, 3))
+    status = np.empty(n, dtype=np.int8)
+    n_iter = np.empty(n, dtype=np.int16)
+    converged = np.empty(n, dtype=np.bool_)
+    cov_full = np.empty((n if full_cov else 0, 9, 9))
+    beam_out = np.empty((n if Vb is not None else 0, 4))
+    Vb_arr = np.ascontiguousarray(Vb) if Vb is not None else np.zeros((4, 4))
+    with KERNEL_LOCK:
+        fit_kernel(E, theta, phi, cov, np.ascontiguousarray(P0), Vb_arr, Vb is not None, options.max_iter,
+                   options.max_halvings, options.tol_chi2, options.tol_constraint, full_cov, res_E, res_t, res_p, res_cov,
+                   chi2, pvalue, pulls, status, n_iter, converged, cov_full, beam_out)
+    return KinFitResult(
+        E=res_E, theta=res_t, phi=res_p, cov=res_cov, chi2=chi2, pvalue=pvalue, converged=converged,
+        n_iter=n_iter, pulls=pulls, status=status, cov_full=cov_full if full_cov else None,
+        beam_p4=beam_out if Vb is not None else None,
+    )
