@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from bumphunt.kinfit import fitter as kinfit
+from bumphunt import kinfit
 from bumphunt.kinematics import Beam
 from bumphunt.toymc.exact import three_photon_sample
 
@@ -95,9 +95,9 @@ def main() -> None:
     engine = first.options["engine"]
     threads, layer = 1, None
     if engine == "numba":
-        from bumphunt.kinfit import _engine_numba as _kinfit_numba
+        from bumphunt.kinfit import _engine_numba
 
-        threads, layer = _kinfit_numba.n_threads(), _kinfit_numba.layer()
+        threads, layer = _engine_numba.n_threads(), _engine_numba.layer()
 
     # the fit (wall clock and CPU time of all threads, best of --repeat)
     res, wall, cpu = timed(args.engine, args.repeat)
