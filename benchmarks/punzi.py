@@ -36,8 +36,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-kinfit", action="store_true", help="skip the 4C kinematic fit (eight features)")
     args = parser.parse_args(argv)
 
-    from bumphunt.selection.network import TrainConfig, configure_threads, train_selector
-    from bumphunt.selection.core import mass_grid, prepare_training_data
+    from bumphunt.selection.masses import mass_grid
+    from bumphunt.selection.selector import TrainConfig, configure_threads
+    from bumphunt.selection.training import train_selector
+    from bumphunt.selection.training_data import prepare_training_data
     from bumphunt.toymc.three_photon import synthetic_sample
 
     configure_threads(args.threads)

@@ -96,7 +96,7 @@ class FeatureSpec:
     """A registered feature: computing function, unit and description."""
 
     name: str
-    func: Callable[["FeatureContext"], NDArray]
+    func: Callable[[FeatureContext], NDArray]
     unit: str = ""
     doc: str = ""
     requires: tuple[str, ...] = ()
@@ -113,7 +113,7 @@ def register_feature(name: str, *, unit: str = "", doc: str = "", requires: Sequ
     missing one raises ``InputError`` naming it.
     """
 
-    def deco(func: Callable[["FeatureContext"], NDArray]) -> Callable[["FeatureContext"], NDArray]:
+    def deco(func: Callable[[FeatureContext], NDArray]) -> Callable[[FeatureContext], NDArray]:
         if name in FEATURES and FEATURES[name].func is not func:
             logger.warning("feature %r re-registered", name)
         FEATURES[name] = FeatureSpec(name, func, unit, doc or (func.__doc__ or "").strip(), tuple(requires))
@@ -431,7 +431,7 @@ class Standardizer:
     std: NDArray[np.float64] = field(default_factory=lambda: np.ones(0))
 
     @classmethod
-    def fit(cls, X: NDArray, names: Sequence[str], *, weights: NDArray | None = None) -> "Standardizer":
+    def fit(cls, X: NDArray, names: Sequence[str], *, weights: NDArray | None = None) -> Standardizer:
         """Mean and standard deviation per column (weighted if ``weights``); zero spread -> std 1."""
         X = np.asarray(X, dtype=float)
         w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=float)
@@ -453,5 +453,5 @@ class Standardizer:
         return {"names": list(self.names), "mean": [float(x) for x in self.mean], "std": [float(x) for x in self.std]}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Standardizer":
+    def from_dict(cls, d: Mapping[str, Any]) -> Standardizer:
         return cls(list(d["names"]), np.asarray(d["mean"], dtype=float), np.asarray(d["std"], dtype=float))

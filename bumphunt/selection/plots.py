@@ -10,14 +10,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import InputError
 from signal_models._common.plotstyle import label, new_figure, save, style
+
+from ..errors import InputError
 from ..events.schema import PROCESS_NAMES
+
+if TYPE_CHECKING:  # annotations only
+    from .training import TrainingResult
+    from .training_data import PunziData
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +43,7 @@ def _finish(fig: Any, path: str | Path | None) -> Any:
     return fig
 
 
-def plot_loss_curves(result: Any, path: str | Path | None = None) -> Any:
+def plot_loss_curves(result: TrainingResult, path: str | Path | None = None) -> Any:
     """BCE pre-training loss and Punzi loss (training and validation) per epoch."""
     import matplotlib.pyplot as plt
 
@@ -65,7 +70,7 @@ def plot_loss_curves(result: Any, path: str | Path | None = None) -> Any:
     return _finish(fig, path)
 
 
-def plot_output_distributions(data: Any, outputs: NDArray, *, threshold: float | None = None, bce_outputs: NDArray | None = None,
+def plot_output_distributions(data: PunziData, outputs: NDArray, *, threshold: float | None = None, bce_outputs: NDArray | None = None,
                               path: str | Path | None = None) -> Any:
     """Network output for truth-matched signal (all masses) and weighted background, unit-normalised."""
     with style():
@@ -89,7 +94,7 @@ def plot_output_distributions(data: Any, outputs: NDArray, *, threshold: float |
     return _finish(fig, path)
 
 
-def plot_sensitivity_vs_mass(result: Any, data: Any, path: str | Path | None = None) -> Any:
+def plot_sensitivity_vs_mass(result: TrainingResult, data: PunziData, path: str | Path | None = None) -> Any:
     """sigma_min vs m_a for the Punzi net, the BCE-only net (each at its best global cut) and the cut-based selection."""
     with style():
         fig, (ax, rax) = new_figure(ratio=True)
@@ -104,7 +109,7 @@ def plot_sensitivity_vs_mass(result: Any, data: Any, path: str | Path | None = N
             if data.heldout.any():
                 ax.plot(m[data.heldout], s[data.heldout], "s", mfc="none", color=c)
         ref = curves[2][1]
-        for name, s, _, c in curves[:2]:
+        for _name, s, _, c in curves[:2]:
             rax.plot(m[data.trained], s[data.trained] / ref[data.trained], "o-", ms=3, color=c)
         rax.axhline(1.0, color="k", lw=1)
         rax.set_ylabel("/ cuts", fontsize="small")
@@ -115,7 +120,7 @@ def plot_sensitivity_vs_mass(result: Any, data: Any, path: str | Path | None = N
     return _finish(fig, path)
 
 
-def plot_generalisation(result: Any, data: Any, path: str | Path | None = None) -> Any:
+def plot_generalisation(result: TrainingResult, data: PunziData, path: str | Path | None = None) -> Any:
     """Held-out-mass sensitivity vs interpolation between trained neighbours."""
     rows = result.generalisation
     with style():
@@ -225,8 +230,10 @@ def plot_data_mc(
     return out
 
 
-def plot_all(result: Any, data: Any, out_dir: str | Path) -> dict[str, str]:
-    """Write the standard training plots into ``out_dir``; returns name -> path."""
+def plot_all(result: TrainingResult, data: PunziData, out_dir: str | Path) -> dict[str, str]:
+    """Write the standard training plots into ``out_dir`` (figures closed afterwards); returns name -> path."""
+    import matplotlib.pyplot as plt
+
     out_dir = Path(out_dir)
     paths = {
         "loss_curves": out_dir / "loss_curves.png",
@@ -234,9 +241,13 @@ def plot_all(result: Any, data: Any, out_dir: str | Path) -> dict[str, str]:
         "sensitivity": out_dir / "sensitivity_vs_mass.png",
         "generalisation": out_dir / "generalisation.png",
     }
-    plot_loss_curves(result, paths["loss_curves"])
-    plot_output_distributions(data, result.outputs, threshold=result.working_point.threshold, bce_outputs=result.bce_outputs,
-                              path=paths["outputs"])
-    plot_sensitivity_vs_mass(result, data, paths["sensitivity"])
-    plot_generalisation(result, data, paths["generalisation"])
+    figures = [
+        plot_loss_curves(result, paths["loss_curves"]),
+        plot_output_distributions(data, result.outputs, threshold=result.working_point.threshold, bce_outputs=result.bce_outputs,
+                                  path=paths["outputs"]),
+        plot_sensitivity_vs_mass(result, data, paths["sensitivity"]),
+        plot_generalisation(result, data, paths["generalisation"]),
+    ]
+    for fig in figures:
+        plt.close(fig)
     return {k: str(v) for k, v in paths.items()}

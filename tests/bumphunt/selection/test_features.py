@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bumphunt.errors import InputError
+from bumphunt.kinematics import Beam, spherical_from_p4
 from bumphunt.selection.features import (
     DEFAULT_FEATURES,
     FEATURES,
@@ -17,7 +18,6 @@ from bumphunt.selection.features import (
     feature_matrix,
     register_feature,
 )
-from bumphunt.kinematics import Beam, spherical_from_p4
 from bumphunt.toymc.three_photon import synthetic_sample
 
 BEAM = Beam.belle2()
