@@ -328,8 +328,9 @@ def test_max_iter_exhausted_is_flagged() -> None:
 def test_statistics_on_toy_mc_with_its_covariance(m_a: float | None) -> None:
     """Full toy MC with its written covariance, beam-energy spread and the soft beam constraint.
 
-    Cluster merging, beam background and displaced decays are switched off
-    (the fit model assumes three prompt, separately measured photons). For
+    Cluster merging, beam background, displaced decays and the calorimeter's
+    low-side energy tail are switched off (the fit model assumes three prompt,
+    separately measured photons with Gaussian errors). For
     signal the photons are put in truth order (a1, a2, recoil): ordering by
     measured energy selects upward energy fluctuations of the first photon.
     """
@@ -338,7 +339,7 @@ def test_statistics_on_toy_mc_with_its_covariance(m_a: float | None) -> None:
     from bumphunt.toymc.detector_sim import DetectorSettings
     from bumphunt.toymc.processes import GeneratorSettings
 
-    det = DetectorSettings(merge_angle=0.0, beam_bkg_rate=0.0, fake_track_rate=0.0)
+    det = DetectorSettings(merge_angle=0.0, beam_bkg_rate=0.0, fake_track_rate=0.0, energy_tail=0.0)
     gen = GeneratorSettings(beam_energy_spread=True)
     rng = np.random.default_rng(50)
     if m_a is None:
