@@ -11,6 +11,8 @@ Modules, in the order of a training:
 - ``selector``: network settings, the Keras network and the trained selector (save, load, apply)
 - ``training``: BCE pre-training, Punzi training, working point and comparisons (``train_selector``)
 - ``working_point``: efficiency and background per window, global output cut, cut-based reference, held-out check
+- ``from_config``: a whole training from a YAML configuration (``bumphunt selector train``)
+- ``apply_files``: a trained selector on event files (``bumphunt selector apply``)
 - ``plots``: training curves, outputs, sensitivity vs mass, data/MC
 
 Importing the package does not import TensorFlow (only the functions that
@@ -19,8 +21,10 @@ train or evaluate the network do).
 
 from __future__ import annotations
 
+from .apply_files import AppliedSelection, apply_to_files
 from .features import DEFAULT_FEATURES, Standardizer, compute_features, register_feature
 from .figures_of_merit import asimov_significance, punzi_sensitivity, punzi_smin
+from .from_config import TrainFromConfigResult, train_from_config
 from .loss import LossInputs, loss_inputs, punzi_loss, to_tensors
 from .masses import choose_heldout, default_mass_resolution, mass_grid, mass_resolution
 from .samples import Samples, load_samples
@@ -78,4 +82,9 @@ __all__ = [
     "cut_based_mask",
     "optimise_cut_based",
     "generalisation_table",
+    # from a configuration, on files
+    "TrainFromConfigResult",
+    "train_from_config",
+    "AppliedSelection",
+    "apply_to_files",
 ]

@@ -75,8 +75,3 @@ def basic_candidates(events: Mapping[str, Any], *, beam: Beam | None = None, use
         if key not in events:
             raise InputError(f"three-photon events: missing field {key!r}")
     return diphoton_candidates(events, beam=beam, use_fitted=use_fitted)
-
-
-def make_candidates(events: Mapping[str, Any], *, beam: Beam | None = None) -> dict[str, NDArray]:
-    """Transitional name of ``bumphunt.events.candidates.diphoton_candidates``."""
-    return diphoton_candidates(events, beam=beam)
