@@ -149,6 +149,12 @@ SCAN_SCHEMA: dict[str, Any] = {
                 "mode": {"enum": ["veto", "float"], "default": "veto",
                          "description": "veto: skip hypotheses near known peaks. float: search through them, fitting each listed peak "
                                         "whose mass lies in a window as an extra background component (signal shape at the PDG mass, floating yield)."},
+                "in_window": {"enum": ["template", "cut", "none"], "default": "template",
+                              "description": "A listed peak inside the window of a hypothesis that is not vetoed: template (default) floats "
+                                             "it as a background component (signal shape at the PDG mass, extrapolated below or above the "
+                                             "signal model's range); cut ends the window cut_n_sigma peak widths from the PDG mass; none "
+                                             "ignores it (biased next to peaks). See scans.peaks."},
+                "cut_n_sigma": {**_POS, "default": 5.0, "description": "in_window: cut ends the window this many peak widths from the PDG mass."},
                 "particles": {"type": "array", "items": {"type": "string"}, "default": ["pi0", "eta", "eta'(958)"],
                               "description": "Particle names (PDG masses from `particle`)."},
                 "n_sigma": {**_FRAC, "default": 3.0, "description": "Veto half-width in units of the local resolution sigma(m)."},

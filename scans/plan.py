@@ -3,8 +3,8 @@
 ``plan_scan(mgg, signal_model, config)`` turns a validated scan configuration
 and the sorted candidate masses into a ``ScanPlan``: the mass grid, each
 hypothesis' signal shape, fit window, number of candidates in the window,
-efficiency and signal scale, the vetoes (or, in ``vetoes.mode: float``, the
-known peaks fitted as background templates), the status of every point and
+efficiency and signal scale, the vetoes and the known peaks inside windows
+(``scans.peaks``: floated as background templates or cut out), the status of every point and
 the blocks of consecutive fitted points that are the unit of parallel work
 and checkpointing. Everything that can be checked cheaply (mass range inside
 the signal model, positive efficiencies, candidates finite) is checked here,
@@ -13,7 +13,6 @@ before any fit. Masses and widths in GeV.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -29,16 +28,13 @@ from signal_models._common.pdg import particle_mass
 
 from .config import sqrt_s_from_config
 from .errors import ScanConfigError, ScanInputError
-from .grid import fit_windows, mass_grid, veto_points
+from .grid import fit_windows, mass_grid
 from .limits import relative_uncertainty, signal_scale
+from .peaks import peaks_in_windows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ScanPlan", "plan_scan", "sorted_candidates", "signal_efficiency", "veto_ranges", "DEGENERATE_SIGMA"]
-
-#: vetoes.mode "float": hypotheses closer than this (in units of sigma(m)) to a floated peak are vetoed,
-#: because their signal shape cannot be told apart from the peak template
-DEGENERATE_SIGMA = 0.5
+__all__ = ["ScanPlan", "plan_scan", "sorted_candidates", "signal_efficiency", "veto_ranges"]
 
 
 def _read_only(a: ArrayLike, dtype: Any = None) -> NDArray:
@@ -203,44 +199,6 @@ def _check_mass_range(mass: Mapping[str, Any], *, model_range: tuple[float, floa
         )
 
 
-def _floated_peaks(
-    signal_model: Any,
-    vetoes: Mapping[str, Any],
-    *,
-    masses: NDArray[np.float64],
-    sigmas: NDArray[np.float64],
-    windows: NDArray[np.float64],
-    model_range: tuple[float, float],
-) -> tuple[list[str], list[list[SignalShape]]]:
-    """vetoes.mode "float": the veto reasons (explicit ranges and unresolvable cores) and the peak templates per point.
-
-    Each listed peak inside a window becomes a fixed-shape background
-    template with a floating yield: the signal shape at the PDG mass, its
-    DSCB core only (its wrong-pair combinatorics is smooth and absorbed by
-    the polynomial).
-    """
-    veto = veto_points(masses, sigmas, particles=(), n_sigma=vetoes["n_sigma"], ranges=vetoes["ranges"])
-    extras: list[list[SignalShape]] = [[] for _ in masses]
-    model_lo, model_hi = model_range
-    for name in vetoes["particles"]:
-        mp = particle_mass(name)
-        in_window = np.flatnonzero((windows[:, 0] <= mp) & (mp <= windows[:, 1]))
-        if len(in_window) == 0:
-            continue
-        if not model_lo <= mp <= model_hi:
-            raise ScanConfigError(
-                f"vetoes.particles: {name} (m = {mp:.6g} GeV) lies outside the signal model range [{model_lo}, {model_hi}] GeV, "
-                "so its peak shape is unknown; use vetoes.mode 'veto' or drop it"
-            )
-        peak = dataclasses.replace(signal_model.shape(mp), comb_fraction=0.0)
-        for i in in_window:
-            if abs(masses[i] - mp) < DEGENERATE_SIGMA * sigmas[i]:
-                # the signal shape is (nearly) the peak shape: the two yields cannot be separated
-                veto[i] = veto[i] or f"{name} (signal indistinguishable from the floating peak)"
-            extras[i].append(peak)
-    return veto, extras
-
-
 def _point_status(
     masses: NDArray[np.float64],
     veto: Sequence[str],
@@ -311,12 +269,8 @@ def plan_scan(mgg: NDArray[np.float64], signal_model: Any, config: Mapping[str, 
         comb_domain=np.array([s.comb_domain for s in shapes_all]),
         mus=np.array([s.mu for s in shapes_all]),
     )
-    vetoes = config["vetoes"]
-    if vetoes.get("mode", "veto") == "float":
-        veto, extras = _floated_peaks(signal_model, vetoes, masses=masses, sigmas=sigmas, windows=windows, model_range=(model_lo, model_hi))
-    else:
-        veto = veto_points(masses, sigmas, particles=vetoes["particles"], n_sigma=vetoes["n_sigma"], ranges=vetoes["ranges"])
-        extras = [[] for _ in masses]
+    veto, extras, windows = peaks_in_windows(signal_model, config["vetoes"], masses=masses, sigmas=sigmas, windows=windows,
+                                             model_range=(model_lo, model_hi))
     lo_idx = np.searchsorted(mgg, windows[:, 0], side="left")
     hi_idx = np.searchsorted(mgg, windows[:, 1], side="right")
     n_events = np.where(windows[:, 1] > windows[:, 0], hi_idx - lo_idx, 0)
