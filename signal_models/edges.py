@@ -15,7 +15,7 @@ spectrum ends there, fits its end with
     (1 + b u) Phi((e - x) / w),   u = (x - c) / h on the fit range c +- h,
 
 by an unbinned (weighted) maximum likelihood with iminuit, normalised with
-the analytic integral of ``signal_models.shapes.comb_integral``. The fit
+the analytic integral of ``signal_models.combinatorial.comb_integral``. The fit
 range is local to the end (from 25 sigma below to 15 sigma above a first
 estimate), where a straight line times the step describes the spectrum.
 """
@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .shapes import comb_density, comb_integral
+from .combinatorial import comb_density, comb_integral
+from .sample_stats import weighted_quantile
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ MIN_WRONG = 200
 MIN_WIDTH = 0.1
 
 
-@dataclass
+@dataclass(frozen=True)
 class EdgeResult:
     """Edge of the wrong-pair spectrum at one mass (GeV).
 
@@ -60,12 +61,6 @@ class EdgeResult:
     width: float = math.nan
     width_err: float = math.nan
     n_fit: int = 0
-
-
-def _wquantile(x: NDArray, w: NDArray, q: float) -> float:
-    order = np.argsort(x)
-    cw = np.cumsum(w[order])
-    return float(x[order][min(np.searchsorted(cw, q * cw[-1]), x.size - 1)])
 
 
 def find_edge(x: NDArray, w: NDArray, *, mu: float, sigma: float, window: tuple[float, float]) -> EdgeResult:
@@ -85,13 +80,13 @@ def find_edge(x: NDArray, w: NDArray, *, mu: float, sigma: float, window: tuple[
     x = np.asarray(x, dtype=float)
     w = np.asarray(w, dtype=float)
     lo_s, hi_s = mu - SEARCH_BELOW * sigma, mu + SEARCH_ABOVE * sigma
-    if x.size >= 20 and _wquantile(x, w, 0.99) < window[0]:
+    if x.size >= 20 and weighted_quantile(x, w, 0.99) < window[0]:
         return EdgeResult("below")
     sel = (x >= lo_s) & (x <= hi_s)
     if sel.sum() < MIN_WRONG:
         return EdgeResult("none")
     xs, ws = x[sel], w[sel]
-    top = _wquantile(xs, ws, 0.995)
+    top = weighted_quantile(xs, ws, 0.995)
     if top > hi_s - 10.0 * sigma:
         return EdgeResult("above")
     f_lo, f_hi = max(top - 25.0 * sigma, lo_s), min(top + 15.0 * sigma, hi_s)

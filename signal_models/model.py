@@ -44,7 +44,9 @@ Without any measured edge (no edge near any window) ``g = 1`` and
 window, the edge curves only masses where the edge was measured; outside the
 masses a curve is built from it is held constant.
 
-The file format is documented in ``docs/reference/signal_model_format.md``.
+The file format (``signal_models.model_file``) is documented in
+``docs/reference/signal_model_format.md``; ``signal_models.build_model``
+builds a model from signal MC.
 """
 
 from __future__ import annotations
@@ -52,7 +54,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -61,94 +62,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._common.defaults import DEFAULT_HALF_WIDTH
 from ._common.version import __version__
-from .calibration import FIT_PARAMS, MassFit
+from .combinatorial import EDGE_FLAT_Z, comb_integral
+from .errors import ShapeError, SignalModelFormatError
 from .interpolation import ParameterCurve, fit_curve
-from .shapes import _EDGE_FLAT_Z, ShapeError, SignalShape, comb_integral
+from .mass_fit import MassFit, same_mass
+from .model_file import FORMAT_NAME, SCHEMA_VERSION, fit_dict_from_json, json_safe, validate_model_dict
+from .model_quantities import CURVES, DERIVED, PARTIAL_CURVES, curve_data
+from .shapes import SignalShape
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SignalModel", "SignalModelFormatError", "FORMAT_NAME", "SCHEMA_VERSION", "CURVES"]
-
-FORMAT_NAME = "bumphunt-signal-model"
-SCHEMA_VERSION = 2
-
-#: interpolated quantities: name -> (transform, clip)
-CURVES: dict[str, tuple[str, tuple[float, float] | None]] = {
-    "mu_shift": ("identity", None),
-    "sigma": ("log", None),
-    "alpha_l": ("log", None),
-    "n_l": ("log", None),
-    "alpha_r": ("log", None),
-    "n_r": ("log", None),
-    "comb_edge_q": ("identity", (0.0, np.inf)),
-    "comb_edge_width": ("log", None),
-    "comb_slope": ("identity", (-1.0, 1.0)),
-    "comb_level": ("identity", (0.0, np.inf)),
-    "eff_tm": ("identity", (0.0, 1.0)),
-}
-#: curves built only from the masses where the quantity is measured (constant beyond them)
-PARTIAL_CURVES = ("comb_slope", "comb_level", "comb_edge_q", "comb_edge_width")
-#: quantities computed from the curves (see the module docstring)
-DERIVED = ("comb_fraction", "comb_edge", "eff_total")
-#: a comb_kept below this makes the edge-free level too uncertain to enter its curve
-_MIN_KEPT = 0.05
-
-
-class SignalModelFormatError(ShapeError):
-    """A signal-model file or dictionary is invalid (the message names the key)."""
-
-
-def _package_version() -> str:
-    return __version__
-
-
-def _uses(f: MassFit, name: str) -> bool:
-    """Whether the fit at one mass measures quantity ``name``."""
-    if name in ("comb_slope",):
-        return f.n_comb > 0 and f.errors.get("comb_slope", 0.0) > 0
-    if name == "comb_level":
-        # no wrong pairs in the window and no edge seen: nothing to learn about the level
-        informative = f.n_comb > 0 or f.edge_status in ("above", "measured")
-        return informative and f.edge_status != "below" and f.comb_kept > _MIN_KEPT
-    if name in ("comb_edge_q", "comb_edge_width", "comb_edge"):
-        return f.edge_status == "measured" and "comb_edge" in f.params
-    return True
-
-
-def _curve_data(fits: Sequence[MassFit], name: str, *, phase_space: Any = None) -> tuple[NDArray, NDArray, NDArray]:
-    """Per-mass values and errors of quantity ``name`` at the masses that measure it.
-
-    ``phase_space(m, mu, sigma)``: the phase-space expectation of the wrong
-    pairs per truth-matched pair in the window (``comb_level`` is relative to it).
-    """
-    fits = [f for f in fits if _uses(f, name)]
-    m = np.array([f.mass for f in fits])
-    if name == "comb_level":
-        f_c = np.array([f.params["comb_fraction"] for f in fits])
-        e_c = np.array([f.errors["comb_fraction"] for f in fits])
-        kept = np.array([f.comb_kept for f in fits])
-        g = np.ones(m.shape)
-        if phase_space is not None and m.size:
-            g = phase_space(m, np.array([f.params["mu"] for f in fits]), np.array([f.params["sigma"] for f in fits]))
-        return m, f_c / (1.0 - f_c) / kept / g, e_c / (1.0 - f_c) ** 2 / kept / g
-    if name == "comb_edge_q":
-        e = np.array([f.params["comb_edge"] for f in fits])
-        mu = np.array([f.params["mu"] for f in fits])
-        return m, e * e + mu * mu, 2.0 * e * np.array([f.errors["comb_edge"] for f in fits])
-    if name == "mu_shift":
-        v = np.array([f.params["mu"] - f.mass for f in fits])
-        e = np.array([f.errors["mu"] for f in fits])
-    elif name == "eff_tm":
-        v = np.array([f.eff_tm for f in fits])
-        e = np.array([f.eff_tm_err for f in fits])
-    elif name == "eff_total":
-        v = np.array([f.eff_total for f in fits])
-        e = np.array([f.eff_total_err for f in fits])
-    else:
-        v = np.array([f.params[name] for f in fits])
-        e = np.array([f.errors[name] for f in fits])
-    return m, v, e
+__all__ = ["SignalModel", "SignalModelFormatError", "FORMAT_NAME", "SCHEMA_VERSION", "CURVES", "DERIVED", "PARTIAL_CURVES"]
 
 
 class SignalModel:
@@ -182,7 +108,7 @@ class SignalModel:
         interpolation: Mapping[str, Mapping[str, Any]] | None = None,
         selection: Mapping[str, Any] | None = None,
         settings: Mapping[str, Any] | None = None,
-        comb_domain: float = 20.0,
+        comb_domain: float = DEFAULT_HALF_WIDTH,
         version: str | None = None,
         created: str | None = None,
     ) -> None:
@@ -194,9 +120,9 @@ class SignalModel:
         self.selection = dict(selection or {})
         self.settings = dict(settings or {})
         self.comb_domain = float(comb_domain)
-        self.version = version or _package_version()
+        self.version = version or __version__
         self.created = created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        self.used = [f for f in self.fits if f.ok and not _in(f.mass, self.holdout)]
+        self.used = [f for f in self.fits if f.ok and not any(same_mass(f.mass, h) for h in self.holdout)]
         if len(self.used) < 2:
             raise ShapeError(
                 f"SignalModel needs at least two successfully fitted masses outside the hold-out set, got {len(self.used)} "
@@ -269,7 +195,7 @@ class SignalModel:
 
     def curve_points(self, name: str, fits: Sequence[MassFit] | None = None) -> tuple[NDArray, NDArray, NDArray]:
         """Per-mass (mass, value, error) of curve quantity ``name`` from ``fits`` (default: the used ones)."""
-        return _curve_data(self.used if fits is None else fits, name, phase_space=self._phase_space if "comb_edge_q" in self.curves else None)
+        return curve_data(self.used if fits is None else fits, name, phase_space=self._phase_space if "comb_edge_q" in self.curves else None)
 
     def _phase_space(self, m: NDArray, mu: NDArray, sigma: NDArray) -> NDArray:
         """Wrong pairs per truth-matched pair in the window ``mu +- D sigma`` from phase space alone.
@@ -313,7 +239,7 @@ class SignalModel:
         frac = r / (1.0 + r)
         frac_err = kept * level_err / (1.0 + r) ** 2
         # the edge only where it shapes the combinatorics on the domain (else exactly the plain line)
-        far = (edge - (mu + half) >= _EDGE_FLAT_Z * width) | (frac == 0.0)
+        far = (edge - (mu + half) >= EDGE_FLAT_Z * width) | (frac == 0.0)
         return {
             "comb_fraction": frac,
             "comb_fraction_err": frac_err,
@@ -398,7 +324,7 @@ class SignalModel:
     def fit_at(self, mass: float) -> MassFit:
         """The per-mass calibration fit at a generated mass."""
         for f in self.fits:
-            if abs(f.mass - mass) <= 1e-9 * max(1.0, abs(mass)):
+            if same_mass(mass, f.mass):
                 return f
         raise KeyError(f"no calibration fit at {mass} GeV; generated masses: {[f.mass for f in self.fits]}")
 
@@ -408,6 +334,7 @@ class SignalModel:
 
     # -- file format --------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The model as the JSON-safe dictionary of the file format (``signal_models.model_file``)."""
         return {
             "format": FORMAT_NAME,
             "schema_version": SCHEMA_VERSION,
@@ -418,8 +345,8 @@ class SignalModel:
             "comb_domain": self.comb_domain,
             "mass_range": list(self._range),
             "holdout": self.holdout,
-            "interpolation": {k: _clean(c.settings()) for k, c in self.curves.items()},
-            "fits": [_clean(f.to_dict()) for f in self.fits],
+            "interpolation": {k: json_safe(c.settings()) for k, c in self.curves.items()},
+            "fits": [json_safe(f.to_dict()) for f in self.fits],
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -436,7 +363,7 @@ class SignalModel:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "SignalModel":
+    def load(cls, path: str | os.PathLike[str]) -> SignalModel:
         """Read and validate a model file; ``SignalModelFormatError`` names the bad key."""
         path = Path(path)
         try:
@@ -450,9 +377,10 @@ class SignalModel:
         return cls.from_dict(data, source=str(path))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> "SignalModel":
-        _validate(data, source)
-        fits = [MassFit.from_dict(_unclean(f)) for f in data["fits"]]
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> SignalModel:
+        """Validate a file-format dictionary and rebuild the model (``source`` names it in error messages)."""
+        validate_model_dict(data, source)
+        fits = [MassFit.from_dict(fit_dict_from_json(f)) for f in data["fits"]]
         interp = {k: {"method": v["method"], "lam": v.get("lam")} for k, v in data["interpolation"].items()}
         try:
             return cls(
@@ -471,215 +399,3 @@ class SignalModel:
 
 def _scalar(a: NDArray) -> Any:
     return float(a) if np.ndim(a) == 0 else a
-
-
-def _in(m: float, masses: Sequence[float]) -> bool:
-    return any(abs(m - h) <= 1e-9 * max(1.0, abs(m)) for h in masses)
-
-
-def _clean(obj: Any) -> Any:
-    """NaN -> None for JSON (only allowed in entries of masses that were not fitted)."""
-    if isinstance(obj, float):
-        return None if not math.isfinite(obj) else obj
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-_FIT_NUMBERS = ("chi2", "pvalue", "edm")
-
-
-def _unclean(d: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(d)
-    for k in _FIT_NUMBERS:
-        if out.get(k) is None:
-            out[k] = math.nan
-    out["window"] = [math.nan if v is None else v for v in out.get("window", [None, None])]
-    return out
-
-
-_TOP_KEYS = {
-    "format": str,
-    "schema_version": int,
-    "bumphunt_version": str,
-    "created": str,
-    "selection": dict,
-    "settings": dict,
-    "comb_domain": (int, float),
-    "mass_range": list,
-    "holdout": list,
-    "interpolation": dict,
-    "fits": list,
-}
-_FIT_KEYS = ("mass", "n_generated", "status", "params", "errors", "fixed", "window", "eff_tm", "eff_tm_err", "eff_total", "eff_total_err")
-_PARAM_KEYS = ("mu", "sigma", "alpha_l", "n_l", "alpha_r", "n_r", "comb_fraction", "comb_slope")
-_EDGE_KEYS = ("comb_edge", "comb_edge_width")
-
-
-def _validate(data: Mapping[str, Any], source: str) -> None:
-    def fail(msg: str) -> None:
-        raise SignalModelFormatError(f"{source}: {msg}")
-
-    if not isinstance(data, Mapping):
-        fail(f"top level must be a JSON object, got {type(data).__name__}")
-    for key, typ in _TOP_KEYS.items():
-        if key not in data:
-            fail(f"missing key {key!r}")
-        if not isinstance(data[key], typ) or isinstance(data[key], bool):
-            fail(f"key {key!r} has type {type(data[key]).__name__}, expected {typ}")
-    if data["format"] != FORMAT_NAME:
-        fail(f"key 'format' is {data['format']!r}, expected {FORMAT_NAME!r}")
-    if data["schema_version"] > SCHEMA_VERSION or data["schema_version"] < 1:
-        fail(f"key 'schema_version' is {data['schema_version']}, this version reads 1..{SCHEMA_VERSION}")
-    if not (isinstance(data["comb_domain"], (int, float)) and math.isfinite(data["comb_domain"]) and data["comb_domain"] > 0):
-        fail(f"key 'comb_domain' must be a positive number, got {data['comb_domain']!r}")
-    for name in CURVES:
-        spec = data["interpolation"].get(name)
-        if spec is None:
-            if name in PARTIAL_CURVES:
-                continue  # absent when no mass measures it (and in files of schema version 1)
-            fail(f"missing key 'interpolation.{name}'")
-        if not isinstance(spec, Mapping):
-            fail(f"key 'interpolation.{name}' must be an object")
-        if spec.get("method") not in ("pchip", "smoothing", "linear", "constant"):
-            fail(f"key 'interpolation.{name}.method' is {spec.get('method')!r}")
-        if spec.get("method") == "smoothing" and not (isinstance(spec.get("lam"), (int, float)) and math.isfinite(spec["lam"]) and spec["lam"] > 0):
-            fail(f"key 'interpolation.{name}.lam' must be a positive number for a smoothing spline, got {spec.get('lam')!r}")
-    masses = []
-    for i, f in enumerate(data["fits"]):
-        where = f"fits[{i}]"
-        if not isinstance(f, Mapping):
-            fail(f"{where} must be an object")
-        for key in _FIT_KEYS:
-            if key not in f:
-                fail(f"missing key '{where}.{key}'")
-        if not isinstance(f["mass"], (int, float)) or not math.isfinite(f["mass"]):
-            fail(f"key '{where}.mass' must be a finite number, got {f['mass']!r}")
-        masses.append(float(f["mass"]))
-        if f["status"] not in ("ok", "failed", "skipped"):
-            fail(f"key '{where}.status' is {f['status']!r}, expected 'ok', 'failed' or 'skipped'")
-        if f["status"] != "ok":
-            continue
-        for group in ("params", "errors"):
-            for p in _PARAM_KEYS:
-                v = f[group].get(p)
-                if v is None:
-                    fail(f"missing or null key '{where}.{group}.{p}' (mass {f['mass']} GeV)")
-                if not isinstance(v, (int, float)) or not math.isfinite(v):
-                    fail(f"key '{where}.{group}.{p}' must be a finite number, got {v!r} (mass {f['mass']} GeV)")
-        for key in ("eff_tm", "eff_tm_err", "eff_total", "eff_total_err", "n_generated"):
-            v = f[key]
-            if v is None or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                fail(f"key '{where}.{key}' must be a finite non-negative number, got {v!r} (mass {f['mass']} GeV)")
-        if f.get("edge_status", "none") not in ("measured", "above", "below", "none"):
-            fail(f"key '{where}.edge_status' is {f.get('edge_status')!r}, expected 'measured', 'above', 'below' or 'none'")
-        edge_keys = [p for p in _EDGE_KEYS if p in f["params"]]
-        if f.get("edge_status") == "measured" and len(edge_keys) != len(_EDGE_KEYS):
-            fail(f"'{where}.params' must hold {list(_EDGE_KEYS)} when edge_status is 'measured' (mass {f['mass']} GeV)")
-        for group in ("params", "errors"):
-            for p in edge_keys:
-                v = f[group].get(p)
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-                    fail(f"key '{where}.{group}.{p}' must be a finite number, got {v!r} (mass {f['mass']} GeV)")
-        try:
-            SignalShape(comb_domain=float(data["comb_domain"]), **{p: float(f["params"][p]) for p in (*_PARAM_KEYS, *edge_keys)})
-        except ShapeError as exc:
-            fail(f"'{where}.params' is not a valid shape: {exc}")
-    if np.any(np.diff(masses) <= 0):
-        fail(f"key 'fits' must be sorted by strictly increasing mass, got masses {masses}")
-    for h in data["holdout"]:
-        if not isinstance(h, (int, float)) or not math.isfinite(h):
-            fail(f"key 'holdout' must hold finite masses, got {h!r}")
-
-
-def build_signal_model(
-    mgg: ArrayLike,
-    truth_match: ArrayLike,
-    mc_ma: ArrayLike,
-    *,
-    n_generated: Mapping[float, int],
-    weights: ArrayLike | None = None,
-    holdout: Sequence[float] = (),
-    n_fixed: Sequence[str] = ("n_l", "n_r"),
-    fixed_values: Mapping[str, float] | None = None,
-    half_width: float = 20.0,
-    min_events: int = 100,
-    n_prepass: int = 8,
-    interpolation: Mapping[str, Mapping[str, Any]] | None = None,
-    selection: Mapping[str, Any] | None = None,
-    fitter: Any = None,
-    progress: Any = None,
-) -> SignalModel:
-    """Calibrate every generated mass with zfit and interpolate in mass.
-
-    Parameters
-    ----------
-    mgg, truth_match, mc_ma : array-like (n,)
-        Selected signal-MC candidates: diphoton mass (GeV), truth-match flag,
-        generated ALP mass of the event (GeV).
-    n_generated : mapping float -> int
-        Generated events per mass (efficiency denominator).
-    weights : array-like (n,), optional
-        Candidate weights.
-    holdout : sequence of float
-        Generated masses fitted but not used in the interpolation (closure tests).
-    n_fixed : sequence of str
-        Shape parameters fixed in the per-mass fits (default the tail
-        exponents ``n_l``, ``n_r``); their values come from ``fixed_values`` or
-        a pre-pass fit at a few masses with them floating.
-    half_width : float
-        Fit range and Chebyshev domain, in units of sigma.
-    min_events : int
-        Masses with fewer truth-matched candidates are skipped with a warning.
-    n_prepass : int
-        Masses used by the pre-pass that determines fixed values not given in ``fixed_values``.
-    interpolation : mapping, optional
-        Per-quantity ``{"method": "pchip"|"smoothing"|"linear"|"constant", "lam": ...}``;
-        default chooses by cross-validation.
-    selection : mapping, optional
-        Free-form description of the selection / working point.
-    fitter : CalibrationFitter, optional
-        Reuse a compiled zfit fitter.
-    progress : callable, optional
-        Wraps the iterable over masses (progress bar).
-    """
-    from .calibration import calibrate
-
-    holdout = [float(h) for h in holdout]
-    generated = np.unique(np.asarray(mc_ma, dtype=float))
-    missing = [h for h in holdout if not _in(h, list(generated))]
-    if missing:
-        raise ShapeError(f"holdout mass(es) {missing} GeV are not among the generated masses {generated[:10].tolist()}...")
-    fits = calibrate(
-        mgg,
-        truth_match,
-        mc_ma,
-        n_generated=n_generated,
-        weights=weights,
-        fixed=tuple(n_fixed),
-        fixed_values=fixed_values,
-        half_width=half_width,
-        min_events=min_events,
-        n_prepass=n_prepass,
-        fitter=fitter,
-        progress=progress,
-    )
-    fixed_used = {k: fits_value(fits, k) for k in n_fixed}
-    settings = {
-        "half_width": half_width,
-        "fixed": list(n_fixed),
-        "fixed_values": fixed_used,
-        "min_events": min_events,
-        "fit_params": list(FIT_PARAMS),
-        "minimiser": "zfit.minimize.Minuit",
-    }
-    return SignalModel(fits, holdout=holdout, interpolation=interpolation, selection=selection, settings=settings, comb_domain=half_width)
-
-
-def fits_value(fits: Sequence[MassFit], key: str) -> float | None:
-    for f in fits:
-        if f.ok:
-            return float(f.params[key])
-    return None

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from ._common.plotstyle import style
-from .model import DERIVED, SignalModel, _curve_data
+from .model import SignalModel
+from .model_quantities import DERIVED, curve_data
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,11 @@ def _curve_axes(ax: Any, model: SignalModel, name: str, n_points: int = 400) -> 
     y, band = model.parameter(name, m), model.parameter_uncertainty(name, m)
     ax.fill_between(m, y - band, y + band, color="C0", alpha=0.3, label=r"interpolation $\pm 1\sigma$")
     ax.plot(m, y, color="C0", lw=1.5, label="derived" if name in DERIVED else f"{model.curves[name].method}")
-    mu, v, e = model.curve_points(name) if name in model.curves else _curve_data(model.used, name)
+    mu, v, e = model.curve_points(name) if name in model.curves else curve_data(model.used, name)
     ax.errorbar(mu, v, yerr=e, fmt="o", color="k", ms=4, label="per-mass fits")
     held = [f for f in model.fits if f.ok and any(abs(f.mass - h) < 1e-9 for h in model.holdout)]
     if held:
-        mh, vh, eh = model.curve_points(name, held) if name in model.curves else _curve_data(held, name)
+        mh, vh, eh = model.curve_points(name, held) if name in model.curves else curve_data(held, name)
         ax.errorbar(mh, vh, yerr=eh, fmt="s", color="C3", ms=5, mfc="none", label="held out")
     ax.set_ylabel(_LABELS.get(name, name), fontsize="small")
 
@@ -84,7 +85,7 @@ def plot_efficiency(model: SignalModel) -> Any:
             y, band = model.parameter(name, m), model.parameter_uncertainty(name, m)
             ax.fill_between(m, y - band, y + band, color=color, alpha=0.3)
             ax.plot(m, y, color=color, label=text)
-            mu, v, e = _curve_data(model.used, name)
+            mu, v, e = curve_data(model.used, name)
             ax.errorbar(mu, v, yerr=e, fmt="o", color=color, ms=4)
         ax.set_xlabel(r"$m_a$ [GeV]")
         ax.set_ylabel("signal efficiency")

@@ -1,50 +1,41 @@
-"""Signal shape: double-sided Crystal Ball (truth-matched) plus linear Chebyshev (combinatorics).
+"""``SignalShape``: the signal shape of one mass hypothesis, truth-matched DSCB plus combinatorial line.
 
-The density functions here broadcast over events *and* over shape parameters,
-so the vectorised fit engine evaluates many hypotheses in one call. Integrals
-are analytic (no numerical quadrature): Gaussian core via ``erf``, power-law
-tails in closed form. They are written by hand because they must run on
-arrays of hypotheses at numpy speed; ``SignalShape.to_zfit`` builds the
-identical model from zfit's own PDFs for the reference engine.
-
-Parametrisation (t = (x - mu) / sigma, alphas positive)::
-
-    DSCB(t) = exp(-t^2/2)                                   -alpha_l <= t <= alpha_r
-            = exp(-alpha_l^2/2) (1 - alpha_l (alpha_l + t) / n_l)^(-n_l)   t < -alpha_l
-            = exp(-alpha_r^2/2) (1 - alpha_r (alpha_r - t) / n_r)^(-n_r)   t > alpha_r
-
-which equals the usual A (B - t)^(-n) form with A = (n/alpha)^n exp(-alpha^2/2),
-B = n/alpha - alpha, but cannot overflow for large n.
-
-The combinatorial part is a first-order Chebyshev polynomial
+``(1 - comb_fraction) * DSCB + comb_fraction * Comb``, each part normalised
+on the fit window: the DSCB (``signal_models.dscb``) describes the
+truth-matched photon pairs, the combinatorial part
+(``signal_models.combinatorial``) the wrong pairs, a first-order Chebyshev
 ``1 + comb_slope * T1(u)`` with ``u = (x - mu) / (comb_domain * sigma)``: its
 domain is ``mu +- comb_domain * sigma`` (20 sigma by default, the nominal fit
 window) whatever window it is normalised on, so a shape means the same thing
-in a window clipped at the edge of the data. It is cut off at the upper
-kinematic edge of the wrong-pair spectrum by a smooth step::
+in a window clipped at the edge of the data. Above m_a ~ 7 GeV the upper
+kinematic edge of the wrong-pair spectrum (``comb_edge``) crosses the window
+and cuts the line off with a smooth step; the default ``comb_edge = inf`` is
+the plain line.
 
-    Comb(x) = (1 + comb_slope * u) * Phi((comb_edge - x) / comb_edge_width)
-
-(Phi the standard normal CDF). The wrong pair (recoil photon + one ALP
-photon) obeys m_12^2 + m_13^2 + m_23^2 = s, so its mass ends at
-sqrt(s - m_a^2), smeared by the resolution and softened by the photon
-separation; above m_a ~ 7 GeV this edge crosses the window. The default
-``comb_edge = inf`` is the plain linear Chebyshev (no edge). Integrals of the
-edged line are analytic (Gaussian integrals of z Phi(z)).
+Everything here is numpy with analytic integrals; ``SignalShape.to_zfit``
+builds the identical model from zfit's own PDFs (``signal_models.zfit_shapes``,
+imported only then) for the reference fit engine. The density functions are
+re-exported here, where the other packages import them from.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import erf, ndtr, ndtri
 
-from ._common.errors import BumphuntError
+from ._common.defaults import DEFAULT_HALF_WIDTH
+from .combinatorial import EDGE_FLAT_Z, comb_density, comb_integral, comb_quantile, edge_factor
+from .dscb import dscb_density, dscb_integral, dscb_quantile
+from .errors import ShapeError
+
+if TYPE_CHECKING:
+    from .zfit_shapes import ZfitSignal
 
 logger = logging.getLogger(__name__)
 
@@ -59,231 +50,6 @@ __all__ = [
     "edge_factor",
     "ShapeError",
 ]
-
-_SQRT_HALF_PI = np.sqrt(np.pi / 2.0)
-_SQRT2 = np.sqrt(2.0)
-
-
-class ShapeError(BumphuntError, ValueError):
-    """Invalid signal-shape parameters or window."""
-
-
-def dscb_density(t: ArrayLike, alpha_l: ArrayLike, n_l: ArrayLike, alpha_r: ArrayLike, n_r: ArrayLike) -> NDArray:
-    """Unnormalised double-sided Crystal Ball in standardised units ``t``.
-
-    All arguments broadcast. The core has height 1 at ``t = 0``.
-    """
-    t = np.asarray(t, dtype=float)
-    alpha_l = np.asarray(alpha_l, dtype=float)
-    alpha_r = np.asarray(alpha_r, dtype=float)
-    n_l = np.asarray(n_l, dtype=float)
-    n_r = np.asarray(n_r, dtype=float)
-    core = np.exp(-0.5 * t * t)
-    # the tail bases are >= 1 only inside their own region; clip elsewhere so
-    # that the unused branch of np.where stays finite
-    base_l = np.maximum(1.0 - alpha_l * (alpha_l + t) / n_l, 1.0)
-    base_r = np.maximum(1.0 - alpha_r * (alpha_r - t) / n_r, 1.0)
-    left = np.exp(-0.5 * alpha_l * alpha_l - n_l * np.log(base_l))
-    right = np.exp(-0.5 * alpha_r * alpha_r - n_r * np.log(base_r))
-    return np.where(t < -alpha_l, left, np.where(t > alpha_r, right, core))
-
-
-def _tail_primitive(u: NDArray, alpha: NDArray, n: NDArray) -> NDArray:
-    """Integral over t of the tail from its start (t = -alpha) outward to ``u`` >= alpha.
-
-    Written for the left tail with ``u = -t`` (distance outward); the right
-    tail uses the same function with ``u = t``. Returns int_{alpha}^{u} of the
-    tail density, which is finite as u -> inf only for n > 1.
-    """
-    k = alpha / n
-    base = 1.0 + k * (u - alpha)  # >= 1
-    pref = np.exp(-0.5 * alpha * alpha)
-    n_is_one = np.abs(n - 1.0) < 1e-12
-    safe_nm1 = np.where(n_is_one, 1.0, n - 1.0)
-    general = pref / (k * safe_nm1) * (1.0 - np.exp(-(n - 1.0) * np.log(base)))
-    log_case = pref / k * np.log(base)
-    return np.where(n_is_one, log_case, general)
-
-
-def dscb_integral(t1: ArrayLike, t2: ArrayLike, alpha_l: ArrayLike, n_l: ArrayLike, alpha_r: ArrayLike, n_r: ArrayLike) -> NDArray:
-    """Integral of ``dscb_density`` over ``[t1, t2]`` in standardised units (t1 <= t2).
-
-    Multiply by sigma to get the integral over x.
-    """
-    t1 = np.asarray(t1, dtype=float)
-    t2 = np.asarray(t2, dtype=float)
-    alpha_l = np.asarray(alpha_l, dtype=float)
-    alpha_r = np.asarray(alpha_r, dtype=float)
-    n_l = np.asarray(n_l, dtype=float)
-    n_r = np.asarray(n_r, dtype=float)
-    # core [-alpha_l, alpha_r]
-    c1 = np.clip(t1, -alpha_l, alpha_r)
-    c2 = np.clip(t2, -alpha_l, alpha_r)
-    core = _SQRT_HALF_PI * (erf(c2 / _SQRT2) - erf(c1 / _SQRT2))
-    # left tail (-inf, -alpha_l]: outward distance u = -t
-    l1 = np.maximum(-t1, alpha_l)
-    l2 = np.maximum(-t2, alpha_l)
-    left = _tail_primitive(l1, alpha_l, n_l) - _tail_primitive(l2, alpha_l, n_l)
-    # right tail [alpha_r, inf)
-    r1 = np.maximum(t1, alpha_r)
-    r2 = np.maximum(t2, alpha_r)
-    right = _tail_primitive(r2, alpha_r, n_r) - _tail_primitive(r1, alpha_r, n_r)
-    return core + left + right
-
-
-def _tail_inverse(v: NDArray, alpha: NDArray, n: NDArray) -> NDArray:
-    """Inverse of ``_tail_primitive`` in its first argument: the outward distance u with P(u) = v."""
-    k = alpha / n
-    pref = np.exp(-0.5 * alpha * alpha)
-    n_is_one = np.abs(n - 1.0) < 1e-12
-    safe_nm1 = np.where(n_is_one, 1.0, n - 1.0)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        # 1 - base^-(n-1) = v k (n-1) / pref
-        frac = np.clip(v * k * safe_nm1 / pref, 0.0, 1.0)
-        general = np.exp(-np.log1p(-frac) / safe_nm1)
-        log_case = np.exp(v * k / pref)
-        base = np.where(n_is_one, log_case, general)
-    return alpha + (base - 1.0) / k
-
-
-def dscb_quantile(q: ArrayLike, t1: ArrayLike, t2: ArrayLike, alpha_l: ArrayLike, n_l: ArrayLike, alpha_r: ArrayLike, n_r: ArrayLike) -> NDArray:
-    """Quantile function (inverse CDF) of the DSCB truncated to [t1, t2] (standardised units).
-
-    ``q`` in [0, 1]; all arguments broadcast. Analytic in each region (power
-    law tails in closed form, Gaussian core via ``ndtri`` on the side of the
-    core where it keeps full precision); used to sample the shape exactly.
-    """
-    q = np.asarray(q, dtype=float)
-    t1 = np.asarray(t1, dtype=float)
-    t2 = np.asarray(t2, dtype=float)
-    alpha_l = np.asarray(alpha_l, dtype=float)
-    alpha_r = np.asarray(alpha_r, dtype=float)
-    n_l = np.asarray(n_l, dtype=float)
-    n_r = np.asarray(n_r, dtype=float)
-    c1 = np.clip(t1, -alpha_l, alpha_r)
-    c2 = np.clip(t2, -alpha_l, alpha_r)
-    l1, l2 = np.maximum(-t1, alpha_l), np.maximum(-t2, alpha_l)
-    r1, r2 = np.maximum(t1, alpha_r), np.maximum(t2, alpha_r)
-    p_l1 = _tail_primitive(l1, alpha_l, n_l)
-    left = p_l1 - _tail_primitive(l2, alpha_l, n_l)
-    core = _SQRT_HALF_PI * (erf(c2 / _SQRT2) - erf(c1 / _SQRT2))
-    p_r1 = _tail_primitive(r1, alpha_r, n_r)
-    right = _tail_primitive(r2, alpha_r, n_r) - p_r1
-    target = q * (left + core + right)
-    sqrt2pi = 2.0 * _SQRT_HALF_PI
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        t_left = -_tail_inverse(p_l1 - target, alpha_l, n_l)
-        qc = np.clip(target - left, 0.0, core)
-        # lower half of the core: Phi(t) = Phi(c1) + qc / sqrt(2 pi); upper half through the survival function
-        t_core_lo = ndtri(np.clip(ndtr(c1) + qc / sqrt2pi, 0.0, 1.0))
-        t_core_hi = -ndtri(np.clip(ndtr(-c2) + (core - qc) / sqrt2pi, 0.0, 1.0))
-        t_core = np.where(t_core_lo <= 0.0, t_core_lo, t_core_hi)
-        t_right = _tail_inverse(p_r1 + (target - left - core), alpha_r, n_r)
-    out = np.where(target < left, t_left, np.where(target <= left + core, t_core, t_right))
-    return np.clip(out, t1, t2)
-
-
-def edge_factor(x: ArrayLike, edge: ArrayLike, width: ArrayLike) -> NDArray:
-    """Smooth upper cut-off ``Phi((edge - x) / width)`` of the combinatorial density (any units).
-
-    ``edge = +inf`` gives exactly 1 (no edge); all arguments broadcast.
-    """
-    x = np.asarray(x, dtype=float)
-    edge = np.asarray(edge, dtype=float)
-    width = np.asarray(width, dtype=float)
-    finite = np.isfinite(edge)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(finite, (edge - x) / np.where(finite, width, 1.0), np.inf)
-    return ndtr(z)
-
-
-def comb_density(u: ArrayLike, slope: ArrayLike, edge: ArrayLike = np.inf, width: ArrayLike = 1.0) -> NDArray:
-    """Unnormalised combinatorial density ``(1 + slope * u) * Phi((edge - u) / width)``.
-
-    Chebyshev T0 + slope T1 in domain units ``u``; ``edge`` and ``width`` in
-    the same units (default: no edge, the plain line).
-    """
-    line = 1.0 + np.asarray(slope, dtype=float) * np.asarray(u, dtype=float)
-    if np.all(np.isinf(np.asarray(edge, dtype=float))):
-        return line
-    return line * edge_factor(u, edge, width)
-
-
-#: beyond this many widths below the edge Phi(z) is 1 to double precision
-_EDGE_FLAT_Z = 9.0
-
-
-def _line_integral(u1: NDArray, u2: NDArray, slope: NDArray) -> NDArray:
-    return (u2 - u1) + 0.5 * slope * (u2 * u2 - u1 * u1)
-
-
-def _edge_primitive(z: NDArray, a: NDArray, b: NDArray) -> NDArray:
-    """Primitive in z of ``(a - b z) Phi(z)``: a (z Phi + phi) - b ((z^2 - 1) Phi + z phi) / 2."""
-    cdf = ndtr(z)
-    with np.errstate(under="ignore"):
-        pdf = np.exp(-0.5 * z * z) / (2.0 * _SQRT_HALF_PI)
-    zc = np.where(np.isfinite(z), z, 0.0)
-    return a * (zc * cdf + pdf) - 0.5 * b * ((zc * zc - 1.0) * cdf + zc * pdf)
-
-
-def comb_integral(u1: ArrayLike, u2: ArrayLike, slope: ArrayLike, edge: ArrayLike = np.inf, width: ArrayLike = 1.0) -> NDArray:
-    """Integral of ``comb_density`` over ``[u1, u2]`` in domain units (u1 <= u2), analytic.
-
-    Below ``edge - 9 width`` the step is 1 to double precision and the plain
-    line is integrated; the rest uses the closed form of
-    ``int (A - B z) Phi(z) dz`` with ``z = (edge - u) / width``.
-    """
-    u1 = np.asarray(u1, dtype=float)
-    u2 = np.asarray(u2, dtype=float)
-    slope = np.asarray(slope, dtype=float)
-    edge = np.asarray(edge, dtype=float)
-    if np.all(np.isinf(edge)):
-        return _line_integral(u1, u2, slope)
-    width = np.asarray(width, dtype=float)
-    finite = np.isfinite(edge)
-    w = np.where(finite, width, 1.0)
-    e = np.where(finite, edge, 0.0)
-    split = np.where(finite, e - _EDGE_FLAT_Z * w, np.inf)
-    # flat part [u1, min(u2, split)]
-    a_hi = np.maximum(np.minimum(u2, split), u1)
-    flat = _line_integral(u1, np.where(np.isfinite(a_hi), a_hi, u1), slope)
-    flat = np.where(finite, flat, _line_integral(u1, u2, slope))
-    # edge part [max(u1, split), u2] in z = (e - u) / w: z from min(z1, 9) down to z2
-    b_lo = np.minimum(np.maximum(u1, split), u2)
-    z_top = np.where(finite, (e - b_lo) / w, 0.0)
-    z_bot = np.where(finite, (e - u2) / w, 0.0)
-    a_coef = 1.0 + slope * e
-    b_coef = slope * w
-    step = w * (_edge_primitive(z_top, a_coef, b_coef) - _edge_primitive(z_bot, a_coef, b_coef))
-    return flat + np.where(finite, step, 0.0)
-
-
-def comb_quantile(q: ArrayLike, u1: ArrayLike, u2: ArrayLike, slope: ArrayLike, edge: ArrayLike = np.inf, width: ArrayLike = 1.0) -> NDArray:
-    """Quantile function of ``comb_density`` on [u1, u2] (domain units).
-
-    Closed form for the plain line; with an edge, the analytic CDF is inverted
-    by vectorised bisection (to 2^-60 of the range).
-    """
-    q = np.asarray(q, dtype=float)
-    u1 = np.asarray(u1, dtype=float)
-    u2 = np.asarray(u2, dtype=float)
-    slope = np.asarray(slope, dtype=float)
-    if np.all(np.isinf(np.asarray(edge, dtype=float))):
-        # cumulative (u - u1) + slope/2 (u^2 - u1^2) = q I  ->  slope/2 u^2 + u - K = 0
-        k = q * comb_integral(u1, u2, slope) + u1 + 0.5 * slope * u1 * u1
-        disc = np.maximum(1.0 + 2.0 * slope * k, 0.0)
-        # root written without cancellation for small slopes
-        u = 2.0 * k / (1.0 + np.sqrt(disc))
-        return np.clip(u, u1, u2)
-    target = q * comb_integral(u1, u2, slope, edge, width)
-    a, b = np.broadcast_arrays(u1 + 0.0 * q, u2 + 0.0 * q)
-    a, b = a.copy(), b.copy()
-    for _ in range(60):
-        mid = 0.5 * (a + b)
-        below = comb_integral(u1, mid, slope, edge, width) < target
-        a = np.where(below, mid, a)
-        b = np.where(below, b, mid)
-    return np.clip(0.5 * (a + b), u1, u2)
 
 
 @dataclass(frozen=True)
@@ -324,7 +90,7 @@ class SignalShape:
     n_r: float
     comb_fraction: float = 0.0
     comb_slope: float = 0.0
-    comb_domain: float = 20.0
+    comb_domain: float = DEFAULT_HALF_WIDTH
     comb_edge: float = math.inf
     comb_edge_width: float = 0.0
 
@@ -350,14 +116,12 @@ class SignalShape:
         if self.comb_edge_width < 0:
             raise ShapeError(f"SignalShape: comb_edge_width must be >= 0 GeV, got {self.comb_edge_width}")
 
-    # -- helpers ---------------------------------------------------------
-    def _t(self, x: ArrayLike) -> NDArray:
-        return (np.asarray(x, dtype=float) - self.mu) / self.sigma
-
-    def _u(self, x: ArrayLike) -> NDArray:
+    # -- units and window checks ---------------------------------------------
+    def domain_units(self, x: ArrayLike) -> NDArray:
+        """``x`` (GeV) in the units of the combinatorial Chebyshev domain: ``(x - mu) / (comb_domain * sigma)``."""
         return (np.asarray(x, dtype=float) - self.mu) / (self.comb_domain * self.sigma)
 
-    def _edge_u(self) -> tuple[float, float]:
+    def edge_in_domain_units(self) -> tuple[float, float]:
         """The edge and its width in domain units ``u`` (``(inf, 1)`` without an edge)."""
         if not math.isfinite(self.comb_edge):
             return math.inf, 1.0
@@ -366,21 +130,10 @@ class SignalShape:
 
     def edge_matters(self, hi: float) -> bool:
         """Whether the edge factor differs from 1 (to double precision) anywhere below ``hi`` (GeV)."""
-        return math.isfinite(self.comb_edge) and (self.comb_edge - hi) < _EDGE_FLAT_Z * self.comb_edge_width
+        return math.isfinite(self.comb_edge) and (self.comb_edge - hi) < EDGE_FLAT_Z * self.comb_edge_width
 
-    def _comb_norm(self, lo: float, hi: float) -> float:
-        """Integral of the unnormalised combinatorial density over [lo, hi] in GeV."""
-        scale = self.comb_domain * self.sigma
-        e, w = self._edge_u()
-        norm = scale * float(comb_integral(self._u(lo), self._u(hi), self.comb_slope, e, w))
-        if self.comb_fraction > 0 and not (norm > 0 and np.isfinite(norm)):
-            raise ShapeError(
-                f"SignalShape: the combinatorial density vanishes on the window [{lo:.6g}, {hi:.6g}] GeV "
-                f"(edge at {self.comb_edge:.6g} GeV) but comb_fraction = {self.comb_fraction}"
-            )
-        return norm
-
-    def _check_window(self, lo: float, hi: float) -> None:
+    def check_window(self, lo: float, hi: float) -> None:
+        """Raise ``ShapeError`` unless [lo, hi] (GeV) is a finite window inside the combinatorial domain (when there are wrong pairs)."""
         if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
             raise ShapeError(f"window must be finite with hi > lo, got [{lo}, {hi}] GeV")
         if self.comb_fraction > 0:
@@ -391,18 +144,36 @@ class SignalShape:
                     f"mu +- {self.comb_domain} sigma = [{self.mu - half:.6g}, {self.mu + half:.6g}] GeV"
                 )
 
-    # -- public ------------------------------------------------------------
+    #: the former name of ``check_window`` (``fits.api`` still calls it)
+    _check_window = check_window
+
+    def _t(self, x: ArrayLike) -> NDArray:
+        return (np.asarray(x, dtype=float) - self.mu) / self.sigma
+
+    def _comb_norm(self, lo: float, hi: float) -> float:
+        """Integral of the unnormalised combinatorial density over [lo, hi] in GeV."""
+        scale = self.comb_domain * self.sigma
+        e, w = self.edge_in_domain_units()
+        norm = scale * float(comb_integral(self.domain_units(lo), self.domain_units(hi), self.comb_slope, e, w))
+        if self.comb_fraction > 0 and not (norm > 0 and np.isfinite(norm)):
+            raise ShapeError(
+                f"SignalShape: the combinatorial density vanishes on the window [{lo:.6g}, {hi:.6g}] GeV "
+                f"(edge at {self.comb_edge:.6g} GeV) but comb_fraction = {self.comb_fraction}"
+            )
+        return norm
+
+    # -- densities, integrals, sampling ---------------------------------------
     def peak_pdf(self, x: ArrayLike, lo: float, hi: float) -> NDArray:
         """Truth-matched DSCB part alone, normalised on [lo, hi] (1/GeV)."""
-        self._check_window(lo, hi)
+        self.check_window(lo, hi)
         norm = self.sigma * dscb_integral(self._t(lo), self._t(hi), self.alpha_l, self.n_l, self.alpha_r, self.n_r)
         return dscb_density(self._t(x), self.alpha_l, self.n_l, self.alpha_r, self.n_r) / norm
 
     def comb_pdf(self, x: ArrayLike, lo: float, hi: float) -> NDArray:
         """Combinatorial part alone, normalised on [lo, hi] (1/GeV)."""
-        self._check_window(lo, hi)
-        e, w = self._edge_u()
-        return comb_density(self._u(x), self.comb_slope, e, w) / self._comb_norm(lo, hi)
+        self.check_window(lo, hi)
+        e, w = self.edge_in_domain_units()
+        return comb_density(self.domain_units(x), self.comb_slope, e, w) / self._comb_norm(lo, hi)
 
     def pdf(self, x: ArrayLike, lo: float, hi: float) -> NDArray:
         """Signal density normalised on the window [lo, hi] (1/GeV); zero outside it.
@@ -414,7 +185,7 @@ class SignalShape:
         # path of the scans): the power-law tails are evaluated only on the
         # points in the tails and every full-length operation works in place.
         x = np.asarray(x, dtype=float)
-        self._check_window(lo, hi)
+        self.check_window(lo, hi)
         al, ar, nl, nr = self.alpha_l, self.alpha_r, self.n_l, self.n_r
         norm_peak = self.sigma * float(dscb_integral(self._t(lo), self._t(hi), al, nl, ar, nr))
         t = np.subtract(x, self.mu)
@@ -454,8 +225,8 @@ class SignalShape:
             self._t(lo), self._t(hi), self.alpha_l, self.n_l, self.alpha_r, self.n_r
         )
         if self.comb_fraction > 0:
-            e, w = self._edge_u()
-            comb = comb_integral(self._u(a), self._u(b), self.comb_slope, e, w) * (self.comb_domain * self.sigma) / self._comb_norm(lo, hi)
+            e, w = self.edge_in_domain_units()
+            comb = comb_integral(self.domain_units(a), self.domain_units(b), self.comb_slope, e, w) * (self.comb_domain * self.sigma) / self._comb_norm(lo, hi)
         else:
             comb = 0.0
         return float((1.0 - self.comb_fraction) * peak + self.comb_fraction * comb)
@@ -466,7 +237,7 @@ class SignalShape:
         With ``return_truth`` also returns a bool array, True for draws from
         the truth-matched DSCB part, False for combinatorics.
         """
-        self._check_window(lo, hi)
+        self.check_window(lo, hi)
         n = int(n)
         is_tm = rng.random(n) >= self.comb_fraction
         q = rng.random(n)
@@ -475,16 +246,16 @@ class SignalShape:
         scale = self.comb_domain * self.sigma
         if (~is_tm).any():
             self._comb_norm(lo, hi)  # raises if there is no combinatorial density to draw from
-            e, w = self._edge_u()
-            x[~is_tm] = self.mu + scale * comb_quantile(q[~is_tm], self._u(lo), self._u(hi), self.comb_slope, e, w)
+            e, w = self.edge_in_domain_units()
+            x[~is_tm] = self.mu + scale * comb_quantile(q[~is_tm], self.domain_units(lo), self.domain_units(hi), self.comb_slope, e, w)
         x = np.clip(x, lo, hi)
         return (x, is_tm) if return_truth else x
 
-    def window(self, n_sigma: float = 20.0) -> tuple[float, float]:
+    def window(self, n_sigma: float = DEFAULT_HALF_WIDTH) -> tuple[float, float]:
         """The nominal fit window ``mu +- n_sigma * sigma`` in GeV."""
         return (self.mu - n_sigma * self.sigma, self.mu + n_sigma * self.sigma)
 
-    def to_zfit(self, obs: Any, *, floating: bool | Any = False, prefix: str = "sig") -> Any:
+    def to_zfit(self, obs: Any, *, floating: bool | Iterable[str] = False, prefix: str = "sig") -> Any:
         """The identical zfit PDF, normalised on the window given by ``obs``.
 
         ``zfit.pdf.SumPDF([DoubleCB, Chebyshev(order 1)], fracs=1 - comb_fraction)``;
@@ -511,7 +282,7 @@ class SignalShape:
         """
         return self.to_zfit_signal(obs, floating=floating, prefix=prefix).pdf
 
-    def to_zfit_signal(self, obs: Any, *, floating: bool | Any = False, prefix: str = "sig") -> Any:
+    def to_zfit_signal(self, obs: Any, *, floating: bool | Iterable[str] = False, prefix: str = "sig") -> ZfitSignal[SignalShape]:
         """Like ``to_zfit`` but returns a ``signal_models.zfit_shapes.ZfitSignal``
         (PDF, components, parameter dict, ``to_shape()`` to read a fit back)."""
         from .zfit_shapes import shape_to_zfit  # zfit/TensorFlow only when asked for
@@ -526,6 +297,7 @@ class SignalShape:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SignalShape":
+    def from_dict(cls, d: Mapping[str, Any]) -> SignalShape:
+        """The shape of a ``to_dict`` dictionary (missing or null edge keys: no edge)."""
         kw = {k: float(v) for k, v in d.items() if v is not None}
         return cls(**kw)

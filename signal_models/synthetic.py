@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from .shapes import SignalShape, comb_integral, edge_factor
+from .combinatorial import comb_integral, edge_factor
+from .shapes import SignalShape
 
 __all__ = ["TruthCurves", "generate_candidates"]
 
@@ -76,7 +77,7 @@ class TruthCurves:
         level = self.comb_level(m)
         lo, hi = base.window(base.comb_domain)
         with_edge = replace(base, comb_edge=edge, comb_edge_width=self.edge_width)
-        e, w = with_edge._edge_u()
+        e, w = with_edge.edge_in_domain_units()
         kept = float(comb_integral(-1.0, 1.0, base.comb_slope, e, w) / comb_integral(-1.0, 1.0, base.comb_slope))
         r = kept * level
         if r < 1e-12:

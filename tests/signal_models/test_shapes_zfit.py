@@ -8,6 +8,9 @@ from scipy import stats
 
 zfit = pytest.importorskip("zfit")
 
+# zfit 0.28 copies the data of every ``pdf`` call without a name and warns about the missing name (its own internals)
+pytestmark = pytest.mark.filterwarnings("ignore:Name cannot be empty:DeprecationWarning")
+
 from signal_models import ShapeError, SignalShape  # noqa: E402
 from signal_models.zfit_shapes import rescale_comb_slope  # noqa: E402
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 
 import numpy as np
 import pytest
-from scipy import stats
 
 pytest.importorskip("zfit")
 
@@ -251,7 +251,7 @@ def test_failed_fit_is_retried_from_a_neighbour(fitter: CalibrationFitter, monke
         calls["n"] += 1
         out = real_fit(self, *args, **kwargs)
         if calls["n"] == 3:  # the first (window-finding) fit of the second mass fails
-            out["valid"], out["reason"] = False, "Minuit minimum not valid"
+            out = dataclasses.replace(out, valid=False, reason="Minuit minimum not valid")
         return out
 
     monkeypatch.setattr(CalibrationFitter, "fit", flaky)

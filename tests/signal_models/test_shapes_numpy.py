@@ -93,7 +93,7 @@ def test_edge_comb_integral_matches_quadrature_and_limits() -> None:
     from signal_models.shapes import comb_density, comb_integral
 
     for slope, e, w in [(0.4, 0.3, 0.05), (-0.9, -0.5, 0.2), (1.0, 0.99, 0.001), (0.0, 0.0, 0.5)]:
-        num, _ = integrate.quad(lambda u: comb_density(u, slope, e, w), -1, 1, points=[e], epsabs=1e-14, limit=400)
+        num, _ = integrate.quad(lambda u, slope=slope, e=e, w=w: comb_density(u, slope, e, w), -1, 1, points=[e], epsabs=1e-14, limit=400)
         assert float(comb_integral(-1.0, 1.0, slope, e, w)) == pytest.approx(num, rel=1e-10, abs=1e-14)
     # far above: exactly the line; far below: nothing left
     assert comb_integral(-1.0, 1.0, 0.3, 50.0, 0.1) == comb_integral(-1.0, 1.0, 0.3)

@@ -1,0 +1,108 @@
+"""``build_signal_model``: calibrate every generated mass of the signal MC with zfit and interpolate in mass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ._common.defaults import DEFAULT_HALF_WIDTH
+from .calibration import calibrate
+from .calibration_fitter import FIT_PARAMS, CalibrationFitter
+from .errors import ShapeError
+from .mass_fit import MassFit, same_mass
+from .model import SignalModel
+
+__all__ = ["build_signal_model", "fits_value"]
+
+
+def build_signal_model(
+    mgg: ArrayLike,
+    truth_match: ArrayLike,
+    mc_ma: ArrayLike,
+    *,
+    n_generated: Mapping[float, int],
+    weights: ArrayLike | None = None,
+    holdout: Sequence[float] = (),
+    n_fixed: Sequence[str] = ("n_l", "n_r"),
+    fixed_values: Mapping[str, float] | None = None,
+    half_width: float = DEFAULT_HALF_WIDTH,
+    min_events: int = 100,
+    n_prepass: int = 8,
+    interpolation: Mapping[str, Mapping[str, Any]] | None = None,
+    selection: Mapping[str, Any] | None = None,
+    fitter: CalibrationFitter | None = None,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+) -> SignalModel:
+    """Calibrate every generated mass with zfit and interpolate in mass.
+
+    Parameters
+    ----------
+    mgg, truth_match, mc_ma : array-like (n,)
+        Selected signal-MC candidates: diphoton mass (GeV), truth-match flag,
+        generated ALP mass of the event (GeV).
+    n_generated : mapping float -> int
+        Generated events per mass (efficiency denominator).
+    weights : array-like (n,), optional
+        Candidate weights.
+    holdout : sequence of float
+        Generated masses fitted but not used in the interpolation (closure tests).
+    n_fixed : sequence of str
+        Shape parameters fixed in the per-mass fits (default the tail
+        exponents ``n_l``, ``n_r``); their values come from ``fixed_values`` or
+        a pre-pass fit at a few masses with them floating.
+    half_width : float
+        Fit range and Chebyshev domain, in units of sigma.
+    min_events : int
+        Masses with fewer truth-matched candidates are skipped with a warning.
+    n_prepass : int
+        Masses used by the pre-pass that determines fixed values not given in ``fixed_values``.
+    interpolation : mapping, optional
+        Per-quantity ``{"method": "pchip"|"smoothing"|"linear"|"constant", "lam": ...}``;
+        default chooses by cross-validation.
+    selection : mapping, optional
+        Free-form description of the selection / working point.
+    fitter : CalibrationFitter, optional
+        Reuse a compiled zfit fitter.
+    progress : callable, optional
+        Wraps the iterable over masses (progress bar).
+    """
+    holdout = [float(h) for h in holdout]
+    generated = np.unique(np.asarray(mc_ma, dtype=float))
+    missing = [h for h in holdout if not any(same_mass(h, g) for g in generated)]
+    if missing:
+        raise ShapeError(f"holdout mass(es) {missing} GeV are not among the generated masses {generated[:10].tolist()}...")
+    fits = calibrate(
+        mgg,
+        truth_match,
+        mc_ma,
+        n_generated=n_generated,
+        weights=weights,
+        fixed=tuple(n_fixed),
+        fixed_values=fixed_values,
+        half_width=half_width,
+        min_events=min_events,
+        n_prepass=n_prepass,
+        fitter=fitter,
+        progress=progress,
+    )
+    fixed_used = {k: fits_value(fits, k) for k in n_fixed}
+    settings = {
+        "half_width": half_width,
+        "fixed": list(n_fixed),
+        "fixed_values": fixed_used,
+        "min_events": min_events,
+        "fit_params": list(FIT_PARAMS),
+        "minimiser": "zfit.minimize.Minuit",
+    }
+    return SignalModel(fits, holdout=holdout, interpolation=interpolation, selection=selection, settings=settings, comb_domain=half_width)
+
+
+def fits_value(fits: Sequence[MassFit], key: str) -> float | None:
+    """Parameter ``key`` of the first successful fit (the value of a parameter fixed at every mass), None if none succeeded."""
+    for f in fits:
+        if f.ok:
+            return float(f.params[key])
+    return None
