@@ -1,144 +1,24 @@
 """Helpers for tutorials and tests that do not want to build a signal model from MC.
 
-``analytic_signal_model`` returns an object with the ``SignalModel`` interface
-(``shape``, ``efficiency``, ``efficiency_uncertainty``, ``mass_range``,
-``save``/``load``) whose parameters are smooth functions of the ALP mass:
-the resolution and the efficiency are polynomials in m_a, the tail parameters
-and the combinatorial fraction are constants. ``toy_spectrum`` draws a
-smooth, falling M_gg background spectrum with optional injected signal.
+``analytic_signal_model`` (an ``AnalyticSignalModel``) is the analytic
+stand-in for a ``SignalModel``; it lives in ``signal_models.analytic`` and is
+re-exported here. ``toy_spectrum`` draws a smooth, falling M_gg background
+spectrum; ``sample_signal`` draws signal masses from a shape.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
 from signal_models import SignalShape
+from signal_models.analytic import AnalyticSignalModel, analytic_signal_model
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["AnalyticSignalModel", "analytic_signal_model", "toy_spectrum", "sample_signal"]
-
-
-@dataclass(frozen=True)
-class AnalyticSignalModel:
-    """Signal model with analytic mass dependence (picklable, hashable).
-
-    Parameters
-    ----------
-    sigma_coeffs : tuple of float
-        Polynomial coefficients (constant first) of the DSCB core width sigma(m) in GeV.
-    efficiency_coeffs : tuple of float
-        Polynomial coefficients of the truth-matched signal efficiency eps(m)
-        (truth-matched passing / generated); ``efficiency_total`` adds the
-        combinatorial candidates, ``eps / (1 - comb_fraction)``.
-    efficiency_rel_unc : float
-        Relative efficiency uncertainty.
-    mass_range : tuple of float
-        Valid mass range in GeV; ``shape`` outside it raises ValueError.
-    alpha_l, n_l, alpha_r, n_r : float
-        DSCB tail parameters (constant in mass).
-    comb_fraction, comb_slope : float
-        Combinatorial (wrong-pair) fraction and slope of its linear Chebyshev.
-    """
-
-    sigma_coeffs: tuple[float, ...] = (0.004, 0.009)
-    efficiency_coeffs: tuple[float, ...] = (0.30, -0.012)
-    efficiency_rel_unc: float = 0.05
-    mass_range: tuple[float, float] = (0.1, 10.4)
-    alpha_l: float = 1.2
-    n_l: float = 3.0
-    alpha_r: float = 1.6
-    n_r: float = 6.0
-    comb_fraction: float = 0.1
-    comb_slope: float = 0.0
-    kind: str = field(default="analytic", repr=False)
-
-    def _check(self, mass: ArrayLike) -> NDArray[np.float64]:
-        m = np.asarray(mass, dtype=float)
-        lo, hi = self.mass_range
-        if np.any(~np.isfinite(m)) or np.any(m < lo) or np.any(m > hi):
-            raise ValueError(f"mass {mass} GeV outside the signal model range [{lo}, {hi}] GeV")
-        return m
-
-    def sigma(self, mass: ArrayLike) -> NDArray[np.float64]:
-        """Core resolution sigma(m) in GeV."""
-        m = self._check(mass)
-        return np.polynomial.polynomial.polyval(m, self.sigma_coeffs)
-
-    def shape(self, mass: float) -> SignalShape:
-        """The signal shape at ``mass`` (GeV), peak at the mass itself."""
-        m = float(self._check(mass))
-        return SignalShape(
-            mu=m,
-            sigma=float(self.sigma(m)),
-            alpha_l=self.alpha_l,
-            n_l=self.n_l,
-            alpha_r=self.alpha_r,
-            n_r=self.n_r,
-            comb_fraction=self.comb_fraction,
-            comb_slope=self.comb_slope,
-        )
-
-    def efficiency(self, mass: ArrayLike) -> NDArray[np.float64]:
-        """Signal efficiency at ``mass`` (dimensionless)."""
-        m = self._check(mass)
-        return np.polynomial.polynomial.polyval(m, self.efficiency_coeffs)
-
-    def efficiency_uncertainty(self, mass: ArrayLike) -> NDArray[np.float64]:
-        """Absolute efficiency uncertainty at ``mass``."""
-        return self.efficiency_rel_unc * self.efficiency(mass)
-
-    def efficiency_total(self, mass: ArrayLike) -> NDArray[np.float64]:
-        """All signal candidates described by ``shape(m)`` (truth-matched and combinatorial) per
-        generated event: ``efficiency(m) / (1 - comb_fraction)``. This normalises N_sig."""
-        return self.efficiency(mass) / (1.0 - self.comb_fraction)
-
-    def efficiency_total_uncertainty(self, mass: ArrayLike) -> NDArray[np.float64]:
-        return self.efficiency_rel_unc * self.efficiency_total(mass)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["sigma_coeffs"] = list(self.sigma_coeffs)
-        d["efficiency_coeffs"] = list(self.efficiency_coeffs)
-        d["mass_range"] = list(self.mass_range)
-        return d
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AnalyticSignalModel":
-        d = dict(d)
-        d.pop("kind", None)
-        for key in ("sigma_coeffs", "efficiency_coeffs", "mass_range"):
-            if key in d:
-                d[key] = tuple(float(v) for v in d[key])
-        return cls(**d)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "AnalyticSignalModel":
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-
-def analytic_signal_model(**params: Any) -> AnalyticSignalModel:
-    """An ``AnalyticSignalModel``; keyword arguments override the defaults.
-
-    The defaults give sigma(m) = 4 MeV + 0.9% m and an efficiency falling from
-    30% at low mass, roughly like the Belle II search.
-    """
-    for key in ("sigma_coeffs", "efficiency_coeffs", "mass_range"):
-        if key in params:
-            params[key] = tuple(float(v) for v in params[key])
-    return AnalyticSignalModel(**params)
 
 
 def toy_spectrum(
@@ -159,10 +39,5 @@ def toy_spectrum(
 
 
 def sample_signal(shape: SignalShape, n: int, *, lo: float, hi: float, seed: int = 2) -> NDArray[np.float64]:
-    """Draw ``n`` masses from ``shape`` normalised on [lo, hi] GeV (inverse CDF on a fine grid)."""
-    rng = np.random.default_rng(seed)
-    x = np.linspace(lo, hi, 20001)
-    pdf = shape.pdf(x, lo, hi)
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(x))])
-    cdf /= cdf[-1]
-    return np.interp(rng.uniform(size=n), cdf, x)
+    """Draw ``n`` masses from ``shape`` normalised on [lo, hi] GeV (``SignalShape.sample``, exact inverse CDF)."""
+    return shape.sample(n, lo, hi, rng=np.random.default_rng(seed))
