@@ -1,7 +1,7 @@
 """A tiny, independent ntuple maker for the io / pre-selection / candidate tests.
 
 It writes schema-conformant ROOT files with uproot directly (not through
-``bumphunt.events.io``), so the reader is tested against files it did not write, and
+``bumphunt.events``), so the reader is tested against files it did not write, and
 it can write deliberately broken files (missing branch, wrong dtype, NaN, MeV,
 empty tree).
 
@@ -197,3 +197,15 @@ def flat_branches(events: dict[str, Any]) -> dict[str, Any]:
 def default_meta(process: str = "signal", *, n: int = 100, lumi_fb: float = 1.0, xsec_pb: float = 50.0) -> dict[str, Any]:
     return {"process": process, "xsec_pb": xsec_pb, "n_generated": n, "lumi_fb": lumi_fb, "seed": 1,
             "beam": Beam.belle2().to_dict()}
+
+
+def to_mev(events: dict[str, Any]) -> dict[str, Any]:
+    """The same events with energies, momenta and the energy covariance in MeV (``-1`` markers kept)."""
+    ev = {**events, "gamma": dict(events["gamma"]), "track": dict(events["track"])}
+    for f, scale in (("E", 1e3), ("mc_E", 1e3), ("cov_EE", 1e6)):
+        v = ev["gamma"][f]
+        ev["gamma"][f] = np.where(v > 0, v * scale, v) if f != "cov_EE" else v * scale
+    for f in ("px", "py", "pz"):
+        ev["track"][f] = ev["track"][f] * 1e3
+    ev["mc_ma"] = ev["mc_ma"] * 1e3
+    return ev

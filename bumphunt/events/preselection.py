@@ -38,45 +38,58 @@ split into event ranges pre-selected in parallel threads (numpy releases the
 GIL); the cut flow is computed once over the whole chunk, so results do not
 depend on the split. ``preselect`` returns the three-photon dict of the
 data contract and a ``CutFlow`` with counts and weighted yields per cut and
-per process. ``save_three_photon`` / ``load_three_photon`` write and read
-that dict as a ROOT file the io reader understands.
+per process (``cutflow``). ``preselect_files`` pre-selects whole files and
+writes the three-photon events (``three_photon``) and the cut flows.
+
+Module layout: the cut values are in ``cuts``, the cut flow in ``cutflow``,
+the three-photon files in ``three_photon``; their names are also importable
+from here (transitional).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .detector import CDC_THETA_MAX, CDC_THETA_MIN, Resolution
 from ..errors import InputError, SchemaError
 from ..kinematics import Beam
-from .schema import COV_FIELDS, PROCESS_NAMES, TREE_NAME
+from .cutflow import CUT_DESCRIPTIONS, CutFlow
+from .cuts import PRESELECTION_SCHEMA, PreselectionCuts
+from .detector import Resolution
+from .files import expand_paths
+from .jagged import flat_record
+from .reader import iterate_events
+from .schema import COV_FIELDS
+from .threads import WORKER_THREADS
+from .three_photon import PHOTON_KEYS, TRUTH_PHOTON_KEYS, combine_three_photon, load_three_photon, save_three_photon
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "preselect",
+    "preselect_files",
+    "PreselectedFile",
+    "NEEDED_FIELDS",
+    "PARALLEL_MIN_EVENTS",
+    # transitional re-exports (new homes: cuts, cutflow, three_photon)
     "PreselectionCuts",
     "CutFlow",
-    "preselect",
     "save_three_photon",
     "load_three_photon",
+    "combine_three_photon",
     "PRESELECTION_SCHEMA",
-    "NEEDED_FIELDS",
     "PHOTON_KEYS",
+    "TRUTH_PHOTON_KEYS",
+    "CUT_DESCRIPTIONS",
 ]
 
-#: Per-photon keys of the three-photon dict (arrays of shape (n, 3)).
-PHOTON_KEYS = ("E", "theta", "phi", "time", "region")
-TRUTH_PHOTON_KEYS = ("mc_E", "mc_theta", "mc_phi")
-
-#: Schema names the pre-selection reads (pass as ``fields=`` to ``bumphunt.events.io.read_events``).
+#: Schema names the pre-selection reads (pass as ``fields=`` to ``bumphunt.events.read_events``).
 NEEDED_FIELDS: tuple[str, ...] = (
     "event", "process", "weight", "mc_ma", "mc_idx_a1", "mc_idx_a2", "mc_idx_recoil",
     "gamma_E", "gamma_theta", "gamma_phi", "gamma_time", "gamma_region",
@@ -84,298 +97,6 @@ NEEDED_FIELDS: tuple[str, ...] = (
     "gamma_mc_E", "gamma_mc_theta", "gamma_mc_phi", "gamma_mc_origin",
     "track_px", "track_py", "track_pz", "track_dr", "track_dz",
 )
-
-
-@dataclass(frozen=True)
-class PreselectionCuts:
-    """Pre-selection cut values (GeV, rad, ns, cm).
-
-    Parameters
-    ----------
-    photon_e_min : float
-        Minimum cluster energy (GeV).
-    photon_theta_min, photon_theta_max : float
-        Polar-angle acceptance of photon candidates (rad), CDC acceptance.
-    photon_time_max : float
-        Maximum |cluster time| (ns).
-    multiplicity : {"exactly", "at_least"}
-        Keep events with exactly three passing photon candidates (Belle II),
-        or with at least three (then the three most energetic are kept).
-    mggg_min, mggg_max : float
-        Window on the three-photon mass as fractions of sqrt(s).
-    time_spread_max : float
-        Maximum spread (max - min) of the three cluster times (ns).
-    veto_good_tracks : bool
-        Reject events with a good track.
-    track_dr_max, track_dz_max : float
-        Good track: |dr| < track_dr_max and |dz| < track_dz_max (cm).
-    track_theta_min, track_theta_max : float
-        Good track: polar angle of its momentum inside this range (rad).
-    """
-
-    photon_e_min: float = 0.1
-    photon_theta_min: float = float(CDC_THETA_MIN)
-    photon_theta_max: float = float(CDC_THETA_MAX)
-    photon_time_max: float = 200.0
-    multiplicity: str = "exactly"
-    mggg_min: float = 0.8
-    mggg_max: float = 1.05
-    time_spread_max: float = 20.0
-    veto_good_tracks: bool = True
-    track_dr_max: float = 1.0
-    track_dz_max: float = 3.0
-    track_theta_min: float = float(CDC_THETA_MIN)
-    track_theta_max: float = float(CDC_THETA_MAX)
-
-    def __post_init__(self) -> None:
-        if self.multiplicity not in ("exactly", "at_least"):
-            raise ValueError(f"multiplicity must be 'exactly' or 'at_least', got {self.multiplicity!r}")
-        if not self.mggg_min < self.mggg_max:
-            raise ValueError(f"mggg_min ({self.mggg_min}) must be below mggg_max ({self.mggg_max})")
-        if not self.photon_theta_min < self.photon_theta_max:
-            raise ValueError("photon_theta_min must be below photon_theta_max")
-
-    @classmethod
-    def from_config(cls, config: str | Path | Mapping[str, Any] | None) -> "PreselectionCuts":
-        """Cuts from a YAML file or mapping (keys = field names; missing keys take the defaults).
-
-        Accepts the keys at the top level or under a ``preselection:`` section.
-        """
-        from signal_models._common.config import load_config
-
-        if isinstance(config, (str, Path)):
-            import yaml
-
-            from ..errors import ConfigError
-
-            path = Path(config)
-            if not path.is_file():
-                raise ConfigError(f"{path}: configuration file not found")
-            try:
-                raw = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-            source = str(path)
-        else:
-            raw = dict(config or {})
-            source = "preselection config"
-        if isinstance(raw, Mapping) and "preselection" in raw and isinstance(raw["preselection"], Mapping):
-            raw = raw["preselection"]
-        cfg = load_config(raw, PRESELECTION_SCHEMA, source=source)
-        return cls(**cfg)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _schema() -> dict[str, Any]:
-    props: dict[str, Any] = {}
-    for f in fields(PreselectionCuts):
-        default = f.default
-        if isinstance(default, bool):
-            props[f.name] = {"type": "boolean", "default": default}
-        elif isinstance(default, str):
-            props[f.name] = {"enum": ["exactly", "at_least"], "default": default}
-        else:
-            props[f.name] = {"type": "number", "minimum": 0, "default": default}
-    return {"type": "object", "additionalProperties": False, "properties": props}
-
-
-#: JSON schema of the pre-selection config (YAML keys = ``PreselectionCuts`` fields).
-PRESELECTION_SCHEMA: dict[str, Any] = _schema()
-
-
-# --------------------------------------------------------------------------- cut flow
-
-
-CUT_DESCRIPTIONS: dict[str, str] = {
-    "all": "all events",
-    "photon_multiplicity": "three photon candidates (E, theta, time cuts)",
-    "mggg_window": "M_ggg window (fraction of sqrt(s))",
-    "time_spread": "clusters simultaneous (time spread)",
-    "no_good_track": "no good track",
-}
-
-
-@dataclass
-class CutFlow:
-    """Event counts and weighted yields after each cut, per process.
-
-    ``counts[c, p]`` is the number of events of process ``processes[p]``
-    passing cuts ``0..c``; ``yields`` the sum of their weights (events at the
-    sample luminosity) and ``sumw2`` the sum of squared weights.
-    """
-
-    cuts: list[str]
-    processes: list[str]
-    counts: np.ndarray
-    yields: np.ndarray
-    sumw2: np.ndarray
-    descriptions: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.counts = np.asarray(self.counts, dtype=np.int64).reshape(len(self.cuts), len(self.processes))
-        self.yields = np.asarray(self.yields, dtype=float).reshape(self.counts.shape)
-        self.sumw2 = np.asarray(self.sumw2, dtype=float).reshape(self.counts.shape)
-        if not self.descriptions:
-            self.descriptions = [CUT_DESCRIPTIONS.get(c, c) for c in self.cuts]
-
-    @classmethod
-    def from_masks(cls, cuts: list[str], masks: list[np.ndarray], process: np.ndarray, weight: np.ndarray) -> "CutFlow":
-        """Build from cumulative (nested) boolean masks, one per cut, over all events."""
-        process = np.asarray(process)
-        weight = np.asarray(weight, dtype=float)
-        if process.size and process.min() >= 0 and process.max() < 4096:
-            codes = np.flatnonzero(np.bincount(process))
-            lookup = np.zeros(int(process.max()) + 1, dtype=np.int64)
-            lookup[codes] = np.arange(len(codes))
-            inv = lookup[process]
-        else:
-            codes, inv = np.unique(process, return_inverse=True)
-        names = [PROCESS_NAMES.get(int(c), str(int(c))) for c in codes]
-        k, nc = len(codes), len(cuts)
-        # number of cuts passed by each event (the masks are nested), then one histogram over (level, process)
-        level = np.zeros(process.shape, dtype=np.int64)
-        for m in masks:
-            level += m
-        key = level * k + inv
-        size = (nc + 1) * k
-        per_level = [np.bincount(key, weights=w, minlength=size).reshape(nc + 1, k) for w in (None, weight, weight * weight)]
-        # events passing cut c = events whose level is above c
-        counts, yields, sumw2 = (np.cumsum(h[::-1], axis=0)[::-1][1:] for h in per_level)
-        return cls(list(cuts), names, np.rint(counts).astype(np.int64), yields, sumw2)
-
-    def __add__(self, other: "CutFlow") -> "CutFlow":
-        """Combine two cut flows (e.g. chunks or files); processes are merged."""
-        if list(self.cuts) != list(other.cuts):
-            raise ValueError(f"cannot add cut flows with different cuts: {self.cuts} vs {other.cuts}")
-        procs = list(self.processes) + [p for p in other.processes if p not in self.processes]
-        shape = (len(self.cuts), len(procs))
-        out = [np.zeros(shape, dtype=np.int64), np.zeros(shape), np.zeros(shape)]
-        for cf in (self, other):
-            idx = [procs.index(p) for p in cf.processes]
-            out[0][:, idx] += cf.counts
-            out[1][:, idx] += cf.yields
-            out[2][:, idx] += cf.sumw2
-        return CutFlow(list(self.cuts), procs, *out, descriptions=list(self.descriptions))
-
-    def count(self, cut: str, process: str | None = None) -> int:
-        """Events passing up to ``cut`` (all processes if ``process`` is None)."""
-        c = self.cuts.index(cut)
-        return int(self.counts[c].sum() if process is None else self.counts[c, self.processes.index(process)])
-
-    def yield_(self, cut: str, process: str | None = None) -> float:
-        """Weighted yield passing up to ``cut``."""
-        c = self.cuts.index(cut)
-        return float(self.yields[c].sum() if process is None else self.yields[c, self.processes.index(process)])
-
-    def efficiency(self) -> np.ndarray:
-        """Cumulative efficiency (counts / all events), shape (n_cuts, n_processes)."""
-        return np.divide(self.counts, self.counts[:1], out=np.zeros(self.counts.shape), where=self.counts[:1] > 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: per cut, per process: count, yield, yield error, cumulative efficiency."""
-        eff = self.efficiency()
-        rows = []
-        for c, cut in enumerate(self.cuts):
-            rows.append({
-                "cut": cut,
-                "description": self.descriptions[c],
-                "processes": {
-                    p: {"count": int(self.counts[c, i]), "yield": float(self.yields[c, i]),
-                        "yield_err": float(np.sqrt(self.sumw2[c, i])), "efficiency": float(eff[c, i])}
-                    for i, p in enumerate(self.processes)
-                },
-            })
-        return {"cuts": list(self.cuts), "processes": list(self.processes), "rows": rows}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CutFlow":
-        cuts = list(data["cuts"])
-        procs = list(data["processes"])
-        rows = {r["cut"]: r for r in data["rows"]}
-        counts = [[rows[c]["processes"][p]["count"] for p in procs] for c in cuts]
-        yields = [[rows[c]["processes"][p]["yield"] for p in procs] for c in cuts]
-        sumw2 = [[rows[c]["processes"][p]["yield_err"] ** 2 for p in procs] for c in cuts]
-        return cls(cuts, procs, counts, yields, sumw2, descriptions=[rows[c]["description"] for c in cuts])
-
-    def to_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
-
-    def to_markdown(self, *, by: str | None = None) -> str:
-        """Markdown table of counts, weighted yields (+- sqrt(sum w^2)) and cumulative efficiencies.
-
-        ``by="cut"``: one row per cut, three columns per process; ``by="process"``:
-        one row per process, one column per cut with "events / weighted (eff.)".
-        Default: by cut for up to three processes, else by process.
-        """
-        by = by or ("cut" if len(self.processes) <= 3 else "process")
-        eff = self.efficiency()
-        if by == "process":
-            head = "| process | " + " | ".join(self.descriptions) + " |"
-            sep = "|---|" + "---:|" * len(self.cuts)
-            lines = [head, sep]
-            for i, p in enumerate(self.processes):
-                cells = [f"{self.counts[c, i]:d} / {self.yields[c, i]:.4g} ({eff[c, i]:.3f})" for c in range(len(self.cuts))]
-                lines.append(f"| {p} | " + " | ".join(cells) + " |")
-            return "\n".join(lines) + "\n"
-        if by != "cut":
-            raise ValueError(f"by must be 'cut' or 'process', got {by!r}")
-        head = "| cut | " + " | ".join(f"{p}: events | {p}: weighted | {p}: eff." for p in self.processes) + " |"
-        sep = "|---|" + "---:|---:|---:|" * len(self.processes)
-        lines = [head, sep]
-        for c in range(len(self.cuts)):
-            cells = []
-            for i in range(len(self.processes)):
-                cells += [f"{self.counts[c, i]:d}", f"{self.yields[c, i]:.4g} ± {np.sqrt(self.sumw2[c, i]):.2g}", f"{eff[c, i]:.4f}"]
-            lines.append(f"| {self.descriptions[c]} | " + " | ".join(cells) + " |")
-        return "\n".join(lines) + "\n"
-
-    def rich_table(self, *, title: str = "Pre-selection cut flow") -> Any:
-        """A ``rich.table.Table`` for the terminal."""
-        from rich.table import Table
-
-        table = Table(title=title)
-        table.add_column("cut")
-        for p in self.processes:
-            table.add_column(f"{p}\nevents", justify="right")
-            table.add_column(f"{p}\nweighted", justify="right")
-        for c in range(len(self.cuts)):
-            cells = []
-            for i in range(len(self.processes)):
-                cells += [f"{self.counts[c, i]:d}", f"{self.yields[c, i]:.4g}"]
-            table.add_row(self.descriptions[c], *cells)
-        return table
-
-
-# --------------------------------------------------------------------------- pre-selection
-
-
-def _flat(arr: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Offsets (from 0) and flat numpy content of each field of a jagged awkward record."""
-    import awkward as ak
-
-    layout = ak.to_layout(arr)
-    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.RecordArray):
-        offsets = np.asarray(layout.offsets.data, dtype=np.int64)
-        start, stop = int(offsets[0]), int(offsets[-1])
-        content = layout.content
-        out = {}
-        for name in content.fields:
-            sub = content.content(name)
-            if isinstance(sub, ak.contents.NumpyArray):
-                out[name] = np.asarray(sub.data)[start:stop]
-            else:
-                out[name] = ak.to_numpy(ak.Array(sub[start:stop]))
-        return offsets - start, out
-    counts = ak.to_numpy(ak.num(arr, axis=1)).astype(np.int64)
-    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    flat = ak.flatten(arr, axis=1)
-    return offsets, {name: ak.to_numpy(flat[name]) for name in ak.fields(flat)}
 
 
 def _segment_sum(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -410,7 +131,7 @@ def preselect(
     Parameters
     ----------
     events : Events or mapping
-        Raw events (``bumphunt.events.io.read_events``): event-level arrays
+        Raw events (``bumphunt.events.read_events``): event-level arrays
         ``event``, ``process``, ``weight`` (``mc_ma``, ``mc_idx_*`` optional)
         and jagged records ``gamma`` and ``track``.
     beam : Beam, optional
@@ -446,7 +167,8 @@ def preselect(
         out, masks = _select(events, 0, n, beam=beam, cuts=cuts, resolution=resolution)
     else:
         # event ranges in parallel threads (numpy releases the GIL in the array operations)
-        results = list(_pool().map(lambda ab: _select(events, *ab, beam=beam, cuts=cuts, resolution=resolution), parts))
+        pool = WORKER_THREADS.preselection()
+        results = list(pool.map(lambda ab: _select(events, *ab, beam=beam, cuts=cuts, resolution=resolution), parts))
         masks = [np.concatenate([r[1][k] for r in results]) for k in range(len(results[0][1]))]
         out = {key: np.concatenate([r[0][key] for r in results]) for key in results[0][0]}
     names = ["all", "photon_multiplicity", "mggg_window", "time_spread", "no_good_track"]
@@ -457,16 +179,6 @@ def preselect(
 
 #: Events per part when a large chunk is pre-selected in parallel threads.
 PARALLEL_MIN_EVENTS = 100_000
-_POOL: Any = None
-
-
-def _pool() -> Any:
-    global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="bumphunt-presel")
-    return _POOL
 
 
 def _partition(n: int) -> list[tuple[int, int]]:
@@ -485,7 +197,7 @@ def _select(events: Mapping[str, Any], lo: int, hi: int, *, beam: Beam, cuts: Pr
         value = events[key]
         return value if whole else value[lo:hi]
 
-    g_off, g = _flat(part("gamma"))
+    g_off, g = flat_record(part("gamma"))
     for key in PHOTON_KEYS:
         if key not in g:
             raise SchemaError(f"preselect: photon field {key!r} missing from events['gamma'] (fields: {sorted(g)})")
@@ -555,7 +267,7 @@ def _select(events: Mapping[str, Any], lo: int, hi: int, *, beam: Beam, cuts: Pr
     m_time[sel_ev[ok_mass & ok_time]] = True
 
     if cuts.veto_good_tracks:
-        t_off, trk = _flat(part("track"))
+        t_off, trk = flat_record(part("track"))
         th_trk = np.arctan2(np.hypot(trk["px"], trk["py"]), trk["pz"])
         good = (np.abs(trk["dr"]) < cuts.track_dr_max) & (np.abs(trk["dz"]) < cuts.track_dz_max)
         good &= (th_trk > cuts.track_theta_min) & (th_trk < cuts.track_theta_max)
@@ -617,112 +329,47 @@ def _covariance(g: Mapping[str, np.ndarray], idx: np.ndarray, resolution: Resolu
     return resolution.covariance(g["E"][idx], g["region"][idx])
 
 
-#: position in COV_FIELDS of each element of the row-major 3x3 matrix
-_SYM_INDEX = np.array([[next(i for i, (_, a, b) in enumerate(COV_FIELDS) if {a, b} == {r, c} and (a, b) in ((r, c), (c, r)))
-                        for c in range(3)] for r in range(3)]).reshape(-1)
+# --------------------------------------------------------------------------- whole files
 
 
-# --------------------------------------------------------------------------- ROOT round trip
+@dataclass(frozen=True)
+class PreselectedFile:
+    """What ``preselect_files`` wrote for one input file.
 
+    Attributes
+    ----------
+    events : Path
+        The three-photon events (``<name>_3g.root``, ``save_three_photon``).
+    cutflow_md, cutflow_json : Path
+        The cut flow as markdown and JSON.
+    cutflow : CutFlow
+    n_selected : int
+        Events kept.
+    source : Path
+        The input file.
 
-_COV_NAMES = {(a, b): name[len("cov_"):] for name, a, b in COV_FIELDS}
-
-
-def save_three_photon(path: str | Path, events: Mapping[str, np.ndarray], *, meta: Mapping[str, Any] | None = None) -> Path:
-    """Write a three-photon dict to ROOT (tree ``events``).
-
-    Arrays of shape (n,) become event branches; (n, 3) photon arrays become
-    jagged ``gamma_<key>`` branches with ``ngamma`` = 3; (n, 3, 3, 3)
-    covariances ``<key>`` become ``gamma_<key>_EE``, ``gamma_<key>_Etheta``, ...
-    (for ``cov`` exactly the schema's ``gamma_cov_*``). An empty ``track``
-    collection is written too, so ``bumphunt.events.io.read_events`` reads the file.
+    Notes
+    -----
+    ``result["events"]`` etc. still work (transitional, for callers written
+    for the former dict); new code uses the attributes.
     """
-    from .io import make_jagged_record, write_events
 
-    n = None
-    event_level: dict[str, np.ndarray] = {}
-    photon: dict[str, np.ndarray] = {}
-    for key, value in events.items():
-        arr = np.asarray(value)
-        if n is None:
-            n = arr.shape[0]
-        if arr.shape[:1] != (n,):
-            raise InputError(f"save_three_photon: {key!r} has {arr.shape[0]} rows, expected {n}")
-        if arr.ndim == 1:
-            event_level[key] = arr
-        elif arr.shape[1:] == (3,):
-            photon[key] = arr.reshape(-1)
-        elif arr.shape[1:] == (3, 3, 3):
-            for (a, b), suffix in _COV_NAMES.items():
-                photon[f"{key}_{suffix}"] = arr[:, :, a, b].reshape(-1)
-        else:
-            raise InputError(f"save_three_photon: {key!r} has shape {arr.shape}; expected (n,), (n, 3) or (n, 3, 3, 3)")
-    n = n or 0
-    if "E" not in photon:
-        raise InputError("save_three_photon: the dict has no photon energies 'E'")
-    g_off = np.arange(0, 3 * n + 1, 3, dtype=np.int64)
-    out: dict[str, Any] = dict(event_level)
-    out["gamma"] = make_jagged_record(g_off, photon)
-    out["track"] = make_jagged_record(np.zeros(n + 1, dtype=np.int64), {
-        "px": np.zeros(0), "py": np.zeros(0), "pz": np.zeros(0), "charge": np.zeros(0, dtype=np.int32),
-        "dr": np.zeros(0), "dz": np.zeros(0)})
-    meta = dict(meta or {})
-    meta.setdefault("stage", "preselected")
-    return write_events(path, out, meta=meta)
+    events: Path
+    cutflow_md: Path
+    cutflow_json: Path
+    cutflow: CutFlow
+    n_selected: int
+    source: Path
 
+    def to_dict(self) -> dict[str, Any]:
+        """The former dict form: ``{"events": path, "cutflow_md": ..., "cutflow": CutFlow, ...}``."""
+        return {f: getattr(self, f) for f in ("events", "cutflow_md", "cutflow_json", "cutflow", "n_selected", "source")}
 
-def load_three_photon(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a file written by ``save_three_photon`` back into the three-photon dict."""
-    from .io import _open
-
-    path = Path(path)
-    f = _open(path)
-    with f:
-        if TREE_NAME not in f:
-            raise SchemaError(f"{path}: no tree {TREE_NAME!r}")
-        tree = f[TREE_NAME]
-        keys = [k for k in tree.keys() if k not in ("ntrack",) and not k.startswith("track_")]
-        if "ngamma" not in keys:
-            raise SchemaError(f"{path}: missing branch 'ngamma' (not a three-photon file)")
-        try:
-            arrays = {k: tree[k].array(library="ak") for k in keys}
-        except Exception as exc:
-            raise InputError(f"{path}: cannot read (truncated or corrupt file?): {exc}") from None
-    import awkward as ak
-
-    ngamma = ak.to_numpy(arrays.pop("ngamma"))
-    if np.any(ngamma != 3):
-        bad = int(np.flatnonzero(ngamma != 3)[0])
-        raise SchemaError(f"{path}: branch 'ngamma' is {int(ngamma[bad])} in entry {bad}, a three-photon file has 3 everywhere")
-    n = len(ngamma)
-    out: dict[str, np.ndarray] = {}
-    covs: dict[str, np.ndarray] = {}
-    suffix_to_ab = {s: ab for ab, s in _COV_NAMES.items()}
-    for key, arr in arrays.items():
-        if key.startswith("gamma_"):
-            flat = ak.to_numpy(ak.flatten(arr, axis=1)).reshape(n, 3)
-            name = key[len("gamma_"):]
-            base, _, suffix = name.rpartition("_")
-            if suffix in suffix_to_ab and base:
-                cov = covs.setdefault(base, np.zeros((n, 3, 3, 3)))
-                a, b = suffix_to_ab[suffix]
-                cov[:, :, a, b] = flat
-                cov[:, :, b, a] = flat
-            else:
-                out[name] = flat
-        else:
-            out[key] = ak.to_numpy(arr)
-    out.update(covs)
-    return out
-
-
-def combine_three_photon(parts: Iterable[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Concatenate three-photon dicts (same keys) along the event axis."""
-    parts = [p for p in parts]
-    if not parts:
-        return {}
-    keys = list(parts[0])
-    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in keys}
+    def __getitem__(self, key: str) -> Any:
+        """Dict-style access (transitional): ``result["cutflow"]`` is ``result.cutflow``."""
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
 
 
 def preselect_files(
@@ -737,7 +384,7 @@ def preselect_files(
     step_size: int = 250_000,
     allow_empty: bool = False,
     show_progress: bool | None = None,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, PreselectedFile]:
     """Pre-select every input file (one sample per file) and write the results.
 
     For an input ``<name>.root`` writes ``<out_dir>/<name>_3g.root`` (the
@@ -745,13 +392,25 @@ def preselect_files(
     ``<name>_cutflow.json``. Files are read chunk by chunk (``step_size``
     events), only the branches the pre-selection needs.
 
+    Parameters
+    ----------
+    inputs : path, glob pattern or list of them
+        Input ntuples.
+    out_dir : path
+        Output folder (created).
+    cuts, beam
+        As for ``preselect``.
+    aliases, energy_unit, tree, step_size, allow_empty
+        As for ``bumphunt.events.iterate_events``; empty files skipped with
+        ``allow_empty`` get no entry.
+    show_progress : bool, optional
+        Progress bar over the files (default: when on a terminal).
+
     Returns
     -------
-    dict
-        Per input name: ``{"events": path, "cutflow_md": path, "cutflow_json": path,
-        "cutflow": CutFlow, "n_selected": int, "source": path}``.
+    dict of str to PreselectedFile
+        Per input name (``<name>``, prefixed by its index when names repeat).
     """
-    from .io import expand_paths, iterate_events
     from signal_models._common.progress import progress
 
     if not isinstance(cuts, PreselectionCuts):
@@ -762,7 +421,7 @@ def preselect_files(
     stems = [p.name[: -len(".root")] if p.name.endswith(".root") else p.name for p in paths]
     if len(set(stems)) != len(stems):
         stems = [f"{i:03d}_{s}" for i, s in enumerate(stems)]
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, PreselectedFile] = {}
     for path, stem in progress(list(zip(paths, stems)), description="pre-selection", show=show_progress):
         parts: list[dict[str, np.ndarray]] = []
         flow: CutFlow | None = None
@@ -777,15 +436,12 @@ def preselect_files(
             continue
         selected = combine_three_photon(parts)
         meta.update({"source": str(path), "preselection": cuts.to_dict(), "cutflow": flow.to_dict()})
-        out = {
-            "events": save_three_photon(out_dir / f"{stem}_3g.root", selected, meta=meta),
-            "cutflow_md": out_dir / f"{stem}_cutflow.md",
-            "cutflow_json": flow.to_json(out_dir / f"{stem}_cutflow.json"),
-            "cutflow": flow,
-            "n_selected": int(len(selected["event"])),
-            "source": path,
-        }
-        out["cutflow_md"].write_text(f"# Pre-selection cut flow: {path.name}\n\n" + flow.to_markdown())
-        logger.info("%s: %d events selected -> %s", path, out["n_selected"], out["events"])
-        results[stem] = out
+        events_path = save_three_photon(out_dir / f"{stem}_3g.root", selected, meta=meta)
+        cutflow_md = out_dir / f"{stem}_cutflow.md"
+        cutflow_json = flow.to_json(out_dir / f"{stem}_cutflow.json")
+        cutflow_md.write_text(f"# Pre-selection cut flow: {path.name}\n\n" + flow.to_markdown())
+        result = PreselectedFile(events=events_path, cutflow_md=cutflow_md, cutflow_json=cutflow_json, cutflow=flow,
+                                 n_selected=int(len(selected["event"])), source=path)
+        logger.info("%s: %d events selected -> %s", path, result.n_selected, result.events)
+        results[stem] = result
     return results

@@ -9,7 +9,7 @@ Per-event branches are flat scalars; per-cluster and per-track quantities are
 variable-length branches with a counter (``ngamma``, ``ntrack``), the layout
 uproot writes for an awkward record ``gamma`` / ``track``. In memory the
 reader returns a dict of numpy arrays for event branches and awkward arrays for
-jagged ones (see ``bumphunt.events.io``).
+jagged ones (see ``bumphunt.events.reader``).
 
 Units: GeV, rad, ns, cm for track impact parameters, m for decay lengths.
 """
@@ -18,7 +18,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Branch", "EVENT_BRANCHES", "GAMMA_FIELDS", "TRACK_FIELDS", "PROCESS_CODES", "PROCESS_NAMES", "TREE_NAME", "META_KEY"]
+__all__ = [
+    "Branch",
+    "EVENT_BRANCHES",
+    "GAMMA_FIELDS",
+    "TRACK_FIELDS",
+    "COLLECTIONS",
+    "COV_FIELDS",
+    "PROCESS_CODES",
+    "PROCESS_NAMES",
+    "TREE_NAME",
+    "META_KEY",
+]
 
 TREE_NAME = "events"
 META_KEY = "bumphunt_meta"
@@ -91,6 +102,12 @@ TRACK_FIELDS: tuple[Branch, ...] = (
     Branch("dr", "float64", "cm", "transverse distance of closest approach to the IP"),
     Branch("dz", "float64", "cm", "longitudinal distance of closest approach to the IP"),
 )
+
+#: Jagged collections: name -> (counter branch, fields); branch ``<name>_<field>`` holds a field.
+COLLECTIONS: dict[str, tuple[str, tuple[Branch, ...]]] = {
+    "gamma": ("ngamma", GAMMA_FIELDS),
+    "track": ("ntrack", TRACK_FIELDS),
+}
 
 #: Covariance field names in the order they fill the symmetric (E, theta, phi) matrix.
 COV_FIELDS: tuple[tuple[str, int, int], ...] = (

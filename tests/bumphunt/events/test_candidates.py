@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bumphunt.events.candidates import diphoton_candidates
-from bumphunt.errors import InputError
-from bumphunt.events.io import read_events
-from bumphunt.kinematics import Beam, invariant_mass, p4_from_spherical
-from bumphunt.events.preselection import preselect
 from ntuple_fixture import make_events, write_ntuple
+
+from bumphunt.errors import InputError
+from bumphunt.events.candidates import diphoton_candidates
+from bumphunt.events.preselection import preselect
+from bumphunt.events.reader import read_events
+from bumphunt.kinematics import Beam, invariant_mass, p4_from_spherical
 
 
 def three_photon(tmp_path: Path, rng: np.random.Generator, *, mass: float, smear: bool, process: str = "signal", n: int = 400):

@@ -1,4 +1,4 @@
-"""Pre-selection: cuts against an independent per-event recomputation, cut flow, config, ROOT round trip."""
+"""bumphunt.events.preselection: cuts against an independent per-event recomputation, parallel ranges, whole files."""
 
 from __future__ import annotations
 
@@ -6,33 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ntuple_fixture import make_events, write_ntuple
 
+from bumphunt.events.cuts import PreselectionCuts
 from bumphunt.events.detector import Resolution
-from bumphunt.errors import ConfigError, InputError
-from bumphunt.events.io import read_events
+from bumphunt.events.preselection import preselect
+from bumphunt.events.reader import read_events
 from bumphunt.kinematics import Beam, invariant_mass, p4_from_spherical
-from bumphunt.events.preselection import CutFlow, PreselectionCuts, load_three_photon, preselect, save_three_photon
-from ntuple_fixture import default_meta, make_events, write_ntuple
 
 DEG = np.pi / 180
-
-
-@pytest.fixture
-def raw(rng: np.random.Generator) -> dict:
-    ev = make_events(rng, 600, mass=1.5, n_background_max=4, track_fraction=0.3)
-    # make some events fail the M_ggg window and the timing: scale energies down, shift a time
-    sl = slice(0, 60)
-    off = np.concatenate([[0], np.cumsum(ev["ngamma"])])
-    ev["gamma"]["E"][off[sl.start]:off[sl.stop]] *= 0.7
-    t = ev["gamma"]["time"]
-    hard = off[:-1] + ev["mc_idx_a1"]
-    t[hard[100:150]] += 120.0
-    return ev
-
-
-@pytest.fixture
-def events(tmp_path: Path, raw: dict):
-    return read_events(write_ntuple(tmp_path / "sig.root", raw, meta=default_meta(n=600)))
 
 
 def reference(raw: dict, cuts: PreselectionCuts, beam: Beam):
@@ -136,77 +118,6 @@ def test_covariance_from_resolution_without_cov_branches(tmp_path: Path, rng: np
     out, _ = preselect(ev)
     np.testing.assert_allclose(out["cov"], Resolution().covariance(out["E"], out["region"]))
     assert np.all(out["cov"][..., 0, 0] > 0)
-
-
-def test_cutflow_per_process_add_and_serialise(tmp_path: Path, rng: np.random.Generator) -> None:
-    a = write_ntuple(tmp_path / "a.root", make_events(rng, 300, process="signal", weight=0.1), meta=default_meta("signal"))
-    b = write_ntuple(tmp_path / "b.root", make_events(rng, 200, process="ggg", weight=2.0), meta=default_meta("ggg"))
-    ev = read_events([a, b])
-    _, cf = preselect(ev)
-    assert cf.processes == ["signal", "ggg"]
-    assert cf.count("all", "signal") == 300 and cf.count("all", "ggg") == 200
-    assert cf.yield_("all", "ggg") == pytest.approx(400.0)
-    _, cfa = preselect(read_events(a))
-    _, cfb = preselect(read_events(b))
-    total = cfa + cfb
-    np.testing.assert_array_equal(total.counts, cf.counts)
-    np.testing.assert_allclose(total.yields, cf.yields)
-    back = CutFlow.from_dict(cf.to_dict())
-    np.testing.assert_array_equal(back.counts, cf.counts)
-    np.testing.assert_allclose(back.sumw2, cf.sumw2)
-    md = cf.to_markdown()
-    assert md.count("\n") == 2 + len(cf.cuts)
-    assert all(line.count("|") == 2 + 3 * 2 for line in md.strip().splitlines())
-    eff = cf.efficiency()
-    assert np.all(np.diff(eff, axis=0) <= 0) and np.all(eff[0] == 1)
-
-
-def test_weighted_yields_scale_with_luminosity(tmp_path: Path) -> None:
-    """Weights = xsec * lumi / N: the same events at twice the luminosity give twice the yield."""
-    ev = make_events(np.random.default_rng(5), 300)
-    yields = []
-    for lumi in (1.0, 2.0):
-        ev["weight"] = np.full(300, 50.0 * 1000 * lumi / 300)  # 50 pb, lumi in fb^-1
-        out, cf = preselect(read_events(write_ntuple(tmp_path / f"l{lumi}.root", ev)))
-        yields.append(cf.yields[:, 0])
-    np.testing.assert_allclose(yields[1], 2 * yields[0])
-    assert yields[0][0] == pytest.approx(50.0 * 1000)
-
-
-def test_config_yaml_and_errors(tmp_path: Path) -> None:
-    p = tmp_path / "cuts.yaml"
-    p.write_text("preselection:\n  photon_e_min: 0.2\n  multiplicity: at_least\n")
-    cuts = PreselectionCuts.from_config(p)
-    assert cuts.photon_e_min == 0.2 and cuts.multiplicity == "at_least" and cuts.mggg_min == 0.8
-    p.write_text("photon_emin: 0.2\n")
-    with pytest.raises(ConfigError, match="allowed keys"):
-        PreselectionCuts.from_config(p)
-    p.write_text("multiplicity: four\n")
-    with pytest.raises(ConfigError, match="multiplicity"):
-        PreselectionCuts.from_config(p)
-    with pytest.raises(InputError, match="no 'track'"):
-        preselect({"gamma": None, "process": np.zeros(1), "weight": np.zeros(1)})
-
-
-def test_save_load_roundtrip_and_io_reads_it(tmp_path: Path, events) -> None:
-    out, _ = preselect(events)
-    out["fit_E"] = out["E"] * 1.01
-    out["kinfit_chi2"] = np.linspace(0, 5, len(out["event"]))
-    out["kinfit_converged"] = np.ones(len(out["event"]), dtype=bool)
-    path = save_three_photon(tmp_path / "three.root", out, meta={"process": "signal"})
-    back = load_three_photon(path)
-    assert set(back) == set(out)
-    for key, value in out.items():
-        np.testing.assert_array_equal(back[key], value, err_msg=key)
-        assert back[key].dtype == value.dtype, key
-    ev = read_events(path)
-    assert ev.sample["stage"] == "preselected"
-    again, cf = preselect(ev)
-    np.testing.assert_array_equal(again["E"], out["E"])
-    # an empty selection round-trips too
-    empty = {k: v[:0] for k, v in out.items()}
-    back = load_three_photon(save_three_photon(tmp_path / "empty.root", empty))
-    assert back["E"].shape == (0, 3) and back["cov"].shape == (0, 3, 3, 3)
 
 
 def _toymc():

@@ -1,4 +1,4 @@
-"""bumphunt.io: reading schema ntuples, alias maps, units and every bad-input case."""
+"""bumphunt.events.reader: reading schema ntuples, chunks, several files, and every bad-input case."""
 
 from __future__ import annotations
 
@@ -9,20 +9,11 @@ import awkward as ak
 import numpy as np
 import pytest
 import uproot
+from ntuple_fixture import default_meta, flat_branches, make_events, to_mev, write_ntuple
 
 from bumphunt.errors import ConfigError, InputError, SchemaError
-from bumphunt.events.io import iterate_events, load_aliases, read_events, read_meta, write_events
-from ntuple_fixture import default_meta, flat_branches, make_events, write_ntuple
-
-
-@pytest.fixture
-def events_raw(rng: np.random.Generator) -> dict:
-    return make_events(rng, 400)
-
-
-@pytest.fixture
-def good_file(tmp_path: Path, events_raw: dict) -> Path:
-    return write_ntuple(tmp_path / "signal.root", events_raw, meta=default_meta(n=400))
+from bumphunt.events.files import read_meta
+from bumphunt.events.reader import iterate_events, read_events
 
 
 def test_read_roundtrip_values(good_file: Path, events_raw: dict) -> None:
@@ -57,18 +48,6 @@ def test_many_files_and_glob(tmp_path: Path, rng: np.random.Generator) -> None:
     assert read_events([a, b], fields=["event", "process", "weight", "gamma_E", "gamma_theta", "gamma_phi", "gamma_time",
                                        "gamma_region", "track_px", "track_py", "track_pz", "track_charge", "track_dr", "track_dz"]
                        )["gamma"].fields == ["E", "theta", "phi", "time", "region"]
-
-
-def test_write_events_roundtrip(tmp_path: Path, good_file: Path) -> None:
-    ev = read_events(good_file)
-    out = write_events(tmp_path / "copy.root", ev)
-    back = read_events(out)
-    assert back.sample == ev.sample
-    for key in ev:
-        if key in ("gamma", "track"):
-            assert ak.all(back[key].E == ev[key].E) if key == "gamma" else ak.all(back[key].px == ev[key].px)
-        else:
-            np.testing.assert_array_equal(back[key], ev[key])
 
 
 # ----------------------------------------------------------------- bad inputs
@@ -155,19 +134,8 @@ def test_non_finite_values(tmp_path: Path, events_raw: dict, bad: float) -> None
         read_events(p)
 
 
-def _to_mev(events_raw: dict) -> dict:
-    ev = {**events_raw, "gamma": dict(events_raw["gamma"]), "track": dict(events_raw["track"])}
-    for f, scale in (("E", 1e3), ("mc_E", 1e3), ("cov_EE", 1e6)):
-        v = ev["gamma"][f]
-        ev["gamma"][f] = np.where(v > 0, v * scale, v) if f != "cov_EE" else v * scale
-    for f in ("px", "py", "pz"):
-        ev["track"][f] = ev["track"][f] * 1e3
-    ev["mc_ma"] = ev["mc_ma"] * 1e3
-    return ev
-
-
 def test_mev_energies_need_a_unit(tmp_path: Path, events_raw: dict) -> None:
-    p = write_ntuple(tmp_path / "mev.root", _to_mev(events_raw))
+    p = write_ntuple(tmp_path / "mev.root", to_mev(events_raw))
     with pytest.raises(SchemaError, match="mev.root: branch 'gamma_E': median photon energy.*set energy_unit: MeV"):
         read_events(p)
     ev = read_events(p, energy_unit="MeV")
@@ -186,46 +154,10 @@ def test_empty_tree(tmp_path: Path, rng: np.random.Generator, good_file: Path, c
     p = write_ntuple(tmp_path / "empty.root", empty, branches=br, meta=default_meta(n=0))
     with pytest.raises(InputError, match="empty.root: tree 'events' has no events"):
         read_events(p)
-    with caplog.at_level("WARNING", logger="bumphunt.io"):
+    with caplog.at_level("WARNING", logger="bumphunt.events"):
         ev = read_events([p, good_file], allow_empty=True)
     assert ev.n_events == 400
     assert "empty.root: tree 'events' is empty; skipped" in caplog.text
-
-
-def test_alias_map_basf2_like(tmp_path: Path, events_raw: dict) -> None:
-    """A basf2-like tree: other names, MeV, no process branch, given through a YAML alias map."""
-    renames = {"event": "__event__", "weight": "__weight__", "gamma_E": "E", "gamma_theta": "theta", "gamma_phi": "phi",
-               "gamma_time": "clusterTiming", "gamma_region": "clusterReg", "track_px": "trk_px", "track_py": "trk_py",
-               "track_pz": "trk_pz", "track_charge": "trk_charge", "track_dr": "trk_dr", "track_dz": "trk_dz"}
-    br = flat_branches(_to_mev(events_raw))
-    basf2 = {renames[k]: v for k, v in br.items() if k in renames}
-    p = write_ntuple(tmp_path / "basf2.root", events_raw, branches=basf2, tree="gammas")
-    yaml_text = "tree: gammas\nenergy_unit: MeV\nbranches:\n" + "".join(f"  {k}: {v}\n" for k, v in renames.items()) + \
-        "constants:\n  process: data\n"
-    alias = tmp_path / "aliases.yaml"
-    alias.write_text(yaml_text)
-    ev = read_events(p, aliases=alias)
-    ref = read_events(write_ntuple(tmp_path / "ref.root", events_raw))
-    np.testing.assert_allclose(ak.to_numpy(ak.flatten(ev["gamma"].E)), ak.to_numpy(ak.flatten(ref["gamma"].E)), rtol=1e-12)
-    np.testing.assert_array_equal(ev["process"], 100)
-    np.testing.assert_array_equal(ev["event"], ref["event"])
-    # without the alias map the schema branches are missing
-    with pytest.raises(SchemaError, match="no tree 'events'"):
-        read_events(p)
-    with pytest.raises(SchemaError, match=r"branch 'clusterTime' \(schema 'gamma_time', via the alias map\)"):
-        read_events(p, aliases={**load_aliases(alias), "branches": {**renames, "gamma_time": "clusterTime"}})
-
-
-def test_alias_map_errors(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("branches:\n  gamma_energy: E\n")
-    with pytest.raises(ConfigError, match="bad.yaml: branches"):
-        load_aliases(bad)
-    bad.write_text("energy_units: MeV\n")
-    with pytest.raises(ConfigError, match="allowed keys"):
-        load_aliases(bad)
-    with pytest.raises(ConfigError, match="unknown process 'qcd'"):
-        load_aliases({"constants": {"process": "qcd"}})
 
 
 def test_metadata_errors(tmp_path: Path, events_raw: dict) -> None:
@@ -256,86 +188,6 @@ def test_combining_files_with_different_optional_branches(tmp_path: Path, rng: n
     assert cf.processes == ["ggg", "data"] and cf.count("all") == 70
 
 
-# --------------------------------------------------------------------------- direct basket reader
-
-
-def _write_in_baskets(path: Path, events: dict, *, sizes: list[int], compression=None, per_branch: bool = False) -> Path:
-    """Write ``events`` with one ``extend`` (one basket per branch) per entry of ``sizes``."""
-    from bumphunt.events.io import branch_compression
-    from ntuple_fixture import to_awkward
-
-    data = to_awkward(events)
-    with uproot.recreate(path, compression=compression) as f:
-        types = {k: (v.type.content if isinstance(v, ak.Array) else np.asarray(v).dtype) for k, v in data.items()}
-        t = f.mktree("events", types)
-        if per_branch:
-            t.compression = branch_compression(t)
-        lo = 0
-        for size in sizes:
-            t.extend({k: v[lo:lo + size] for k, v in data.items()})
-            lo += size
-    return path
-
-
-def _assert_same_as_uproot(path: Path, chunks: list) -> None:
-    """Every array of the chunks equals uproot's own reading of the same branches."""
-    with uproot.open(path) as f:
-        whole = f["events"].arrays(library="ak", how=dict)
-        start = 0
-        for chunk in chunks:
-            stop = start + chunk.n_events
-            ref = {k: v[start:stop] for k, v in whole.items()}
-            for key, value in chunk.items():
-                if key in ("gamma", "track"):
-                    np.testing.assert_array_equal(ak.to_numpy(ak.num(value)), ak.to_numpy(ref["n" + key]))
-                    for field in value.fields:
-                        got = ak.to_numpy(ak.flatten(value[field]))
-                        want = ak.to_numpy(ak.flatten(ref[f"{key}_{field}"]))
-                        np.testing.assert_array_equal(got, want, err_msg=f"{key}.{field} entries [{start}, {stop})")
-                        assert got.dtype.isnative
-                else:
-                    np.testing.assert_array_equal(value, ak.to_numpy(ref[key]), err_msg=key)
-            start = stop
-
-
-@pytest.mark.parametrize("compression,per_branch", [(None, False), ("zlib", False), ("lz4", True)])
-def test_direct_reader_matches_uproot_across_baskets(tmp_path: Path, rng: np.random.Generator, compression, per_branch,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunk boundaries inside and across baskets, stored raw or compressed: the same values as uproot."""
-    import bumphunt.events.io as bio
-
-    def no_fallback(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the direct basket reader should read every branch of this file")
-
-    monkeypatch.setattr(bio, "_read_all", no_fallback)
-    comp = {None: None, "zlib": uproot.ZLIB(1), "lz4": uproot.LZ4(1)}[compression]
-    if compression == "lz4":
-        pytest.importorskip("lz4")
-        pytest.importorskip("xxhash")
-    events = make_events(rng, 230)
-    path = _write_in_baskets(tmp_path / "baskets.root", events, sizes=[50, 1, 79, 100], compression=comp, per_branch=per_branch)
-    for step in (230, 37, 50):
-        chunks = list(iterate_events(path, step_size=step))
-        assert sum(c.n_events for c in chunks) == 230
-        _assert_same_as_uproot(path, chunks)
-
-
-def test_uproot_fallback_reads_the_same(tmp_path: Path, good_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Branches the direct reader does not handle go through uproot's TTree.arrays with identical results."""
-    import bumphunt.events.io as bio
-
-    direct = read_events(good_file)
-    monkeypatch.setattr(bio, "_direct_interpretation", lambda branch: None)
-    via_uproot = read_events(good_file)
-    for key, value in direct.items():
-        other = via_uproot[key]
-        if isinstance(value, ak.Array):
-            assert ak.array_equal(value, other), key
-        else:
-            np.testing.assert_array_equal(value, other)
-            assert value.dtype == other.dtype
-
-
 def test_jagged_branches_with_different_structure(tmp_path: Path, events_raw: dict) -> None:
     branches = flat_branches(events_raw)
     E = ak.flatten(branches["gamma_theta"])
@@ -348,18 +200,18 @@ def test_jagged_branches_with_different_structure(tmp_path: Path, events_raw: di
         read_events(p)
 
 
-def test_non_finite_in_a_later_basket_and_huge_finite_values(tmp_path: Path, rng: np.random.Generator) -> None:
+def test_non_finite_in_a_later_basket_and_huge_finite_values(tmp_path: Path, rng: np.random.Generator, write_in_baskets) -> None:
     events = make_events(rng, 120)
     cov = events["gamma"]["cov_EE"].copy()
     cov[:2] = 1e308  # the sum overflows: the values are then checked one by one, and are finite
     events["gamma"]["cov_EE"] = cov
-    ok = _write_in_baskets(tmp_path / "huge.root", events, sizes=[60, 60])
+    ok = write_in_baskets(tmp_path / "huge.root", events, sizes=[60, 60])
     assert read_events(ok)["gamma"].cov_EE[0, 0] == 1e308
     t = events["gamma"]["time"].copy()
     last = int(events["ngamma"][:100].sum())  # first cluster of entry 100, in the second basket
     t[last] = np.nan
     events["gamma"]["time"] = t
-    bad = _write_in_baskets(tmp_path / "late.root", events, sizes=[60, 60])
+    bad = write_in_baskets(tmp_path / "late.root", events, sizes=[60, 60])
     chunks = iterate_events(bad, step_size=60)
     assert next(chunks).n_events == 60
     with pytest.raises(InputError, match=r"late.root: branch 'gamma_time' has 1 NaN/inf value\(s\), first in entry 100"):
@@ -382,14 +234,3 @@ def test_iterate_prefetch_keeps_file_order_and_stops_cleanly(tmp_path: Path, rng
     assert next(it).n_events == 40
     it.close()  # stops while the next chunk is being read: no error, files closed
     assert read_events([a, b], max_events=50).n_events == 50
-
-
-def test_written_files_store_incompressible_branches_as_is(tmp_path: Path, good_file: Path) -> None:
-    pytest.importorskip("lz4")
-    pytest.importorskip("xxhash")
-    out = write_events(tmp_path / "copy.root", read_events(good_file))
-    with uproot.open(out) as f:
-        tree = f["events"]
-        assert tree["gamma_E"].compressed_bytes == tree["gamma_E"].uncompressed_bytes
-        assert tree["process"].compressed_bytes < tree["process"].uncompressed_bytes
-    _assert_same_as_uproot(out, [read_events(out)])
