@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from ntuple_fixture import make_events, write_ntuple
+from ntuple_fixture import default_meta, make_events, write_ntuple
 
+from bumphunt.events.cutflow import CutFlow
 from bumphunt.events.cuts import PreselectionCuts
 from bumphunt.events.detector import Resolution
-from bumphunt.events.preselection import preselect
+from bumphunt.events.preselection import PreselectedFile, preselect, preselect_files
 from bumphunt.events.reader import read_events
+from bumphunt.events.three_photon import load_three_photon
 from bumphunt.kinematics import Beam, invariant_mass, p4_from_spherical
 
 DEG = np.pi / 180
@@ -164,3 +167,28 @@ def test_parallel_event_ranges_give_the_single_pass_result(events, monkeypatch: 
     # without an event branch the event numbers are the rows of the whole chunk
     no_event = {k: v for k, v in events.items() if k != "event"}
     np.testing.assert_array_equal(preselect(no_event, cuts=cuts)[0]["event"], np.flatnonzero(np.isin(events["event"], single["event"])))
+
+
+def test_preselect_files_writes_three_photon_files_and_cut_flows(tmp_path: Path, rng: np.random.Generator) -> None:
+    a = write_ntuple(tmp_path / "in" / "sig.root", make_events(rng, 300, process="signal"), meta=default_meta("signal", n=300))
+    b = write_ntuple(tmp_path / "in" / "bkg.root", make_events(rng, 200, process="ggg"), meta=default_meta("ggg", n=200))
+    results = preselect_files(str(tmp_path / "in" / "*.root"), tmp_path / "out", step_size=70, show_progress=False)
+    assert list(results) == ["bkg", "sig"]
+    for stem, path in (("sig", a), ("bkg", b)):
+        res = results[stem]
+        assert isinstance(res, PreselectedFile) and res.source == path
+        whole, flow = preselect(read_events(path))
+        np.testing.assert_array_equal(res.cutflow.counts, flow.counts)  # chunks add up to the single pass
+        assert res.n_selected == len(whole["event"]) == flow.count("no_good_track")
+        back = load_three_photon(res.events)
+        for key, value in whole.items():
+            np.testing.assert_array_equal(back[key], value, err_msg=key)
+        assert res.cutflow_md.read_text().startswith(f"# Pre-selection cut flow: {path.name}")
+        np.testing.assert_array_equal(CutFlow.from_dict(json.loads(res.cutflow_json.read_text())).counts, flow.counts)
+        assert read_events(res.events).sample["cutflow"] == flow.to_dict()
+        # the former dict form still works (transitional)
+        assert res["n_selected"] == res.n_selected and res["cutflow"] is res.cutflow and res.to_dict()["events"] == res.events
+        with pytest.raises(KeyError):
+            res["nothing"]
+    with pytest.raises(AttributeError):
+        results["sig"].n_selected = 0  # frozen

@@ -8,7 +8,7 @@ import numpy as np
 
 from bumphunt.events.preselection import preselect
 from bumphunt.events.reader import read_events
-from bumphunt.events.three_photon import load_three_photon, save_three_photon
+from bumphunt.events.three_photon import combine_three_photon, load_three_photon, save_three_photon
 
 
 def test_save_load_roundtrip_and_io_reads_it(tmp_path: Path, events) -> None:
@@ -30,3 +30,14 @@ def test_save_load_roundtrip_and_io_reads_it(tmp_path: Path, events) -> None:
     empty = {k: v[:0] for k, v in out.items()}
     back = load_three_photon(save_three_photon(tmp_path / "empty.root", empty))
     assert back["E"].shape == (0, 3) and back["cov"].shape == (0, 3, 3, 3)
+
+
+def test_combine_three_photon(events) -> None:
+    out, _ = preselect(events)
+    half = len(out["event"]) // 2
+    parts = [{k: v[:half] for k, v in out.items()}, {k: v[half:] for k, v in out.items()}]
+    both = combine_three_photon(parts)
+    assert both.keys() == out.keys()
+    for key, value in out.items():
+        np.testing.assert_array_equal(both[key], value, err_msg=key)
+    assert combine_three_photon([]) == {}
