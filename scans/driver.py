@@ -46,7 +46,7 @@ from .execution import Execution
 from .jobs import BlockResult, FitSettings, ToyResult, block_jobs, toy_jobs
 from .lee import fit_smooth_background, global_significance, segment_labels
 from .pipeline import Stage, run_checkpointed
-from .plan import ScanPlan, plan_scan, signal_efficiency, sorted_candidates, veto_ranges
+from .plan import ScanPlan, plan_scan, signal_efficiency, sorted_candidates, veto_ranges, vetoed_mass_ranges
 from .result import POINT_KEYS, points_csv, scan_points, scan_result, write_result
 from .worker import evaluate_block, evaluate_toy
 
@@ -215,7 +215,8 @@ def scan(
 
     result = scan_result(config=cfg, inputs=inputs_record, plan=plan, points=points, global_significance=global_, hashes=hashes,
                          n_candidates=mgg.size, signal_model=signal_model_source or describe_signal_model(signal_model),
-                         provenance=cfg["provenance"] if provenance is None else provenance)
+                         provenance=cfg["provenance"] if provenance is None else provenance,
+                         vetoed_ranges=vetoed_mass_ranges(plan, cfg["vetoes"]))
     if out is not None:
         write_result(result, out / cfg["output"]["result"], csv_path=out / cfg["output"]["csv"])
     logger.info("scan finished in %.1f s: max local Z %.2f at %.4g GeV, global Z %.2f (%s)",

@@ -34,7 +34,7 @@ from .peaks import peaks_in_windows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ScanPlan", "plan_scan", "sorted_candidates", "signal_efficiency", "veto_ranges"]
+__all__ = ["ScanPlan", "plan_scan", "sorted_candidates", "signal_efficiency", "veto_ranges", "vetoed_mass_ranges"]
 
 
 def _read_only(a: ArrayLike, dtype: Any = None) -> NDArray:
@@ -335,3 +335,30 @@ def veto_ranges(plan: ScanPlan, vetoes: Mapping[str, Any]) -> list[list[float]]:
         half = max(vetoes["n_sigma"], 3.0) * float(plan.sigmas[i])
         out.append([mp - half, mp + half])
     return out
+
+
+def vetoed_mass_ranges(plan: ScanPlan, vetoes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The mass ranges the vetoes remove from the scan, for plots and readers of the result.
+
+    A listed particle vetoes ``m_P +- n_sigma sigma`` (sigma at the grid point
+    nearest to m_P) in ``vetoes.mode: veto``; explicit ``vetoes.ranges`` are
+    vetoed in every mode. Only ranges that overlap the scanned masses and hold a
+    vetoed point are returned.
+
+    Returns
+    -------
+    list of {"lo", "hi", "reason"}
+        GeV, sorted by ``lo``.
+    """
+    if len(plan.masses) == 0:
+        return []
+    out = [{"lo": float(lo), "hi": float(hi), "reason": f"range [{lo:g}, {hi:g}] GeV"} for lo, hi in vetoes["ranges"]]
+    if vetoes.get("mode", "veto") == "veto":
+        for name in vetoes["particles"]:
+            mp = particle_mass(name)
+            i = int(np.argmin(np.abs(plan.masses - mp)))
+            half = vetoes["n_sigma"] * float(plan.sigmas[i])
+            out.append({"lo": mp - half, "hi": mp + half, "reason": name})
+    vetoed = plan.masses[np.array([s == "vetoed" for s in plan.status])]
+    keep = [r for r in out if np.any((vetoed >= r["lo"] - 1e-12) & (vetoed <= r["hi"] + 1e-12))]
+    return sorted(keep, key=lambda r: r["lo"])

@@ -16,11 +16,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
-from signal_models._common.plotstyle import style
+from signal_models._common.plotstyle import place_legend, style
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["limit_arrays", "plot_brazil", "plot_coupling", "plot_p0", "plot_fit", "read_external_limits", "plot_all"]
+__all__ = ["limit_arrays", "plot_brazil", "plot_coupling", "plot_p0", "plot_fit", "read_external_limits", "external_label", "vetoed_spans", "plot_all"]
 
 _QUANTITY = {
     "nsig": ("ul_nsig_obs", "ul_nsig_exp", r"95% CL upper limit on $N_\mathrm{sig}$"),
@@ -49,13 +49,38 @@ def _label(ax: Any, result: Mapping[str, Any]) -> None:
                  loc="right", fontsize="small")
 
 
-def _shade_vetoes(ax: Any, result: Mapping[str, Any]) -> None:
+def vetoed_spans(result: Mapping[str, Any]) -> list[tuple[float, float]]:
+    """Mass ranges (GeV) to shade as vetoed.
+
+    The vetoed ranges recorded in the result (``vetoed_ranges``); for results
+    without them, each run of vetoed points spans from the last point before
+    it to the first point after it (where the limit curves break).
+    """
+    if result.get("vetoed_ranges"):
+        return [(float(r["lo"]), float(r["hi"])) for r in result["vetoed_ranges"]]
     pts = result["points"]
     masses = [p["mass"] for p in pts]
-    step = np.median(np.diff(masses)) if len(masses) > 1 else 0.0
-    for p in pts:
-        if p["vetoed"]:
-            ax.axvspan(p["mass"] - step / 2, p["mass"] + step / 2, color="0.85", lw=0, zorder=0)
+    spans: list[tuple[float, float]] = []
+    i = 0
+    while i < len(pts):
+        if not pts[i]["vetoed"]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(pts) and pts[j + 1]["vetoed"]:
+            j += 1
+        spans.append((masses[i - 1] if i > 0 else masses[i], masses[j + 1] if j + 1 < len(pts) else masses[j]))
+        i = j + 1
+    return spans
+
+
+def _shade_vetoes(ax: Any, result: Mapping[str, Any]) -> None:
+    for k, (lo, hi) in enumerate(vetoed_spans(result)):
+        ax.axvspan(lo, hi, color="0.85", lw=0, zorder=0, label="Vetoed" if k == 0 else None)
+
+
+def _curves(m: NDArray, *ys: NDArray) -> list[tuple[NDArray, NDArray]]:
+    return [(m, y) for y in ys]
 
 
 def plot_brazil(result: Mapping[str, Any], *, quantity: str = "nsig", ax: Any = None, logy: bool | None = None) -> Any:
@@ -71,7 +96,7 @@ def plot_brazil(result: Mapping[str, Any], *, quantity: str = "nsig", ax: Any = 
     a = limit_arrays(result, quantity)
     with style():
         if ax is None:
-            fig, ax = plt.subplots(figsize=(9, 6))
+            fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
         else:
             fig = ax.figure
         m, e = a["mass"], a["exp"]
@@ -81,22 +106,39 @@ def plot_brazil(result: Mapping[str, Any], *, quantity: str = "nsig", ax: Any = 
         ax.plot(m, a["obs"], "k-", lw=1.5, label="Observed")
         _shade_vetoes(ax, result)
         ax.set_xlabel(r"$m_a$ [GeV]")
-        ax.set_ylabel(_QUANTITY[quantity][2], fontsize="medium")
-        top = float(np.nanmax(np.r_[e[:, 4], a["obs"]])) if len(m) else 1.0
+        ax.set_ylabel(_QUANTITY[quantity][2], fontsize="small")
+        top = float(np.nanmax(np.r_[e[:, 4], a["obs"]])) if np.isfinite(e).any() else 1.0
         if logy if logy is not None else quantity != "nsig":
             ax.set_yscale("log")
-            bottom = float(np.nanmin(np.r_[e[:, 0], a["obs"]])) if len(m) else 0.1
+            bottom = float(np.nanmin(np.r_[e[:, 0], a["obs"]])) if np.isfinite(e).any() else 0.1
             ax.set_ylim(bottom / 1.5, top * (top / bottom) ** 0.45)  # headroom for the legend
         else:
             ax.set_ylim(0.0, 1.45 * top)
-        ax.legend(loc="upper left", ncol=2, fontsize="small", frameon=False)
+        place_legend(ax, _curves(m, a["obs"], *e.T), ncol=2, fontsize="small", frameon=False)
         _label(ax, result)
     return fig
 
 
+def external_label(path: str | Path) -> str:
+    """The name of an external limit curve: its ``# label: ...`` header line, else the file name."""
+    with open(path) as f:
+        for line in f:
+            text = line.strip()
+            if not text.startswith("#"):
+                break
+            key, _, value = text.lstrip("#").partition(":")
+            if key.strip().lower() == "label" and value.strip():
+                return value.strip()
+    return Path(path).stem
+
+
 def read_external_limits(path: str | Path) -> tuple[NDArray, NDArray]:
-    """An external limit curve from a CSV with columns ``mass`` (GeV) and ``g`` (GeV^-1)."""
-    data = np.genfromtxt(path, delimiter=",", names=True)
+    """An external limit curve from a CSV with columns ``mass`` (GeV) and ``g`` (GeV^-1); ``#`` lines are comments."""
+    import io
+
+    with open(path) as f:
+        text = "".join(line for line in f if not line.lstrip().startswith("#"))
+    data = np.genfromtxt(io.StringIO(text), delimiter=",", names=True)
     names = data.dtype.names or ()
     if "mass" not in names or "g" not in names:
         raise ValueError(f"{path}: external limit CSV needs columns 'mass' and 'g' (has: {', '.join(names)})")
@@ -104,32 +146,43 @@ def read_external_limits(path: str | Path) -> tuple[NDArray, NDArray]:
 
 
 def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDArray, NDArray]] | None = None, ax: Any = None) -> Any:
-    """Excluded region in (m_a, g_agg) on log axes, with optional external curves ``{label: (mass, g)}``."""
+    """Excluded region in (m_a, g_agg) on log axes with the expected +-1, +-2 sigma bands and optional
+    external curves ``{label: (mass GeV, g GeV^-1)}``."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     a = limit_arrays(result, "g")
     with style():
         if ax is None:
-            fig, ax = plt.subplots(figsize=(9, 6))
+            fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
         else:
             fig = ax.figure
         m, obs, e = a["mass"], a["obs"], a["exp"]
-        top = np.nanmax(np.r_[obs, e[:, 4]]) * 30 if np.isfinite(obs).any() else 1.0
-        ax.fill_between(m, obs, top, where=np.isfinite(obs), color="tab:blue", alpha=0.3, label="Excluded (observed, 95% CL)")
-        ax.plot(m, obs, color="tab:blue", lw=1.5)
+        finite = np.isfinite(obs).any()
+        lo_all = np.r_[obs, e[:, 0]]
+        hi_all = np.r_[obs, e[:, 4]]
+        for xm, xg in (external or {}).values():
+            inside = (np.asarray(xm) >= np.nanmin(m)) & (np.asarray(xm) <= np.nanmax(m))
+            lo_all, hi_all = np.r_[lo_all, np.asarray(xg)[inside]], np.r_[hi_all, np.asarray(xg)[inside]]
+        bottom = float(np.nanmin(lo_all)) / 3.0 if finite else 1e-4
+        top = float(np.nanmax(hi_all)) * 30.0 if finite else 1.0
+        ax.fill_between(m, e[:, 0], e[:, 4], color="#FFDF7F", label=r"Expected $\pm 2\sigma$")
+        ax.fill_between(m, e[:, 1], e[:, 3], color="#85D1FB", label=r"Expected $\pm 1\sigma$")
         ax.plot(m, e[:, 2], "k--", lw=1.0, label="Expected (median)")
-        for lab, (xm, xg) in (external or {}).items():
-            ax.plot(xm, xg, lw=1.5, label=lab)
+        ax.fill_between(m, obs, top, where=np.isfinite(obs), color="tab:blue", alpha=0.25, lw=0, label="Excluded (observed, 95% CL)")
+        ax.plot(m, obs, color="tab:blue", lw=1.5)
+        curves = _curves(m, obs, *e.T)
+        for k, (lab, (xm, xg)) in enumerate((external or {}).items()):
+            ax.plot(xm, xg, lw=1.5, color=f"C{(k + 2) % 10}", label=lab)
+            curves.append((np.asarray(xm), np.asarray(xg)))
+        _shade_vetoes(ax, result)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        from matplotlib.ticker import NullFormatter
-
         ax.xaxis.set_minor_formatter(NullFormatter())
-        if np.isfinite(obs).any():
-            ax.set_ylim(np.nanmin(np.r_[obs, e[:, 0]]) / 40.0, top)  # room below the curve for the legend
+        ax.set_ylim(bottom, top)
         ax.set_xlabel(r"$m_a$ [GeV]")
         ax.set_ylabel(r"$g_{a\gamma\gamma}$ [GeV$^{-1}$]")
-        ax.legend(loc="lower right", fontsize="small", frameon=True, facecolor="white", framealpha=0.9)
+        place_legend(ax, curves, fontsize="small", frameon=True, facecolor="white", framealpha=0.9)
         _label(ax, result)
     return fig
 
@@ -144,7 +197,7 @@ def plot_p0(result: Mapping[str, Any], *, ax: Any = None) -> Any:
     g = result["global"]
     with style():
         if ax is None:
-            fig, ax = plt.subplots(figsize=(9, 6))
+            fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
         else:
             fig = ax.figure
         ax.plot(a["mass"], p0, "k-", lw=1.2, label="Local $p_0$")
@@ -161,7 +214,7 @@ def plot_p0(result: Mapping[str, Any], *, ax: Any = None) -> Any:
         ax.set_ylabel("Local $p_0$")
         ax.plot([], [], " ", label=f"max $Z_\\mathrm{{local}}$ = {g['max_z_local']:.2f} at {g['mass_at_max']:.3f} GeV")
         ax.plot([], [], " ", label=f"$Z_\\mathrm{{global}}$ = {g['z_global']:.2f} ({g['method'].split(' ')[0]}, {g.get('n_toys', 0)} toys)")
-        ax.legend(loc="lower left", fontsize="small")
+        place_legend(ax, [(a["mass"], p0)], fontsize="small")
         _label(ax, result)
     return fig
 
@@ -179,7 +232,7 @@ def plot_fit(mgg: NDArray, fit_result: Any, *, bins: int = 60, ax: Any = None, m
     grid = np.linspace(lo, hi, 400)
     with style():
         if ax is None:
-            fig, ax = plt.subplots(figsize=(9, 6))
+            fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
         else:
             fig = ax.figure
         ax.errorbar(centres, counts, yerr=np.sqrt(np.maximum(counts, 1)), fmt="ko", ms=3, label="Candidates")
@@ -190,7 +243,7 @@ def plot_fit(mgg: NDArray, fit_result: Any, *, bins: int = 60, ax: Any = None, m
         title = f"$m_a$ = {mass:.4g} GeV: " if mass is not None else ""
         ax.set_title(f"{title}$N_\\mathrm{{sig}}$ = {fit_result.nsig:.1f} $\\pm$ {fit_result.nsig_err:.1f}, $Z$ = {fit_result.z_local:.2f}",
                      fontsize="small")
-        ax.legend(loc="best", fontsize="small")
+        place_legend(ax, [(centres, counts), (grid, fit_result.density(grid) * width)], fontsize="small")
     return fig
 
 

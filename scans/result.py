@@ -148,6 +148,7 @@ def scan_result(
     n_candidates: int,
     signal_model: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    vetoed_ranges: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The scan result document (the JSON structure of DESIGN.md plus hashes, candidate count and data range).
 
@@ -173,6 +174,8 @@ def scan_result(
     provenance : mapping, optional
         How the candidates were made (selector, working point, toy-MC seed,
         event-chain counts, ...), recorded as given.
+    vetoed_ranges : sequence of {"lo", "hi", "reason"}
+        Mass ranges (GeV) removed by the vetoes (``scans.plan.vetoed_mass_ranges``).
     """
     return {
         "bumphunt_version": __version__,
@@ -187,6 +190,7 @@ def scan_result(
         "hashes": hashes,
         "n_candidates": int(n_candidates),
         "data_range": [float(plan.data_range[0]), float(plan.data_range[1])],
+        "vetoed_ranges": [dict(r) for r in vetoed_ranges],
     }
 
 

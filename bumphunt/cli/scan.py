@@ -111,11 +111,11 @@ def scan(config: str | None, inputs: tuple[str, ...], signal_model: str | None, 
 def plot(result_path: str, out_dir: str, external: tuple[str, ...], fit_masses: str) -> None:
     """Draw a scan result: Brazil bands (N_sig and cross-section), g_agg exclusion vs m_a, local p0 with the global significance."""
     import scans
-    from scans.plots import plot_all, read_external_limits
+    from scans.plots import external_label, plot_all, read_external_limits
 
     try:
         result = scans.load_result(result_path)
-        ext = {Path(p).stem: read_external_limits(p) for p in external}
+        ext = {external_label(p): read_external_limits(p) for p in external}
         masses = [float(m) for m in fit_masses.split(",") if m.strip()]
         mgg = model = None
         if masses:

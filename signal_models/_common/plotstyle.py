@@ -14,7 +14,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["style", "new_figure", "save", "label", "DEFAULT_LABEL"]
+__all__ = ["style", "new_figure", "save", "label", "DEFAULT_LABEL", "place_legend", "legend_overlaps", "texts_inside_figure"]
 
 #: Experiment label drawn on plots (toy MC unless the user says otherwise).
 DEFAULT_LABEL = "bumphunt toy MC"
@@ -66,3 +66,70 @@ def save(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
     plt.close(fig)
     logger.info("wrote plot %s", path)
     return path
+
+
+#: legend positions tried in order by ``place_legend``
+_LEGEND_LOCATIONS = ("upper left", "upper right", "lower left", "lower right", "upper center", "lower center", "center left",
+                     "center right")
+
+
+def _display_points(ax: Any, xy: Any) -> Any:
+    """Finite (x, y) data points in display coordinates, shape (n, 2)."""
+    import numpy as np
+
+    x, y = (np.asarray(v, dtype=float).ravel() for v in xy)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ax.get_xscale() == "log":
+        ok &= x > 0
+    if ax.get_yscale() == "log":
+        ok &= y > 0
+    if not ok.any():
+        return np.zeros((0, 2))
+    return ax.transData.transform(np.column_stack([x[ok], y[ok]]))
+
+
+def legend_overlaps(ax: Any, legend: Any, curves: Any) -> bool:
+    """Whether ``legend`` covers any point of ``curves`` (a list of (x, y) arrays in data units)."""
+    import numpy as np
+
+    fig = ax.figure
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    for xy in curves:
+        pts = _display_points(ax, xy)
+        inside = (pts[:, 0] >= box.x0) & (pts[:, 0] <= box.x1) & (pts[:, 1] >= box.y0) & (pts[:, 1] <= box.y1)
+        if np.any(inside):
+            return True
+    return False
+
+
+def place_legend(ax: Any, curves: Any, *, headroom_steps: int = 4, **kwargs: Any) -> Any:
+    """A legend inside the axes where it covers none of ``curves`` (list of (x, y) data arrays).
+
+    The usual corners and sides are tried in turn; when none is free, the top
+    of the y axis is raised (by a quarter of the range, or of the decades on a
+    log axis) and the positions are tried again, ``headroom_steps`` times; as a
+    last resort the legend goes outside the axes on the right. Every given
+    point is checked; the keyword arguments go to ``ax.legend``.
+    """
+    for step in range(headroom_steps + 1):
+        if step:
+            lo, hi = ax.get_ylim()
+            if ax.get_yscale() == "log":
+                ax.set_ylim(lo, hi * (hi / lo) ** 0.25)
+            else:
+                ax.set_ylim(lo, hi + 0.25 * (hi - lo))
+        for loc in _LEGEND_LOCATIONS:
+            legend = ax.legend(loc=loc, **kwargs)
+            if not legend_overlaps(ax, legend, curves):
+                return legend
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
+
+
+def texts_inside_figure(fig: Any) -> bool:
+    """Whether everything ``fig`` draws (labels, tick labels, titles, legends) lies inside the figure canvas."""
+    fig.canvas.draw()
+    tight = fig.get_tightbbox(fig.canvas.get_renderer())
+    frame = fig.bbox_inches
+    tol = 0.01  # inches
+    return tight.x0 >= frame.x0 - tol and tight.y0 >= frame.y0 - tol and tight.x1 <= frame.x1 + tol and tight.y1 <= frame.y1 + tol
