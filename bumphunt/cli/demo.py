@@ -24,19 +24,20 @@ def demo(out_dir: str, seed: int, lumi_fb: float | None, small: bool) -> None:
     -> mass scan with CLs limits and look-elsewhere effect -> report.md.
     A few minutes with the defaults; --small takes well under a minute.
     """
-    from ..demo.stages import run_demo
     from signal_models import ShapeError
 
+    from ..demo import run_demo
     from ..errors import BumphuntError
 
     try:
-        products = run_demo(out_dir, seed=seed, lumi_fb=lumi_fb, small=small)
+        products = run_demo(out_dir, seed=seed, lumi_fb=lumi_fb, small=small, on_step=lambda line: click.echo(line, err=True))
     except (BumphuntError, ShapeError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"{out_dir}: {exc}") from None
     click.echo(f"Demo finished. Report: {products['report']}")
     for key, what in (("scan_result", "Scan result (JSON)"), ("scan_points", "Scan points (CSV)"),
+                      ("scan_config", "Scan configuration (repeat with: bumphunt scan CONFIG --out DIR)"),
                       ("selector_model", "Selector model"), ("signal_model", "Signal model (JSON)")):
         if key in products:
             click.echo(f"{what}: {products[key]}")
