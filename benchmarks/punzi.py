@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     kinfit = False
     if not args.no_kinfit:
         try:
-            from bumphunt.kinfit.fitter import apply_to_events
+            from bumphunt.kinfit import apply_to_events
         except ImportError:
             pass
         else:

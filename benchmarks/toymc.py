@@ -1,7 +1,7 @@
 """Benchmark: toy-MC generation rate and read + pre-selection rate.
 
 Generates one large e+e- -> ggg sample with ``bumphunt.toymc.generate``
-(1e6 events by default), then reads it with ``bumphunt.events.io.iterate_events``
+(1e6 events by default), then reads it with ``bumphunt.events.iterate_events``
 (only the branches the pre-selection needs, in chunks, as ``bumphunt
 preselect`` does; the next chunk is read in the background while the current
 one is pre-selected) and pre-selects it with ``bumphunt.events.preselection``.
@@ -52,8 +52,7 @@ def _rates(n: int, wall: float, cpu: float) -> dict[str, float]:
 
 def _read_preselect(path: Path, step: int) -> dict[str, float]:
     """One pass of read + pre-selection over the file (the way ``bumphunt preselect`` does it)."""
-    from bumphunt.events.io import iterate_events
-    from bumphunt.events.preselection import NEEDED_FIELDS, preselect
+    from bumphunt.events import NEEDED_FIELDS, iterate_events, preselect
 
     n = n_sel = 0
     w0, c0 = _clock()
@@ -67,8 +66,7 @@ def _read_preselect(path: Path, step: int) -> dict[str, float]:
 
 def _split(path: Path, step: int) -> dict[str, dict[str, float]]:
     """Read only, then pre-selection only (on the chunks held in memory)."""
-    from bumphunt.events.io import iterate_events
-    from bumphunt.events.preselection import NEEDED_FIELDS, preselect
+    from bumphunt.events import NEEDED_FIELDS, iterate_events, preselect
 
     w0, c0 = _clock()
     chunks = list(iterate_events(path, fields=NEEDED_FIELDS, step_size=step))
@@ -84,7 +82,7 @@ def _uproot_arrays(path: Path) -> dict[str, float]:
     """The same branches read with uproot's ``TTree.arrays`` into awkward arrays (no checks, no pre-selection)."""
     import uproot
 
-    from bumphunt.events.preselection import NEEDED_FIELDS
+    from bumphunt.events import NEEDED_FIELDS
 
     with uproot.open(path) as f:
         tree = f["events"]

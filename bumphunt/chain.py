@@ -138,7 +138,7 @@ def load_selector_with_working_point(selector: Any, working_point: float | None)
             raise InputError(f"working point {working_point!r} given without a selector")
         return None, None
     if not hasattr(selector, "apply"):
-        from .selection.core import load_selector
+        from .selection import load_selector
 
         try:
             selector = load_selector(str(selector))
@@ -188,7 +188,7 @@ def candidates_from_three_photon(
     three = dict(events)
     n_failed = 0
     if kinematic_fit and len(three.get("E", ())) and "fit_E" not in three:
-        from .kinfit.fitter import apply_to_events
+        from .kinfit import apply_to_events
 
         three = apply_to_events(three, beam=beam, covariance_model=covariance_model)
     if "kinfit_converged" in three:
@@ -232,7 +232,7 @@ def candidates_from_events(
     cutflow : CutFlow
         The pre-selection cut flow of these events.
     """
-    from .events.preselection import preselect
+    from .events import preselect
 
     three, cutflow = preselect(events, beam=beam, cuts=cuts)
     out = candidates_from_three_photon(three, beam=beam, kinematic_fit=kinematic_fit, covariance_model=covariance_model,
@@ -289,7 +289,7 @@ def candidate_masses(
     InputError
         Unreadable inputs, a selector that cannot be loaded, or a working point outside [0, 1].
     """
-    from .events.io import iterate_events
+    from .events import iterate_events
 
     beam = Beam.belle2() if beam is None else beam
     selector, working_point = load_selector_with_working_point(selector, working_point)
@@ -420,7 +420,7 @@ def signal_candidates(
         Unreadable files, no signal events, a signal file without ``n_generated``,
         or a selector that cannot be loaded.
     """
-    from .selection.core import load_samples
+    from .selection import load_samples
 
     beam = Beam.belle2() if beam is None else beam
     events, n_gen, _ = load_samples([str(p) for p in paths], beam=beam)

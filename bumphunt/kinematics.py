@@ -154,12 +154,12 @@ class Beam:
             raise ValueError(f"crossing_angle must be in [0, pi/2) rad, got {self.crossing_angle}")
 
     @classmethod
-    def belle2(cls) -> "Beam":
+    def belle2(cls) -> Beam:
         """SuperKEKB at the Upsilon(4S): 7 GeV e-, 4 GeV e+, 83 mrad crossing."""
         return cls(e_her=7.0, e_ler=4.0, crossing_angle=0.083)
 
     @classmethod
-    def z_pole(cls, *, crossing_angle: float = 0.0) -> "Beam":
+    def z_pole(cls, *, crossing_angle: float = 0.0) -> Beam:
         """Symmetric beams at sqrt(s) = m_Z (PDG mass from ``particle``)."""
         from signal_models._common.pdg import particle_mass
 

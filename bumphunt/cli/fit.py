@@ -156,7 +156,8 @@ def export_pyhf(mass: float, data: str | None, tree: str, branch: str, signal_mo
     to the unbinned one as a binned cross-check.
     """
     import fits
-    from fits.pyhf_export import export_pyhf as _export, pyhf_upper_limit
+    from fits.pyhf_export import export_pyhf as _export
+    from fits.pyhf_export import pyhf_upper_limit
 
     mgg, shape, src = _load_inputs(mass, data, signal_model, tree, branch, seed)
     try:

@@ -54,10 +54,9 @@ def kinfit(inputs: tuple[str, ...], out: str, pcm_path: str | None, beam_spread:
     """
     from rich.console import Console
 
-    from ..kinfit import fitter as kf
+    from .. import kinfit as kf
     from ..errors import BumphuntError
-    from ..events.io import read_meta
-    from ..events.preselection import combine_three_photon, load_three_photon, save_three_photon
+    from ..events import combine_three_photon, load_three_photon, read_meta, save_three_photon
 
     console = Console()
     out_path = Path(out)
@@ -65,7 +64,7 @@ def kinfit(inputs: tuple[str, ...], out: str, pcm_path: str | None, beam_spread:
     try:
         model = None
         if pcm_path:
-            from ..kinfit.covariance import PhotonCovarianceModel
+            from ..kinfit import PhotonCovarianceModel
 
             model = PhotonCovarianceModel.load(pcm_path)
         results = []
@@ -109,8 +108,8 @@ def kinfit(inputs: tuple[str, ...], out: str, pcm_path: str | None, beam_spread:
 def _write_plots(folder: Path, parts: list[dict], fits: list[Any], console: Any) -> None:
     import numpy as np
 
+    from ..events import combine_three_photon
     from ..kinfit.plots import mgg_resolution, plot_chi2_pvalue, plot_mgg_resolution, plot_pulls
-    from ..events.preselection import combine_three_photon
 
     ev = combine_three_photon(parts)
     folder.mkdir(parents=True, exist_ok=True)
@@ -155,8 +154,10 @@ def calibrate_photons(control: tuple[str, ...], out: str, nominal: str, energy_p
     from rich.console import Console
 
     from ..errors import BumphuntError
-    from ..events.io import read_events
-    from ..kinfit.covariance import REGION_NAMES, calibrate, control_sample_from_events, plot_calibration
+    from ..events import read_events
+    from ..events.detector import REGION_NAMES
+    from ..kinfit import calibrate, control_sample_from_events
+    from ..kinfit.plots import plot_calibration
 
     console = Console()
     try:

@@ -16,7 +16,7 @@ __all__ = ["preselect"]
                    "Default: the Belle II cuts (E > 0.1 GeV, 17-150 deg, |t| < 200 ns, exactly three photons, "
                    "0.8 < M_ggg/sqrt(s) < 1.05, time spread < 20 ns, no good track).")
 @click.option("--aliases", type=click.Path(dir_okay=False),
-              help="YAML alias map for ntuples with other branch names/units (see bumphunt.events.io).")
+              help="YAML alias map for ntuples with other branch names/units (see bumphunt.events.aliases).")
 @click.option("--energy-unit", type=click.Choice(["GeV", "MeV"]), default=None,
               help="Unit of the energies in the inputs (default: GeV, or the alias map's energy_unit).")
 @click.option("--tree", default=None, help="Tree name (default: events, or the alias map's tree).")
@@ -29,7 +29,7 @@ def preselect(inputs: tuple[str, ...], out_dir: str, config: str | None, aliases
     from rich.console import Console
 
     from ..errors import BumphuntError
-    from ..events.preselection import PreselectionCuts, preselect_files
+    from ..events import PreselectionCuts, preselect_files
 
     console = Console(stderr=False)
     try:
@@ -39,5 +39,5 @@ def preselect(inputs: tuple[str, ...], out_dir: str, config: str | None, aliases
     except BumphuntError as exc:
         raise click.ClickException(str(exc)) from None
     for stem, res in results.items():
-        console.print(res["cutflow"].rich_table(title=f"{stem}: pre-selection cut flow"))
-        console.print(f"{res['n_selected']} events -> {res['events']}  (cut flow: {res['cutflow_md']}, {res['cutflow_json']})")
+        console.print(res.cutflow.rich_table(title=f"{stem}: pre-selection cut flow"))
+        console.print(f"{res.n_selected} events -> {res.events}  (cut flow: {res.cutflow_md}, {res.cutflow_json})")

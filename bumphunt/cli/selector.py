@@ -8,22 +8,12 @@ runs (so ``bumphunt --help`` does not import the selector).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import click
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["selector"]
-
-
-def __getattr__(name: str) -> Any:
-    """Transitional: ``CONFIG_SCHEMA`` (and ``train_from_config``) live in ``bumphunt.selection.from_config``."""
-    if name in ("CONFIG_SCHEMA", "train_from_config"):
-        from ..selection import from_config
-
-        return getattr(from_config, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @click.group("selector")

@@ -71,16 +71,16 @@ def generate_samples(settings: DemoSettings) -> ToySamples:
 
 def preselect_samples(settings: DemoSettings, samples: ToySamples) -> tuple[dict[str, Path], Any, StepOutput]:
     """Pre-select every sample: three-photon files, the combined cut flow (JSON and Markdown)."""
-    from ..events.preselection import preselect_files
+    from ..events import preselect_files
 
     results = preselect_files(list(samples.files.values()), settings.folder("preselected"), beam=settings.beam, show_progress=False)
-    by_source = {Path(r["source"]): r for r in results.values()}
+    by_source = {Path(r.source): r for r in results.values()}
     files: dict[str, Path] = {}
     total = None
     for name, path in samples.files.items():
         r = by_source[path]
-        files[name] = Path(r["events"])
-        total = r["cutflow"] if total is None else total + r["cutflow"]
+        files[name] = Path(r.events)
+        total = r.cutflow if total is None else total + r.cutflow
     products = {f"preselected_{k}": v for k, v in files.items()}
     products["cutflow_json"] = total.to_json(settings.path("cutflow.json"))
     md = settings.path("cutflow.md")
@@ -107,7 +107,7 @@ def chain_samples(settings: DemoSettings, preselected: dict[str, Path], cutflow:
     Returns the chained samples and the report steps of the kinematic fit and of the candidates.
     """
     from ..chain import candidates_from_three_photon
-    from ..events.preselection import load_three_photon
+    from ..events import load_three_photon
 
     three: dict[str, dict[str, np.ndarray]] = {}
     cands: dict[str, dict[str, np.ndarray]] = {}

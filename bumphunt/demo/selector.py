@@ -54,7 +54,7 @@ def signal_grid(settings: DemoSettings) -> SignalGrid:
     """Signal toy MC at ``n_masses`` masses in ``GRID_RANGE``: generated, pre-selected, through the event chain."""
     from .. import toymc
     from ..chain import candidates_from_three_photon
-    from ..events.preselection import combine_three_photon, load_three_photon, preselect_files
+    from ..events import combine_three_photon, load_three_photon, preselect_files
 
     sizes = settings.sizes
     masses = np.round(np.linspace(*GRID_RANGE, sizes["n_masses"]), 3)
@@ -62,7 +62,7 @@ def signal_grid(settings: DemoSettings) -> SignalGrid:
                            signal_masses=masses, n_signal_per_mass=sizes["n_per_mass"], samples=["signal"], data=False)
     res = preselect_files(list(files.values()), settings.folder("signal_grid", "preselected"), beam=settings.beam,
                           show_progress=False, allow_empty=True)
-    paths = tuple(Path(r["events"]) for r in res.values())
+    paths = tuple(Path(r.events) for r in res.values())
     parts = [candidates_from_three_photon(load_three_photon(p), beam=settings.beam).events for p in paths]
     parts = [p for p in parts if len(p.get("E", ()))]
     keys = set(parts[0]).intersection(*parts[1:])
@@ -74,7 +74,7 @@ def signal_grid(settings: DemoSettings) -> SignalGrid:
 def train_and_select(settings: DemoSettings, samples: ChainedSamples, grid: SignalGrid) -> SelectorStep:
     """Train the selector (``bumphunt.selection.train_from_config``) and select the pseudo-data (``bumphunt.chain``)."""
     from ..chain import candidates_from_three_photon
-    from ..events.preselection import combine_three_photon
+    from ..events import combine_three_photon
     from ..selection.from_config import train_from_config
 
     sizes = settings.sizes

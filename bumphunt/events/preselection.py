@@ -41,9 +41,8 @@ data contract and a ``CutFlow`` with counts and weighted yields per cut and
 per process (``cutflow``). ``preselect_files`` pre-selects whole files and
 writes the three-photon events (``three_photon``) and the cut flows.
 
-Module layout: the cut values are in ``cuts``, the cut flow in ``cutflow``,
-the three-photon files in ``three_photon``; their names are also importable
-from here (transitional).
+The cut values are in ``cuts``, the cut flow in ``cutflow``, the
+three-photon files in ``three_photon``.
 """
 
 from __future__ import annotations
@@ -59,15 +58,15 @@ import numpy as np
 
 from ..errors import InputError, SchemaError
 from ..kinematics import Beam
-from .cutflow import CUT_DESCRIPTIONS, CutFlow
-from .cuts import PRESELECTION_SCHEMA, PreselectionCuts
+from .cutflow import CutFlow
+from .cuts import PreselectionCuts
 from .detector import Resolution
 from .files import expand_paths
 from .jagged import flat_record
 from .reader import iterate_events
 from .schema import COV_FIELDS
 from .threads import WORKER_THREADS
-from .three_photon import PHOTON_KEYS, TRUTH_PHOTON_KEYS, combine_three_photon, load_three_photon, save_three_photon
+from .three_photon import PHOTON_KEYS, TRUTH_PHOTON_KEYS, combine_three_photon, save_three_photon
 
 logger = logging.getLogger(__name__)
 
@@ -77,16 +76,6 @@ __all__ = [
     "PreselectedFile",
     "NEEDED_FIELDS",
     "PARALLEL_MIN_EVENTS",
-    # transitional re-exports (new homes: cuts, cutflow, three_photon)
-    "PreselectionCuts",
-    "CutFlow",
-    "save_three_photon",
-    "load_three_photon",
-    "combine_three_photon",
-    "PRESELECTION_SCHEMA",
-    "PHOTON_KEYS",
-    "TRUTH_PHOTON_KEYS",
-    "CUT_DESCRIPTIONS",
 ]
 
 #: Schema names the pre-selection reads (pass as ``fields=`` to ``bumphunt.events.read_events``).
@@ -360,16 +349,6 @@ class PreselectedFile:
     cutflow: CutFlow
     n_selected: int
     source: Path
-
-    def to_dict(self) -> dict[str, Any]:
-        """The former dict form: ``{"events": path, "cutflow_md": ..., "cutflow": CutFlow, ...}``."""
-        return {f: getattr(self, f) for f in ("events", "cutflow_md", "cutflow_json", "cutflow", "n_selected", "source")}
-
-    def __getitem__(self, key: str) -> Any:
-        """Dict-style access (transitional): ``result["cutflow"]`` is ``result.cutflow``."""
-        if key not in self.__dataclass_fields__:
-            raise KeyError(key)
-        return getattr(self, key)
 
 
 def preselect_files(

@@ -99,7 +99,7 @@ def control_sample_from_events(events: Any, *, beam: Beam) -> dict[str, NDArray]
     Parameters
     ----------
     events : mapping
-        Raw events as returned by ``bumphunt.events.io.read_events`` (jagged ``gamma``
+        Raw events as returned by ``bumphunt.events.read_events`` (jagged ``gamma``
         and ``track`` records) or a dict of jagged ``gamma_*``/``track_*``
         arrays as read from the tree by uproot.
 

@@ -61,8 +61,7 @@ def load_samples(paths: Sequence[str], *, beam: Beam | None = None, include_data
         ``n_generated`` (when required) or with one number for several masses.
     """
     # reading ROOT files needs uproot: imported when samples are read, not with the package
-    from ..events.io import expand_paths, read_events, read_meta
-    from ..events.preselection import combine_three_photon, load_three_photon, preselect
+    from ..events import combine_three_photon, expand_paths, load_three_photon, preselect, read_events, read_meta
 
     files = expand_paths(list(paths))
     if not files:

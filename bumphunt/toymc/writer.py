@@ -94,7 +94,7 @@ def write_sample(
     """
     import uproot
 
-    from ..events.io import branch_compression, default_compression
+    from ..events.writer import apply_branch_compression, default_compression
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
@@ -113,7 +113,7 @@ def write_sample(
             if TREE_NAME not in f:
                 types = {k: (v.type.content if k in ("gamma", "track") else v.dtype) for k, v in tree_data.items()}
                 f.mktree(TREE_NAME, types, title=f"bumphunt toy MC: {name}")
-                f[TREE_NAME].compression = branch_compression(f[TREE_NAME])
+                apply_branch_compression(f[TREE_NAME])
             f[TREE_NAME].extend(tree_data)
             written += len(batch["process"])
 

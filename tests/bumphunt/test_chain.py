@@ -9,11 +9,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from bumphunt.chain import candidate_masses
 from bumphunt.cli import cli
 from bumphunt.errors import InputError
-from bumphunt.events.io import read_events, write_events
+from bumphunt.events import read_events, write_events
 from bumphunt.kinematics import Beam
-from bumphunt.chain import candidate_masses
 
 M_INJ = 1.5
 
@@ -36,9 +36,9 @@ def ntuples(tmp_path_factory):
 
 def _by_hand(files):
     """The same chain written out step by step on all events at once."""
+    from bumphunt.events import preselect
     from bumphunt.events.candidates import diphoton_candidates
-    from bumphunt.kinfit.fitter import apply_to_events
-    from bumphunt.events.preselection import preselect
+    from bumphunt.kinfit import apply_to_events
 
     beam = Beam.belle2()
     out = []

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from ntuple_fixture import default_meta, make_events, write_ntuple
 
 from bumphunt import __version__
 from bumphunt.cli import cli
-from ntuple_fixture import default_meta, make_events, write_ntuple
 
 HEAVY = ("tensorflow", "zfit", "keras")
 
@@ -47,8 +47,7 @@ def test_help_and_version_do_not_import_tensorflow(args: list[str]) -> None:
 
 
 def test_preselect_cli_writes_events_and_cutflows(tmp_path: Path, rng: np.random.Generator) -> None:
-    from bumphunt.events.io import read_events
-    from bumphunt.events.preselection import load_three_photon, preselect
+    from bumphunt.events import load_three_photon, preselect, read_events
 
     sig = write_ntuple(tmp_path / "signal.root", make_events(rng, 300), meta=default_meta("signal"))
     bkg = write_ntuple(tmp_path / "ggg.root", make_events(rng, 200, process="ggg"), meta=default_meta("ggg"))
@@ -111,7 +110,7 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert lo < 0.5 and hi > 9.0
     assert 0.0 < float(model.efficiency(4.0)) < 1.0
     result = json.loads((tmp_path / "demo" / "scan" / "scan_result.json").read_text())
-    from bumphunt.events.preselection import load_three_photon
+    from bumphunt.events import load_three_photon
 
     n_data_cand = 3 * len(load_three_photon(tmp_path / "demo" / "preselected" / "data_3g.root")["E"])
     assert 0 < result["n_candidates"] < n_data_cand  # the selector removed part of the pseudo-data

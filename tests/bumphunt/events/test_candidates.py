@@ -9,8 +9,8 @@ import pytest
 from ntuple_fixture import make_events, write_ntuple
 
 from bumphunt.errors import InputError
+from bumphunt.events import preselect
 from bumphunt.events.candidates import diphoton_candidates
-from bumphunt.events.preselection import preselect
 from bumphunt.events.reader import read_events
 from bumphunt.kinematics import Beam, invariant_mass, p4_from_spherical
 

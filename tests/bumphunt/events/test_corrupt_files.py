@@ -8,8 +8,8 @@ import pytest
 import uproot
 
 from bumphunt.errors import InputError
+from bumphunt.events import preselect
 from bumphunt.events.files import read_meta
-from bumphunt.events.preselection import preselect
 from bumphunt.events.reader import iterate_events, read_events
 from bumphunt.events.three_photon import load_three_photon, save_three_photon
 

@@ -9,9 +9,9 @@ import pytest
 from ntuple_fixture import default_meta, make_events, write_ntuple
 
 from bumphunt.errors import ConfigError, InputError
+from bumphunt.events import preselect
 from bumphunt.events.cutflow import CutFlow
 from bumphunt.events.cuts import PreselectionCuts
-from bumphunt.events.preselection import preselect
 from bumphunt.events.reader import read_events
 
 

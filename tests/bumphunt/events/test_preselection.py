@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from ntuple_fixture import default_meta, make_events, write_ntuple
 
+from bumphunt.events import PreselectedFile, preselect, preselect_files
 from bumphunt.events.cutflow import CutFlow
 from bumphunt.events.cuts import PreselectionCuts
 from bumphunt.events.detector import Resolution
-from bumphunt.events.preselection import PreselectedFile, preselect, preselect_files
 from bumphunt.events.reader import read_events
 from bumphunt.events.three_photon import load_three_photon
 from bumphunt.kinematics import Beam, invariant_mass, p4_from_spherical
@@ -186,9 +186,5 @@ def test_preselect_files_writes_three_photon_files_and_cut_flows(tmp_path: Path,
         assert res.cutflow_md.read_text().startswith(f"# Pre-selection cut flow: {path.name}")
         np.testing.assert_array_equal(CutFlow.from_dict(json.loads(res.cutflow_json.read_text())).counts, flow.counts)
         assert read_events(res.events).sample["cutflow"] == flow.to_dict()
-        # the former dict form still works (transitional)
-        assert res["n_selected"] == res.n_selected and res["cutflow"] is res.cutflow and res.to_dict()["events"] == res.events
-        with pytest.raises(KeyError):
-            res["nothing"]
     with pytest.raises(AttributeError):
         results["sig"].n_selected = 0  # frozen

@@ -174,7 +174,7 @@ def test_metadata_errors(tmp_path: Path, events_raw: dict) -> None:
 
 def test_combining_files_with_different_optional_branches(tmp_path: Path, rng: np.random.Generator) -> None:
     """Pseudo-data carries mc_process, MC samples do not: the combined events fill -1 where absent."""
-    from bumphunt.events.preselection import preselect
+    from bumphunt.events import preselect
 
     mc = make_events(rng, 40, process="ggg")
     data = make_events(rng, 30, process="data")

@@ -25,7 +25,7 @@ def test_pools_are_created_on_first_use_and_shut_down() -> None:
 
 
 def test_importing_the_subpackage_starts_no_thread_and_no_uproot() -> None:
-    code = ("import sys, threading, bumphunt.events, bumphunt.events.io, bumphunt.events.preselection;"
+    code = ("import sys, threading, bumphunt.events, bumphunt.events.reader, bumphunt.events.preselection;"
             "from bumphunt.events.threads import WORKER_THREADS;"
             "assert threading.active_count() == 1, threading.enumerate();"
             "assert WORKER_THREADS.started == ();"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bumphunt.events.preselection import preselect
+from bumphunt.events import preselect
 from bumphunt.events.reader import read_events
 from bumphunt.events.three_photon import combine_three_photon, load_three_photon, save_three_photon
 

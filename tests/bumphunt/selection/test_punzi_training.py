@@ -89,7 +89,7 @@ def test_punzi_beats_bce_and_cuts_and_generalises() -> None:
     61 masses (6 held out) with 2000 signal events each (efficiency known to
     ~3% per mass), 6x10^5 background events, 500 full-batch Punzi epochs.
     """
-    from bumphunt.kinfit.fitter import apply_to_events
+    from bumphunt.kinfit import apply_to_events
 
     ev, ng = synthetic_sample(masses=mass_grid(0.175, 10.375, n=61), n_per_mass=2000, n_background=600000, seed=5)
     ev = apply_to_events(ev)

@@ -7,9 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-
 import bumphunt.selection
 
 PACKAGE = "bumphunt.selection"
@@ -35,7 +32,7 @@ def _imported_modules(path: Path) -> set[str]:
 
 
 def test_import_does_not_load_tensorflow() -> None:
-    code = ("import sys; import bumphunt.selection, bumphunt.selection.core, bumphunt.selection.network; "
+    code = ("import sys; import bumphunt.selection, bumphunt.selection.selector, bumphunt.selection.training; "
             "heavy = [m for m in ('tensorflow', 'keras', 'zfit') if m in sys.modules]; assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -73,46 +70,3 @@ def test_public_contract_and_exports() -> None:
     assert bumphunt.selection.punzi_sensitivity is punzi_sensitivity
     for name in bumphunt.selection.__all__:
         assert hasattr(bumphunt.selection, name), name
-
-
-# Transitional import paths (removed together with bumphunt.selection.core / .network once callers use the new homes)
-
-
-@pytest.mark.parametrize("old, new", [
-    ("core.punzi_sensitivity", "figures_of_merit.punzi_sensitivity"),
-    ("core.mass_grid", "masses.mass_grid"),
-    ("core.load_samples", "samples.load_samples"),
-    ("core.prepare_training_data", "training_data.prepare_training_data"),
-    ("core.sensitivity_per_mass", "working_point.sensitivity_per_mass"),
-    ("core.scan_working_point", "working_point.scan_working_point"),
-    ("core.load_selector", "selector.load_selector"),
-    ("core.apply", "selector.apply"),
-    ("network.TrainConfig", "selector.TrainConfig"),
-    ("network.PunziSelector", "selector.PunziSelector"),
-    ("network.punzi_loss", "loss.punzi_loss"),
-    ("network.train_selector", "training.train_selector"),
-    ("network.TrainingResult", "training.TrainingResult"),
-])
-def test_transitional_paths(old: str, new: str) -> None:
-    import importlib
-
-    def resolve(dotted: str) -> object:
-        module, name = dotted.rsplit(".", 1)
-        return getattr(importlib.import_module(f"{PACKAGE}.{module}"), name)
-
-    assert resolve(old) is resolve(new)
-
-
-def test_transitional_basic_candidates_is_the_candidate_builder() -> None:
-    from bumphunt.cli import selector as cli_selector
-    from bumphunt.events.candidates import diphoton_candidates
-    from bumphunt.selection.core import basic_candidates
-    from bumphunt.selection.from_config import CONFIG_SCHEMA
-    from bumphunt.toymc.three_photon import synthetic_sample
-
-    assert cli_selector.CONFIG_SCHEMA is CONFIG_SCHEMA
-    ev, _ = synthetic_sample(masses=[1.0], n_per_mass=20, n_background=30, seed=2)
-    a, b = basic_candidates(ev), diphoton_candidates(ev)
-    assert list(a) == list(b)
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key])

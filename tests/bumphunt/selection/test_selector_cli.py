@@ -30,7 +30,7 @@ def test_bad_config_key_is_a_clean_error(tmp_path) -> None:  # noqa: ANN001
 
 
 def test_train_then_apply(tmp_path) -> None:  # noqa: ANN001
-    from bumphunt.events.preselection import save_three_photon
+    from bumphunt.events import save_three_photon
     from bumphunt.toymc.three_photon import synthetic_data, synthetic_sample
 
     data_file = save_three_photon(tmp_path / "data_3g.root", synthetic_data(lumi_fb=0.05, seed=4))

@@ -381,7 +381,7 @@ def test_files_schema_metadata_and_reader(tmp_path: Path) -> None:
     assert np.all(data["process"] == PROCESS_CODES["data"]) and np.all(data["weight"] == 1.0)
     assert set(np.unique(data["mc_process"])) <= {PROCESS_CODES[p] for p in toymc.BACKGROUNDS}
     assert sum(c["n"] for c in dmeta["composition"].values()) == len(data["event"])
-    from bumphunt.events.io import read_events
+    from bumphunt.events import read_events
 
     ev = read_events(files["signal_m1.000"])
     assert ev.n_events == 1500 and ev.sample["process"] == "signal"
@@ -410,8 +410,7 @@ def test_pseudo_data_matches_weighted_mc_per_process(tmp_path: Path) -> None:
     sum of squared MC weights. A 5% normalisation or efficiency mismatch in
     ggg is about 5 standard deviations here.
     """
-    from bumphunt.events.io import Events, read_events
-    from bumphunt.events.preselection import preselect
+    from bumphunt.events import Events, preselect, read_events
 
     lumi = 0.2
     cfg = {"signal": {"masses": []}, "control": {"n": 0},
@@ -510,9 +509,8 @@ def test_cli_generate(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_pseudo_data_after_preselection_has_meson_peaks_and_smooth_background(tmp_path: Path) -> None:
     """1 fb^-1 of pseudo-data: pi0, eta, eta' peaks stand out; the continuum is smooth and falling from 1 to 7.5 GeV."""
+    from bumphunt.events import preselect, read_events
     from bumphunt.events.candidates import diphoton_candidates
-    from bumphunt.events.io import read_events
-    from bumphunt.events.preselection import preselect
 
     files = toymc.generate(tmp_path, lumi_fb=1.0, samples=["data"], seed=11)
     events = read_events(files["data"])
