@@ -21,9 +21,9 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from bumphunt.kinematics import Beam, p4_from_spherical, spherical_from_p4
 from bumphunt.events.detector import ecl_region
 from bumphunt.events.schema import PROCESS_CODES
+from bumphunt.kinematics import Beam, p4_from_spherical, spherical_from_p4
 
 
 def _isotropic(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -328,10 +328,9 @@ def test_auto_method_choice_by_cross_validation() -> None:
 
 def _toy_mc_candidates(masses, n_per_mass: int, seed: int):
     toymc = pytest.importorskip("bumphunt.toymc.processes")
-    from bumphunt.events import diphoton_candidates
+    from bumphunt.events import diphoton_candidates, preselect
     from bumphunt.kinematics import Beam
     from bumphunt.kinfit import apply_to_events
-    from bumphunt.events import preselect
 
     beam = Beam.belle2()
     rng = np.random.default_rng(seed)
@@ -428,10 +427,8 @@ def test_cli_build_and_plot(tmp_path) -> None:
     assert abs(model.shape(3.0).mu - 3.0) < 0.01
     # the efficiency is the count of truth-matched candidates in the window over the events
     # generated, whatever the event weights (here sigma x L / N_gen of a weighted toy sample)
-    from bumphunt.events import diphoton_candidates
-    from bumphunt.events import read_events
+    from bumphunt.events import diphoton_candidates, preselect, read_events
     from bumphunt.kinfit import apply_to_events
-    from bumphunt.events import preselect
 
     for m in (2.0, 3.0, 4.0):
         sel, _ = preselect(read_events([str(tmp_path / f"signal_{m}.root")]))

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/signal_models.py [--quick] [--masses N] [--n-generated N]
+    python benchmarks/signal_model_build.py [--quick] [--masses N] [--n-generated N]
 
 Prints one JSON object. Targets: build from 200 masses < 300 s; ``SignalShape.pdf``
 >= 1e7 evaluations/s (also reported, for information, with the wrong-pair edge
@@ -15,13 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
-from pathlib import Path
-
-# this file shares its name with the package: keep its directory off the import path
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("ZFIT_DISABLE_TF_WARNINGS", "1")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from signal_models._common.config import load_config
 from bumphunt.errors import ConfigError
+from signal_models._common.config import load_config
 
 SCHEMA = {
     "type": "object",
