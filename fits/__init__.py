@@ -6,6 +6,21 @@ hypotheses at once; the default) and the zfit + Minuit reference engine
 (``engine="zfit"``, with hepstats for limits). Importing this package does
 not import TensorFlow; zfit, hepstats and pyhf are imported only by the
 functions that need them.
+
+Where things are (each module's docstring says more):
+
+- ``api``: ``fit``, ``upper_limit``, ``limit_curve`` (one hypothesis; engine and method choice);
+- ``hypotheses``: ``evaluate_hypotheses`` (many hypotheses, the scans' entry point),
+  ``chunks`` (one batch of them: request, evaluation, result), ``single`` (one
+  hypothesis on the Newton engine);
+- ``inputs`` (argument checks), ``results`` (result dataclasses), ``errors``;
+- the vectorised engine: ``densities`` and ``design`` (the model; ``model``
+  re-exports both), ``newton`` (batched Newton minimiser), ``_kernels``
+  (its compiled data-fit kernels), ``vectorised`` (``Batch``: fits, Asimov
+  sets, limits), ``asymptotic`` (test-statistic formulae);
+- nuisances: ``nuisances`` (yield uncertainty), ``systematics`` (resolution);
+- ``toys``, ``sideband``, ``spurious``, ``extra_templates``, ``pyhf_export``,
+  ``plots``, and the zfit reference engine ``zfit_engine``.
 """
 
 from __future__ import annotations
@@ -13,9 +28,14 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .api import DEFAULT_BKG_ORDER, check_masses, combine_rel_unc, evaluate_hypotheses, fit, limit_curve, upper_limit
+from signal_models._common.defaults import DEFAULT_BKG_ORDER
+
+from .api import fit, limit_curve, upper_limit
+from .densities import default_window
 from .errors import FitFailure, FitInputError
-from .model import default_window
+from .hypotheses import evaluate_hypotheses
+from .inputs import check_masses
+from .nuisances import combine_rel_unc
 from .results import FitResult, HypothesisTable, LimitResult
 
 __all__ = [

@@ -55,7 +55,7 @@ def cls_asymptotic(q: ArrayLike, q_a: ArrayLike) -> tuple[NDArray, NDArray, NDAr
     return np.clip(cls, 0.0, 1.0), p_mu, one_m_pb
 
 
-def expected_band_targets(alpha: float, n_sigma: ArrayLike = N_SIGMA) -> NDArray:
+def expected_band_targets(alpha: float, *, n_sigma: ArrayLike = N_SIGMA) -> NDArray:
     """``sqrt(q_A)`` at the expected CLs limit of band position N: ``Phi^-1(1 - alpha Phi(N)) + N``.
 
     With ``sigma^2 = mu^2 / q_A`` this is the closed form

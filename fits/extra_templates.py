@@ -16,17 +16,22 @@ profile fits and sigma_A from the covariance of the background-only fit.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import optimize, stats
 
+from signal_models._common.defaults import DEFAULT_CL
 from signal_models.shapes import SignalShape
 
-from .model import ShapeArrays, chebyshev_basis, chebyshev_integrals, signal_pdf
+from .asymptotic import N_SIGMA
+from .densities import ShapeArrays, chebyshev_basis, chebyshev_integrals, signal_pdf
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["TemplateFit", "design_columns", "nll", "minimise", "fit_with_templates"]
 
 
 def design_columns(x: NDArray, shape: SignalShape, extra: Sequence[SignalShape], lo: float, hi: float, order: int) -> tuple[NDArray, NDArray]:
@@ -90,31 +95,52 @@ def minimise(F: NDArray, integ: NDArray, theta0: NDArray, *, fix_mu: float | Non
     return th, f0, H, conv
 
 
+@dataclass(frozen=True)
+class TemplateFit:
+    """Fit and limits of one hypothesis with extra peak templates.
+
+    ``nsig``, ``nsig_err`` and the limits (``ul_nsig_exp``: -2..+2 sigma) in
+    signal events, ``beta`` in events/GeV; numbers not computed are 0 and
+    ``converged`` is False with a ``reason`` when the fit or a limit failed.
+    """
+
+    nsig: float
+    nsig_err: float
+    nll: float
+    z_local: float
+    beta: NDArray
+    converged: bool
+    reason: str
+    ul_nsig_obs: float
+    ul_nsig_exp: NDArray
+
+    @classmethod
+    def failed(cls, order: int, reason: str) -> TemplateFit:
+        """A fit that failed for ``reason``: zeros everywhere."""
+        return cls(nsig=0.0, nsig_err=0.0, nll=0.0, z_local=0.0, beta=np.zeros(order + 1), converged=False, reason=reason, ul_nsig_obs=0.0,
+                   ul_nsig_exp=np.zeros(len(N_SIGMA)))
+
+
 def fit_with_templates(
-    x: NDArray, shape: SignalShape, extra: Sequence[SignalShape], lo: float, hi: float, order: int, *, cl: float, limits: bool, expected: bool
-) -> dict:
+    x: NDArray, shape: SignalShape, extra: Sequence[SignalShape], lo: float, hi: float, order: int, *, cl: float = DEFAULT_CL, limits: bool = True,
+    expected: bool = True,
+) -> TemplateFit:
     """Fit, local significance and (optionally) CLs limits of one hypothesis.
 
-    ``x`` are the candidate masses (GeV) inside [lo, hi]. Returns a dict with
-    nsig, nsig_err, nll, z_local, beta, converged, reason, ul_nsig_obs,
-    ul_nsig_exp (5, for -2..+2 sigma).
+    ``x`` are the candidate masses (GeV) inside [lo, hi] (GeV); ``extra`` the
+    peak templates whose yields float beside the signal and the polynomial of
+    order ``order``. The expected band is for -2..+2 sigma.
     """
-    from .asymptotic import N_SIGMA
-
     F, integ = design_columns(x, shape, extra, lo, hi, order)
     m = 1 + len(extra)
     th0 = np.zeros(F.shape[1])
     th0[m] = len(x) / (hi - lo)  # flat background with all events
-    out = {"nsig": 0.0, "nsig_err": 0.0, "nll": 0.0, "z_local": 0.0, "beta": np.zeros(order + 1), "converged": False, "reason": "",
-           "ul_nsig_obs": 0.0, "ul_nsig_exp": np.zeros(len(N_SIGMA))}
     th_b, f_b, H_b, ok_b = minimise(F, integ, th0, fix_mu=0.0)
     th, f, H, ok = minimise(F, integ, th_b)
     if not ok:
-        out["reason"] = "signal + background + peaks fit did not converge (Newton)"
-        return out
+        return TemplateFit.failed(order, "signal + background + peaks fit did not converge (Newton)")
     if not ok_b:
-        out["reason"] = "background-only (+ peaks) fit did not converge (Newton)"
-        return out
+        return TemplateFit.failed(order, "background-only (+ peaks) fit did not converge (Newton)")
     try:
         cov = np.linalg.inv(H)
         # sigma_A: covariance at the background-only minimum (Wald approximation)
@@ -122,16 +148,14 @@ def fit_with_templates(
     except np.linalg.LinAlgError:
         cov = cov_b = np.full_like(H, np.nan)
     if not (np.isfinite(cov[0, 0]) and cov[0, 0] > 0 and np.isfinite(cov_b[0, 0]) and cov_b[0, 0] > 0) or np.linalg.cond(H) > 1e14:
-        out["reason"] = "Hessian not positive definite at the minimum (signal degenerate with a peak template)"
-        return out
+        return TemplateFit.failed(order, "Hessian not positive definite at the minimum (signal degenerate with a peak template)")
     mu_hat = float(th[0])
-    f_hat = min(f, f_b) if mu_hat <= 0 else f
-    out.update(nsig=mu_hat, nsig_err=float(np.sqrt(cov[0, 0])), nll=f, beta=th[m:].copy(),
-               z_local=float(np.sign(mu_hat) * np.sqrt(max(2.0 * (f_b - f), 0.0))), converged=True)
+    fit = TemplateFit(nsig=mu_hat, nsig_err=float(np.sqrt(cov[0, 0])), nll=f, z_local=float(np.sign(mu_hat) * np.sqrt(max(2.0 * (f_b - f), 0.0))),
+                      beta=th[m:].copy(), converged=True, reason="", ul_nsig_obs=0.0, ul_nsig_exp=np.zeros(len(N_SIGMA)))
     sig_a = float(np.sqrt(cov_b[0, 0]))
     alpha = 1.0 - cl
     if expected:
-        out["ul_nsig_exp"] = sig_a * (stats.norm.ppf(1.0 - alpha * stats.norm.cdf(N_SIGMA)) + N_SIGMA)
+        fit = replace(fit, ul_nsig_exp=sig_a * (stats.norm.ppf(1.0 - alpha * stats.norm.cdf(N_SIGMA)) + N_SIGMA))
     if limits:
         ref_th, ref_f = (th, f) if mu_hat > 0 else (th_b, f_b)
 
@@ -154,8 +178,7 @@ def fit_with_templates(
                 break
             hi_mu *= 2.0
         try:
-            out["ul_nsig_obs"] = float(optimize.brentq(cls_minus, max(mu_hat, 0.0) + 1e-9 * sig_a, hi_mu, xtol=1e-6 * sig_a))
+            fit = replace(fit, ul_nsig_obs=float(optimize.brentq(cls_minus, max(mu_hat, 0.0) + 1e-9 * sig_a, hi_mu, xtol=1e-6 * sig_a)))
         except ValueError:
-            out["reason"] = "observed limit root finding did not converge"
-            out["converged"] = False
-    return out
+            fit = replace(fit, reason="observed limit root finding did not converge", converged=False)
+    return fit

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .model import Design, moment_layout
+from .design import Design, moment_layout
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +65,9 @@ def predict_conditional(theta: NDArray, hess_lin: NDArray, mu_new: NDArray) -> N
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class NewtonResult:
-    """Solution of a batch of fits (arrays over hypotheses)."""
+    """Solution of a batch of fits (arrays over hypotheses; yields in events)."""
 
     theta: NDArray  # (k, P) parameters (first entry: mu, or u in "syst" mode)
     mu: NDArray  # (k,) signal yield at the solution
@@ -183,7 +183,8 @@ def _minimise_compiled(design: Design, theta0: NDArray, *, mode: str, max_iter: 
     H = np.empty((k, P, P))
     conv = np.empty(k, bool)
     n_it = np.empty(k, np.int64)
-    newton_fit(design.s, design.xp, np.ascontiguousarray(design.n_events, dtype=np.int64), np.ascontiguousarray(design.integ), th0, alt, use_alt, mode == "fixed", int(max_iter), float(tol), theta, nll, g, H, conv, n_it)
+    newton_fit(design.s, design.xp, np.ascontiguousarray(design.n_events, dtype=np.int64), np.ascontiguousarray(design.integ), th0, alt, use_alt,
+               mode == "fixed", int(max_iter), float(tol), theta, nll, g, H, conv, n_it)
     hess = H.copy()
     if mode == "fixed":
         hess[:, 0, :] = 0.0
@@ -215,7 +216,8 @@ def _minimise_compiled_syst(design: Design, theta0: NDArray, *, syst_c: NDArray,
     Hf = np.empty((k, P, P))
     conv = np.empty(k, bool)
     n_it = np.empty(k, np.int64)
-    newton_fit_syst(design.s, design.xp, np.ascontiguousarray(design.n_events, dtype=np.int64), np.ascontiguousarray(design.integ), th0, c, a, syst_kind == "lognormal", int(max_iter), float(tol), theta, mu, nll, g, H, Hf, conv, n_it)
+    newton_fit_syst(design.s, design.xp, np.ascontiguousarray(design.n_events, dtype=np.int64), np.ascontiguousarray(design.integ), th0, c, a,
+                    syst_kind == "lognormal", int(max_iter), float(tol), theta, mu, nll, g, H, Hf, conv, n_it)
     return NewtonResult(theta=theta, mu=mu, nll=nll, hess=Hf, grad_lin=g, hess_lin=H, converged=conv, n_iter=int(n_it.max(initial=0)))
 
 
@@ -321,7 +323,7 @@ def minimise(
     g_lin = np.zeros((k, P))
     H_lin = np.zeros((k, P, P))
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 - the count is returned after the loop
         np.divide(w, lam, out=V[:, 0])
         np.divide(V[:, 0], lam, out=V[:, 1])
         mom = np.matmul(M, np.swapaxes(V, 1, 2))  # (k, R, 2)

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from signal_models._common.defaults import DEFAULT_CL
+
 from .results import FitResult
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ def plot_fit(mgg: NDArray, res: FitResult, *, bins: int = 50, path: str | Path |
     return path
 
 
-def plot_cls(curve: dict[str, Any], *, cl: float = 0.95, observed: float | None = None, expected: float | None = None, ax: Any = None) -> Any:
+def plot_cls(curve: dict[str, Any], *, cl: float = DEFAULT_CL, observed: float | None = None, expected: float | None = None, ax: Any = None) -> Any:
     """CLs (observed and expected median) and q~_mu vs N_sig from ``fits.limit_curve``."""
     import matplotlib.pyplot as plt
 

@@ -23,9 +23,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from signal_models._common.defaults import DEFAULT_BKG_ORDER, DEFAULT_CL
 from signal_models.shapes import SignalShape
 
-from .api import check_masses, fit as fit_hypothesis
+from .densities import ShapeArrays
+from .design import build_design
+from .inputs import HypothesisInput
+from .single import fit_vectorised
+from .vectorised import Batch
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +38,7 @@ __all__ = ["workspace_spec", "export_pyhf", "pyhf_upper_limit"]
 
 
 def _bkg_bin_integrals(beta: NDArray, window: tuple[float, float], edges: NDArray) -> NDArray:
+    """Events per bin (bin ``edges`` in GeV) of the background ``sum beta_k T_k(x')`` (events/GeV) on the window."""
     lo, hi = window
     xp = (2.0 * edges - (lo + hi)) / (hi - lo)
     anti = np.polynomial.chebyshev.chebint(np.asarray(beta, float))
@@ -45,7 +51,7 @@ def workspace_spec(
     shape: SignalShape,
     window: tuple[float, float] | None = None,
     *,
-    bkg_order: int = 3,
+    bkg_order: int = DEFAULT_BKG_ORDER,
     bins: int = 40,
     nsig_ref: float = 1.0,
     background: str = "normfactor",
@@ -65,24 +71,21 @@ def workspace_spec(
         Signal yield (events) of the template; POI ``mu = N_sig / nsig_ref``.
     background : {"normfactor", "fixed"}
         Background normalisation free or fixed to the background-only fit.
+    mass : float, optional
+        Mass (GeV) in the channel name; default the shape's ``mu``.
     """
     if background not in ("normfactor", "fixed"):
         raise ValueError(f"background: expected 'normfactor' or 'fixed', got {background!r}")
-    x = check_masses(mgg)
-    f = fit_hypothesis(x, shape, window, bkg_order=bkg_order)
+    hyp = HypothesisInput.from_args(mgg, shape, window, bkg_order=bkg_order)
+    x = hyp.mgg
+    f = fit_vectorised(hyp)
     lo, hi = f.window
     edges = np.linspace(lo, hi, bins + 1)
     obs, _ = np.histogram(x[(x >= lo) & (x <= hi)], bins=edges)
     sig = np.array([shape.integral(a, b, lo, hi) for a, b in zip(edges[:-1], edges[1:])]) * nsig_ref
-    # background template from the background-only fit (profiled at N_sig = 0)
-    from .api import evaluate_hypotheses
-
-    t = evaluate_hypotheses(x, [shape], [[lo, hi]], bkg_order=bkg_order, limits=False, expected=False)
-    beta_hat = np.asarray(t.beta[0])
-    # background-only refit: Newton at mu = 0 is what the Asimov uses; recompute it here
-    from .model import ShapeArrays, build_design
-    from .vectorised import Batch
-
+    # background template from the background-only fit (profiled at N_sig = 0): Newton at
+    # mu = 0 is what the Asimov uses (the free fit's background when the fit is flagged)
+    beta_hat = np.asarray(f.beta)
     sh = ShapeArrays.from_shapes([shape])
     b = Batch(build_design(np.sort(x), sh, np.array([lo]), np.array([hi]), bkg_order), sh, bkg_order)
     beta0 = b.fit().zero.theta[0, 1:] if f.converged else beta_hat
@@ -112,11 +115,22 @@ def workspace_spec(
     }
 
 
-def export_pyhf(mgg: NDArray, shape: SignalShape, path: str | Path, window: tuple[float, float] | None = None, **kwargs: Any) -> Path:
-    """Write the workspace of one hypothesis to ``path`` (JSON); validated by pyhf."""
+def export_pyhf(
+    mgg: NDArray,
+    shape: SignalShape,
+    path: str | Path,
+    window: tuple[float, float] | None = None,
+    *,
+    bkg_order: int = DEFAULT_BKG_ORDER,
+    bins: int = 40,
+    nsig_ref: float = 1.0,
+    background: str = "normfactor",
+    mass: float | None = None,
+) -> Path:
+    """Write the workspace of one hypothesis (``workspace_spec``, same options) to ``path`` (JSON); validated by pyhf."""
     import pyhf
 
-    spec = workspace_spec(mgg, shape, window, **kwargs)
+    spec = workspace_spec(mgg, shape, window, bkg_order=bkg_order, bins=bins, nsig_ref=nsig_ref, background=background, mass=mass)
     meta = spec.pop("metadata")
     pyhf.Workspace(spec)  # schema validation
     spec["metadata"] = meta
@@ -126,7 +140,7 @@ def export_pyhf(mgg: NDArray, shape: SignalShape, path: str | Path, window: tupl
     return path
 
 
-def pyhf_upper_limit(spec: dict[str, Any], *, cl: float = 0.95, scan: NDArray | None = None) -> dict[str, Any]:
+def pyhf_upper_limit(spec: dict[str, Any], *, cl: float = DEFAULT_CL, scan: NDArray | None = None) -> dict[str, Any]:
     """pyhf's asymptotic CLs (q~_mu) upper limit of a workspace, in signal events.
 
     Returns ``{"observed", "expected" (5, ordered -2..+2 sigma), "poi_scale"}``.

@@ -1,4 +1,4 @@
-"""Result containers of the fits package."""
+"""Result containers of the fits package (frozen dataclasses): one fit, one limit, a table of hypotheses."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from signal_models.shapes import SignalShape
 
-from .model import ShapeArrays, chebyshev_basis, signal_pdf
+from .densities import ShapeArrays, chebyshev_basis, signal_pdf
 
 __all__ = ["FitResult", "LimitResult", "HypothesisTable"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class FitResult:
     """Extended unbinned fit of one hypothesis.
 
@@ -34,13 +34,25 @@ class FitResult:
         Empty when fine, else why the fit is flagged.
     z_local : float
         ``sign(nsig) sqrt(q0)``.
+    n_events : int
+        Candidates in the window.
     beta : ndarray
         Background coefficients of ``T_k(x')`` (events/GeV).
     window : (float, float)
         Fit window in GeV.
+    shape : SignalShape
+        The fixed signal shape.
+    bkg_order : int
+        Order of the background polynomial.
+    engine : str
+        ``"vectorised"`` or ``"zfit"``.
     bkg_nonnegative : bool
         Whether the fitted background density is >= 0 on the whole window
         (checked on a fine grid; not enforced, see the docs).
+    nll_bkg_only : float
+        Minimum NLL of the background-only fit (same convention as ``nll``).
+    n_iter : int
+        Newton iterations (0 when not recorded).
     """
 
     nsig: float
@@ -78,6 +90,7 @@ class FitResult:
         return self.nsig * signal_pdf(x.reshape(1, -1), sh, np.array([lo]), np.array([hi])).reshape(x.shape)
 
     def density(self, x: ArrayLike) -> NDArray:
+        """Fitted signal + background density in events/GeV."""
         return self.bkg_density(x) + self.signal_density(x)
 
     def chebyshev_coefficients(self) -> NDArray:
@@ -85,6 +98,7 @@ class FitResult:
         return self.beta / self.beta[0]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict of the result (the shape as its parameter dict)."""
         d = asdict(self)
         d["beta"] = [float(b) for b in self.beta]
         d["shape"] = self.shape.to_dict()
@@ -92,12 +106,14 @@ class FitResult:
         return d
 
 
-@dataclass
+@dataclass(frozen=True)
 class LimitResult:
     """Upper limit of one hypothesis.
 
     ``observed`` and ``expected`` (-2, -1, 0, +1, +2 sigma) are in signal
-    events when ``poi == "nsig"`` and in pb when ``poi == "xsec"``.
+    events when ``poi == "nsig"`` and in pb when ``poi == "xsec"``; ``method``
+    names how they were computed, ``fit`` is the fit of the hypothesis,
+    ``details`` holds method-specific curves and settings.
     """
 
     observed: float
@@ -111,10 +127,11 @@ class LimitResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class HypothesisTable:
     """Batched fit and limit results, one entry per hypothesis (arrays of length k).
 
+    ``mass`` and ``window`` in GeV, yields and yield limits in signal events;
     ``ul_xsec_obs`` / ``ul_xsec_exp`` (pb) are present only when a signal
     scale was given. Failed or flagged hypotheses have ``converged=False``, a
     non-empty ``reason`` and finite placeholder numbers (0).
@@ -139,6 +156,28 @@ class HypothesisTable:
 
     def __len__(self) -> int:
         return len(self.nsig)
+
+    def fit_result(self, j: int, *, shape: SignalShape, bkg_order: int) -> FitResult:
+        """Hypothesis ``j`` as a ``FitResult`` of the vectorised engine (``shape``: its signal shape)."""
+        lo, hi = self.window[j]
+        nll_b = float(self.nll[j] + 0.5 * self.z_local[j] ** 2)
+        return FitResult(
+            nsig=float(self.nsig[j]),
+            nsig_err=float(self.nsig_err[j]),
+            nbkg=float(self.nbkg[j]),
+            nll=float(self.nll[j]),
+            converged=bool(self.converged[j]),
+            reason=self.reason[j],
+            z_local=float(self.z_local[j]),
+            n_events=int(self.n_events[j]),
+            beta=np.array(self.beta[j]),
+            window=(float(lo), float(hi)),
+            shape=shape,
+            bkg_order=bkg_order,
+            engine="vectorised",
+            bkg_nonnegative=bool(self.bkg_nonnegative[j]),
+            nll_bkg_only=nll_b,
+        )
 
     def row(self, j: int) -> dict[str, Any]:
         """One hypothesis as a JSON-friendly dict."""

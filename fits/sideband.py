@@ -19,11 +19,13 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from signal_models._common.defaults import DEFAULT_BKG_ORDER
 from signal_models.shapes import SignalShape
 
-from .api import _resolve_window, check_masses
+from .densities import ShapeArrays
+from .design import build_design
 from .errors import FitInputError
-from .model import ShapeArrays, build_design
+from .inputs import check_masses, resolve_window
 from .newton import minimise, start_values
 
 logger = logging.getLogger(__name__)
@@ -42,21 +44,28 @@ def _cheb_integral(order: int, a: NDArray, b: NDArray) -> NDArray:
     return out
 
 
+def _scaled(v: float, lo: float, hi: float) -> float:
+    """The Chebyshev variable ``x'`` of a mass ``v`` (GeV) in the window [lo, hi] (GeV)."""
+    return (2.0 * v - (lo + hi)) / (hi - lo)
+
+
 def sideband_background(
     mgg: ArrayLike,
     shape: SignalShape,
     window: Sequence[float] | None = None,
     *,
-    bkg_order: int = 3,
+    bkg_order: int = DEFAULT_BKG_ORDER,
     exclude_sigma: float = 5.0,
 ) -> NDArray:
     """Background coefficients ``beta_k`` (events/GeV) fitted on the sidebands of the window.
 
-    Raises FitInputError when the sidebands hold fewer events than coefficients
-    or the fit does not converge.
+    ``mgg`` in GeV; ``window`` (GeV) defaults to ``mu +- 20 sigma`` clipped to
+    the data; the signal region ``mu +- exclude_sigma sigma`` is left out.
+    Raises FitInputError when the sidebands hold fewer events than
+    coefficients or the fit does not converge.
     """
     x = np.sort(check_masses(mgg))
-    lo, hi = _resolve_window(x, shape, window)
+    lo, hi = resolve_window(x, shape, window)
     c_lo = max(lo, shape.mu - exclude_sigma * shape.sigma)
     c_hi = min(hi, shape.mu + exclude_sigma * shape.sigma)
     inside = (x >= lo) & (x <= hi)
@@ -66,10 +75,11 @@ def sideband_background(
         raise FitInputError(f"sidebands of [{lo:.6g}, {hi:.6g}] GeV without +-{exclude_sigma} sigma hold {len(xs)} events, fewer than {bkg_order + 1} coefficients")
     sh = ShapeArrays.from_shapes([shape])
     d = build_design(xs, sh, np.array([lo]), np.array([hi]), bkg_order)
-    to_xp = lambda v: (2.0 * v - (lo + hi)) / (hi - lo)  # noqa: E731
     full = _cheb_integral(bkg_order, np.array([-1.0]), np.array([1.0]))
-    core = _cheb_integral(bkg_order, np.array([to_xp(c_lo)]), np.array([to_xp(c_hi)]))
-    d.integ[:, 1:] = 0.5 * (hi - lo) * (full - core)
+    core = _cheb_integral(bkg_order, np.array([_scaled(c_lo, lo, hi)]), np.array([_scaled(c_hi, lo, hi)]))
+    integ = d.integ.copy()
+    integ[:, 1:] = 0.5 * (hi - lo) * (full - core)  # the window without the signal region
+    d = d.with_integrals(integ)
     th = start_values(d)
     th[:, 0] = 0.0
     res = minimise(d, th, mode="fixed", max_iter=200)

@@ -24,18 +24,18 @@ from numpy.typing import ArrayLike, NDArray
 
 from signal_models.shapes import SignalShape
 
-from .api import evaluate_hypotheses
+from .hypotheses import evaluate_hypotheses
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SpuriousSignal", "spurious_signal", "choose_bkg_order"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class SpuriousSignal:
-    """Spurious yields per background order (arrays over masses).
+    """Spurious yields per background order (arrays over masses, GeV).
 
-    ``nsig`` and ``nsig_err`` are scaled to the data set; ``ratio`` =
+    ``nsig`` and ``nsig_err`` (events) are scaled to the data set; ``ratio`` =
     ``|nsig| / nsig_err`` (the quantity the criterion bounds).
     """
 
@@ -48,10 +48,12 @@ class SpuriousSignal:
     max_fraction: float = 0.2
 
     def passes(self, order: int) -> bool:
+        """Whether every mass converged with ``|N_spur| / sigma_stat < max_fraction`` at this order."""
         ok = self.converged[order]
         return bool(np.all(ok) and np.max(self.ratio[order], initial=0.0) < self.max_fraction)
 
     def summary(self) -> dict[int, dict[str, float | bool]]:
+        """Per order: the largest ratio, the largest |N_spur| (events) and whether it passes."""
         return {o: {"max_ratio": float(np.max(self.ratio[o], initial=0.0)), "max_abs_nsig": float(np.max(np.abs(self.nsig[o]), initial=0.0)), "passes": self.passes(o)} for o in self.orders}
 
 
@@ -83,17 +85,20 @@ def spurious_signal(
     if data_fraction <= 0:
         raise ValueError(f"data_fraction must be > 0, got {data_fraction}")
     mass = np.array([s.mu for s in shapes])
-    res = SpuriousSignal(mass=mass, orders=list(orders), max_fraction=max_fraction)
+    nsig: dict[int, NDArray] = {}
+    nsig_err: dict[int, NDArray] = {}
+    ratio: dict[int, NDArray] = {}
+    converged: dict[int, NDArray] = {}
     for o in orders:
         t = evaluate_hypotheses(mgg_background, shapes, windows, bkg_order=o, limits=False, expected=False)
         n = t.nsig * data_fraction
         e = t.nsig_err * np.sqrt(data_fraction)
-        res.nsig[o] = n
-        res.nsig_err[o] = e
-        res.ratio[o] = np.abs(n) / np.where(e > 0, e, np.inf)
-        res.converged[o] = np.asarray(t.converged, bool)
-        logger.info("order %d: max |N_spur|/sigma = %.3f", o, float(np.max(res.ratio[o], initial=0.0)))
-    return res
+        nsig[o] = n
+        nsig_err[o] = e
+        ratio[o] = np.abs(n) / np.where(e > 0, e, np.inf)
+        converged[o] = np.asarray(t.converged, bool)
+        logger.info("order %d: max |N_spur|/sigma = %.3f", o, float(np.max(ratio[o], initial=0.0)))
+    return SpuriousSignal(mass=mass, orders=list(orders), nsig=nsig, nsig_err=nsig_err, ratio=ratio, converged=converged, max_fraction=max_fraction)
 
 
 def choose_bkg_order(result: SpuriousSignal) -> int:

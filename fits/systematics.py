@@ -1,11 +1,11 @@
-"""Systematic uncertainties as constrained nuisance parameters.
+"""Systematic uncertainties as constrained nuisance parameters: the signal resolution.
 
 - Multiplicative yield uncertainties (luminosity, efficiency, trigger) are
   handled inside the Newton fits (``fits.newton``, mode "syst"): the signal
   yield is ``N = poi * scale * kappa^u`` (log-normal) or
   ``poi * scale * (1 + delta u)`` (Gaussian) with a standard-normal
-  constraint on ``u``. Several independent log-normal terms combine exactly
-  into one (``fits.combine_rel_unc``).
+  constraint on ``u`` (``fits.nuisances``). Several independent log-normal
+  terms combine exactly into one (``fits.combine_rel_unc``).
 - The signal-resolution scale ``r`` (core width ``sigma -> r sigma``) is not
   linear in the density, so it is profiled over a grid of ``r`` values with a
   Gaussian constraint ``(r - 1)^2 / (2 delta_r^2)``: every grid point is a
@@ -18,18 +18,25 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import brentq
 
+from signal_models._common.defaults import DEFAULT_BKG_ORDER, DEFAULT_CL
 from signal_models.shapes import SignalShape
 
 from .asymptotic import N_SIGMA, cls_asymptotic, expected_band_targets
-from .model import ShapeArrays, build_design
+from .densities import ShapeArrays
+from .design import build_design
+from .errors import FitFailure
+from .inputs import HypothesisInput
+from .nuisances import Syst
 from .results import LimitResult
-from .vectorised import Batch, Syst
+from .single import fit_vectorised
+from .vectorised import Batch
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +64,8 @@ def upper_limit_resolution(
     shape: SignalShape,
     window: tuple[float, float],
     *,
-    bkg_order: int = 3,
-    cl: float = 0.95,
+    bkg_order: int = DEFAULT_BKG_ORDER,
+    cl: float = DEFAULT_CL,
     resolution_unc: float = 0.1,
     n_grid: int = 9,
     signal_scale: float | None = None,
@@ -69,9 +76,8 @@ def upper_limit_resolution(
 
     The grid spans ``1 +- 3 resolution_unc`` (clipped at 0.2). POI: signal
     events, or the cross-section in pb when ``signal_scale`` (events/pb) is given.
+    ``mgg`` and ``window`` in GeV.
     """
-    from .api import _fit_result_from_table, evaluate_hypotheses
-
     lo, hi = window
     x = np.sort(np.asarray(mgg, float))
     r = np.linspace(max(1.0 - 3.0 * resolution_unc, 0.2), 1.0 + 3.0 * resolution_unc, n_grid)
@@ -88,8 +94,7 @@ def upper_limit_resolution(
     nll_hat = min(nll_hat, nll_zero)
     i_best = int(np.argmin(bf.nll_hat + pen))
     mu_hat = float(bf.mu_hat[i_best]) / scale[0]
-    b.asimov_design()
-    nll_a0 = float(b._asimov_nll0[0])
+    nll_a0 = float(b.asimov_nll0[0])
 
     def q_pair(mu: float) -> tuple[float, float]:
         c = b.conditional(np.full(n_grid, mu), scale=scale, syst=syst)
@@ -105,19 +110,19 @@ def upper_limit_resolution(
         q, qa = q_pair(mu)
         return float(np.log(max(cls_asymptotic(q, qa)[0], 1e-300)) - np.log(alpha))
 
-    def bracket(h, start: float) -> tuple[float, float]:
+    def bracket(h: Callable[[float], float], start: float) -> tuple[float, float]:
         lo_, hi_ = 0.0, start
         for _ in range(60):
             if h(hi_) < 0:
                 return lo_, hi_
             lo_, hi_ = hi_, 2.0 * hi_
-        raise RuntimeError("CLs did not cross 1 - cl")
+        raise FitFailure("CLs did not cross 1 - cl")
 
     sig0 = float(bf.mu_err[n_grid // 2]) / scale[0]
     guess = max(mu_hat, 0.0) + 2.0 * sig0
     a_, b_ = bracket(h_obs, guess)
     observed = brentq(h_obs, max(a_, 1e-12 * guess), b_, xtol=1e-6 * guess, rtol=1e-8)
-    targets = expected_band_targets(alpha, N_SIGMA)
+    targets = expected_band_targets(alpha)
     expected = np.empty(len(N_SIGMA))
     for j, t in enumerate(targets):
         def h_exp(mu: float, t: float = t) -> float:
@@ -125,8 +130,7 @@ def upper_limit_resolution(
 
         a_, b_ = bracket(h_exp, t * sig0)
         expected[j] = brentq(h_exp, max(a_, 1e-12 * guess), b_, xtol=1e-6 * guess, rtol=1e-8)
-    t = evaluate_hypotheses(x, [shape], [[lo, hi]], bkg_order=bkg_order, limits=False, expected=False)
-    f = _fit_result_from_table(t, 0, shape, bkg_order)
+    f = fit_vectorised(HypothesisInput(mgg=x, shape=shape, window=(lo, hi), bkg_order=bkg_order))
     return LimitResult(
         observed=float(observed), expected=expected, cl=cl, poi="nsig" if signal_scale is None else "xsec", method="asymptotic, resolution profiled on a grid", fit=f,
         converged=True, details={"resolution_grid": r, "resolution_unc": resolution_unc, "rel_unc": rel_unc},

@@ -6,6 +6,10 @@ toy is a row of the padded event array). Sampling uses inverse CDFs: the
 signal CDF is analytic (``SignalShape.integral``), the background CDF is
 tabulated on a fine grid of the Chebyshev density (clipped at zero where a
 fitted polynomial dips below it). Every function takes a seed.
+
+Toy fits are one ``fits.vectorised.Batch`` per set of toys; the toy CLs limit
+(``toy_upper_limit``) starts from the asymptotic limit of the data
+(``fits.single.upper_limit_asymptotic``).
 """
 
 from __future__ import annotations
@@ -16,12 +20,17 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.special import ndtr
 
-from signal_models.shapes import SignalShape
+from signal_models._common.defaults import DEFAULT_BKG_ORDER, DEFAULT_CL
+from signal_models.shapes import SignalShape, comb_integral, dscb_integral
 
-from .asymptotic import N_SIGMA
-from .model import ShapeArrays, _fill_design, _integrals, chebyshev_basis, Design
+from .asymptotic import N_SIGMA, q_tilde
+from .densities import ShapeArrays, chebyshev_basis
+from .design import Design, moments_at, window_integrals
+from .inputs import HypothesisInput
 from .results import LimitResult
+from .single import upper_limit_asymptotic
 from .vectorised import Batch
 
 logger = logging.getLogger(__name__)
@@ -78,6 +87,15 @@ def sample_background(rng: np.random.Generator, window: tuple[float, float], bet
 
 
 def _signal_sampler(shape: SignalShape, window: tuple[float, float]) -> Callable[[NDArray], NDArray]:
+    """Inverse of the signal CDF on the window (GeV), tabulated on a grid and interpolated linearly.
+
+    Not ``SignalShape.sample``, which gives other numbers for the same generator
+    state: it draws two uniforms per event (first the component, truth-matched
+    or combinatorial, then the quantile within it) and inverts each component's
+    CDF exactly, while the toys draw one uniform per event and invert the
+    mixture CDF tabulated here. One sampler serves all the events of all the
+    toys of a call; the seeded toys (and the limits from them) keep their numbers.
+    """
     lo, hi = window
     grids = [np.linspace(lo, hi, _GRID), np.clip(shape.mu + shape.sigma * np.linspace(-12, 12, 2401), lo, hi)]
     edge_u, width_u = np.inf, 1.0
@@ -89,8 +107,6 @@ def _signal_sampler(shape: SignalShape, window: tuple[float, float]) -> Callable
         edge_u, width_u = (shape.comb_edge - shape.mu) / scale, shape.comb_edge_width / scale
     g = np.unique(np.concatenate(grids))
     # analytic CDF at the grid points
-    from signal_models.shapes import comb_integral, dscb_integral
-
     t = (g - shape.mu) / shape.sigma
     t_lo = (lo - shape.mu) / shape.sigma
     peak = dscb_integral(np.full_like(t, t_lo), t, shape.alpha_l, shape.n_l, shape.alpha_r, shape.n_r)
@@ -110,7 +126,11 @@ def _signal_sampler(shape: SignalShape, window: tuple[float, float]) -> Callable
 
 
 def sample_signal(rng: np.random.Generator, shape: SignalShape, window: tuple[float, float], n: int) -> NDArray:
-    """``n`` signal events (GeV) from the shape normalised on the window."""
+    """``n`` signal events (GeV) from the shape normalised on the window (GeV).
+
+    One uniform per event through the tabulated CDF (see ``_signal_sampler``
+    for why this is not ``SignalShape.sample``).
+    """
     return _signal_sampler(shape, window)(rng.random(n))
 
 
@@ -173,9 +193,13 @@ def generate_background_toys(
     return [np.sort(sampler(rng.random(int(m)))) for m in n]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ToyFits:
-    """Fits of a batch of toys of one hypothesis (arrays over toys)."""
+    """Fits of a batch of toys of one hypothesis (arrays over toys; yields in events).
+
+    ``converged``: both fits converged and the toy has at least as many events
+    as free parameters; ``batch`` holds the fitted batch (conditional fits).
+    """
 
     nsig: NDArray
     nsig_err: NDArray
@@ -200,11 +224,11 @@ def _toy_design(toys: Sequence[NDArray], shape: SignalShape, window: tuple[float
         w[j, : len(t)] = 1.0
     sh = ShapeArrays.from_shapes([shape] * k)
     los, his = np.full(k, lo), np.full(k, hi)
-    M = _fill_design(x, sh, los, his, order)
-    return Design(M=M, w=w, integ=_integrals(los, his, order), lo=los, hi=his, n_events=counts, unit_weights=True), sh
+    M = moments_at(x, sh, los, his, order)
+    return Design(M=M, w=w, integ=window_integrals(los, his, order), lo=los, hi=his, n_events=counts, unit_weights=True), sh
 
 
-def fit_toys(toys: Sequence[NDArray], shape: SignalShape, window: tuple[float, float], *, bkg_order: int = 3, bkg_fixed: ArrayLike | None = None) -> ToyFits:
+def fit_toys(toys: Sequence[NDArray], shape: SignalShape, window: tuple[float, float], *, bkg_order: int = DEFAULT_BKG_ORDER, bkg_fixed: ArrayLike | None = None) -> ToyFits:
     """Unconditional and background-only fits of every toy (one batch)."""
     d, sh = _toy_design(toys, shape, window, bkg_order)
     bf = None if bkg_fixed is None else np.tile(np.asarray(bkg_fixed, float), (len(toys), 1))
@@ -215,8 +239,6 @@ def fit_toys(toys: Sequence[NDArray], shape: SignalShape, window: tuple[float, f
 
 
 def _q_toys(toys: Sequence[NDArray], shape: SignalShape, window: tuple[float, float], mu: float, order: int, bkg_fixed: ArrayLike | None) -> tuple[NDArray, NDArray]:
-    from .asymptotic import q_tilde
-
     tf = fit_toys(toys, shape, window, bkg_order=order, bkg_fixed=bkg_fixed)
     c = tf.batch.conditional(np.full(len(toys), mu))
     q = q_tilde(c.nll, tf.nll_hat, tf.nll_zero, mu, tf.nsig)
@@ -228,8 +250,8 @@ def toy_upper_limit(
     shape: SignalShape,
     window: tuple[float, float],
     *,
-    bkg_order: int = 3,
-    cl: float = 0.95,
+    bkg_order: int = DEFAULT_BKG_ORDER,
+    cl: float = DEFAULT_CL,
     n_toys: int = 1000,
     seed: int | None = 0,
     signal_scale: float | None = None,
@@ -245,13 +267,11 @@ def toy_upper_limit(
     ``n_toys`` pseudo-experiments fitted with the vectorised engine.
     ``CLs = P(q >= q_obs | s+b) / P(q >= q_obs | b)``; the expected band uses
     the b-only quantiles of q in place of q_obs. The crossing with ``1 - cl``
-    is interpolated linearly in log CLs.
+    is interpolated linearly in log CLs. ``mgg`` in GeV, ``window`` (GeV);
+    ``signal_scale`` (events per pb) turns the limits into cross-sections (pb).
     """
-    from .api import upper_limit
-    from .asymptotic import q_tilde
-
     alpha = 1.0 - cl
-    asym = upper_limit(mgg, shape, window, bkg_order=bkg_order, cl=cl, bkg_fixed=bkg_fixed)
+    asym = upper_limit_asymptotic(HypothesisInput.from_args(mgg, shape, window, bkg_order=bkg_order), cl=cl, bkg_fixed=bkg_fixed)
     f = asym.fit
     ss = np.random.SeedSequence(seed)
     streams = iter(ss.spawn(1000))
@@ -288,8 +308,6 @@ def toy_upper_limit(
             obs[i] = np.mean(q_sb >= q_obs) / clb
             # expected: q at the b-only quantiles; larger q <-> stronger exclusion, so the
             # +N sigma (weaker) band uses the lower quantile of q
-            from scipy.special import ndtr
-
             qn = np.quantile(q_b, ndtr(-N_SIGMA))
             for jn, qq in enumerate(qn):
                 cb_ = max(np.mean(q_b >= qq), 1.0 / len(q_b))
@@ -324,7 +342,8 @@ def toy_upper_limit(
     )
 
 
-def toy_limits(toys: Sequence[NDArray], shape: SignalShape, window: tuple[float, float], *, bkg_order: int = 3, cl: float = 0.95, expected: bool = False) -> dict[str, NDArray]:
+def toy_limits(toys: Sequence[NDArray], shape: SignalShape, window: tuple[float, float], *, bkg_order: int = DEFAULT_BKG_ORDER, cl: float = DEFAULT_CL,
+               expected: bool = False) -> dict[str, NDArray]:
     """Asymptotic CLs limits of every toy (one batch): ``{"observed", "expected", "converged", "nsig", "nsig_err", "z_local"}``."""
     tf = fit_toys(toys, shape, window, bkg_order=bkg_order)
     obs, ok = tf.batch.observed_limit(cl=cl)

@@ -29,19 +29,24 @@ fit does not depend on them (``u_hat = 0``).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
+
+from signal_models._common.defaults import DEFAULT_CL
 
 from .asymptotic import N_SIGMA, cls_asymptotic, expected_band_targets, q_tilde, z_from_q0
-from .model import Design, ShapeArrays, build_asimov_design
+from .densities import ShapeArrays
+from .design import Design, build_asimov_design
 from .newton import NewtonResult, linear_lambda, minimise, predict_conditional, start_values
+from .nuisances import Syst
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Batch", "BatchFit", "initial_theta"]
+# ``Syst`` (``fits.nuisances``) is re-exported: batches take it for their yield systematics
+__all__ = ["Batch", "BatchFit", "Syst", "initial_theta"]
 
 
 def initial_theta(design: Design) -> NDArray:
@@ -64,9 +69,14 @@ def _cov00(H: NDArray) -> NDArray:
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class BatchFit:
-    """Unconditional and background-only fits of a batch."""
+    """Unconditional and background-only fits of a batch (arrays over hypotheses).
+
+    ``mu_hat`` and ``mu_err`` in signal events; ``nll_hat``, ``nll_zero`` the
+    minimum NLL with the yield free and at 0; ``z_local`` the signed
+    ``sqrt(q0)``; ``converged`` both fits converged with a finite error.
+    """
 
     hat: NewtonResult
     zero: NewtonResult
@@ -76,20 +86,6 @@ class BatchFit:
     nll_zero: NDArray
     z_local: NDArray
     converged: NDArray
-
-
-@dataclass
-class Syst:
-    """A multiplicative yield uncertainty on the POI scale (combined in quadrature)."""
-
-    rel_unc: NDArray  # (k,)
-    kind: str = "lognormal"
-
-    @property
-    def a(self) -> NDArray:
-        if self.kind == "lognormal":
-            return np.log1p(self.rel_unc)
-        return self.rel_unc
 
 
 class Batch:
@@ -121,7 +117,7 @@ class Batch:
             th[:, 1] = 2.0 * np.maximum(sub.w.sum(axis=1), 1.0) / (sub.hi - sub.lo)
             retry = minimise(sub, th, mode="free", max_iter=4 * max_iter)
             better = retry.converged | (retry.nll < hat.nll[idx])
-            _merge(hat, retry, idx, better)
+            hat = _merged(hat, retry, idx, better)
         th0 = hat.theta.copy()
         th0[:, 0] = 0.0
         alt = None
@@ -138,13 +134,14 @@ class Batch:
         mu_err = np.sqrt(np.where(var > 0, var, np.nan))
         nll_zero = zero.nll
         # the unconditional minimum cannot be above the conditional one (rounding)
-        hat.nll = np.minimum(hat.nll, nll_zero)
+        hat = replace(hat, nll=np.minimum(hat.nll, nll_zero))
         z = z_from_q0(nll_zero, hat.nll, mu_hat)
         conv = hat.converged & zero.converged & np.isfinite(mu_err) & np.isfinite(hat.nll)
         self.fit_ = BatchFit(hat, zero, mu_hat, mu_err, hat.nll, nll_zero, z, conv)
         return self.fit_
 
-    def conditional(self, poi: NDArray, *, scale: NDArray | None = None, syst: Syst | None = None, start: NDArray | None = None, asimov: bool = False, start_hess: NDArray | None = None) -> NewtonResult:
+    def conditional(self, poi: NDArray, *, scale: NDArray | None = None, syst: Syst | None = None, start: NDArray | None = None, asimov: bool = False,
+                    start_hess: NDArray | None = None) -> NewtonResult:
         """Conditional fits at POI values ``poi`` (k,) (``mu = poi * scale``).
 
         ``start``: previous solution (its ``[:, 0]`` the signal yield there);
@@ -191,7 +188,15 @@ class Batch:
             self._asimov_nll0 = np.einsum("kp,kp->k", base.integ, th0) - np.einsum("kn,kn->k", w, np.log(lam))
         return self._asimov
 
+    @property
+    def asimov_nll0(self) -> NDArray:
+        """NLL (k,) of the Asimov set at its own (background-only) parameters."""
+        self.asimov_design()
+        assert self._asimov_nll0 is not None
+        return self._asimov_nll0
+
     def q_asimov(self, poi: NDArray, *, scale: NDArray | None = None, syst: Syst | None = None, start: NDArray | None = None) -> tuple[NDArray, NewtonResult]:
+        """``q_mu`` of the Asimov set at POI values ``poi`` (k,) and the conditional fits there."""
         a = self.conditional(poi, scale=scale, syst=syst, start=start, asimov=True)
         return np.maximum(2.0 * (a.nll - self._asimov_nll0), 0.0), a
 
@@ -208,7 +213,8 @@ class Batch:
         return np.where(np.isfinite(s) & (s > 0), s, 1.0)
 
     # -- limits ------------------------------------------------------------
-    def cls(self, poi: NDArray, *, scale: NDArray | None = None, syst: Syst | None = None, start: NDArray | None = None, start_a: NDArray | None = None, start_hess: NDArray | None = None) -> tuple[NDArray, NewtonResult, NewtonResult]:
+    def cls(self, poi: NDArray, *, scale: NDArray | None = None, syst: Syst | None = None, start: NDArray | None = None, start_a: NDArray | None = None,
+            start_hess: NDArray | None = None) -> tuple[NDArray, NewtonResult, NewtonResult]:
         """Asymptotic CLs at POI values ``poi`` (k,)."""
         bf = self.fit_
         assert bf is not None
@@ -219,11 +225,12 @@ class Batch:
         cls, _, _ = cls_asymptotic(q, qa)
         return cls, c, a
 
-    def expected_limits(self, *, cl: float = 0.95, scale: NDArray | None = None, syst: Syst | None = None, n_sigma: NDArray = N_SIGMA, max_iter: int = 30, rtol: float = 1e-5) -> tuple[NDArray, NDArray]:
+    def expected_limits(self, *, cl: float = DEFAULT_CL, scale: NDArray | None = None, syst: Syst | None = None, n_sigma: NDArray = N_SIGMA, max_iter: int = 30,
+                        rtol: float = 1e-5) -> tuple[NDArray, NDArray]:
         """Expected limits (k, len(n_sigma)) in POI units and a convergence flag (k,)."""
         alpha = 1.0 - cl
         k = self.design.k
-        targets = expected_band_targets(alpha, n_sigma)  # (m,)
+        targets = expected_band_targets(alpha, n_sigma=n_sigma)  # (m,)
         m = len(targets)
         sigma = self.asimov_sigma(scale=scale)
         sc = np.ones(k) if scale is None else scale
@@ -232,7 +239,7 @@ class Batch:
         tgt = np.repeat(targets[None, :], k, axis=0).T.reshape(-1)  # (m*k,)
         x = tgt * np.tile(sigma, m)
         scl = np.tile(sc, m)
-        sy = None if syst is None else Syst(np.tile(syst.rel_unc, m), syst.kind)
+        sy = None if syst is None else syst.tile(m)
         start = np.tile(self._asimov_theta0(), (m, 1))
         fx = None
         x_prev = f_prev = None
@@ -260,7 +267,7 @@ class Batch:
         ok = done.reshape(m, k).all(axis=0)
         return lim, ok
 
-    def observed_limit(self, *, cl: float = 0.95, scale: NDArray | None = None, syst: Syst | None = None, max_iter: int = 60, htol: float = 2e-4, rtol: float = 1e-6) -> tuple[NDArray, NDArray]:
+    def observed_limit(self, *, cl: float = DEFAULT_CL, scale: NDArray | None = None, syst: Syst | None = None, max_iter: int = 60, htol: float = 2e-4, rtol: float = 1e-6) -> tuple[NDArray, NDArray]:
         """Observed CLs limits (k,) in POI units and a convergence flag (k,)."""
         bf = self.fit_
         assert bf is not None
@@ -270,8 +277,6 @@ class Batch:
         target = ndtri(alpha)
         mu_hat = bf.mu_hat / sc
         sig = np.where(np.isfinite(bf.mu_err), bf.mu_err, self.asimov_sigma() * 1.0) / sc
-        from scipy.special import ndtr
-
         # Gaussian approximation (q~ = (x - mu_hat)^2 / sigma^2, q_A = x^2 / sigma^2): in both regimes
         # CLs = Phi(-(x - mu_hat)/sigma) / Phi(mu_hat/sigma), which gives the start value
         sg = np.maximum(sig, 1e-300)
@@ -344,7 +349,7 @@ class _RepeatedBatch:
 
     def __init__(self, batch: Batch, m: int) -> None:
         self.design = batch.asimov_design().tile(m)
-        self.nll0 = np.tile(batch._asimov_nll0, m)
+        self.nll0 = np.tile(batch.asimov_nll0, m)
         self.fix_bkg = batch.bkg_fixed is not None
 
     def q_asimov(self, poi: NDArray, *, scale: NDArray, syst: Syst | None, start: NDArray) -> tuple[NDArray, NewtonResult]:
@@ -359,7 +364,12 @@ class _RepeatedBatch:
         return np.maximum(2.0 * (r.nll - self.nll0), 0.0), r
 
 
-def _merge(dst: NewtonResult, src: NewtonResult, idx: NDArray, take: NDArray) -> None:
+def _merged(dst: NewtonResult, src: NewtonResult, idx: NDArray, take: NDArray) -> NewtonResult:
+    """``dst`` with rows ``idx[take]`` replaced by the rows ``take`` of ``src`` (a fit of ``idx``)."""
     j = idx[take]
+    rows = {}
     for name in ("theta", "mu", "nll", "hess", "grad_lin", "hess_lin", "converged"):
-        getattr(dst, name)[j] = getattr(src, name)[take]
+        a = getattr(dst, name).copy()
+        a[j] = getattr(src, name)[take]
+        rows[name] = a
+    return replace(dst, **rows)

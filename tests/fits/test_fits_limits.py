@@ -60,7 +60,8 @@ def test_expected_band_matches_asimov_sigma(rng: np.random.Generator) -> None:
     """Expected band = sigma_A (Phi^-1(1 - alpha Phi(N)) + N), sigma_A from the Asimov Hessian (large sample)."""
     x = _bkg(rng, 20000)
     r = fits.upper_limit(x, SHAPE)
-    from fits.model import ShapeArrays, build_design
+    from fits.densities import ShapeArrays
+    from fits.design import build_design
     from fits.vectorised import Batch
 
     sh = ShapeArrays.from_shapes([SHAPE])
@@ -150,7 +151,8 @@ def test_pyhf_export_matches_unbinned_fixed_background(rng: np.random.Generator,
     x = _bkg(rng, 4000)
     spec = workspace_spec(x, SHAPE, bins=200, background="fixed", nsig_ref=10.0)
     binned = pyhf_upper_limit(spec)
-    from fits.model import ShapeArrays, build_design
+    from fits.densities import ShapeArrays
+    from fits.design import build_design
     from fits.vectorised import Batch
 
     lo, hi = SHAPE.window()

@@ -7,8 +7,9 @@ import pytest
 from scipy.optimize import minimize
 
 import fits
-from fits.model import ShapeArrays, build_asimov_design, build_design, moment_layout, signal_pdf
-from fits.newton import linear_lambda, minimise, start_values
+from fits.densities import ShapeArrays, signal_pdf
+from fits.design import build_asimov_design, build_design, moment_layout
+from fits.newton import linear_lambda, start_values
 from signal_models import SignalShape
 
 SHAPE = SignalShape(mu=2.0, sigma=0.02, alpha_l=1.2, n_l=3.0, alpha_r=1.5, n_r=4.0, comb_fraction=0.2, comb_slope=-0.3)

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from fits.model import Design, ShapeArrays, _fill_design, build_design, signal_pdf
+from fits.densities import ShapeArrays, signal_pdf
+from fits.design import Design, build_design, moments_at
 from fits.newton import minimise, predict_conditional, start_values
 from signal_models import SignalShape
 
@@ -95,7 +96,7 @@ def _designs(order: int):
     idx = np.where(np.arange(d.xp.shape[1])[None, :] < n[:, None], idx, start[:, None])
     xpad = x[idx]
     w = (np.arange(xpad.shape[1])[None, :] < n[:, None]).astype(float)
-    ref = Design(M=_fill_design(xpad, sh, lo, hi, order), w=w, integ=d.integ, lo=lo, hi=hi, n_events=n, unit_weights=True)
+    ref = Design(M=moments_at(xpad, sh, lo, hi, order), w=w, integ=d.integ, lo=lo, hi=hi, n_events=n, unit_weights=True)
     return x, sh, d, ref, xpad
 
 
@@ -176,7 +177,8 @@ import hashlib, sys
 import numpy as np
 from fits import _kernels as kern
 from fits import evaluate_hypotheses
-from fits.model import ShapeArrays, build_design
+from fits.densities import ShapeArrays
+from fits.design import build_design
 from fits.newton import minimise, predict_conditional, start_values
 from signal_models import SignalShape
 
@@ -223,7 +225,7 @@ def _run_repro(cache_dir, threads: int, script: str = _REPRO_SCRIPT) -> str:
     from pathlib import Path
 
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), NUMBA_NUM_THREADS=str(threads))
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the repository (tests/fits/../..)
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 import fits
-from fits.api import _bkg_nonnegative
-from fits.model import ShapeArrays, build_design
+from fits.densities import ShapeArrays, background_nonnegative
+from fits.design import build_design
 from fits.vectorised import Batch
 from scans.testing import analytic_signal_model, toy_spectrum
 
@@ -66,7 +66,7 @@ def test_regular_windows_are_not_touched_by_the_guard() -> None:
                                  limits=False, expected=False)
     for j, m in enumerate(masses):
         plain = _plain(x, m)
-        assert plain.converged[0] and _bkg_nonnegative(plain.zero.theta[:, 1:], 3)[0]
+        assert plain.converged[0] and background_nonnegative(plain.zero.theta[:, 1:], 3)[0]
         assert t.nsig[j] == plain.mu_hat[0] and t.z_local[j] == plain.z_local[0]
 
 
