@@ -19,8 +19,14 @@ the difference is well below a percent. The crossing CLs = 1 - cl is found
 here by interpolating hepstats' p-values on a POI grid (``UpperLimit.upperlimit``
 can return None when its own grid does not bracket the crossing).
 
-This module imports zfit (TensorFlow) at import time; ``fits`` only imports
-it when ``engine="zfit"`` is requested.
+zfit (TensorFlow) and hepstats are imported by the functions that use them,
+never when this module is imported. Extended PDFs are built with their yield
+(``extended=``; ``create_extended`` goes through zfit's deprecated
+``set_yield``) and every zfit object made here has a name. zfit 0.28 raises
+DeprecationWarnings from inside its own current API (and hepstats' Asimov
+histograms trigger the same ones); they are silenced around the zfit and
+hepstats calls with ``signal_models.zfit_shapes.zfit_internal_warnings_ignored``,
+which lets every other warning through.
 """
 
 from __future__ import annotations
@@ -29,21 +35,19 @@ import itertools
 import logging
 import os
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("ZFIT_DISABLE_TF_WARNINGS", "1")
+from signal_models._common.defaults import DEFAULT_BKG_ORDER, DEFAULT_CL
+from signal_models.shapes import SignalShape
 
-import zfit  # noqa: E402
-
-from signal_models.shapes import SignalShape  # noqa: E402
-
-from .asymptotic import N_SIGMA  # noqa: E402
-from .model import ShapeArrays, chebyshev_integrals, signal_pdf  # noqa: E402
-from .results import FitResult, HypothesisTable, LimitResult  # noqa: E402
+from .asymptotic import N_SIGMA
+from .densities import ShapeArrays, chebyshev_integrals, signal_pdf
+from .nuisances import SYST_KINDS
+from .results import FitResult, HypothesisTable, LimitResult
 
 logger = logging.getLogger(__name__)
 
@@ -52,30 +56,68 @@ __all__ = ["ZfitHypothesis", "fit_zfit", "upper_limit_hepstats", "evaluate_hypot
 _counter = itertools.count()
 
 
-def signal_pdf_zfit(shape: SignalShape, obs: Any) -> Any:
-    """zfit PDF of a signal shape on ``obs`` (``SignalShape.to_zfit`` when available)."""
-    if hasattr(shape, "to_zfit"):
-        return shape.to_zfit(obs, prefix=f"sig{next(_counter)}")
-    # private fallback: DoubleCB (+ first-order Chebyshev for combinatorics on its own domain)
-    tag = next(_counter)
-    p = {n: zfit.Parameter(f"{n}_{tag}", float(getattr(shape, n)), floating=False) for n in ("mu", "sigma", "alpha_l", "n_l", "alpha_r", "n_r")}
-    peak = zfit.pdf.DoubleCB(mu=p["mu"], sigma=p["sigma"], alphal=p["alpha_l"], nl=p["n_l"], alphar=p["alpha_r"], nr=p["n_r"], obs=obs)
-    if shape.comb_fraction <= 0:
-        return peak
-    lo, hi = obs.v1.limits
-    half = shape.comb_domain * shape.sigma
-    if abs(lo - (shape.mu - half)) > 1e-9 * half or abs(hi - (shape.mu + half)) > 1e-9 * half:
-        raise NotImplementedError("combinatorial component on a window other than its Chebyshev domain needs SignalShape.to_zfit")
-    slope = zfit.Parameter(f"comb_slope_{tag}", float(shape.comb_slope), floating=False)
-    comb = zfit.pdf.Chebyshev(obs=obs, coeffs=[slope])
-    frac = zfit.Parameter(f"frac_{tag}", 1.0 - float(shape.comb_fraction), floating=False)
-    return zfit.pdf.SumPDF([peak, comb], fracs=[frac])
+def _zfit() -> ModuleType:
+    """zfit, imported on first use (TensorFlow's and zfit's start-up messages off unless the environment asks for them)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("ZFIT_DISABLE_TF_WARNINGS", "1")
+    import zfit
+
+    return zfit
+
+
+def _quiet() -> Any:
+    """Context manager silencing zfit's warnings from inside its own API (see the module docstring)."""
+    from signal_models.zfit_shapes import zfit_internal_warnings_ignored
+
+    return zfit_internal_warnings_ignored()
+
+
+def signal_pdf_zfit(shape: SignalShape, obs: Any, *, extended: Any = None) -> Any:
+    """zfit PDF of a signal shape on ``obs`` (a ``zfit.Space``, the window in GeV).
+
+    ``SignalShape.to_zfit``; with ``extended`` (a yield parameter, events)
+    the same PDF extended with that yield.
+    """
+    with _quiet():
+        zs = shape.to_zfit_signal(obs, prefix=f"sig{next(_counter)}")
+    return zs.pdf if extended is None else _extended_signal(zs, extended)
+
+
+def _extended_signal(zs: Any, yield_: Any) -> Any:
+    """The signal sum of a ``signal_models.zfit_shapes.ZfitSignal`` built again with its yield ``yield_``.
+
+    ``ZfitSignal.pdf`` is ``SumPDF([dscb, comb], fracs=frac_tm)``; the same sum
+    with ``extended=`` is what ``create_extended`` would return, without its
+    call of the deprecated ``set_yield``. The components (and parameters) are shared.
+    """
+    zfit = _zfit()
+    with _quiet():
+        return zfit.pdf.SumPDF([zs.dscb, zs.comb], fracs=zs.frac_tm, obs=zs.pdf.space, extended=yield_, name=f"{zs.pdf.name}_ext{next(_counter)}")
 
 
 class ZfitHypothesis:
-    """The zfit model, data and loss of one hypothesis."""
+    """The zfit model, data and loss of one hypothesis.
 
-    def __init__(self, mgg: NDArray, shape: SignalShape, window: tuple[float, float], *, bkg_order: int = 3) -> None:
+    Attributes
+    ----------
+    x : ndarray
+        Candidate masses in the window (GeV).
+    obs : zfit.Space
+        The window.
+    sig : zfit PDF
+        The signal shape (not extended).
+    nsig, nbkg : zfit.Parameter
+        Signal and background yields (events).
+    coeffs : list of zfit.Parameter
+        Chebyshev coefficients ``c_1..c_p`` (``c_0 = 1``).
+    bkg : zfit PDF
+        The background, extended with ``nbkg``.
+    model, data, loss, minimizer
+        Extended sum, data, ``ExtendedUnbinnedNLL`` and ``Minuit``.
+    """
+
+    def __init__(self, mgg: NDArray, shape: SignalShape, window: tuple[float, float], *, bkg_order: int = DEFAULT_BKG_ORDER) -> None:
+        zfit = _zfit()
         lo, hi = window
         self.window = (float(lo), float(hi))
         self.shape = shape
@@ -84,18 +126,19 @@ class ZfitHypothesis:
         self.x = x[(x >= lo) & (x <= hi)]
         n = len(self.x)
         tag = next(_counter)
-        self.obs = zfit.Space(f"mgg_{tag}", lower=lo, upper=hi)
-        self.sig = signal_pdf_zfit(shape, self.obs)
-        self.coeffs = [zfit.Parameter(f"c{k}_{tag}", 0.0, -50.0, 50.0) for k in range(1, self.order + 1)]
-        self.bkg = zfit.pdf.Chebyshev(obs=self.obs, coeffs=self.coeffs)
-        self.nsig = zfit.Parameter(f"nsig_{tag}", 0.0, -max(n, 10), 10 * max(n, 10) + 100)
-        self.nbkg = zfit.Parameter(f"nbkg_{tag}", max(n, 1), 0.0, 10 * max(n, 10) + 100)
-        sig_ext = self.sig.create_extended(self.nsig)
-        bkg_ext = self.bkg.create_extended(self.nbkg)
-        self.model = zfit.pdf.SumPDF([sig_ext, bkg_ext])
-        self.data = zfit.Data.from_numpy(obs=self.obs, array=self.x[:, None])
-        self.loss = zfit.loss.ExtendedUnbinnedNLL(model=self.model, data=self.data)
-        self.minimizer = zfit.minimize.Minuit(tol=1e-5)
+        self._tag = tag
+        with _quiet():
+            self.obs = zfit.Space(f"mgg_{tag}", lower=lo, upper=hi)
+            self._signal = shape.to_zfit_signal(self.obs, prefix=f"sig{next(_counter)}")
+            self.sig = self._signal.pdf
+            self.coeffs = [zfit.Parameter(f"c{k}_{tag}", 0.0, -50.0, 50.0) for k in range(1, self.order + 1)]
+            self.nsig = zfit.Parameter(f"nsig_{tag}", 0.0, -max(n, 10), 10 * max(n, 10) + 100)
+            self.nbkg = zfit.Parameter(f"nbkg_{tag}", max(n, 1), 0.0, 10 * max(n, 10) + 100)
+            self.bkg = self.background()
+            self.model = zfit.pdf.SumPDF([self.signal(self.nsig), self.bkg], name=f"model_{tag}")
+            self.data = zfit.Data.from_numpy(obs=self.obs, array=self.x[:, None], name=f"mgg_data_{tag}")
+            self.loss = zfit.loss.ExtendedUnbinnedNLL(model=self.model, data=self.data)
+            self.minimizer = zfit.minimize.Minuit(tol=1e-5)
         # numpy view of the same model for the NLL convention
         self._sh = ShapeArrays.from_shapes([shape])
         self._s = signal_pdf(self.x[None, :], self._sh, np.array([lo]), np.array([hi]))[0]
@@ -103,12 +146,23 @@ class ZfitHypothesis:
         self._T = np.polynomial.chebyshev.chebvander(xp, self.order).T
         self._I = 0.5 * (hi - lo) * chebyshev_integrals(self.order)
 
+    def signal(self, yield_: Any) -> Any:
+        """The signal PDF extended with ``yield_`` (a zfit parameter, events; components shared with ``sig``)."""
+        return _extended_signal(self._signal, yield_)
+
+    def background(self) -> Any:
+        """The background Chebyshev extended with ``nbkg`` (a new PDF with the shared parameters)."""
+        zfit = _zfit()
+        with _quiet():
+            return zfit.pdf.Chebyshev(obs=self.obs, coeffs=self.coeffs, extended=self.nbkg, name=f"bkg_{self._tag}_{next(_counter)}")
+
     def beta(self, nbkg: float, coeffs: Sequence[float]) -> NDArray:
-        """Vectorised-engine background coefficients from zfit's (N_bkg, c_1..c_p)."""
+        """Vectorised-engine background coefficients (events/GeV) from zfit's (N_bkg, c_1..c_p)."""
         c = np.concatenate([[1.0], np.asarray(coeffs, float)])
         return nbkg * c / float(c @ self._I)
 
     def nll_numpy(self, nsig: float, beta: NDArray) -> float:
+        """The extended NLL in the vectorised engine's convention at (N_sig, beta)."""
         lam = nsig * self._s + beta @ self._T
         if np.any(lam <= 0):
             return float("inf")
@@ -122,26 +176,32 @@ class ZfitHypothesis:
             p.set_value(float(b))
 
     def minimize(self, *, nsig_fixed: float | None = None) -> Any:
+        """Minuit fit of the loss, with N_sig free or fixed at ``nsig_fixed`` (events)."""
         self.nsig.floating = nsig_fixed is None
         if nsig_fixed is not None:
             self.nsig.set_value(nsig_fixed)
-        result = self.minimizer.minimize(self.loss)
+        with _quiet():
+            result = self.minimizer.minimize(self.loss)
         self.nsig.floating = True
         return result
 
 
-def fit_zfit(mgg: NDArray, shape: SignalShape, window: tuple[float, float], *, bkg_order: int = 3, hypothesis: ZfitHypothesis | None = None) -> FitResult:
-    """Unconditional and background-only fits with zfit + Minuit (reference engine)."""
+def fit_zfit(mgg: NDArray, shape: SignalShape, window: tuple[float, float], *, bkg_order: int = DEFAULT_BKG_ORDER,
+             hypothesis: ZfitHypothesis | None = None) -> FitResult:
+    """Unconditional and background-only fits with zfit + Minuit (reference engine); ``mgg`` and ``window`` in GeV."""
     h = hypothesis or ZfitHypothesis(mgg, shape, window, bkg_order=bkg_order)
     n = len(h.x)
     if n < bkg_order + 2:
-        return FitResult(0.0, 0.0, float(n), 0.0, False, f"{n} events in window, fewer than the {bkg_order + 2} free parameters", 0.0, n, np.zeros(bkg_order + 1), h.window, shape, bkg_order, engine="zfit")
+        return FitResult(nsig=0.0, nsig_err=0.0, nbkg=float(n), nll=0.0, converged=False,
+                         reason=f"{n} events in window, fewer than the {bkg_order + 2} free parameters", z_local=0.0, n_events=n,
+                         beta=np.zeros(bkg_order + 1), window=h.window, shape=shape, bkg_order=bkg_order, engine="zfit")
     h.nsig.set_value(0.0)
     h.nbkg.set_value(float(n))
     for p in h.coeffs:
         p.set_value(0.0)
     res = h.minimize()
-    res.hesse(name="hesse")
+    with _quiet():
+        res.hesse(name="hesse")
     nsig = float(res.params[h.nsig]["value"])
     err = float(res.params[h.nsig]["hesse"]["error"])
     coeffs = [float(res.params[p]["value"]) for p in h.coeffs]
@@ -174,29 +234,31 @@ def _crossing(poi: NDArray, cls: NDArray, alpha: float) -> float:
 def _scaled_loss(h: ZfitHypothesis, scale: float, rel_unc: float, kind: str, nsig_start: float) -> tuple[Any, Any]:
     """POI parameter and extended NLL of ``h`` with ``N_sig = poi * scale * k(u)`` and, for
     ``rel_unc > 0``, the nuisance ``u`` constrained by a unit Gaussian."""
+    zfit = _zfit()
     tag = next(_counter)
     n = max(len(h.x), 10)
-    poi = zfit.Parameter(f"poi_{tag}", nsig_start / scale, -n / scale, (10 * n + 100) / scale)
-    if rel_unc > 0:
-        u = zfit.Parameter(f"u_{tag}", 0.0, -8.0, 8.0)
-        if kind == "lognormal":
-            a = float(np.log1p(rel_unc))
+    with _quiet():
+        poi = zfit.Parameter(f"poi_{tag}", nsig_start / scale, -n / scale, (10 * n + 100) / scale)
+        if rel_unc > 0:
+            u = zfit.Parameter(f"u_{tag}", 0.0, -8.0, 8.0)
+            if kind == "lognormal":
+                a = float(np.log1p(rel_unc))
 
-            def nsig_fn(params: dict) -> Any:
-                return params["poi"] * scale * zfit.z.numpy.exp(a * params["u"])
+                def nsig_fn(params: dict) -> Any:
+                    return params["poi"] * scale * zfit.z.numpy.exp(a * params["u"])
 
+            else:
+
+                def nsig_fn(params: dict) -> Any:
+                    return params["poi"] * scale * (1.0 + rel_unc * params["u"])
+
+            nsig = zfit.ComposedParameter(f"nsig_syst_{tag}", nsig_fn, params={"poi": poi, "u": u})
+            constraints = [zfit.constraint.GaussianConstraint(params=u, observation=0.0, sigma=1.0)]
         else:
-
-            def nsig_fn(params: dict) -> Any:
-                return params["poi"] * scale * (1.0 + rel_unc * params["u"])
-
-        nsig = zfit.ComposedParameter(f"nsig_syst_{tag}", nsig_fn, params={"poi": poi, "u": u})
-        constraints = [zfit.constraint.GaussianConstraint(params=u, observation=0.0, sigma=1.0)]
-    else:
-        nsig = zfit.ComposedParameter(f"nsig_scaled_{tag}", lambda params: params["poi"] * scale, params={"poi": poi})
-        constraints = None
-    model = zfit.pdf.SumPDF([h.sig.create_extended(nsig), h.bkg.create_extended(h.nbkg)])
-    loss = zfit.loss.ExtendedUnbinnedNLL(model=model, data=h.data, constraints=constraints)
+            nsig = zfit.ComposedParameter(f"nsig_scaled_{tag}", lambda params: params["poi"] * scale, params={"poi": poi})
+            constraints = None
+        model = zfit.pdf.SumPDF([h.signal(nsig), h.background()], name=f"model_scaled_{tag}")
+        loss = zfit.loss.ExtendedUnbinnedNLL(model=model, data=h.data, constraints=constraints)
     return poi, loss
 
 
@@ -205,8 +267,8 @@ def upper_limit_hepstats(
     shape: SignalShape,
     window: tuple[float, float],
     *,
-    bkg_order: int = 3,
-    cl: float = 0.95,
+    bkg_order: int = DEFAULT_BKG_ORDER,
+    cl: float = DEFAULT_CL,
     poi_values: NDArray | None = None,
     asimov_bins: int = 400,
     hypothesis: ZfitHypothesis | None = None,
@@ -214,7 +276,7 @@ def upper_limit_hepstats(
     rel_unc: float | None = None,
     syst_kind: str = "lognormal",
 ) -> LimitResult:
-    """Asymptotic CLs limit (q~_mu) with hepstats on the zfit model.
+    """Asymptotic CLs limit (q~_mu) with hepstats on the zfit model (``mgg`` and ``window`` in GeV).
 
     ``poi_values``: POI grid for hepstats' p-values; by default 40 points up
     to 3.5 x (N_sig_hat+ + 2 sigma) (in POI units). The grid is extended
@@ -232,7 +294,7 @@ def upper_limit_hepstats(
     from hepstats.hypotests.calculators import AsymptoticCalculator
     from hepstats.hypotests.parameters import POI, POIarray
 
-    if syst_kind not in ("lognormal", "gaussian"):
+    if syst_kind not in SYST_KINDS:
         raise ValueError(f"syst_kind: expected 'lognormal' or 'gaussian', got {syst_kind!r}")
     h = hypothesis or ZfitHypothesis(mgg, shape, window, bkg_order=bkg_order)
     f = fit_zfit(mgg, shape, window, bkg_order=bkg_order, hypothesis=h)
@@ -248,17 +310,18 @@ def upper_limit_hepstats(
         h.nsig.set_value(f.nsig)
     else:
         poi_param, loss = _scaled_loss(h, scale, float(rel_unc) if syst else 0.0, syst_kind, f.nsig)
-    calc = AsymptoticCalculator(input=loss, minimizer=h.minimizer, asimov_bins=asimov_bins)
     keys = ["clsb", "expected_m2", "expected_m1", "expected", "expected_p1", "expected_p2"]
-    for _ in range(5):
-        ul = UpperLimit(calc, POIarray(poi_param, poi_values), POI(poi_param, 0.0), qtilde=True)
-        pv = ul.pvalues(CLs=True)
-        cls_obs = np.asarray(pv["cls"], float)
-        curves = {"observed": cls_obs, **{k: np.asarray(pv[k], float) for k in keys[1:]}}
-        lim = {k: _crossing(poi_values, v, alpha) for k, v in curves.items()}
-        if all(np.isfinite(v) for v in lim.values()):
-            break
-        poi_values = np.concatenate([poi_values, poi_values[-1] + (poi_values[-1] - poi_values[0]) * np.linspace(0.1, 1.0, 10)])
+    with _quiet():
+        calc = AsymptoticCalculator(input=loss, minimizer=h.minimizer, asimov_bins=asimov_bins)
+        for _ in range(5):
+            ul = UpperLimit(calc, POIarray(poi_param, poi_values), POI(poi_param, 0.0), qtilde=True)
+            pv = ul.pvalues(CLs=True)
+            cls_obs = np.asarray(pv["cls"], float)
+            curves = {"observed": cls_obs, **{k: np.asarray(pv[k], float) for k in keys[1:]}}
+            lim = {k: _crossing(poi_values, v, alpha) for k, v in curves.items()}
+            if all(np.isfinite(v) for v in lim.values()):
+                break
+            poi_values = np.concatenate([poi_values, poi_values[-1] + (poi_values[-1] - poi_values[0]) * np.linspace(0.1, 1.0, 10)])
     expected = np.array([lim["expected_m2"], lim["expected_m1"], lim["expected"], lim["expected_p1"], lim["expected_p2"]])
     ok = bool(np.isfinite(lim["observed"]) and np.all(np.isfinite(expected)))
     return LimitResult(
@@ -268,9 +331,22 @@ def upper_limit_hepstats(
     )
 
 
-def evaluate_hypotheses_zfit(x: NDArray, shapes: Sequence[SignalShape], windows: NDArray, *, bkg_order: int = 3, cl: float = 0.95, limits: bool = True, expected: bool = True, signal_scale: NDArray | None = None, signal_scale_rel_unc: NDArray | None = None, syst_kind: str = "lognormal") -> HypothesisTable:
+def evaluate_hypotheses_zfit(
+    x: NDArray,
+    shapes: Sequence[SignalShape],
+    windows: NDArray,
+    *,
+    bkg_order: int = DEFAULT_BKG_ORDER,
+    cl: float = DEFAULT_CL,
+    limits: bool = True,
+    expected: bool = True,
+    signal_scale: NDArray | None = None,
+    signal_scale_rel_unc: NDArray | None = None,
+    syst_kind: str = "lognormal",
+) -> HypothesisTable:
     """Loop over hypotheses with the reference engine (slow; for validation and benchmarks).
 
+    ``x`` and ``windows`` (k, 2) in GeV, ``signal_scale`` (k,) in events per pb.
     With ``signal_scale_rel_unc`` (and ``signal_scale``), the cross-section
     limits ``ul_xsec_*`` profile the constrained yield nuisance (as the
     vectorised engine; ``syst_kind`` "lognormal" or "gaussian"), the yield
@@ -282,41 +358,53 @@ def evaluate_hypotheses_zfit(x: NDArray, shapes: Sequence[SignalShape], windows:
         if signal_scale is None:
             raise ValueError("signal_scale_rel_unc needs signal_scale (events per pb)")
         rel = np.broadcast_to(np.asarray(signal_scale_rel_unc, float), (k,))
-    out: dict[str, Any] = {n: np.zeros(k) for n in ("nsig", "nsig_err", "nbkg", "nll", "z_local", "ul_nsig_obs")}
-    out["n_events"] = np.zeros(k, int)
-    out["converged"] = np.zeros(k, bool)
-    out["ul_nsig_exp"] = np.zeros((k, len(N_SIGMA)))
-    out["beta"] = np.zeros((k, bkg_order + 1))
+    wins = [(float(w[0]), float(w[1])) for w in windows]
+    n_exp = len(N_SIGMA)
+    rows: list[FitResult] = []
+    ul_obs, ul_exp = np.zeros(k), np.zeros((k, n_exp))
+    converged = np.zeros(k, bool)
     reasons = [""] * k
-    for j, (shape, win) in enumerate(zip(shapes, windows)):
-        w = (float(win[0]), float(win[1]))
+    for j, (shape, w) in enumerate(zip(shapes, wins)):
         if limits or expected:
             r = upper_limit_hepstats(x, shape, w, bkg_order=bkg_order, cl=cl)
             f = r.fit
-            out["ul_nsig_obs"][j] = np.nan_to_num(r.observed)
-            out["ul_nsig_exp"][j] = np.nan_to_num(r.expected)
-            ok = r.converged and f.converged
+            ul_obs[j] = np.nan_to_num(r.observed)
+            ul_exp[j] = np.nan_to_num(r.expected)
+            converged[j] = r.converged and f.converged
             reasons[j] = r.reason or f.reason
         else:
             f = fit_zfit(x, shape, w, bkg_order=bkg_order)
-            ok = f.converged
+            converged[j] = f.converged
             reasons[j] = f.reason
-        out["nsig"][j], out["nsig_err"][j], out["nbkg"][j], out["nll"][j], out["z_local"][j] = f.nsig, f.nsig_err, f.nbkg, f.nll, f.z_local
-        out["n_events"][j] = f.n_events
-        out["beta"][j] = f.beta
-        out["converged"][j] = ok
-    tab = HypothesisTable(mass=np.array([s.mu for s in shapes]), window=np.asarray(windows, float), reason=reasons, **out)
+        rows.append(f)
+    xs_obs = xs_exp = None
     if signal_scale is not None:
-        tab.ul_xsec_obs = tab.ul_nsig_obs / signal_scale
-        tab.ul_xsec_exp = tab.ul_nsig_exp / signal_scale[:, None]
+        xs_obs = ul_obs / signal_scale
+        xs_exp = ul_exp / signal_scale[:, None]
         if rel is not None and (limits or expected):
-            for j, (shape, win) in enumerate(zip(shapes, windows)):
+            for j, (shape, w) in enumerate(zip(shapes, wins)):
                 if rel[j] <= 0:
                     continue
-                r = upper_limit_hepstats(x, shape, (float(win[0]), float(win[1])), bkg_order=bkg_order, cl=cl, signal_scale=float(signal_scale[j]), rel_unc=float(rel[j]), syst_kind=syst_kind)
-                tab.ul_xsec_obs[j] = np.nan_to_num(r.observed)
-                tab.ul_xsec_exp[j] = np.nan_to_num(r.expected)
+                r = upper_limit_hepstats(x, shape, w, bkg_order=bkg_order, cl=cl, signal_scale=float(signal_scale[j]), rel_unc=float(rel[j]), syst_kind=syst_kind)
+                xs_obs[j] = np.nan_to_num(r.observed)
+                xs_exp[j] = np.nan_to_num(r.expected)
                 if not r.converged:
-                    tab.converged[j] = False
-                    tab.reason[j] = tab.reason[j] or "cross-section limit with systematics: " + r.reason
-    return tab
+                    converged[j] = False
+                    reasons[j] = reasons[j] or "cross-section limit with systematics: " + r.reason
+    return HypothesisTable(
+        mass=np.array([s.mu for s in shapes]),
+        window=np.asarray(windows, float),
+        n_events=np.array([f.n_events for f in rows], dtype=int).reshape(k),
+        nsig=np.array([f.nsig for f in rows], dtype=float).reshape(k),
+        nsig_err=np.array([f.nsig_err for f in rows], dtype=float).reshape(k),
+        nbkg=np.array([f.nbkg for f in rows], dtype=float).reshape(k),
+        nll=np.array([f.nll for f in rows], dtype=float).reshape(k),
+        z_local=np.array([f.z_local for f in rows], dtype=float).reshape(k),
+        converged=converged,
+        reason=reasons,
+        ul_nsig_obs=ul_obs,
+        ul_nsig_exp=ul_exp,
+        ul_xsec_obs=xs_obs,
+        ul_xsec_exp=xs_exp,
+        beta=np.array([f.beta for f in rows], dtype=float).reshape(k, bkg_order + 1),
+    )
