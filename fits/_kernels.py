@@ -1,12 +1,12 @@
 """Compiled kernels of the vectorised engine for data fits (numba).
 
-The numpy engine (``fits.model`` / ``fits.newton``) stores a (k, R, n) moment
+The numpy engine (``fits.design`` / ``fits.newton``) stores a (k, R, n) moment
 matrix per batch and runs every Newton iteration as several passes over it.
 For data fits (unit weights, yield free or fixed) these kernels do the same
 mathematics without the moment matrix:
 
 - ``event_values``: per window, the signal density ``s(x_i)`` (1/GeV,
-  normalised on the window, exactly ``fits.model.signal_pdf``), the scaled
+  normalised on the window, exactly ``fits.densities.signal_pdf``), the scaled
   coordinate ``x'_i`` and the Chebyshev sums ``sum_i T_m(x'_i)`` (start
   values), one pass over the window's events taken straight from the sorted
   masses;
@@ -53,6 +53,15 @@ that use it.
 Written by hand because no library fits thousands of small convex
 likelihoods over tens of thousands of events each at this speed; the numpy
 engine and the zfit reference engine cross-check it (tests).
+
+Why this module is longer than the others (about 1000 lines): it is one
+compilation unit. The kernels share the branch-free ``exp``/``log``, the
+lane accumulators and the stack buffers, and numba's ``cache=True`` keys
+its cache on this one file (it does not see changes to compiled helpers in
+other files); the cubic-background specialisations (``*3``) sit next to the
+general ones (``*n``) they must agree with (same lanes, same order of the
+sums). Split into several files, a change to a shared helper would leave
+stale caches behind in the others, and the pairs would drift apart.
 """
 
 from __future__ import annotations
@@ -593,7 +602,7 @@ def _passn(s, xp, n, th, P, g, H):  # pragma: no cover - compiled
 
     The Hessian needs only ``sum s^2 r^2``, ``sum s T_m r^2`` (m <= p) and ``sum T_m r^2``
     (m <= 2p), because ``T_j T_k = (T_{j+k} + T_{|j-k|}) / 2`` (as
-    ``fits.model.moment_layout``). Any background order: blocks of 64 events in a stack
+    ``fits.design.moment_layout``). Any background order: blocks of 64 events in a stack
     buffer, sums in 64 lanes (event i to lane i mod 64).
     """
     p = P - 2
@@ -821,7 +830,7 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
         stuck = False
         it = 0
         t = 0.0
-        for it in range(1, max_iter + 1):
+        for it in range(1, max_iter + 1):  # noqa: B007 - the count is read after the loop (iter_out)
             for a in range(P):
                 g[a] = integ[j, a] - g[a]
             ok = _solve(H, g, f0, P, d, L)
@@ -931,7 +940,7 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
         conv = False
         stuck = False
         it = 0
-        for it in range(1, max_iter + 1):
+        for it in range(1, max_iter + 1):  # noqa: B007 - the count is read after the loop (iter_out)
             _pass_any(sj, xj, n, tl, P, gl, Hl)
             for q in range(P):
                 gl[q] = integ[j, q] - gl[q]
