@@ -103,8 +103,9 @@ def main() -> None:
     zf = {"fit_s": [], "fit_limits_s": [], "fit_limits_cpu_s": [], "masses": [], "ul_obs_zfit": [], "ul_obs_vectorised": []}
     for j in pick:
         w = (float(windows[j, 0]), float(windows[j, 1]))
-        _, wf, _ = timed(lambda: fit_zfit(x, shapes[j], w, hypothesis=ZfitHypothesis(x, shapes[j], w)))
-        r, wl, cl = timed(lambda: upper_limit_hepstats(x, shapes[j], w, hypothesis=ZfitHypothesis(x, shapes[j], w), poi_values=None))
+        shape = shapes[j]
+        _, wf, _ = timed(lambda shape=shape, w=w: fit_zfit(x, shape, w, hypothesis=ZfitHypothesis(x, shape, w)))
+        r, wl, cl = timed(lambda shape=shape, w=w: upper_limit_hepstats(x, shape, w, hypothesis=ZfitHypothesis(x, shape, w), poi_values=None))
         zf["fit_s"].append(wf)
         zf["fit_limits_s"].append(wl)
         zf["fit_limits_cpu_s"].append(cl)

@@ -101,11 +101,12 @@ class CalibrationFitter:
 
         @tf.function(reduce_retracing=True)
         def nll() -> Any:
-            with zfit_internal_warnings_ignored():  # traced once; zfit copies the data without a name
-                data_tm = zfit.Data.from_tensor(obs=obs.obs, tensor=v["xt"], name="calibration_truth_matched")
-                data_comb = zfit.Data.from_tensor(obs=obs.obs, tensor=v["xc"], name="calibration_wrong_pairs")
-                tm = -znp.sum(v["wt"] * znp.log(self.dscb.pdf(data_tm)))
-                comb = -znp.sum(v["wc"] * znp.log(self.comb.pdf(data_comb)))
+            # traced once. The tensors go to pdf() as they are: zfit wraps them in an unnamed Data (and
+            # warns about the name, silenced here); building named zfit.Data inside the traced function
+            # breaks when autograph logs the half-built object (seen in Jupyter kernels).
+            with zfit_internal_warnings_ignored():
+                tm = -znp.sum(v["wt"] * znp.log(self.dscb.pdf(v["xt"])))
+                comb = -znp.sum(v["wc"] * znp.log(self.comb.pdf(v["xc"])))
             return tm + comb
 
         all_params = [self.params[k] for k in FIT_PARAMS]
