@@ -14,6 +14,11 @@ Where things are (each module's docstring says more):
   ``chunks`` (one batch of them: request, evaluation, result), ``single`` (one
   hypothesis on the Newton engine);
 - ``inputs`` (argument checks), ``results`` (result dataclasses), ``errors``;
+- several datasets in one fit: ``channels`` (``Channel`` and the nuisances),
+  ``combined_rows`` (morphed templates), ``combined`` (the Newton engine with
+  a Schur complement over the channels), ``combined_limits``,
+  ``combined_api`` (``fit`` / ``upper_limit`` on a list of channels),
+  ``limit_search`` (root finding shared by both engines);
 - the vectorised engine: ``densities`` and ``design`` (the model; ``model``
   re-exports both), ``newton`` (batched Newton minimiser), ``_kernels``
   (its compiled data-fit kernels), ``vectorised`` (``Batch``: fits, Asimov
@@ -31,6 +36,8 @@ from typing import Any
 from signal_models._common.defaults import DEFAULT_BKG_ORDER
 
 from .api import fit, limit_curve, upper_limit
+from .channels import Channel, ShapeUncertainty, SpuriousSignal, YieldUncertainty
+from .combined_api import CombinedFitResult
 from .densities import default_window
 from .errors import FitFailure, FitInputError
 from .hypotheses import evaluate_hypotheses
@@ -41,6 +48,11 @@ from .results import FitResult, HypothesisTable, LimitResult
 __all__ = [
     "fit",
     "upper_limit",
+    "Channel",
+    "YieldUncertainty",
+    "ShapeUncertainty",
+    "SpuriousSignal",
+    "CombinedFitResult",
     "evaluate_hypotheses",
     "limit_curve",
     "combine_rel_unc",

@@ -74,7 +74,7 @@ from numba import carray, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["event_values", "newton_fit", "newton_fit_syst"]
+__all__ = ["event_values", "newton_fit", "newton_fit_syst", "morph_pass", "MORPH_MAX_NUISANCES", "MORPH_MAX_ORDER"]
 
 #: lanes of the sums over events of the cubic-background kernels (one AVX-512 register)
 _L3 = 8
@@ -1007,3 +1007,154 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
         nll_out[j] = nll
         conv_out[j] = conv
         iter_out[j] = it
+
+
+# ---------------------------------------------------------------------------
+# the morphed-template model of combined fits (fits.combined)
+# ---------------------------------------------------------------------------
+#: largest number of shape nuisances and background order the morphed-model pass keeps on the stack
+MORPH_MAX_NUISANCES = 4
+MORPH_MAX_ORDER = 8
+
+
+@njit(cache=True, error_model="numpy")
+def _morph_row(s0, dA, dB, xp, w, n, th, J, p, unit, g, H):  # pragma: no cover - compiled
+    """One row of ``morph_pass``: returns ``(sum w log lambda, events with lambda <= 0)``.
+
+    The row's density is ``lambda = N s(nu) + sum_m beta_m T_m(x')`` with
+    ``s(nu) = s0 + sum_j nu_j (A_j + nu_j B_j)`` and parameters ``th = (N, nu_1..nu_J,
+    beta_0..beta_p)``. Fills ``g = -sum w J / lambda`` and ``H = sum w J J^T / lambda^2 -
+    sum w (d2 lambda) / lambda`` with the Jacobian ``J = (s, N ds/dnu_j, T_m)``; the curvature
+    of lambda is ``d2/dN dnu_j = ds_j`` and ``d2/dnu_j^2 = 2 N B_j``. The sum
+    ``T_j T_k = (T_{j+k} + T_{|j-k|}) / 2`` gives the background block from 2p + 1 moments.
+    Blocks of 64 events in stack buffers, sums in 64 lanes added in a fixed pairwise order.
+    """
+    P = p + 1
+    nT = 2 * p + 1
+    # block rows: T_0..T_2p, s, ds_j, B_j, lambda, w/lambda, w/lambda^2, s w/lambda^2, ds_j w/lambda^2
+    rS = nT
+    rD = nT + 1
+    rB = rD + J
+    rL = rB + J
+    rR1 = rL + 1
+    rR2 = rR1 + 1
+    rSR2 = rR2 + 1
+    rDR2 = rSR2 + 1
+    # accumulator rows
+    aBad = 0
+    aLog = 1
+    aGs = 2
+    aGd = 3
+    aGT = aGd + J
+    aHT = aGT + P
+    aHss = aHT + nT
+    aHsT = aHss + 1
+    aHsd = aHsT + P
+    aHdT = aHsd + J
+    aHdd = aHdT + J * P
+    aCb = aHdd + J * J
+    nacc = aCb + J
+    T = carray(_stack_f64(2304), (36, 64))
+    acc = carray(_stack_f64(6656), (104, 64))
+    for q in range(nacc):
+        for e in range(64):
+            acc[q, e] = 0.0
+    N = th[0]
+    for b0 in range(0, n, 64):
+        m = min(64, n - b0)
+        for e in range(m):
+            T[0, e] = 1.0
+            T[1, e] = xp[b0 + e]
+            T[rS, e] = s0[b0 + e]
+            T[rR1, e] = 1.0 if unit else w[b0 + e]
+        for q in range(2, nT):
+            for e in range(m):
+                T[q, e] = 2.0 * T[1, e] * T[q - 1, e] - T[q - 2, e]
+        for j in range(J):
+            nu = th[1 + j]
+            for e in range(m):
+                a_ = dA[j, b0 + e]
+                b_ = dB[j, b0 + e]
+                T[rB + j, e] = b_
+                T[rD + j, e] = a_ + 2.0 * nu * b_
+                T[rS, e] += nu * (a_ + nu * b_)
+        for e in range(m):
+            T[rL, e] = N * T[rS, e]
+        for q in range(P):
+            bq = th[1 + J + q]
+            for e in range(m):
+                T[rL, e] += bq * T[q, e]
+        for e in range(m):
+            lam = T[rL, e]
+            wv = T[rR1, e]
+            ok = lam > 0.0
+            acc[aBad, e] += 0.0 if (ok or wv == 0.0) else 1.0
+            lv = lam if ok else 1.0
+            wv = wv if ok else 0.0
+            acc[aLog, e] += wv * _log_pos(lv)
+            r1 = wv / lv
+            T[rR1, e] = r1
+            T[rR2, e] = r1 / lv
+            T[rSR2, e] = T[rS, e] * T[rR2, e]
+        for j in range(J):
+            for e in range(m):
+                T[rDR2 + j, e] = T[rD + j, e] * T[rR2, e]
+        _acc_prod(acc, aGs, T, rS, T, rR1, m)
+        for j in range(J):
+            _acc_prod(acc, aGd + j, T, rD + j, T, rR1, m)
+            _acc_prod(acc, aCb + j, T, rB + j, T, rR1, m)
+        for q in range(P):
+            _acc_prod(acc, aGT + q, T, q, T, rR1, m)
+            _acc_prod(acc, aHsT + q, T, q, T, rSR2, m)
+        for q in range(nT):
+            _acc_prod(acc, aHT + q, T, q, T, rR2, m)
+        _acc_prod(acc, aHss, T, rS, T, rSR2, m)
+        for j in range(J):
+            _acc_prod(acc, aHsd + j, T, rD + j, T, rSR2, m)
+            for q in range(P):
+                _acc_prod(acc, aHdT + j * P + q, T, q, T, rDR2 + j, m)
+            for k in range(J):
+                _acc_prod(acc, aHdd + j * J + k, T, rD + k, T, rDR2 + j, m)
+    _lane_tree(acc, nacc)
+    g[0] = -acc[aGs, 0]
+    for j in range(J):
+        g[1 + j] = -N * acc[aGd + j, 0]
+    for q in range(P):
+        g[1 + J + q] = -acc[aGT + q, 0]
+    H[0, 0] = acc[aHss, 0]
+    for j in range(J):
+        v = N * acc[aHsd + j, 0] - acc[aGd + j, 0]
+        H[0, 1 + j] = v
+        H[1 + j, 0] = v
+        for k in range(J):
+            H[1 + j, 1 + k] = N * N * acc[aHdd + j * J + k, 0]
+        H[1 + j, 1 + j] -= 2.0 * N * acc[aCb + j, 0]
+        for q in range(P):
+            v = N * acc[aHdT + j * P + q, 0]
+            H[1 + j, 1 + J + q] = v
+            H[1 + J + q, 1 + j] = v
+    for q in range(P):
+        H[0, 1 + J + q] = acc[aHsT + q, 0]
+        H[1 + J + q, 0] = acc[aHsT + q, 0]
+        for c in range(P):
+            H[1 + J + q, 1 + J + c] = 0.5 * (acc[aHT + q + c, 0] + acc[aHT + abs(q - c), 0])
+    return acc[aLog, 0], acc[aBad, 0]
+
+
+@njit(cache=True, error_model="numpy")
+def morph_pass(rows, s0, dA, dB, xp, w, n_ev, th, order, unit, nll, g, H, nbad):  # pragma: no cover - compiled
+    """NLL (without the integral terms), gradient and Hessian of the morphed-template model for ``rows``.
+
+    ``s0`` (R, n), ``dA``/``dB`` (R, J, n) (``J <= MORPH_MAX_NUISANCES``), ``xp`` and ``w``
+    (R, n; ``w`` ignored with ``unit``: events of weight 1), ``n_ev`` (R,) the used slots of each
+    row, ``th`` (R, 1 + J + order + 1) (``order <= MORPH_MAX_ORDER``). Fills ``nll[r] = -sum w
+    log lambda``, ``g[r]``, ``H[r]`` and ``nbad[r]`` (events with lambda <= 0) for every ``r``
+    in ``rows``; other rows are left as they are. Each row is summed on its own, so results do
+    not depend on which other rows are passed.
+    """
+    J = dA.shape[1]
+    for k in range(len(rows)):
+        r = rows[k]
+        lg, nb = _morph_row(s0[r], dA[r], dB[r], xp[r], w[r], n_ev[r], th[r], J, order, unit, g[r], H[r])
+        nll[r] = -lg
+        nbad[r] = int(nb)

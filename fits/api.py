@@ -31,6 +31,8 @@ from signal_models._common.defaults import DEFAULT_BKG_ORDER, DEFAULT_CL
 from signal_models.shapes import SignalShape
 
 from .asymptotic import cls_asymptotic, q_tilde
+from .channels import Channel, ShapeUncertainty, SpuriousSignal, YieldUncertainty
+from .combined_api import CombinedFitResult, fit_channels, is_channel_list, upper_limit_channels
 from .densities import ShapeArrays
 from .design import build_design
 from .errors import FitInputError
@@ -51,22 +53,30 @@ LIMIT_METHODS = ("asymptotic", "toys")
 
 
 def fit(
-    mgg: ArrayLike,
-    shape: SignalShape,
+    mgg: ArrayLike | Channel | Sequence[Channel],
+    shape: SignalShape | None = None,
     window: Sequence[float] | None = None,
     *,
     bkg_order: int = DEFAULT_BKG_ORDER,
     engine: str = "vectorised",
     bkg_fixed: ArrayLike | None = None,
-) -> FitResult:
-    """Extended unbinned fit of signal + Chebyshev background in one window.
+    yield_uncertainties: Sequence[YieldUncertainty] = (),
+    shape_uncertainties: Sequence[ShapeUncertainty] = (),
+    spurious_signals: Sequence[SpuriousSignal] = (),
+) -> FitResult | CombinedFitResult:
+    """Extended unbinned fit of signal + Chebyshev background in one window, or of several channels.
 
     Parameters
     ----------
-    mgg : array (n,)
-        Candidate masses in GeV (all candidates; those outside the window are ignored).
+    mgg : array (n,), or a list of ``fits.Channel``
+        Candidate masses in GeV (all candidates; those outside the window are
+        ignored). With channels (each its own candidates, shape, window,
+        ``signal_scale`` and background order) the fit is combined: one shared
+        parameter of interest ``mu`` (``N_sig,c = mu x signal_scale_c``), a
+        background per channel, and the nuisances below; the result is a
+        ``CombinedFitResult`` in units of ``mu``.
     shape : SignalShape
-        Fixed signal shape.
+        Fixed signal shape (not with channels).
     window : (lo, hi), optional
         Fit window in GeV; default ``mu +- 20 sigma`` clipped to the data range.
     bkg_order : int
@@ -76,14 +86,24 @@ def fit(
     bkg_fixed : array (bkg_order+1,), optional
         Fixed background coefficients (events/GeV), e.g. from a sideband fit
         (vectorised engine).
+    yield_uncertainties, shape_uncertainties, spurious_signals : sequences
+        Constrained nuisances of a combined fit (``fits.YieldUncertainty``,
+        ``fits.ShapeUncertainty``, ``fits.SpuriousSignal``); they make a fit
+        combined even for one channel.
 
     Returns
     -------
-    FitResult
+    FitResult or CombinedFitResult
         Flagged (``converged=False``, ``reason``) rather than raising for
         windows that cannot be fitted (too few events, degenerate data, peak
         outside the window).
     """
+    if is_channel_list(mgg) or yield_uncertainties or shape_uncertainties or spurious_signals:
+        _no_single_arguments(shape, window, bkg_fixed)
+        return fit_channels(mgg, yield_uncertainties=yield_uncertainties, shape_uncertainties=shape_uncertainties, spurious_signals=spurious_signals,
+                            engine=engine)
+    if shape is None:
+        raise FitInputError("fit: give the signal shape (or a list of fits.Channel as the first argument)")
     hyp = HypothesisInput.from_args(mgg, shape, window, bkg_order=bkg_order)
     if check_engine(engine) == "zfit":
         from .zfit_engine import fit_zfit  # imports TensorFlow
@@ -93,8 +113,8 @@ def fit(
 
 
 def upper_limit(
-    mgg: ArrayLike,
-    shape: SignalShape,
+    mgg: ArrayLike | Channel | Sequence[Channel],
+    shape: SignalShape | None = None,
     window: Sequence[float] | None = None,
     *,
     bkg_order: int = DEFAULT_BKG_ORDER,
@@ -108,13 +128,18 @@ def upper_limit(
     seed: int | None = 0,
     engine: str = "vectorised",
     bkg_fixed: ArrayLike | None = None,
+    yield_uncertainties: Sequence[YieldUncertainty] = (),
+    shape_uncertainties: Sequence[ShapeUncertainty] = (),
+    spurious_signals: Sequence[SpuriousSignal] = (),
 ) -> LimitResult:
-    """CLs upper limit (q~_mu) on the signal yield, or on the cross-section.
+    """CLs upper limit (q~_mu) on the signal yield, or on the cross-section, or on the shared ``mu`` of channels.
 
     Parameters
     ----------
     mgg, shape, window, bkg_order
-        As for ``fit``.
+        As for ``fit``; with a list of ``fits.Channel`` the limit is on the
+        shared ``mu`` (asymptotic, nuisances profiled; ``cl`` and ``engine``
+        apply, the other options are those of the channels and nuisances).
     cl : float
         Confidence level (default 0.95).
     method : {"asymptotic", "toys"}
@@ -136,12 +161,23 @@ def upper_limit(
         ``"zfit"`` uses zfit + hepstats' AsymptoticCalculator (slow, reference).
     bkg_fixed : array (bkg_order+1,), optional
         Fixed background coefficients (events/GeV), e.g. from a sideband fit.
+    yield_uncertainties, shape_uncertainties, spurious_signals : sequences
+        Constrained nuisances of a combined fit (see ``fit``).
 
     Returns
     -------
     LimitResult
-        ``observed``, ``expected`` (-2..+2 sigma) in events (or pb).
+        ``observed``, ``expected`` (-2..+2 sigma) in events (or pb, or units of ``mu``).
     """
+    if is_channel_list(mgg) or yield_uncertainties or shape_uncertainties or spurious_signals:
+        _no_single_arguments(shape, window, bkg_fixed)
+        if method != "asymptotic" or signal_scale is not None or rel_unc or resolution_unc:
+            raise FitInputError("upper_limit with channels: method, signal_scale, rel_unc and resolution_unc belong to the single-dataset call; "
+                                "give the scales to fits.Channel and the uncertainties as yield_uncertainties / shape_uncertainties")
+        return upper_limit_channels(mgg, cl=cl, yield_uncertainties=yield_uncertainties, shape_uncertainties=shape_uncertainties,
+                                    spurious_signals=spurious_signals, engine=engine)
+    if shape is None:
+        raise FitInputError("upper_limit: give the signal shape (or a list of fits.Channel as the first argument)")
     hyp = HypothesisInput.from_args(mgg, shape, window, bkg_order=bkg_order)
     if method == "toys":
         return toy_upper_limit(hyp.mgg, hyp.shape, hyp.window, bkg_order=hyp.bkg_order, cl=cl, n_toys=n_toys, seed=seed, signal_scale=signal_scale)
@@ -160,6 +196,11 @@ def upper_limit(
         return upper_limit_resolution(hyp.mgg, hyp.shape, hyp.window, bkg_order=hyp.bkg_order, cl=cl, resolution_unc=resolution_unc,
                                       signal_scale=signal_scale, rel_unc=rel_unc, syst_kind=syst_kind)
     return upper_limit_asymptotic(hyp, cl=cl, signal_scale=signal_scale, rel_unc=rel_unc, syst_kind=syst_kind, bkg_fixed=bkg_fixed)
+
+
+def _no_single_arguments(shape: Any, window: Any, bkg_fixed: Any) -> None:
+    if shape is not None or window is not None or bkg_fixed is not None:
+        raise FitInputError("with channels, the shape and window belong to each fits.Channel (and bkg_fixed is not available)")
 
 
 def limit_curve(

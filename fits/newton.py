@@ -42,7 +42,7 @@ from .design import Design, moment_layout
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NewtonResult", "minimise", "linear_lambda", "start_values", "predict_conditional"]
+__all__ = ["NewtonResult", "minimise", "linear_lambda", "start_values", "predict_conditional", "background_from_moments"]
 
 
 def predict_conditional(theta: NDArray, hess_lin: NDArray, mu_new: NDArray) -> NDArray:
@@ -116,10 +116,20 @@ def _initial_background(design: Design) -> NDArray:
         S = design.cheb_sums
     else:
         S = np.einsum("kmn,kn->km", design.M[:, 1 : p + 2, :], design.w)  # sum_i T_m(x'_i)
+    return background_from_moments(S, design.lo, design.hi)
+
+
+def background_from_moments(cheb_sums: NDArray, lo: NDArray, hi: NDArray) -> NDArray:
+    """Chebyshev coefficients (k, p+1) in events/GeV of the orthogonal projection of the events.
+
+    ``cheb_sums[j, m] = sum_i T_m(x'_i)`` over the events of window ``j`` ([lo, hi] GeV): the
+    Legendre moments give the density's Legendre coefficients in ``x'``, converted to Chebyshev.
+    """
+    p = cheb_sums.shape[1] - 1
     L = _legendre_in_chebyshev(p)
-    c = (2 * np.arange(p + 1) + 1) / 2.0 * _rowmat(S, L.T)  # Legendre coefficients of the density in x'
+    c = (2 * np.arange(p + 1) + 1) / 2.0 * _rowmat(cheb_sums, L.T)  # Legendre coefficients of the density in x'
     b = _rowmat(c, L)  # Chebyshev coefficients
-    return b * (2.0 / (design.hi - design.lo))[:, None]
+    return b * (2.0 / (hi - lo))[:, None]
 
 
 def _rowmat(A: NDArray, B: NDArray) -> NDArray:

@@ -121,7 +121,7 @@ class LimitResult:
     cl: float
     poi: str
     method: str
-    fit: FitResult
+    fit: Any
     converged: bool
     reason: str = ""
     details: dict[str, Any] = field(default_factory=dict)

@@ -33,13 +33,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtri
 
 from signal_models._common.defaults import DEFAULT_CL
 
 from .asymptotic import N_SIGMA, cls_asymptotic, expected_band_targets, q_tilde, z_from_q0
 from .densities import ShapeArrays
 from .design import Design, build_asimov_design
+from .limit_search import expected_limit_search, observed_limit_search, observed_start
 from .newton import NewtonResult, linear_lambda, minimise, predict_conditional, start_values
 from .nuisances import Syst
 
@@ -227,7 +228,7 @@ class Batch:
 
     def expected_limits(self, *, cl: float = DEFAULT_CL, scale: NDArray | None = None, syst: Syst | None = None, n_sigma: NDArray = N_SIGMA, max_iter: int = 30,
                         rtol: float = 1e-5) -> tuple[NDArray, NDArray]:
-        """Expected limits (k, len(n_sigma)) in POI units and a convergence flag (k,)."""
+        """Expected limits (k, len(n_sigma)) in POI units and a convergence flag (k,) (``fits.limit_search``)."""
         alpha = 1.0 - cl
         k = self.design.k
         targets = expected_band_targets(alpha, n_sigma=n_sigma)  # (m,)
@@ -237,38 +238,22 @@ class Batch:
         # stack the m band positions as m copies of the batch
         rep = _RepeatedBatch(self, m)
         tgt = np.repeat(targets[None, :], k, axis=0).T.reshape(-1)  # (m*k,)
-        x = tgt * np.tile(sigma, m)
         scl = np.tile(sc, m)
         sy = None if syst is None else syst.tile(m)
-        start = np.tile(self._asimov_theta0(), (m, 1))
-        fx = None
-        x_prev = f_prev = None
-        done = np.zeros(m * k, bool)
-        for _ in range(max_iter):
-            qa, res = rep.q_asimov(x, scale=scl, syst=sy, start=start)
-            fx = np.sqrt(qa) - tgt
-            start = res.theta.copy() if sy is None else _with_mu0(res.theta, start)
-            # secant on sqrt(q_A)(x), fall back to the fixed-point update x * tgt / sqrt(q_A)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                fp = x * tgt / np.sqrt(np.maximum(qa, 1e-300))
-                if x_prev is not None:
-                    slope = (fx - f_prev) / (x - x_prev)
-                    sec = x - fx / slope
-                    x_new = np.where(np.isfinite(sec) & (sec > 0) & (slope > 0), sec, fp)
-                else:
-                    x_new = fp
-            x_new = np.clip(x_new, 0.25 * x, 4.0 * x)
-            done = np.abs(x_new - x) <= rtol * np.abs(x)
-            x_prev, f_prev = x, fx
-            x = np.where(done, x, x_new)
-            if np.all(done):
-                break
+        state = {"start": np.tile(self._asimov_theta0(), (m, 1))}
+
+        def qa_of(x: NDArray) -> NDArray:
+            qa, res = rep.q_asimov(x, scale=scl, syst=sy, start=state["start"])
+            state["start"] = res.theta.copy() if sy is None else _with_mu0(res.theta, state["start"])
+            return qa
+
+        x, done = expected_limit_search(qa_of, tgt * np.tile(sigma, m), tgt, max_iter=max_iter, rtol=rtol)
         lim = x.reshape(m, k).T
         ok = done.reshape(m, k).all(axis=0)
         return lim, ok
 
     def observed_limit(self, *, cl: float = DEFAULT_CL, scale: NDArray | None = None, syst: Syst | None = None, max_iter: int = 60, htol: float = 2e-4, rtol: float = 1e-6) -> tuple[NDArray, NDArray]:
-        """Observed CLs limits (k,) in POI units and a convergence flag (k,)."""
+        """Observed CLs limits (k,) in POI units and a convergence flag (k,) (``fits.limit_search``)."""
         bf = self.fit_
         assert bf is not None
         alpha = 1.0 - cl
@@ -277,64 +262,26 @@ class Batch:
         target = ndtri(alpha)
         mu_hat = bf.mu_hat / sc
         sig = np.where(np.isfinite(bf.mu_err), bf.mu_err, self.asimov_sigma() * 1.0) / sc
-        # Gaussian approximation (q~ = (x - mu_hat)^2 / sigma^2, q_A = x^2 / sigma^2): in both regimes
-        # CLs = Phi(-(x - mu_hat)/sigma) / Phi(mu_hat/sigma), which gives the start value
-        sg = np.maximum(sig, 1e-300)
-        x = mu_hat + sg * ndtri(1.0 - alpha * ndtr(mu_hat / sg))
-        x = np.where(np.isfinite(x) & (x > 0), x, np.maximum(2.0 * sig, 1e-6))
+        x0, sg = observed_start(mu_hat, sig, alpha)
         start = bf.hat.theta.copy()
         if syst is not None:
             start[:, 0] = 0.0
-        start_a = self._asimov_theta0()
+        state = {"start": start, "start_a": self._asimov_theta0(), "start_h": None if syst is not None else bf.hat.hess_lin.copy()}
 
-        start_h = None if syst is not None else bf.hat.hess_lin.copy()
-
-        def h_of(xx: NDArray, st: NDArray, sta: NDArray, sth: NDArray | None) -> tuple[NDArray, NDArray, NDArray, NDArray | None]:
-            cls, c, a = self.cls(xx, scale=sc, syst=syst, start=st, start_a=sta, start_hess=sth)
+        def h_of(xx: NDArray, act: NDArray) -> NDArray:
+            cls, c, a = self.cls(xx, scale=sc, syst=syst, start=state["start"], start_a=state["start_a"], start_hess=state["start_h"])
             h = ndtri(np.clip(cls, 1e-300, 1.0 - 1e-16)) - target
             if syst is not None:
-                return h, _with_mu0(c.theta, st), _with_mu0(a.theta, sta), None
-            return h, c.theta, a.theta, c.hess_lin
+                st_new, sta_new, sth_new = _with_mu0(c.theta, state["start"]), _with_mu0(a.theta, state["start_a"]), None
+            else:
+                st_new, sta_new, sth_new = c.theta, a.theta, c.hess_lin
+            state["start"] = np.where(act[:, None], st_new, state["start"])
+            state["start_a"] = np.where(act[:, None], sta_new, state["start_a"])
+            if state["start_h"] is not None:
+                state["start_h"] = np.where(act[:, None, None], sth_new, state["start_h"])
+            return h
 
-        # h(x) = probit(CLs(x)) - probit(1 - cl) decreases with x, with slope ~ -1/sigma.
-        # Safeguarded secant: keep a bracket [a, b] with h(a) > 0 > h(b) (a = 0 is always valid
-        # since CLs(0) = 1); steps that leave the bracket are replaced by bisection, and without
-        # an upper end the step grows until CLs crosses, so a limit is never missing.
-        a_x = np.zeros(k)
-        b_x = np.full(k, np.inf)
-        x_prev = np.full(k, np.nan)
-        h_prev = np.full(k, np.nan)
-        done = np.zeros(k, bool)
-        h = np.zeros(k)
-        for _ in range(max_iter):
-            h_new, st_new, sta_new, sth_new = h_of(x, start, start_a, start_h)
-            act = ~done
-            h = np.where(act, h_new, h)
-            start = np.where(act[:, None], st_new, start)
-            start_a = np.where(act[:, None], sta_new, start_a)
-            if start_h is not None:
-                start_h = np.where(act[:, None, None], sth_new, start_h)
-            pos = h > 0
-            a_x = np.where(act & pos, np.maximum(a_x, x), a_x)
-            b_x = np.where(act & ~pos, np.minimum(b_x, x), b_x)
-            done |= np.abs(h) < htol
-            have_b = np.isfinite(b_x)
-            done |= have_b & (np.abs(b_x - a_x) <= rtol * np.maximum(np.abs(b_x), 1e-12))
-            if np.all(done):
-                break
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                slope = (h - h_prev) / (x - x_prev)
-                slope = np.where(np.isfinite(slope) & (slope < 0), slope, -1.0 / sg)
-                step = -h / slope
-            step = np.clip(step, -0.8 * x, 4.0 * np.maximum(x, sg))
-            x_new = x + step
-            inside = (x_new > a_x) & (x_new < b_x)
-            x_new = np.where(inside, x_new, np.where(have_b, 0.5 * (a_x + b_x), np.maximum(2.0 * x, x + sg)))
-            x_prev = np.where(act, x, x_prev)
-            h_prev = np.where(act, h, h_prev)
-            x = np.where(done, x, x_new)
-        result = np.where(np.abs(h) < htol, x, np.where(np.isfinite(b_x), 0.5 * (a_x + b_x), x))
-        return result, done
+        return observed_limit_search(h_of, x0, sg, max_iter=max_iter, htol=htol, rtol=rtol)
 
 
 def _with_mu0(theta: NDArray, like: NDArray) -> NDArray:
