@@ -23,10 +23,8 @@ The fits are vectorised over hypotheses and orders: one
 ``fits.combined.CombinedBatch`` per channel, its rows the k hypotheses
 repeated once per tested order (row ``i k + h``), each with its own order
 (``CombinedRequest.orders``; coefficients beyond a row's order are fixed at 0).
-They run on ``MixedOrderBatch``: ``CombinedBatch`` whose start values are
-checked for a positive background after the coefficients beyond each row's
-order are set to 0 (the truncated moment projection of a steep spectrum can
-be negative somewhere in the window, and a fit started there never moves).
+(``CombinedBatch.start`` truncates each row's moment projection to its own
+order before checking that the starting background is positive.)
 
 Requests with other orders
 --------------------------
@@ -47,13 +45,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import chi2
 
-from .combined import CombinedBatch, CombinedState
+from .combined import CombinedBatch
 from .combined_rows import CombinedRequest
 from .errors import FitInputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MixedOrderBatch", "OrderChoice", "ftest_orders", "choose_orders_request", "with_orders", "take_hypotheses",
+__all__ = ["OrderChoice", "ftest_orders", "choose_orders_request", "with_orders", "take_hypotheses",
            "channel_background_request", "check_orders"]
 
 
@@ -78,31 +76,6 @@ class OrderChoice:
     nll: NDArray
     tested: tuple[int, ...]
     pvalue: float
-
-
-class MixedOrderBatch(CombinedBatch):
-    """``CombinedBatch`` for requests whose hypotheses have different background orders.
-
-    Only the start values differ: a background whose truncated moment projection is not
-    positive on the whole window starts flat (as ``CombinedBatch.start`` does for the
-    untruncated projection). Where every row has the same order nothing changes.
-    """
-
-    def start(self) -> CombinedState:
-        st = super().start()
-        k, C, P = self.k, self.C, self.P
-        xs = np.linspace(-1.0, 1.0, 33)
-        T = np.polynomial.chebyshev.chebvander(xs, P - 1)
-        low = np.einsum("np,kcp->kcn", T, st.beta).min(axis=2) <= 0
-        if not low.any():
-            return st
-        lo, hi = self.req.lo.reshape(-1), self.req.hi.reshape(-1)
-        flat = (np.maximum(self.data.n_ev, 1) / (hi - lo)).reshape(k, C)
-        beta = st.beta.copy()
-        beta[low] = 0.0
-        beta[..., 0] = np.where(low, flat, beta[..., 0])
-        beta = np.where(self.data.beta_free.reshape(k, C, P), beta, 0.0)
-        return CombinedState(st.shared, beta)
 
 
 def check_orders(orders: Sequence[int], *, what: str = "orders") -> tuple[int, ...]:
@@ -205,7 +178,7 @@ def ftest_orders(request: CombinedRequest, *, orders: Sequence[int] = (0, 1, 2, 
     nll = np.full((k, C, n), np.nan)
     empty = np.zeros((k, C), bool)
     for c in range(C):
-        batch = MixedOrderBatch(channel_background_request(request, c, hyp, row_orders))
+        batch = CombinedBatch(channel_background_request(request, c, hyp, row_orders))
         sol = batch.minimise(batch.data, batch.start(), mu_fixed=True)
         values = np.where(sol.converged, sol.nll, np.nan)
         nll[:, c, :] = values.reshape(n, k).T

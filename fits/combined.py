@@ -311,6 +311,7 @@ class CombinedBatch:
         rows = self.data
         lo, hi = self.req.lo.reshape(-1), self.req.hi.reshape(-1)
         beta = background_from_moments(rows.cheb_sums, lo, hi).reshape(k, C, P)
+        beta = np.where(rows.beta_free.reshape(k, C, P), beta, 0.0)  # each row's own order before the positivity check
         flat = (np.maximum(rows.n_ev, 1) / (hi - lo)).reshape(k, C)
         # a projection that dips below zero would stall the line search: start those flat
         xs = np.linspace(-1.0, 1.0, 33)

@@ -55,8 +55,8 @@ class CombinedRequest:
         Windows (GeV).
     scale : ndarray (k, C)
         Signal events per unit of the parameter of interest.
-    orders : tuple of int
-        Background order per channel.
+    orders : ndarray (k, C) int
+        Background order per hypothesis and channel.
     yield_coeff : ndarray (k, K, C)
         Yield nuisances: ``ln(1 + r)`` (log-normal) or ``r`` (Gaussian) per channel.
     yield_lognormal : ndarray (K,) of bool
@@ -76,7 +76,7 @@ class CombinedRequest:
     lo: NDArray
     hi: NDArray
     scale: NDArray
-    orders: tuple[int, ...]
+    orders: NDArray
     yield_coeff: NDArray
     yield_lognormal: NDArray
     shape_kinds: tuple[str, ...]
@@ -113,7 +113,7 @@ class CombinedRequest:
 
     @property
     def max_order(self) -> int:
-        return max(self.orders)
+        return int(np.max(self.orders))
 
     @classmethod
     def from_model(cls, model: CombinedModel) -> CombinedRequest:
@@ -125,7 +125,7 @@ class CombinedRequest:
             lo=np.array([[c.window[0] for c in ch]]),
             hi=np.array([[c.window[1] for c in ch]]),
             scale=np.array([[c.signal_scale for c in ch]]),
-            orders=tuple(c.bkg_order for c in ch),
+            orders=np.array([[c.bkg_order for c in ch]], dtype=np.int64),
             yield_coeff=model.yield_coeff[None],
             yield_lognormal=np.asarray(model.yield_lognormal, bool),
             shape_kinds=tuple(s.kind for s in model.shapes),
@@ -199,10 +199,8 @@ class Rows:
 
 def _beta_free(req: CombinedRequest, empty: NDArray) -> NDArray:
     k, C, P = req.k, req.n_channels, req.max_order + 1
-    free = np.zeros((k, C, P), bool)
-    for c, order in enumerate(req.orders):
-        free[:, c, : order + 1] = True
-    free[empty] = False
+    free = np.arange(P)[None, None, :] <= np.asarray(req.orders)[:, :, None]
+    free = free & ~empty[:, :, None]
     return free.reshape(k * C, P)
 
 

@@ -20,7 +20,7 @@ envelope).
 
 All combinations of all hypotheses are fitted at once: they are stacked as
 ``k M`` hypotheses of one ``CombinedRequest`` (row ``m k + h``, each with
-its own orders) and fitted by one ``fits.background_choice.MixedOrderBatch``.
+its own orders) and fitted by one ``fits.combined.CombinedBatch``.
 
 What ``evaluate_envelope`` reports (a ``fits.combined_table.CombinedTable``,
 as ``evaluate_combined``):
@@ -63,7 +63,7 @@ from scipy.special import ndtri
 from signal_models._common.defaults import DEFAULT_CL
 
 from .asymptotic import cls_asymptotic, q_tilde, z_from_q0
-from .background_choice import MixedOrderBatch, check_orders, take_hypotheses, with_orders
+from .background_choice import check_orders, take_hypotheses, with_orders
 from .combined import CombinedBatch, CombinedState
 from .combined_limits import asimov_sigma, expected_limits
 from .combined_rows import CombinedRequest
@@ -109,7 +109,7 @@ class EnvelopeFit:
         Unpenalised NLL of each combination at its unconditional minimum and at mu = 0.
     best, best_zero : ndarray (k,) int
         Combination at the envelope minimum, unconditional and at mu = 0.
-    batch : MixedOrderBatch
+    batch : CombinedBatch
         The fitted batch of ``k M`` rows (row ``m k + h``: hypothesis h, combination m).
     """
 
@@ -120,7 +120,7 @@ class EnvelopeFit:
     nll_zero: NDArray
     best: NDArray
     best_zero: NDArray
-    batch: MixedOrderBatch
+    batch: CombinedBatch
 
     @property
     def k(self) -> int:
@@ -173,7 +173,7 @@ def fit_envelope(request: CombinedRequest, *, orders: Sequence[int], penalty: fl
     combos = order_combinations(request.n_channels, orders)
     k, M = request.k, combos.shape[0]
     stacked = with_orders(take_hypotheses(request, np.tile(np.arange(k), M)), np.repeat(combos, k, axis=0))
-    batch = MixedOrderBatch(stacked)
+    batch = CombinedBatch(stacked)
     bf = batch.fit()
     n_par = batch.data.beta_free.reshape(M, k, -1).sum(axis=2).T  # (k, M)
     pen = 0.5 * float(penalty) * n_par
@@ -286,7 +286,7 @@ def evaluate_envelope(request: CombinedRequest, *, orders: Sequence[int], penalt
         reason[i] = "; ".join(filter(None, [reason[i], "the background-only fit of the best combination did not converge"]))
     ul_obs = ul_exp = None
     if limits:
-        asimov_batch = MixedOrderBatch(take_hypotheses(big.req, zero_rows))
+        asimov_batch = CombinedBatch(take_hypotheses(big.req, zero_rows))
         asimov_batch.fit()
         ul_obs, obs_ok = envelope_observed_limits(env, asimov_batch, cl=cl)
         ul_exp, exp_ok = expected_limits(asimov_batch, cl=cl) if expected else (None, np.ones(k, bool))

@@ -26,6 +26,7 @@ from signal_models._common.config import fill_defaults, read_mapping, validate_c
 from signal_models._common.defaults import DEFAULT_BKG_ORDER, DEFAULT_CL, DEFAULT_HALF_WIDTH
 from signal_models._common.pdg import particle_mass
 
+from .config_datasets import BACKGROUND_MODEL_SCHEMA, NUISANCES_SCHEMA, TRIGGER_SCHEMA, check_combined_sections, datasets_schema
 from .errors import ScanConfigError
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,9 @@ SCAN_SCHEMA: dict[str, Any] = {
                 "other_rel": {**_FRAC, "default": 0.0},
             },
         },
+        "trigger_efficiency": {**TRIGGER_SCHEMA, "default": {}},
+        "nuisances": NUISANCES_SCHEMA,
+        "background_model": BACKGROUND_MODEL_SCHEMA,
         "cl": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": DEFAULT_CL,
                "description": "Confidence level of the upper limits."},
         "engine": {"enum": ["vectorised", "zfit"], "default": "vectorised"},
@@ -232,6 +236,8 @@ SCAN_SCHEMA: dict[str, Any] = {
         },
     },
 }
+# the datasets reuse the top-level inputs and analytic signal model schemas
+SCAN_SCHEMA["properties"]["datasets"] = datasets_schema(SCAN_SCHEMA["properties"]["inputs"], SCAN_SCHEMA["properties"]["analytic_signal_model"])
 
 
 def _check_consistency(cfg: Mapping[str, Any], *, source: str) -> None:
@@ -254,6 +260,7 @@ def _check_consistency(cfg: Mapping[str, Any], *, source: str) -> None:
             raise ScanConfigError(
                 f"{source}: vetoes.particles[{i}]: unknown particle {name!r} (use names of the `particle` package, e.g. 'pi0', 'eta', \"eta'(958)\")"
             ) from None
+    check_combined_sections(cfg, source=source)
 
 
 def load_scan_config(config: str | Path | Mapping[str, Any] | None = None, *, source: str | None = None) -> dict[str, Any]:
@@ -290,6 +297,8 @@ def config_hash(config: Mapping[str, Any]) -> str:
     # input file *names* do not matter for the result; their content hashes are kept separately
     if "inputs" in relevant:
         relevant["inputs"] = {k: v for k, v in relevant["inputs"].items() if k != "files"}
+    if relevant.get("datasets"):
+        relevant["datasets"] = [{**d, "inputs": {k: v for k, v in d.get("inputs", {}).items() if k != "files"}} for d in relevant["datasets"]]
     blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

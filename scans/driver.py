@@ -27,7 +27,6 @@ runs give identical results.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -39,10 +38,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from signal_models._common.version import __version__
 
-from .checkpoint import CheckpointStore, inputs_digest, sha256_file
+from .checkpoint import CheckpointStore, inputs_digest
 from .config import config_hash, load_scan_config
+from .config_datasets import is_combined
 from .errors import ScanConfigError
 from .execution import Execution
+from .inputs import describe_signal_model
 from .jobs import BlockResult, FitSettings, ToyResult, block_jobs, toy_jobs
 from .lee import fit_smooth_background, global_significance, segment_labels
 from .pipeline import Stage, run_checkpointed
@@ -103,20 +104,21 @@ def _global_significance(
     return result
 
 
-def describe_signal_model(model: Any) -> dict[str, Any]:
-    """How a signal model handed over in memory is recorded in a scan result.
+def _scan_one_combined(candidates_mgg: ArrayLike, signal_model: Any, cfg: dict[str, Any], *, inputs: Sequence[Mapping[str, str]] | None,
+                       signal_model_source: Mapping[str, Any] | None, **run: Any) -> dict[str, Any]:
+    """``scan`` of one dataset whose configuration needs the combined engine (nuisances, background model, trigger table)."""
+    from .combined_driver import scan_datasets
+    from .datasets import IMPLICIT_NAME, dataset_from_arrays
+    from .trigger import trigger_from_config
 
-    Returns ``{"analytic": parameters}`` for an analytic model, the model's
-    source file (``{"path", "sha256"}``) when it knows it, else ``{"object": type name}``.
-    """
-    from .testing import AnalyticSignalModel
-
-    if isinstance(model, AnalyticSignalModel):
-        return {"analytic": json.loads(json.dumps(dataclasses.asdict(model)))}
-    source = getattr(model, "source", None)
-    if source is not None:
-        return {"path": str(source), "sha256": sha256_file(source)}
-    return {"object": type(model).__name__}
+    if cfg["datasets"]:
+        raise ScanConfigError("datasets: a configuration with datasets names its own candidates; run it with scans.run_config "
+                              "(or `bumphunt scan CONFIG`), or pass scans.datasets.Dataset objects to scans.combined_driver.scan_datasets")
+    ds = dataset_from_arrays(IMPLICIT_NAME, candidates_mgg, signal_model, luminosity_fb=cfg["luminosity_fb"],
+                             luminosity_rel_unc=cfg["luminosity_rel_unc"], trigger=trigger_from_config(cfg["trigger_efficiency"]),
+                             bkg_order=cfg["bkg_order"], inputs=inputs or (),
+                             signal_model_source=signal_model_source or describe_signal_model(signal_model))
+    return scan_datasets([ds], config=cfg, **run)
 
 
 def scan(
@@ -192,6 +194,9 @@ def scan(
         cfg["lee"]["toys"] = int(lee_toys)
     if resume and out_dir is None:
         raise ScanConfigError("resume: needs an output directory holding the checkpoint (out_dir)")
+    if is_combined(cfg):
+        return _scan_one_combined(candidates_mgg, signal_model, cfg, inputs=inputs, out_dir=out_dir, resume=resume, workers=workers,
+                                  dask=dask, show_progress=show_progress, signal_model_source=signal_model_source, provenance=provenance)
     mgg = sorted_candidates(candidates_mgg)
     plan = plan_scan(mgg, signal_model, cfg)
     logger.info("scan: %d mass points (%d fitted, %d vetoed, %d flagged empty) in %d blocks",

@@ -47,6 +47,9 @@ __all__ = [
     "block_jobs",
     "toy_jobs",
     "BLOCK_COLUMNS",
+    "json_number",
+    "read_floats",
+    "read_bands",
 ]
 
 #: columns of ``fits.HypothesisTable`` a block result keeps (in checkpoint order)
@@ -229,9 +232,10 @@ def toy_jobs(plan: ScanPlan, background: SmoothBackground, *, n_toys: int, seed:
 # results
 
 
-def _json_number(v: Any) -> Any:
+def json_number(v: Any) -> Any:
+    """A number (or nested list) for JSON: non-finite values as the strings "nan", "inf", "-inf"."""
     if isinstance(v, (list, tuple)):
-        return [_json_number(x) for x in v]
+        return [json_number(x) for x in v]
     return v if math.isfinite(v) else repr(v)
 
 
@@ -239,12 +243,14 @@ def _number(v: Any) -> float:
     return float(v)  # also reads "nan", "inf", "-inf"
 
 
-def _floats(values: Sequence[Any]) -> tuple[float, ...]:
+def read_floats(values: Sequence[Any]) -> tuple[float, ...]:
+    """Floats from JSON values (also the strings "nan", "inf", "-inf")."""
     return tuple(_number(v) for v in values)
 
 
-def _bands(values: Sequence[Sequence[Any]]) -> tuple[tuple[float, ...], ...]:
-    return tuple(_floats(v) for v in values)
+def read_bands(values: Sequence[Sequence[Any]]) -> tuple[tuple[float, ...], ...]:
+    """Rows of floats from JSON (``read_floats`` per row)."""
+    return tuple(read_floats(v) for v in values)
 
 
 @dataclass(frozen=True)
@@ -299,18 +305,18 @@ class BlockResult:
         """A result from its columns (``to_json`` output, or ``scans.worker.table_columns`` plus ``bkg_order``)."""
         return cls(
             n_events=tuple(int(v) for v in data["n_events"]),
-            nsig=_floats(data["nsig"]),
-            nsig_err=_floats(data["nsig_err"]),
-            nbkg=_floats(data["nbkg"]),
-            nll=_floats(data["nll"]),
-            z_local=_floats(data["z_local"]),
+            nsig=read_floats(data["nsig"]),
+            nsig_err=read_floats(data["nsig_err"]),
+            nbkg=read_floats(data["nbkg"]),
+            nll=read_floats(data["nll"]),
+            z_local=read_floats(data["z_local"]),
             converged=tuple(bool(v) for v in data["converged"]),
             reason=tuple(str(v) for v in data["reason"]),
-            ul_nsig_obs=_floats(data["ul_nsig_obs"]),
-            ul_nsig_exp=_bands(data["ul_nsig_exp"]),
+            ul_nsig_obs=read_floats(data["ul_nsig_obs"]),
+            ul_nsig_exp=read_bands(data["ul_nsig_exp"]),
             bkg_order=tuple(int(v) for v in data["bkg_order"]),
-            ul_xsec_obs=_floats(data["ul_xsec_obs"]) if data.get("ul_xsec_obs") is not None else None,
-            ul_xsec_exp=_bands(data["ul_xsec_exp"]) if data.get("ul_xsec_exp") is not None else None,
+            ul_xsec_obs=read_floats(data["ul_xsec_obs"]) if data.get("ul_xsec_obs") is not None else None,
+            ul_xsec_exp=read_bands(data["ul_xsec_exp"]) if data.get("ul_xsec_exp") is not None else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -320,7 +326,7 @@ class BlockResult:
             value = getattr(self, name)
             if value is None:
                 continue
-            out[name] = list(value) if name in ("n_events", "converged", "reason", "bkg_order") else _json_number(value)
+            out[name] = list(value) if name in ("n_events", "converged", "reason", "bkg_order") else json_number(value)
         return out
 
 
@@ -345,8 +351,8 @@ class ToyResult:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ToyResult:
         """A result from its ``to_json`` form."""
-        return cls(z_local=_floats(data["z_local"]), n_failed=int(data["n_failed"]), n_candidates=int(data["n_candidates"]))
+        return cls(z_local=read_floats(data["z_local"]), n_failed=int(data["n_failed"]), n_candidates=int(data["n_candidates"]))
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (non-finite numbers as strings)."""
-        return {"z_local": _json_number(self.z_local), "n_failed": self.n_failed, "n_candidates": self.n_candidates}
+        return {"z_local": json_number(self.z_local), "n_failed": self.n_failed, "n_candidates": self.n_candidates}

@@ -36,6 +36,10 @@ def fill_defaults(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[
             out[key] = copy.deepcopy(sub["default"])
         if isinstance(out.get(key), Mapping) and "properties" in sub:
             out[key] = fill_defaults(out[key], sub)
+        items = sub.get("items")
+        if isinstance(out.get(key), list) and isinstance(items, Mapping) and "properties" in items:
+            # arrays of objects (e.g. a scan's datasets): fill each item
+            out[key] = [fill_defaults(v, items) if isinstance(v, Mapping) else v for v in out[key]]
     return out
 
 

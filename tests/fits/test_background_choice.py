@@ -10,7 +10,6 @@ from scipy.stats import chi2
 
 import fits
 from fits.background_choice import (
-    MixedOrderBatch,
     choose_orders_request,
     ftest_orders,
     take_hypotheses,
@@ -77,7 +76,7 @@ def test_chosen_orders_request_fits(request_flat_curved) -> None:
     choice = ftest_orders(request_flat_curved, orders=(0, 1, 2, 3))
     req = choose_orders_request(request_flat_curved, choice)
     np.testing.assert_array_equal(req.orders, choice.orders)
-    fit = MixedOrderBatch(req).fit()
+    fit = CombinedBatch(req).fit()
     assert np.all(fit.converged)
     np.testing.assert_array_equal(fit.channel_background[:, 2], 0.0)  # the empty channel has no background
 

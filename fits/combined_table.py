@@ -1,0 +1,148 @@
+"""Many combined hypotheses at once: fits, local significance and CLs limits as arrays (the scans' entry point).
+
+``evaluate_combined(request)`` fits the k hypotheses of a ``CombinedRequest``
+(each a set of channels sharing the parameter of interest ``mu``) and
+returns a ``CombinedTable``: ``mu`` and its error, the signed local
+significance, observed and expected CLs limits on ``mu``, the fitted signal
+and background events of every channel and the post-fit nuisances. A
+hypothesis whose numbers are not finite is flagged (``converged`` False, a
+``reason``), never returned as a silent NaN.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from signal_models._common.defaults import DEFAULT_CL
+
+from .combined import CombinedBatch
+from .combined_rows import CombinedRequest
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CombinedTable", "evaluate_combined", "table_from_batch"]
+
+
+@dataclass(frozen=True, eq=False)
+class CombinedTable:
+    """Results of k combined hypotheses (arrays over hypotheses; ``mu`` in its own units).
+
+    Attributes
+    ----------
+    mu_hat, mu_err : ndarray (k,)
+        Fitted parameter of interest and its error (inverse Hessian).
+    nll, nll_bkg_only : ndarray (k,)
+        Minimum NLL, free and at mu = 0.
+    z_local : ndarray (k,)
+        Signed local significance ``sign(mu) sqrt(q0)``.
+    converged : ndarray (k,) bool
+    reason : tuple of str
+        Why a hypothesis is flagged ("" if it is not).
+    ul_obs : ndarray (k,) or None
+        Observed CLs upper limit on mu.
+    ul_exp : ndarray (k, 5) or None
+        Expected limits at -2, -1, 0, +1, +2 standard deviations.
+    n_events : ndarray (k, C) int
+        Candidates of each channel in its window.
+    channel_nsig, channel_nbkg : ndarray (k, C)
+        Fitted signal and background events per channel.
+    nuisance_hat, nuisance_err : ndarray (k, S - 1)
+        Post-fit nuisances in units of their constraints, and their errors.
+    bkg_orders : ndarray (k, C) int
+        Background order of each channel.
+    channel_names, nuisance_names : tuple of str
+    """
+
+    mu_hat: NDArray
+    mu_err: NDArray
+    nll: NDArray
+    nll_bkg_only: NDArray
+    z_local: NDArray
+    converged: NDArray
+    reason: tuple[str, ...]
+    ul_obs: NDArray | None
+    ul_exp: NDArray | None
+    n_events: NDArray
+    channel_nsig: NDArray
+    channel_nbkg: NDArray
+    nuisance_hat: NDArray
+    nuisance_err: NDArray
+    bkg_orders: NDArray
+    channel_names: tuple[str, ...]
+    nuisance_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.mu_hat)
+
+
+def _reasons(request: CombinedRequest, n_events: NDArray, fit_ok: NDArray, finite: NDArray, limit_ok: NDArray | None) -> list[str]:
+    out = []
+    for h in range(request.k):
+        parts = []
+        empty = [request.channel_names[c] for c in range(request.n_channels) if n_events[h, c] == 0]
+        if len(empty) == request.n_channels:
+            parts.append("no candidates in any channel's window")
+        elif empty:
+            parts.append(f"no candidates in the window of channel(s) {', '.join(empty)} (fitted with the others)")
+        if not fit_ok[h]:
+            parts.append("the combined fit did not converge")
+        elif not finite[h]:
+            parts.append("non-finite fit result")
+        if limit_ok is not None and fit_ok[h] and finite[h] and not limit_ok[h]:
+            parts.append("the limit search did not converge")
+        out.append("; ".join(parts))
+    return out
+
+
+def table_from_batch(batch: CombinedBatch, *, ul_obs: NDArray | None = None, ul_exp: NDArray | None = None,
+                     limit_ok: NDArray | None = None) -> CombinedTable:
+    """The table of a fitted ``CombinedBatch`` (``batch.fit()`` done), with limits when given."""
+    req = batch.req
+    bf = batch.fit_
+    assert bf is not None, "fit() first"
+    n_events = batch.data.n_ev.reshape(req.k, req.n_channels).astype(np.int64)
+    finite = np.isfinite(bf.mu_hat) & np.isfinite(bf.mu_err) & np.isfinite(bf.z_local) & np.isfinite(bf.nll_hat)
+    if ul_obs is not None:
+        finite &= np.isfinite(ul_obs)
+    if ul_exp is not None:
+        finite &= np.all(np.isfinite(ul_exp), axis=1)
+    any_events = n_events.sum(axis=1) > 0
+    ok = bf.converged & finite & any_events & (np.ones(req.k, bool) if limit_ok is None else limit_ok)
+    reason = _reasons(req, n_events, bf.converged, finite, limit_ok)
+    return CombinedTable(
+        mu_hat=bf.mu_hat, mu_err=bf.mu_err, nll=bf.nll_hat, nll_bkg_only=bf.nll_zero, z_local=bf.z_local, converged=ok,
+        reason=tuple(reason), ul_obs=ul_obs, ul_exp=ul_exp, n_events=n_events, channel_nsig=bf.channel_yields,
+        channel_nbkg=bf.channel_background, nuisance_hat=bf.nuisance_hat, nuisance_err=bf.nuisance_err,
+        bkg_orders=np.asarray(req.orders, dtype=np.int64).copy(), channel_names=req.channel_names, nuisance_names=req.nuisance_names,
+    )
+
+
+def evaluate_combined(request: CombinedRequest, *, cl: float = DEFAULT_CL, limits: bool = True, expected: bool = True) -> CombinedTable:
+    """Fit the k hypotheses of ``request``; with ``limits``, observed (and ``expected``) CLs limits on mu.
+
+    Parameters
+    ----------
+    request : CombinedRequest
+        k hypotheses x C channels.
+    cl : float
+        Confidence level of the limits.
+    limits, expected : bool
+        Compute the observed, and the expected, limits (fits and local Z only when False).
+
+    Returns
+    -------
+    CombinedTable
+    """
+    from .combined_limits import expected_limits, observed_limits
+
+    batch = CombinedBatch(request)
+    batch.fit()
+    if not limits:
+        return table_from_batch(batch)
+    obs, obs_ok = observed_limits(batch, cl=cl)
+    exp, exp_ok = expected_limits(batch, cl=cl) if expected else (None, np.ones(request.k, bool))
+    return table_from_batch(batch, ul_obs=obs, ul_exp=exp, limit_ok=obs_ok & exp_ok)
