@@ -116,10 +116,6 @@ BACKGROUND_MODEL_SCHEMA: dict[str, Any] = {
         "spurious_max_fraction": {"type": "number", "exclusiveMinimum": 0, "default": 0.2,
                                   "description": "spurious_signal: orders are raised until |N_spur| < this x the statistical error "
                                                  "(the lowest passing order in orders); the remaining N_spur is the constrained yield."},
-        "template_oversample": {"type": "number", "minimum": 1, "default": 20.0,
-                                "description": "spurious_signal: the background template sample has this many times the data events."},
-        "template_seed": {"type": "integer", "minimum": 0, "default": 2024,
-                          "description": "spurious_signal: seed of the background template sample."},
     },
 }
 

@@ -151,3 +151,28 @@ def test_zero_efficiency_in_one_dataset_names_it() -> None:
     ds = [dataset_from_arrays("good", _mgg(3000, 1), NARROW, luminosity_fb=0.4), dataset_from_arrays("dead", _mgg(3000, 2), zero, luminosity_fb=0.4)]
     with pytest.raises(ScanInputError, match=r"dataset 'dead': signal efficiency at m = 0.6 GeV is 0.0"):
         scan_datasets(ds, config=BASE)
+
+
+def test_cli_scan_of_a_datasets_config_with_plots_and_clear_errors(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from bumphunt.cli import cli
+
+    np.save(tmp_path / "r1.npy", _mgg(6000, 1))
+    np.save(tmp_path / "r2.npy", _mgg(12000, 2))
+    text = ("datasets:\n  - {name: r1, inputs: {files: [r1.npy]}, luminosity_fb: 0.4}\n  - {name: r2, inputs: {files: [r2.npy]}, luminosity_fb: 0.8}\n"
+            "nuisances:\n  - {name: res, kind: resolution, width: 0.1}\nmass: {min: 0.6, max: 1.4, step: 0.1}\nvetoes: {particles: []}\n"
+            "lee: {toys: 0}\nbkg_order: 2\n")
+    (tmp_path / "scan.yaml").write_text(text)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["scan", str(tmp_path / "scan.yaml"), "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "out" / "scan_result.json").read_text())
+    assert [d["name"] for d in result["datasets"]] == ["r1", "r2"] and result["luminosity_fb"] == pytest.approx(1.2)
+    assert {"brazil_xsec.png", "coupling_exclusion.png"} <= {p.name for p in (tmp_path / "out" / "plots").iterdir()}
+    (tmp_path / "bad.yaml").write_text(text.replace("width: 0.1}", "width: 0.1, datasets: [r3]}"))
+    bad = runner.invoke(cli, ["scan", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "out2")])
+    assert bad.exit_code != 0 and "unknown dataset 'r3'" in bad.output and "Traceback" not in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
+    bad = runner.invoke(cli, ["scan", str(tmp_path / "scan.yaml"), "--input", str(tmp_path / "r1.npy")])
+    assert bad.exit_code != 0 and "CONFIG has datasets" in bad.output

@@ -23,7 +23,13 @@ from signal_models import alp
 
 
 def test_default_yaml_equals_schema_defaults() -> None:
+    import yaml
+
+    from scans.config import SCAN_SCHEMA
+
     assert load_scan_config(DEFAULT_CONFIG_PATH) == load_scan_config(None)
+    # the documented file shows every section (provenance is filled in by the tools that make the candidates)
+    assert set(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())) == set(SCAN_SCHEMA["properties"]) - {"provenance"}
     cfg = load_scan_config(None)
     assert cfg["mass"] == {"min": 0.175, "max": 9.6, "step": 0.05, "step_sigma_fraction": None, "data_range": None}
     assert cfg["window_n_sigma"] == 20.0 and cfg["bkg_order"] == 3 and cfg["cl"] == 0.95
