@@ -37,8 +37,8 @@ def limit_arrays(result: Mapping[str, Any], quantity: str = "nsig") -> dict[str,
     obs_key, exp_key, _ = _QUANTITY[quantity]
     pts = result["points"]
     m = np.array([p["mass"] for p in pts])
-    ok = np.array([(not p["vetoed"]) and p.get("converged", False) and obs_key in p for p in pts])
-    obs = np.array([p[obs_key] if o else np.nan for p, o in zip(pts, ok)])
+    ok = np.array([(not p["vetoed"]) and p.get("converged", False) and exp_key in p for p in pts])
+    obs = np.array([p[obs_key] if o and obs_key in p else np.nan for p, o in zip(pts, ok)])  # blinded points: expected only
     exp = np.array([p[exp_key] if o else [np.nan] * 5 for p, o in zip(pts, ok)])
     z = np.array([p.get("z_local", np.nan) if o else np.nan for p, o in zip(pts, ok)])
     return {"mass": m, "obs": obs, "exp": exp, "z_local": z, "ok": ok}
@@ -103,7 +103,8 @@ def plot_brazil(result: Mapping[str, Any], *, quantity: str = "nsig", ax: Any = 
         ax.fill_between(m, e[:, 0], e[:, 4], color="#FFDF7F", label=r"Expected $\pm 2\sigma$", step=None)
         ax.fill_between(m, e[:, 1], e[:, 3], color="#85D1FB", label=r"Expected $\pm 1\sigma$")
         ax.plot(m, e[:, 2], "k--", lw=1.2, label="Expected (median)")
-        ax.plot(m, a["obs"], "k-", lw=1.5, label="Observed")
+        if np.isfinite(a["obs"]).any():  # a blind scan has none
+            ax.plot(m, a["obs"], "k-", lw=1.5, label="Observed")
         _shade_vetoes(ax, result)
         ax.set_xlabel(r"$m_a$ [GeV]")
         ax.set_ylabel(_QUANTITY[quantity][2], fontsize="small")
@@ -158,9 +159,9 @@ def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDA
         else:
             fig = ax.figure
         m, obs, e = a["mass"], a["obs"], a["exp"]
-        finite = np.isfinite(obs).any()
         lo_all = np.r_[obs, e[:, 0]]
         hi_all = np.r_[obs, e[:, 4]]
+        finite = np.isfinite(lo_all).any()
         for xm, xg in (external or {}).values():
             inside = (np.asarray(xm) >= np.nanmin(m)) & (np.asarray(xm) <= np.nanmax(m))
             lo_all, hi_all = np.r_[lo_all, np.asarray(xg)[inside]], np.r_[hi_all, np.asarray(xg)[inside]]
@@ -169,8 +170,9 @@ def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDA
         ax.fill_between(m, e[:, 0], e[:, 4], color="#FFDF7F", label=r"Expected $\pm 2\sigma$")
         ax.fill_between(m, e[:, 1], e[:, 3], color="#85D1FB", label=r"Expected $\pm 1\sigma$")
         ax.plot(m, e[:, 2], "k--", lw=1.0, label="Expected (median)")
-        ax.fill_between(m, obs, top, where=np.isfinite(obs), color="tab:blue", alpha=0.25, lw=0, label="Excluded (observed, 95% CL)")
-        ax.plot(m, obs, color="tab:blue", lw=1.5)
+        if np.isfinite(obs).any():  # a blind scan has none
+            ax.fill_between(m, obs, top, where=np.isfinite(obs), color="tab:blue", alpha=0.25, lw=0, label="Excluded (observed, 95% CL)")
+            ax.plot(m, obs, color="tab:blue", lw=1.5)
         curves = _curves(m, obs, *e.T)
         for k, (lab, (xm, xg)) in enumerate((external or {}).items()):
             ax.plot(xm, xg, lw=1.5, color=f"C{(k + 2) % 10}", label=lab)
@@ -275,8 +277,11 @@ def plot_all(
         _save(plot_brazil(result, quantity="nsig"), out / "brazil_nsig.png"),
         _save(plot_brazil(result, quantity="xsec"), out / "brazil_xsec.png"),
         _save(plot_coupling(result, external=external), out / "coupling_exclusion.png"),
-        _save(plot_p0(result), out / "local_p0.png"),
     ]
+    if "max_z_local" in result["global"]:  # a fully blind scan has no observed significance to draw
+        paths.append(_save(plot_p0(result), out / "local_p0.png"))
+    if fit_masses and (result.get("blinding") or {}).get("blinded_points"):
+        raise ValueError("fit plots show observed numbers: this result is blind (bumphunt scan --unblind first)")
     if fit_masses:
         if mgg is None or signal_model is None:
             raise ValueError("fit plots need the candidate masses and the signal model (the scan inputs)")
