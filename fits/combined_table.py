@@ -24,7 +24,7 @@ from .combined_rows import CombinedRequest
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CombinedTable", "evaluate_combined", "table_from_batch"]
+__all__ = ["CombinedTable", "evaluate_combined", "evaluate_combined_expected", "table_from_batch"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,3 +146,55 @@ def evaluate_combined(request: CombinedRequest, *, cl: float = DEFAULT_CL, limit
     obs, obs_ok = observed_limits(batch, cl=cl)
     exp, exp_ok = expected_limits(batch, cl=cl) if expected else (None, np.ones(request.k, bool))
     return table_from_batch(batch, ul_obs=obs, ul_exp=exp, limit_ok=obs_ok & exp_ok)
+
+
+def evaluate_combined_expected(request: CombinedRequest, *, cl: float = DEFAULT_CL,
+                               reference_mu: float | None = None) -> tuple[CombinedTable, NDArray | None]:
+    """Expected quantities only (blind analyses): no fit with a free parameter of interest is made.
+
+    The data are fitted with mu fixed at 0 (background only, nuisances
+    profiled); the Asimov set of that fit gives the expected CLs band. No
+    fitted mu, no local significance and no observed limit is computed: those
+    fields of the table are NaN and must not be reported.
+
+    Parameters
+    ----------
+    request : CombinedRequest
+    cl : float
+        Confidence level of the expected limits.
+    reference_mu : float, optional
+        A reference signal (in units of mu): its median expected significance
+        ``Z_A = mu_ref / sigma_A`` (Asimov standard deviation of mu, Cowan et al.
+        arXiv:1007.1727) is returned as the second value.
+
+    Returns
+    -------
+    table : CombinedTable
+        ``ul_exp``, ``n_events``, ``channel_nbkg``, ``bkg_orders`` and the flags; the observed fields are NaN.
+    z_reference : ndarray (k,) or None
+    """
+    from .combined import CombinedFit
+    from .combined_limits import asimov_sigma, expected_limits
+
+    batch = CombinedBatch(request)
+    zero = batch.minimise(batch.data, batch.start(), mu_fixed=True)
+    k = request.k
+    nan = np.full(k, np.nan)
+    integ = batch.data.integ.reshape(k, batch.C, batch.P)
+    nbkg = np.einsum("kcp,kcp->kc", integ, zero.state.beta)
+    batch.fit_ = CombinedFit(nan, nan, nan, zero.nll, nan, np.full((k, batch.S - 1), np.nan), np.full((k, batch.S - 1), np.nan),
+                             np.full((k, batch.C), np.nan), nbkg, zero.converged, zero.state, zero.state)
+    exp, exp_ok = expected_limits(batch, cl=cl)
+    z_ref = None if reference_mu is None else float(reference_mu) / asimov_sigma(batch)
+    n_events = batch.data.n_ev.reshape(k, batch.C).astype(np.int64)
+    finite = np.all(np.isfinite(exp), axis=1)
+    ok = zero.converged & exp_ok & finite & (n_events.sum(axis=1) > 0)
+    reason = _reasons(request, n_events, zero.converged, finite, exp_ok)
+    table = CombinedTable(
+        mu_hat=nan, mu_err=nan, nll=nan, nll_bkg_only=zero.nll, z_local=nan, converged=ok, reason=tuple(reason), ul_obs=None,
+        ul_exp=exp, n_events=n_events, channel_nsig=np.full((k, batch.C), np.nan), channel_nbkg=nbkg,
+        nuisance_hat=np.full((k, batch.S - 1), np.nan), nuisance_err=np.full((k, batch.S - 1), np.nan),
+        bkg_orders=np.asarray(request.orders, dtype=np.int64).copy(), channel_names=request.channel_names,
+        nuisance_names=request.nuisance_names,
+    )
+    return table, z_ref

@@ -73,7 +73,8 @@ from .limit_search import observed_limit_search, observed_start
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_COMBINATIONS", "EnvelopeFit", "order_combinations", "fit_envelope", "envelope_observed_limits", "evaluate_envelope"]
+__all__ = ["MAX_COMBINATIONS", "EnvelopeFit", "order_combinations", "fit_envelope", "envelope_observed_limits", "evaluate_envelope",
+           "background_only_orders"]
 
 #: most order combinations (candidate orders ^ channels) one envelope may fit
 MAX_COMBINATIONS = 64
@@ -299,3 +300,20 @@ def evaluate_envelope(request: CombinedRequest, *, orders: Sequence[int], penalt
     logger.debug("envelope over %d combinations of %d hypotheses: best combinations %s", env.n_combinations, k, np.bincount(env.best))
     return dataclasses.replace(base, nll=env.envelope_hat, nll_bkg_only=env.envelope_zero, z_local=z, converged=ok,
                                reason=tuple(reason), ul_obs=ul_obs, ul_exp=ul_exp)
+
+
+def background_only_orders(request: CombinedRequest, *, orders: Sequence[int], penalty: float = 1.0) -> NDArray:
+    """The order combination (k, C) at the envelope minimum of the background-only fits (mu = 0) — for blind analyses.
+
+    No fit with a free parameter of interest is made.
+    """
+    combos = order_combinations(request.n_channels, orders)
+    k, M = request.k, combos.shape[0]
+    stacked = with_orders(take_hypotheses(request, np.tile(np.arange(k), M)), np.repeat(combos, k, axis=0))
+    batch = CombinedBatch(stacked)
+    zero = batch.minimise(batch.data, batch.start(), mu_fixed=True)
+    n_par = batch.data.beta_free.reshape(M, k, -1).sum(axis=2).T
+    nll = zero.nll.reshape(M, k).T + 0.5 * float(penalty) * n_par
+    with np.errstate(invalid="ignore"):
+        best = np.argmin(np.where(np.isfinite(nll), nll, np.inf), axis=1)
+    return combos[best]

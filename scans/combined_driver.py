@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .blinding import blinding_record
 from .checkpoint import CheckpointStore, inputs_digest, sha256_array
 from .combined_jobs import CombinedBlockResult, CombinedSettings, combined_block_jobs, combined_toy_jobs, request_of
 from .combined_plan import CombinedPlan, plan_combined, with_spurious
@@ -87,7 +88,10 @@ def _measure_spurious(plan: CombinedPlan, backgrounds: Sequence[SmoothBackground
 def _global(plan: CombinedPlan, points: Sequence[Mapping[str, Any]], backgrounds: Sequence[SmoothBackground] | None,
             config: Mapping[str, Any], settings: CombinedSettings, store: CheckpointStore | None, execution: Execution) -> dict[str, Any]:
     lee = config["lee"]
-    scanned = plan.fit_indices
+    blind = np.zeros(len(plan.masses), bool) if plan.blinded is None else np.asarray(plan.blinded)
+    scanned = plan.fit_indices[~blind[plan.fit_indices]]
+    if len(scanned) == 0:
+        return {"blinded": True, "method": "blinded: no observed significance"}
     z_obs = np.array([points[i].get("z_local", 0.0) if points[i]["converged"] else 0.0 for i in scanned])
     z_toys = None
     if lee["toys"] > 0 and backgrounds is not None:
@@ -97,8 +101,12 @@ def _global(plan: CombinedPlan, points: Sequence[Mapping[str, Any]], backgrounds
         n_failed = sum(t.n_failed for t in toys)
         if n_failed:
             logger.warning("LEE toys: %d toy fits failed and count as Z = 0", n_failed)
+    if blind.any() and z_toys is not None:
+        z_toys = z_toys[:, ~blind[plan.fit_indices]]  # the toys cover the unblinded points only
     result = global_significance(z_obs, plan.masses[scanned], z_toys=z_toys, c0=lee["c0"], segments=segment_labels(scanned))
     result["seed"] = lee["seed"]
+    if blind.any():
+        result["blinded_points_excluded"] = int(blind[plan.fit_indices].sum())
     return result
 
 
@@ -113,6 +121,7 @@ def scan_datasets(
     lee_toys: int | None = None,
     show_progress: bool | None = None,
     provenance: Mapping[str, Any] | None = None,
+    unblind: bool = False,
 ) -> dict[str, Any]:
     """Run a combined scan of ``datasets`` and return the scan result (DESIGN.md, plus ``datasets``).
 
@@ -124,6 +133,8 @@ def scan_datasets(
         Scan configuration (its ``datasets`` section is only recorded; the datasets are the argument).
     out_dir, resume, workers, dask, lee_toys, show_progress, provenance
         As for ``scans.scan``.
+    unblind : bool
+        Fit every point in full although the configuration's ``blinding`` says otherwise (recorded in the result).
 
     Returns
     -------
@@ -138,7 +149,10 @@ def scan_datasets(
         raise ScanConfigError("resume: needs an output directory holding the checkpoint (out_dir)")
     if not datasets:
         raise ScanConfigError("datasets: no dataset to scan")
-    plan = plan_combined(datasets, cfg)
+    plan = plan_combined(datasets, cfg, unblind=unblind)
+    n_blind = int(np.asarray(plan.blinded)[plan.fit_indices].sum()) if plan.blinded is not None else 0
+    if n_blind == len(plan.fit_indices):
+        cfg["lee"]["toys"] = 0  # nothing observed to correct for the look-elsewhere effect
     settings = CombinedSettings.from_config(cfg)
     backgrounds = None
     if settings.method == "spurious_signal" or cfg["lee"]["toys"] > 0:
@@ -172,8 +186,12 @@ def scan_datasets(
     result["datasets"] = [ds.describe() for ds in datasets]
     result["nuisances"] = list(plan.nuisance_names)
     result["background_model"] = settings.method
+    result["blinding"] = blinding_record(cfg["blinding"], unblind=unblind, n_blind=n_blind)
     if out is not None:
         write_result(result, out / cfg["output"]["result"], csv_path=out / cfg["output"]["csv"])
-    logger.info("combined scan finished in %.1f s: max local Z %.2f at %.4g GeV, global Z %.2f (%s)", time.perf_counter() - t0,
-                global_["max_z_local"], global_["mass_at_max"], global_["z_global"], global_["method"])
+    if "max_z_local" in global_:
+        logger.info("combined scan finished in %.1f s: max local Z %.2f at %.4g GeV, global Z %.2f (%s)", time.perf_counter() - t0,
+                    global_["max_z_local"], global_["mass_at_max"], global_["z_global"], global_["method"])
+    else:
+        logger.info("combined scan finished in %.1f s (blind: expected quantities only)", time.perf_counter() - t0)
     return result

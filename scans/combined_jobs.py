@@ -51,6 +51,8 @@ class CombinedSettings:
         Envelope penalty per background parameter (units of -2 ln L).
     order_fallback : bool
         Refit failed hypotheses with lower background orders.
+    reference_xsec : float or None
+        Blinded points: the cross-section (pb) whose median expected significance is reported.
     """
 
     cl: float
@@ -59,12 +61,14 @@ class CombinedSettings:
     ftest_pvalue: float = 0.05
     penalty: float = 1.0
     order_fallback: bool = True
+    reference_xsec: float | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CombinedSettings:
         bm = config["background_model"]
         return cls(cl=config["cl"], method=bm["method"], orders=tuple(sorted(set(bm["orders"]))), ftest_pvalue=bm["ftest_pvalue"],
-                   penalty=bm["penalty"], order_fallback=config["bkg_order_fallback"])
+                   penalty=bm["penalty"], order_fallback=config["bkg_order_fallback"],
+                   reference_xsec=config["blinding"]["reference_xsec_pb"])
 
 
 def _window_cover(x: NDArray, lo: NDArray, hi: NDArray, data_range: NDArray) -> NDArray:
@@ -94,10 +98,11 @@ def request_of(plan: CombinedPlan, indices: Sequence[int] | NDArray, mgg: Sequen
 
 @dataclass(frozen=True, eq=False)
 class CombinedBlockJob:
-    """A block of combined hypotheses of the observed scan."""
+    """A block of combined hypotheses of the observed scan; ``blinded`` (k,) marks the points fitted background-only."""
 
     request: CombinedRequest
     settings: CombinedSettings
+    blinded: NDArray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,7 +129,8 @@ class CombinedToyJob:
 
 def combined_block_jobs(plan: CombinedPlan, mgg: Sequence[NDArray], *, settings: CombinedSettings) -> list[CombinedBlockJob]:
     """One job per block of the plan, each with the candidates its windows need."""
-    return [CombinedBlockJob(request=request_of(plan, idx, mgg), settings=settings) for idx in plan.blocks]
+    return [CombinedBlockJob(request=request_of(plan, idx, mgg), settings=settings,
+                             blinded=None if plan.blinded is None else np.asarray(plan.blinded)[idx].copy()) for idx in plan.blocks]
 
 
 def combined_toy_jobs(plan: CombinedPlan, backgrounds: Sequence[SmoothBackground], *, n_toys: int, seed: int,
@@ -160,6 +166,10 @@ class CombinedBlockResult:
         Per dataset: fitted signal and background events.
     nuisance_hat, nuisance_err : tuple of tuples of float
         Post-fit nuisances (units of their constraints) and errors.
+    blinded : tuple of bool
+        Points fitted background-only (their observed fields are NaN and never reported).
+    z_reference : tuple of float
+        Blinded points: median expected significance of the reference signal (NaN otherwise).
     """
 
     mu_hat: tuple[float, ...]
@@ -175,6 +185,8 @@ class CombinedBlockResult:
     channel_nbkg: tuple[tuple[float, ...], ...]
     nuisance_hat: tuple[tuple[float, ...], ...]
     nuisance_err: tuple[tuple[float, ...], ...]
+    blinded: tuple[bool, ...] = ()
+    z_reference: tuple[float, ...] = ()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CombinedBlockResult:
@@ -185,13 +197,15 @@ class CombinedBlockResult:
             ul_obs=read_floats(data["ul_obs"]), ul_exp=read_bands(data["ul_exp"]), n_events=ints(data["n_events"]),
             bkg_orders=ints(data["bkg_orders"]), channel_nsig=read_bands(data["channel_nsig"]), channel_nbkg=read_bands(data["channel_nbkg"]),
             nuisance_hat=read_bands(data["nuisance_hat"]), nuisance_err=read_bands(data["nuisance_err"]),
+            blinded=tuple(bool(v) for v in data.get("blinded", [False] * len(data["converged"]))),
+            z_reference=read_floats(data.get("z_reference", ["nan"] * len(data["converged"]))),
         )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
             v = getattr(self, name)
-            if name in ("converged", "reason"):
+            if name in ("converged", "reason", "blinded"):
                 out[name] = list(v)
             elif name in ("n_events", "bkg_orders"):
                 out[name] = [list(r) for r in v]

@@ -38,6 +38,7 @@ from numpy.typing import NDArray
 
 from signal_models import SignalShape
 
+from .blinding import blinded_mask
 from .config import sqrt_s_from_config
 from .config_datasets import check_nuisances
 from .datasets import Dataset
@@ -101,6 +102,8 @@ class CombinedPlan:
         Spurious-signal nuisances (``background_model.method: spurious_signal``; empty otherwise).
     spurious_size : (k, A, C) float array, events
         Their sizes per point and dataset.
+    blinded : (k,) bool array or None
+        Points that report expected quantities only (``scans.blinding``).
     """
 
     masses: NDArray
@@ -130,6 +133,7 @@ class CombinedPlan:
     shape_widths: NDArray
     spurious_names: tuple[str, ...] = ()
     spurious_size: NDArray | None = None
+    blinded: NDArray | None = None
 
     @property
     def fit_indices(self) -> NDArray[np.int64]:
@@ -156,6 +160,7 @@ class CombinedPlan:
                 "status": list(self.status),
                 "blocks": [b.tolist() for b in self.blocks],
                 **({"spurious": [list(self.spurious_names), self.spurious_size.tolist()]} if self.spurious_size is not None else {}),
+                **({"blinded": self.blinded.tolist()} if self.blinded is not None and self.blinded.any() else {}),
             },
             sort_keys=True,
         )
@@ -233,7 +238,7 @@ def _shape_nuisances(datasets: Sequence[Dataset], config: Mapping[str, Any]) -> 
     return tuple(names), tuple(kinds), tuple(rel), widths
 
 
-def plan_combined(datasets: Sequence[Dataset], config: Mapping[str, Any]) -> CombinedPlan:
+def plan_combined(datasets: Sequence[Dataset], config: Mapping[str, Any], *, unblind: bool = False) -> CombinedPlan:
     """Mass grid, per-dataset windows, shapes, signal scales and nuisances of a combined scan; fails fast on bad input.
 
     Raises
@@ -330,6 +335,7 @@ def plan_combined(datasets: Sequence[Dataset], config: Mapping[str, Any]) -> Com
         efficiency=_ro(eff), trigger=_ro(trig), scale=_ro(scale), luminosity_fb=_ro(lumi), orders=_ro(orders),
         yield_names=y_names, yield_coeff=_ro(y_coeff), yield_lognormal=_ro(y_logn),
         shape_names=s_names, shape_kinds=s_kinds, shape_relative=s_rel, shape_widths=_ro(s_widths),
+        blinded=_ro(blinded_mask(masses, sig.min(axis=1), config["blinding"], unblind=unblind)),
     )
 
 

@@ -14,7 +14,10 @@ model x trigger), plus
   constraint (0 +- 1 before the fit).
 
 A point whose numbers are not finite is reported as failed with a reason,
-as in the one-dataset scan.
+as in the one-dataset scan. A blinded point (``scans.blinding``) carries
+``"blinded": true`` and only expected quantities: the expected limits (N_sig,
+cross-section, coupling), the efficiency, the windows and candidate counts
+and, with ``blinding.reference_xsec_pb``, ``z_expected_reference``.
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ def combined_point_record(plan: CombinedPlan, i: int, block: CombinedBlockResult
                 "reason": f"fewer than the minimum number of candidates in every dataset's window ({plan.n_events[i].tolist()})"}
     if block is None:
         raise ValueError(f"combined_point_record: fitted point {i} (m = {m:.6g} GeV) needs its block result")
+    if block.blinded and block.blinded[j]:
+        return _blinded_record(plan, i, block, j, base, total)
     xs_obs = block.ul_obs[j]
     xs_exp = list(block.ul_exp[j])
     point: dict[str, Any] = {
@@ -123,6 +128,23 @@ def combined_point_record(plan: CombinedPlan, i: int, block: CombinedBlockResult
     out.update({"xsec_pb": point["xsec_pb"], "xsec_pb_err": point["xsec_pb_err"], "channels": channels, "nuisances": nuis})
     if reason:
         out["note"] = reason
+    return out
+
+
+def _blinded_record(plan: CombinedPlan, i: int, block: CombinedBlockResult, j: int, base: dict[str, Any], total: float) -> dict[str, Any]:
+    """Expected quantities only: nothing the fit of the signal would have said."""
+    m = base["mass"]
+    xs_exp = list(block.ul_exp[j])
+    channels = {name: {k: v for k, v in rec.items() if k not in ("nsig", "nbkg")} for name, rec in _channels(plan, i, block, j).items()}
+    if not (block.converged[j] and _finite(xs_exp) and min(xs_exp) >= 0):
+        return {**base, "blinded": True, "converged": False, "reason": block.reason[j] or "background-only fit did not converge",
+                "channels": channels}
+    out = {**base, "blinded": True, "converged": True, "bkg_order": int(max(block.bkg_orders[j])),
+           "ul_nsig_exp": [v * total for v in xs_exp], "ul_xsec_pb_exp": xs_exp,
+           "ul_g_gev_exp": coupling_limit(np.asarray(xs_exp), m, plan.sqrt_s).tolist(), "channels": channels}
+    z_ref = block.z_reference[j] if block.z_reference else float("nan")
+    if math.isfinite(z_ref):
+        out["z_expected_reference"] = z_ref
     return out
 
 

@@ -16,6 +16,13 @@ settings decides how each hypothesis is fitted:
 
 Hypotheses whose fit fails are refitted with every dataset's order capped
 one lower, down to 0 (as in the one-dataset scan).
+
+Blinded points (``scans.blinding``) are fitted with the signal fixed at
+zero only (``fits.combined_table.evaluate_combined_expected``): their
+orders come from the same rules applied to background-only fits (the
+F-test is one already; the envelope takes the best background-only
+combination), and no fitted signal, significance or observed limit is
+computed for them.
 """
 
 from __future__ import annotations
@@ -81,7 +88,42 @@ def _evaluate(req: Any, settings: CombinedSettings, *, limits: bool) -> Any:
     return evaluate_combined(req, cl=settings.cl, limits=limits, expected=limits)
 
 
-def fit_request(req: Any, settings: CombinedSettings, *, limits: bool) -> dict[str, list]:
+def _evaluate_blind(req: Any, settings: CombinedSettings) -> tuple[Any, NDArray | None]:
+    from fits.combined_table import evaluate_combined_expected
+
+    if settings.method == "envelope":
+        from fits.envelope import background_only_orders
+
+        req = dataclasses.replace(req, orders=background_only_orders(req, orders=settings.orders, penalty=settings.penalty))
+    elif settings.method == "ftest":
+        from fits.background_choice import ftest_orders
+
+        req = dataclasses.replace(req, orders=ftest_orders(req, orders=settings.orders, pvalue=settings.ftest_pvalue).orders)
+    return evaluate_combined_expected(req, cl=settings.cl, reference_mu=settings.reference_xsec)
+
+
+def _blind_columns(req: Any, settings: CombinedSettings) -> dict[str, list]:
+    table, z_ref = _evaluate_blind(req, settings)
+    out = _columns(table, limits=False)
+    out["ul_obs"] = [float("nan")] * req.k
+    out["ul_exp"] = np.asarray(table.ul_exp, float).tolist()
+    out["blinded"] = [True] * req.k
+    out["z_reference"] = [float("nan")] * req.k if z_ref is None else np.asarray(z_ref, float).tolist()
+    return out
+
+
+def _merge(parts: list[tuple[NDArray, dict[str, list]]], k: int) -> dict[str, list]:
+    """Columns of disjoint subsets (positions, columns) merged back into hypothesis order."""
+    keys = parts[0][1].keys()
+    out: dict[str, list] = {key: [None] * k for key in keys}
+    for pos, cols in parts:
+        for key in keys:
+            for p, v in zip(pos, cols[key]):
+                out[key][p] = v
+    return out
+
+
+def fit_request(req: Any, settings: CombinedSettings, *, limits: bool, blinded: NDArray | None = None) -> dict[str, list]:
     """Fit the hypotheses of a combined request (failed ones again with lower orders); columns as lists.
 
     Parameters
@@ -90,16 +132,37 @@ def fit_request(req: Any, settings: CombinedSettings, *, limits: bool) -> dict[s
     settings : CombinedSettings
     limits : bool
         Observed and expected CLs limits (else fits and local Z only).
+    blinded : (k,) bool array, optional
+        Hypotheses fitted background-only (expected limits; no observed number computed).
     """
     top = int(np.max(req.orders)) if settings.method in ("fixed", "spurious_signal") else max(settings.orders)
+    blind = np.zeros(req.k, bool) if blinded is None else np.asarray(blinded, bool)
+
+    def open_columns(sub: Any, sett: CombinedSettings) -> dict[str, list]:
+        cols = _columns(_evaluate(sub, sett, limits=limits), limits=limits)
+        cols["blinded"] = [False] * sub.k
+        cols["z_reference"] = [float("nan")] * sub.k
+        if not limits:
+            cols["ul_obs"] = [float("nan")] * sub.k
+            cols["ul_exp"] = [[float("nan")] * 5] * sub.k
+        return cols
 
     def evaluate(idx: NDArray[np.int64], order: int) -> dict[str, list]:
         sub = _take(req, idx, order)
+        sett = settings
         if settings.method in ("ftest", "envelope"):
             allowed = tuple(o for o in settings.orders if o <= order) or (min(settings.orders),)
             sub = dataclasses.replace(sub, orders=np.full_like(sub.orders, max(allowed)))
-            return _columns(_evaluate(sub, dataclasses.replace(settings, orders=allowed), limits=limits), limits=limits)
-        return _columns(_evaluate(sub, settings, limits=limits), limits=limits)
+            sett = dataclasses.replace(settings, orders=allowed)
+        bl = blind[idx]
+        parts = []
+        if (~bl).any():
+            pos = np.flatnonzero(~bl)
+            parts.append((pos, open_columns(_take(sub, pos, order), sett)))
+        if bl.any():
+            pos = np.flatnonzero(bl)
+            parts.append((pos, _blind_columns(_take(sub, pos, order), sett)))
+        return parts[0][1] if len(parts) == 1 else _merge(parts, len(idx))
 
     res = with_order_fallback(evaluate, req.k, order=top, fallback=settings.order_fallback)
     res.pop("bkg_order", None)
@@ -108,7 +171,7 @@ def fit_request(req: Any, settings: CombinedSettings, *, limits: bool) -> dict[s
 
 def evaluate_combined_block(job: CombinedBlockJob) -> CombinedBlockResult:
     """Fit a block of combined hypotheses: cross-section, local Z, CLs limits, per-dataset yields, nuisances."""
-    return CombinedBlockResult.from_json(fit_request(job.request, job.settings, limits=True))
+    return CombinedBlockResult.from_json(fit_request(job.request, job.settings, limits=True, blinded=job.blinded))
 
 
 def evaluate_combined_toy(job: CombinedToyJob) -> ToyResult:

@@ -26,6 +26,7 @@ from signal_models._common.config import fill_defaults, read_mapping, validate_c
 from signal_models._common.defaults import DEFAULT_BKG_ORDER, DEFAULT_CL, DEFAULT_HALF_WIDTH
 from signal_models._common.pdg import particle_mass
 
+from .blinding import BLINDING_SCHEMA
 from .config_datasets import BACKGROUND_MODEL_SCHEMA, NUISANCES_SCHEMA, TRIGGER_SCHEMA, check_combined_sections, datasets_schema
 from .errors import ScanConfigError
 
@@ -184,6 +185,7 @@ SCAN_SCHEMA: dict[str, Any] = {
         "trigger_efficiency": {**TRIGGER_SCHEMA, "default": {}},
         "nuisances": NUISANCES_SCHEMA,
         "background_model": BACKGROUND_MODEL_SCHEMA,
+        "blinding": BLINDING_SCHEMA,
         "cl": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": DEFAULT_CL,
                "description": "Confidence level of the upper limits."},
         "engine": {"enum": ["vectorised", "zfit"], "default": "vectorised"},
@@ -260,6 +262,11 @@ def _check_consistency(cfg: Mapping[str, Any], *, source: str) -> None:
             raise ScanConfigError(
                 f"{source}: vetoes.particles[{i}]: unknown particle {name!r} (use names of the `particle` package, e.g. 'pi0', 'eta', \"eta'(958)\")"
             ) from None
+    for i, (lo, hi) in enumerate(cfg["blinding"]["windows"]):
+        if not hi > lo:
+            raise ScanConfigError(f"{source}: blinding.windows[{i}]: needs hi > lo, got [{lo}, {hi}]")
+    if cfg["blinding"]["mode"] == "windows" and not cfg["blinding"]["windows"]:
+        raise ScanConfigError(f"{source}: blinding.windows: mode 'windows' needs at least one blinded mass range [lo, hi] GeV")
     check_combined_sections(cfg, source=source)
 
 

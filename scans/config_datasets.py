@@ -151,7 +151,8 @@ def datasets_schema(inputs: Mapping[str, Any], analytic: Mapping[str, Any]) -> d
 
 
 def is_combined(config: Mapping[str, Any]) -> bool:
-    """Whether a completed configuration needs the combined engine (any of the new sections away from its default)."""
+    """Whether a completed configuration needs the combined engine (any of the new sections away from its default,
+    or blinding: blind points are fitted by the combined engine's background-only path)."""
     trig = config.get("trigger_efficiency") or {}
     return bool(
         config.get("datasets")
@@ -161,6 +162,7 @@ def is_combined(config: Mapping[str, Any]) -> bool:
         or trig.get("file") is not None
         or trig.get("rel_unc", 0.0) != 0.0
         or trig.get("value", 1.0) != 1.0
+        or (config.get("blinding") or {}).get("mode", "none") != "none"
     )
 
 

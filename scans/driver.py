@@ -38,6 +38,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from signal_models._common.version import __version__
 
+from .blinding import blinding_record
 from .checkpoint import CheckpointStore, inputs_digest
 from .config import config_hash, load_scan_config
 from .config_datasets import is_combined
@@ -135,6 +136,7 @@ def scan(
     show_progress: bool | None = None,
     signal_model_source: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    unblind: bool = False,
 ) -> dict[str, Any]:
     """Run a mass scan and return the scan result (the JSON structure of DESIGN.md).
 
@@ -175,6 +177,8 @@ def scan(
         How the candidates were made (selector, working point, toy-MC seed,
         ...), recorded in the result; default the configuration's
         ``provenance`` section.
+    unblind : bool
+        With a ``blinding`` section: fit every point in full (recorded in the result).
 
     Returns
     -------
@@ -196,7 +200,8 @@ def scan(
         raise ScanConfigError("resume: needs an output directory holding the checkpoint (out_dir)")
     if is_combined(cfg):
         return _scan_one_combined(candidates_mgg, signal_model, cfg, inputs=inputs, out_dir=out_dir, resume=resume, workers=workers,
-                                  dask=dask, show_progress=show_progress, signal_model_source=signal_model_source, provenance=provenance)
+                                  dask=dask, show_progress=show_progress, signal_model_source=signal_model_source, provenance=provenance,
+                                  lee_toys=lee_toys, unblind=unblind)
     mgg = sorted_candidates(candidates_mgg)
     plan = plan_scan(mgg, signal_model, cfg)
     logger.info("scan: %d mass points (%d fitted, %d vetoed, %d flagged empty) in %d blocks",
@@ -222,6 +227,7 @@ def scan(
                          n_candidates=mgg.size, signal_model=signal_model_source or describe_signal_model(signal_model),
                          provenance=cfg["provenance"] if provenance is None else provenance,
                          vetoed_ranges=vetoed_mass_ranges(plan, cfg["vetoes"]))
+    result["blinding"] = blinding_record(cfg["blinding"], unblind=unblind, n_blind=0)
     if out is not None:
         write_result(result, out / cfg["output"]["result"], csv_path=out / cfg["output"]["csv"])
     logger.info("scan finished in %.1f s: max local Z %.2f at %.4g GeV, global Z %.2f (%s)",

@@ -49,8 +49,10 @@ def _candidates_from_events(cfg: dict[str, Any], paths: list[Path], base: Path |
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes [default: execution.workers = 2].")
 @click.option("--toys", type=click.IntRange(min=0), default=None, help="Background-only toy scans for the global significance [default: lee.toys = 50].")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Draw the Brazil bands, coupling exclusion and local p0 into OUT/plots.")
+@click.option("--unblind", is_flag=True,
+              help="Fit every point in full although CONFIG's blinding section hides observed numbers; recorded in the result.")
 def scan(config: str | None, inputs: tuple[str, ...], signal_model: str | None, out_dir: str | None, resume: bool,
-         dask_address: str | None, workers: int | None, toys: int | None, plots: bool) -> None:
+         dask_address: str | None, workers: int | None, toys: int | None, plots: bool, unblind: bool) -> None:
     """Scan the ALP mass: fit signal + background at every m_a, set CLs limits.
 
     CONFIG is a YAML scan configuration (see docs/reference/scan_config.md;
@@ -71,7 +73,7 @@ def scan(config: str | None, inputs: tuple[str, ...], signal_model: str | None, 
                 raise click.UsageError("--input/--signal-model: CONFIG has datasets; give each dataset's inputs.files and signal_model there")
             masses, provenance = _dataset_candidates(cfg, base)
             result = scans.run_config(config, mgg=masses or None, out_dir=out_dir, resume=resume, dask=dask_address, workers=workers,
-                                      lee_toys=toys, provenance=provenance)
+                                      lee_toys=toys, provenance=provenance, unblind=unblind)
             _report(result, cfg, out_dir, plots)
             return
         paths = [Path(p) for p in inputs] if inputs else resolve_inputs(cfg, base)
@@ -91,6 +93,7 @@ def scan(config: str | None, inputs: tuple[str, ...], signal_model: str | None, 
         result = scans.run_config(
             cfg if config is None else config, mgg=mgg, input_paths=paths, signal_model=model, out_dir=out_dir,
             resume=resume, dask=dask_address, workers=workers, lee_toys=toys, signal_model_source=source, provenance=provenance,
+            unblind=unblind,
         )
     except click.ClickException:
         raise
@@ -123,8 +126,12 @@ def _report(result: dict[str, Any], cfg: dict[str, Any], out_dir: str | None, pl
     g = result["global"]
     click.echo(f"scan result: {out / cfg['output']['result']} ({len(result['points'])} mass points)")
     click.echo(f"points CSV:  {out / cfg['output']['csv']}")
-    click.echo(f"largest local excess: Z = {g['max_z_local']:.2f} at m_a = {g['mass_at_max']:.4g} GeV; "
-               f"global Z = {g['z_global']:.2f} ({g['method']})")
+    blinding = result.get("blinding") or {}
+    if blinding.get("blinded_points"):
+        click.echo(f"blind: {blinding['blinded_points']} point(s) report expected quantities only (bumphunt scan --unblind to fit them)")
+    if "max_z_local" in g:
+        click.echo(f"largest local excess: Z = {g['max_z_local']:.2f} at m_a = {g['mass_at_max']:.4g} GeV; "
+                   f"global Z = {g['z_global']:.2f} ({g['method']})")
     if plots:
         from scans.plots import plot_all
 
