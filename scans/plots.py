@@ -20,7 +20,8 @@ from signal_models._common.plotstyle import place_legend, style
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["limit_arrays", "plot_brazil", "plot_coupling", "plot_p0", "plot_fit", "read_external_limits", "external_label", "vetoed_spans", "plot_all"]
+__all__ = ["limit_arrays", "plot_brazil", "plot_coupling", "plot_p0", "plot_fit", "read_external_limits", "external_label", "result_coupling",
+           "reference_curves", "vetoed_spans", "plot_all"]
 
 _QUANTITY = {
     "nsig": ("ul_nsig_obs", "ul_nsig_exp", r"95% CL upper limit on $N_\mathrm{sig}$"),
@@ -146,12 +147,43 @@ def read_external_limits(path: str | Path) -> tuple[NDArray, NDArray]:
     return np.atleast_1d(data["mass"]), np.atleast_1d(data["g"])
 
 
-def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDArray, NDArray]] | None = None, ax: Any = None) -> Any:
-    """Excluded region in (m_a, g_agg) on log axes with the expected +-1, +-2 sigma bands and optional
-    external curves ``{label: (mass GeV, g GeV^-1)}``."""
+def result_coupling(result: Mapping[str, Any]) -> str:
+    """The coupling model a result's limits are on: its ``coupling`` key, else ``config.coupling``, else ``"photon"``."""
+    return str(result.get("coupling") or (result.get("config") or {}).get("coupling") or "photon")
+
+
+def reference_curves(result: Mapping[str, Any], names: Sequence[str]) -> dict[str, tuple[NDArray, NDArray]]:
+    """The bundled published limits ``names`` (``signal_models.reference_limits``) on the result's coupling model.
+
+    Returns ``{label: (mass GeV, g GeV^-1)}``; curves on another coupling model
+    are left out (logged). Raises ``ReferenceLimitError`` (a ``ValueError``)
+    for an unknown name, listing the available ones.
+    """
+    from signal_models import reference_limits
+
+    coupling = result_coupling(result)
+    curves: dict[str, tuple[NDArray, NDArray]] = {}
+    for name in names:
+        ref = reference_limits.load(name)
+        if ref.coupling != coupling:
+            logger.warning("reference limit %s is on the %s coupling, the result on %s: not drawn", name, ref.coupling, coupling)
+            continue
+        curves[ref.label] = (ref.masses, ref.couplings)
+    return curves
+
+
+def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDArray, NDArray]] | None = None,
+                  references: Sequence[str] = (), ax: Any = None) -> Any:
+    """Excluded region in (m_a, g) on log axes with the expected +-1, +-2 sigma bands and optional
+    external curves ``{label: (mass GeV, g GeV^-1)}`` and bundled published limits ``references``
+    (names from ``signal_models.reference_limits.available()``; only those on the result's coupling model)."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
+    from signal_models.alp import coupling_model
+
+    external = {**(external or {}), **reference_curves(result, references)}
+    symbol = coupling_model(result_coupling(result)).symbol
     a = limit_arrays(result, "g")
     with style():
         if ax is None:
@@ -183,7 +215,7 @@ def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDA
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylim(bottom, top)
         ax.set_xlabel(r"$m_a$ [GeV]")
-        ax.set_ylabel(r"$g_{a\gamma\gamma}$ [GeV$^{-1}$]")
+        ax.set_ylabel(f"${symbol}$ [GeV$^{{-1}}$]")
         place_legend(ax, curves, fontsize="small", frameon=True, facecolor="white", framealpha=0.9)
         _label(ax, result)
     return fig
@@ -264,11 +296,14 @@ def plot_all(
     out_dir: str | Path,
     *,
     external: Mapping[str, tuple[NDArray, NDArray]] | None = None,
+    references: Sequence[str] = (),
     fit_masses: Sequence[float] = (),
     mgg: NDArray | None = None,
     signal_model: Any = None,
 ) -> list[Path]:
     """Write the standard scan plots to ``out_dir``; fit plots need ``mgg`` and ``signal_model``.
+
+    ``external`` curves and the bundled published limits ``references`` (by name) are overlaid on the coupling plot.
 
     Returns the list of files written.
     """
@@ -276,7 +311,7 @@ def plot_all(
     paths = [
         _save(plot_brazil(result, quantity="nsig"), out / "brazil_nsig.png"),
         _save(plot_brazil(result, quantity="xsec"), out / "brazil_xsec.png"),
-        _save(plot_coupling(result, external=external), out / "coupling_exclusion.png"),
+        _save(plot_coupling(result, external=external, references=references), out / "coupling_exclusion.png"),
     ]
     if "max_z_local" in result["global"]:  # a fully blind scan has no observed significance to draw
         paths.append(_save(plot_p0(result), out / "local_p0.png"))
