@@ -139,18 +139,39 @@ def _report(result: dict[str, Any], cfg: dict[str, Any], out_dir: str | None, pl
         click.echo(f"plots:       {out / 'plots'} ({len(files)} files)")
 
 
+def _reference_option(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    """``--reference list``: print the bundled published limits and exit (before RESULT and --out are needed)."""
+    if "list" not in value:
+        return value
+    from signal_models import reference_limits
+
+    for name in reference_limits.available():
+        ref = reference_limits.load(name)
+        click.echo(f"{name}: {ref.label} [coupling: {ref.coupling}] {ref.citation}")
+    ctx.exit(0)
+    return value
+
+
 @click.command("plot")
 @click.argument("result_path", metavar="RESULT", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Directory for the PNG plots.")
 @click.option("--external", multiple=True, type=click.Path(dir_okay=False),
               help="CSV with columns mass (GeV), g (GeV^-1) of an external limit to overlay on the coupling plot; repeatable.")
+@click.option("--reference", "references", multiple=True, metavar="NAME", is_eager=True, callback=_reference_option,
+              help="Published limit bundled with the package to overlay on the coupling plot (drawn if on the result's coupling model); "
+                   "repeatable; '--reference list' lists them.")
 @click.option("--fit-masses", default="", metavar="M1,M2,...",
               help="Comma-separated masses (GeV) for fit plots; needs the scan inputs (read from the result's config and inputs).")
-def plot(result_path: str, out_dir: str, external: tuple[str, ...], fit_masses: str) -> None:
+def plot(result_path: str, out_dir: str, external: tuple[str, ...], references: tuple[str, ...], fit_masses: str) -> None:
     """Draw a scan result: Brazil bands (N_sig and cross-section), g_agg exclusion vs m_a, local p0 with the global significance."""
     import scans
     from scans.plots import external_label, plot_all, read_external_limits
+    from signal_models import reference_limits
 
+    unknown = [r for r in references if r not in reference_limits.available()]
+    if unknown:
+        raise click.ClickException(f"--reference: unknown reference limit {unknown[0]!r}; available: {', '.join(reference_limits.available())} "
+                                   "(or 'list')")
     try:
         result = scans.load_result(result_path)
         ext = {external_label(p): read_external_limits(p) for p in external}
@@ -178,7 +199,7 @@ def plot(result_path: str, out_dir: str, external: tuple[str, ...], fit_masses: 
                 model = scans.run.load_signal_model(None, recorded["analytic"])
             else:
                 model = scans.run.load_signal_model(cfg["signal_model"], cfg["analytic_signal_model"])
-        files = plot_all(result, out_dir, external=ext, fit_masses=masses, mgg=mgg, signal_model=model)
+        files = plot_all(result, out_dir, external=ext, references=references, fit_masses=masses, mgg=mgg, signal_model=model)
     except click.ClickException:
         raise
     except (scans.ScanError, BumphuntError, ValueError, OSError) as exc:

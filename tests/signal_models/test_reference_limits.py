@@ -1,0 +1,76 @@
+"""Bundled published limit curves: every file loads and is sane; unknown names and bad files are clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from signal_models import reference_limits
+from signal_models.alp import COUPLING_MODELS
+
+
+def test_every_bundled_curve_loads_and_is_sane() -> None:
+    names = reference_limits.available()
+    assert {"belle2_2020", "lep_z3gamma_hypercharge"} <= set(names)
+    for name in names:
+        ref = reference_limits.load(name)
+        assert ref.name == name
+        assert ref.label and ref.citation and ref.production and ref.obtained
+        assert ref.coupling in COUPLING_MODELS
+        assert ref.cl == 0.95
+        assert np.all(np.isfinite(ref.masses)) and np.all(np.isfinite(ref.couplings))
+        assert np.all(np.diff(ref.masses) > 0) and np.all(ref.couplings > 0)
+        assert len(ref.masses) == len(ref.couplings) >= 2
+        with pytest.raises(ValueError):
+            ref.masses[0] = 1.0  # read-only
+
+
+def test_belle2_2020_is_the_listed_points_only() -> None:
+    ref = reference_limits.load("belle2_2020")
+    assert ref.coupling == "photon"
+    assert "161806" in ref.citation and "2007.13071" in ref.citation
+    assert "approximate" in ref.obtained and "third parties" in ref.obtained
+    np.testing.assert_array_equal(ref.masses, [0.2, 0.3, 1.0, 2.0, 5.0, 9.0])
+    np.testing.assert_array_equal(ref.couplings, [1.05e-3, 7.0e-4, 1.2e-3, 1.8e-3, 3.0e-3, 1.4e-2])
+
+
+def test_lep_hypercharge_curve_is_flat_at_the_quoted_value() -> None:
+    ref = reference_limits.load("lep_z3gamma_hypercharge")
+    assert ref.coupling == "hypercharge" and "2.2e-6" in ref.citation
+    np.testing.assert_allclose(ref.couplings, 10**-4.5, rtol=1e-4)
+    assert ref.masses[0] == 10.0 and ref.masses[-1] < 91.1876
+
+
+def test_unknown_name_lists_the_available_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown reference limit 'belle2_2019'; available: belle2_2020, "):
+        reference_limits.load("belle2_2019")
+    with pytest.raises(reference_limits.ReferenceLimitError):
+        reference_limits.load("belle2_2019")
+
+
+_HEADER = "# label: x\n# citation: y\n# coupling: photon\n# production: p\n# obtained: o\n"
+
+
+@pytest.mark.parametrize("text, match", [
+    ("# label: x\n# coupling: photon\n# production: p\n# obtained: o\nmass_gev,g_gev\n1,1e-3\n", "# citation:"),
+    (_HEADER.replace("photon", "gluon") + "mass_gev,g_gev\n1,1e-3\n", "unknown coupling model 'gluon'"),
+    (_HEADER + "mass,g\n1,1e-3\n", "mass_gev,g_gev"),
+    (_HEADER + "mass_gev,g_gev\n2,1e-3\n1,1e-3\n", "increasing"),
+    (_HEADER + "mass_gev,g_gev\n1,1e-3\n2,0\n", "> 0"),
+    (_HEADER + "mass_gev,g_gev\n1,abc\n", "unreadable"),
+])
+def test_bad_files_are_clear_errors(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "curve.csv"
+    path.write_text(text)
+    with pytest.raises(reference_limits.ReferenceLimitError, match=match):
+        reference_limits.load_file(path)
+
+
+def test_load_file_reads_a_user_curve(tmp_path: Path) -> None:
+    path = tmp_path / "mine.csv"
+    path.write_text(_HEADER + "# cl: 0.9\nmass_gev,g_gev\n0.5,2e-3\n1.5,3e-3\n")
+    ref = reference_limits.load_file(path)
+    assert ref.name == "mine" and ref.cl == 0.9
+    np.testing.assert_array_equal(ref.couplings, [2e-3, 3e-3])
