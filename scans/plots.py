@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
-from signal_models._common.plotstyle import place_legend, style
+from signal_models._common.plotstyle import fit_axis_labels, place_legend, style
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +116,9 @@ def plot_brazil(result: Mapping[str, Any], *, quantity: str = "nsig", ax: Any = 
             ax.set_ylim(bottom / 1.5, top * (top / bottom) ** 0.45)  # headroom for the legend
         else:
             ax.set_ylim(0.0, 1.45 * top)
-        place_legend(ax, _curves(m, a["obs"], *e.T), ncol=2, fontsize="small", frameon=False)
         _label(ax, result)
+        fit_axis_labels(ax)  # the cross-section label is longer than a short frame
+        place_legend(ax, _curves(m, a["obs"], *e.T), ncol=2, fontsize="small", frameon=False)
     return fig
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["style", "new_figure", "save", "label", "DEFAULT_LABEL", "place_legend", "legend_overlaps", "texts_inside_figure"]
+__all__ = ["style", "new_figure", "save", "label", "DEFAULT_LABEL", "place_legend", "legend_overlaps", "texts_inside_figure",
+           "axis_labels_fit", "fit_axis_labels"]
 
 #: Experiment label drawn on plots (toy MC unless the user says otherwise).
 DEFAULT_LABEL = "bumphunt toy MC"
@@ -133,3 +134,42 @@ def texts_inside_figure(fig: Any) -> bool:
     frame = fig.bbox_inches
     tol = 0.01  # inches
     return tight.x0 >= frame.x0 - tol and tight.y0 >= frame.y0 - tol and tight.x1 <= frame.x1 + tol and tight.y1 <= frame.y1 + tol
+
+
+def _label_fits(ax: Any, axis: str, renderer: Any) -> bool:
+    """Whether the x (``axis="x"``) or y label of ``ax`` is no longer than the axes' width or height."""
+    text = ax.xaxis.label if axis == "x" else ax.yaxis.label
+    if not text.get_visible() or not text.get_text():
+        return True
+    span, frame = text.get_window_extent(renderer), ax.get_window_extent(renderer)
+    tol = 0.5  # pixels
+    if axis == "x":
+        return span.x0 >= frame.x0 - tol and span.x1 <= frame.x1 + tol
+    return span.y0 >= frame.y0 - tol and span.y1 <= frame.y1 + tol
+
+
+def axis_labels_fit(ax: Any) -> bool:
+    """Whether the axis labels of ``ax`` stay beside their axes' frame (x label within its width, y label within its height)."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    return _label_fits(ax, "x", renderer) and _label_fits(ax, "y", renderer)
+
+
+def fit_axis_labels(ax: Any, *, min_size: float = 8.0) -> None:
+    """Shrink the font of an axis label that is longer than its axes' side until it fits (not below ``min_size`` points).
+
+    A label longer than the frame runs past the axes' ends (and off a saved
+    figure); the shrink is proportional to the overflow, repeated until it fits.
+    """
+    fig = ax.figure
+    for axis in ("x", "y"):
+        text = ax.xaxis.label if axis == "x" else ax.yaxis.label
+        for _ in range(5):
+            fig.canvas.draw()
+            renderer = fig.canvas.get_renderer()
+            if _label_fits(ax, axis, renderer) or text.get_fontsize() <= min_size:
+                break
+            span, frame = text.get_window_extent(renderer), ax.get_window_extent(renderer)
+            ratio = frame.width / span.width if axis == "x" else frame.height / span.height
+            text.set_fontsize(max(min_size, 0.98 * ratio * text.get_fontsize()))
