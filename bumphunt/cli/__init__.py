@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "scan": "bumphunt.cli.scan:scan",
     "plot": "bumphunt.cli.scan:plot",
     "demo": "bumphunt.cli.demo:demo",
+    "export-hepdata": "bumphunt.cli.export:export_hepdata",
 }
 
 
