@@ -258,24 +258,43 @@ class CombinedBatch:
         return ds, db, dec, cov
 
     def minimise(self, rows: Rows, start: CombinedState, *, mu_fixed: bool, blocks: NDArray | None = None, centre: NDArray | None = None,
-                 max_iter: int = 100, tol: float = TOL) -> _Solution:
+                 max_iter: int = 100, tol: float = TOL, fixed_shared: NDArray | None = None) -> _Solution:
         """Minimise the NLL of the row blocks ``blocks`` (default all) of ``rows`` from ``start`` (mu fixed or free).
 
         Damped Newton: direction from the Schur complement (``_direction``), step halved until the
         Armijo condition holds with every density positive; each block stops on its own when the
-        Newton decrement falls below ``tol``.
+        Newton decrement falls below ``tol``. ``fixed_shared`` (bool, (S,) or one row per block,
+        mu at index 0) holds those shared parameters at their start values: their gradient and
+        couplings are removed from the Newton system and their covariance entries are NaN.
         """
         blocks = np.arange(rows.n_rows // self.C) if blocks is None else np.asarray(blocks)
         free_shared = np.ones(self.S, bool)
         free_shared[0] = not mu_fixed
+        pin = None if fixed_shared is None else np.broadcast_to(np.asarray(fixed_shared, bool), (len(blocks), self.S))
+
+        def hold(e: _Eval, idx: NDArray) -> _Eval:
+            """The fixed parameters of blocks ``idx`` decoupled: no gradient, unit diagonal."""
+            if pin is not None:
+                kk, ss = np.nonzero(pin[idx])
+                e.gs[kk, ss] = 0.0
+                e.Hs[kk, ss, :] = 0.0
+                e.Hs[kk, :, ss] = 0.0
+                e.Hs[kk, ss, ss] = 1.0
+                e.Hsb[kk, :, ss, :] = 0.0
+            return e
+
         shared, beta = start.shared.copy(), start.beta.copy()
-        ev = self.evaluate(rows, CombinedState(shared, beta), blocks, centre)
+        ev = hold(self.evaluate(rows, CombinedState(shared, beta), blocks, centre), np.arange(len(blocks)))
         n = len(blocks)
         conv = np.zeros(n, bool)
         cov = np.full((n, self.S, self.S), np.nan)
         active = ~ev.bad
         for _ in range(max_iter):
             ds, db, dec, cov_it = self.newton_direction(ev, free_shared)
+            if pin is not None:
+                ds[pin] = 0.0
+                cov_it[pin] = np.nan
+                cov_it[np.broadcast_to(pin[:, None, :], cov_it.shape)] = np.nan
             cov[active] = cov_it[active]
             newly = active & ((dec < tol) | ~np.isfinite(dec))
             conv |= newly & np.isfinite(dec)
@@ -286,7 +305,7 @@ class CombinedBatch:
             t = np.ones(len(pend))
             for _ in range(40):
                 trial = CombinedState(shared[pend] + t[:, None] * ds[pend], beta[pend] + t[:, None, None] * db[pend])
-                ev_t = self.evaluate(rows, trial, blocks[pend], centre)
+                ev_t = hold(self.evaluate(rows, trial, blocks[pend], centre), pend)
                 base = ev.nll[pend]
                 ok = ~ev_t.bad & (ev_t.nll <= base - 1e-4 * t * dec[pend] + 1e-12 * np.abs(base))
                 if ok.any():

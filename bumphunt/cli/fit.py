@@ -91,19 +91,71 @@ def _apply(opts: list[Any]) -> Any:
 @click.option("--toys", "n_toys", type=click.IntRange(min=0), default=0, show_default=True, help="Toy-based CLs with this many toys per POI value (0: asymptotic).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default="fit.png", show_default=True, help="Plot of data, model, components and pulls.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the result as JSON here.")
+@click.option("--yield-unc", "yield_unc", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="Relative uncertainty of the signal yield (log-normal nuisance 'yield'), e.g. 0.1 for 10%; 0: none.")
+@click.option("--resolution-unc", "resolution_unc", type=click.FloatRange(min=0.0, max=0.5, max_open=True), default=0.0, show_default=True,
+              help="Relative uncertainty of the signal core width (shape nuisance 'resolution'), e.g. 0.05; 0: none.")
+@click.option("--shift-unc", "shift_unc", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="Uncertainty of the signal peak position in GeV (shape nuisance 'shift'), e.g. 0.002; 0: none.")
+@click.option("--impacts", "do_impacts", is_flag=True, help="Print the post-fit pulls and the impacts of the nuisances on N_sig (needs a nuisance option).")
+@click.option("--impacts-plot", "impacts_path", type=click.Path(dir_okay=False), default="impacts.png", show_default=True,
+              help="Ranking plot of the pulls and impacts (with --impacts).")
+@click.option("--nll-scan", "do_scan", is_flag=True, help="Profile-likelihood scan of N_sig: print the 68%/95% crossings and plot -2 Delta ln L.")
+@click.option("--nll-scan-plot", "scan_path", type=click.Path(dir_okay=False), default="nll_scan.png", show_default=True,
+              help="Plot of -2 Delta ln L versus N_sig (with --nll-scan).")
 def fit(mass: float, data: str | None, tree: str, branch: str, signal_model: str | None, window: tuple[float, float] | None, bkg_order: int, seed: int,
-        engine: str, limit: bool, cl: float, n_toys: int, plot_path: str, json_path: str | None) -> None:
+        engine: str, limit: bool, cl: float, n_toys: int, plot_path: str, json_path: str | None, yield_unc: float, resolution_unc: float,
+        shift_unc: float, do_impacts: bool, impacts_path: str, do_scan: bool, scan_path: str) -> None:
     """Fit signal + background at one mass and print N_sig, its error, Z and the CLs upper limit.
 
     Extended unbinned likelihood in the window: N_sig x (signal shape of the
     signal model at MASS, fixed) + Chebyshev background of order --bkg-order
     with floating coefficients. Yields in events, masses in GeV.
+
+    With --yield-unc, --resolution-unc or --shift-unc the fit profiles those
+    nuisances (standard-normal constraints); --impacts then ranks them by
+    their impact on N_sig (refits with each fixed at its post-fit value +- its
+    post-fit error, and +- 1 pre-fit), and --nll-scan profiles N_sig.
     """
     import numpy as np
 
+    mgg, shape, src = _load_inputs(mass, data, signal_model, tree, branch, seed)
+    nuisances = _nuisances(yield_unc, resolution_unc, shift_unc)
+    if do_impacts and not any(nuisances.values()):
+        raise click.UsageError("--impacts needs at least one nuisance: give --yield-unc, --resolution-unc or --shift-unc")
+    if any(nuisances.values()):
+        out = _fit_with_nuisances(mgg, shape, src, mass=mass, window=window, bkg_order=bkg_order, engine=engine, limit=limit, cl=cl,
+                                  n_toys=n_toys, nuisances=nuisances)
+        if plot_path:
+            click.echo("plot: the data plot (--plot) is drawn for fits without nuisances only")
+    else:
+        out = _fit_plain(mgg, shape, src, mass=mass, window=window, bkg_order=bkg_order, engine=engine, limit=limit, cl=cl, n_toys=n_toys,
+                         seed=seed, plot_path=plot_path)
+    if do_impacts:
+        out["impacts"] = _impacts(mgg, shape, window=window, bkg_order=bkg_order, nuisances=nuisances, path=impacts_path)
+    if do_scan:
+        out["nll_scan"] = _nll_scan(mgg, shape, window=window, bkg_order=bkg_order, nuisances=nuisances, path=scan_path)
+    if json_path:
+        Path(json_path).write_text(json.dumps(out, indent=1, default=lambda o: np.asarray(o).tolist()))
+        click.echo(f"result: {json_path}")
+
+
+def _nuisances(yield_unc: float, resolution_unc: float, shift_unc: float) -> dict[str, Any]:
+    """The nuisances of the command-line options, as ``fits.fit`` keywords."""
     import fits
 
-    mgg, shape, src = _load_inputs(mass, data, signal_model, tree, branch, seed)
+    return {
+        "yield_uncertainties": [fits.YieldUncertainty("yield", yield_unc)] if yield_unc > 0 else [],
+        "shape_uncertainties": ([fits.ShapeUncertainty("resolution", "resolution", resolution_unc)] if resolution_unc > 0 else [])
+        + ([fits.ShapeUncertainty("shift", "shift", shift_unc)] if shift_unc > 0 else []),
+    }
+
+
+def _fit_plain(mgg: Any, shape: Any, src: str, *, mass: float, window: tuple[float, float] | None, bkg_order: int, engine: str, limit: bool,
+               cl: float, n_toys: int, seed: int, plot_path: str) -> dict[str, Any]:
+    """The fit (and limit) without nuisances: printed, plotted, returned for the JSON."""
+    import fits
+
     try:
         if limit:
             if n_toys > 0:
@@ -134,9 +186,81 @@ def fit(mass: float, data: str | None, tree: str, branch: str, signal_model: str
 
         p = plot_fit(mgg, res, path=plot_path)
         click.echo(f"plot: {p}")
-    if json_path:
-        Path(json_path).write_text(json.dumps(out, indent=1, default=lambda o: np.asarray(o).tolist()))
-        click.echo(f"result: {json_path}")
+    return out
+
+
+def _fit_with_nuisances(mgg: Any, shape: Any, src: str, *, mass: float, window: tuple[float, float] | None, bkg_order: int, engine: str,
+                        limit: bool, cl: float, n_toys: int, nuisances: dict[str, Any]) -> dict[str, Any]:
+    """The fit (and asymptotic limit) with the nuisances profiled: one channel whose mu is N_sig (events)."""
+    import dataclasses
+
+    import fits
+
+    if n_toys > 0:
+        raise click.UsageError("--toys does not take nuisances; drop --toys or the --*-unc options")
+    try:
+        channel = fits.Channel(mgg, shape, window, bkg_order=bkg_order, name="data")
+        if limit:
+            lim = fits.upper_limit([channel], cl=cl, engine=engine, **nuisances)
+            res = lim.fit
+        else:
+            lim = None
+            res = fits.fit([channel], engine=engine, **nuisances)
+    except fits.FitInputError as exc:
+        raise click.ClickException(str(exc)) from exc
+    lo, hi = channel.window
+    click.echo(f"data: {src}; {channel.n_events} candidates in [{lo:.4f}, {hi:.4f}] GeV")
+    click.echo(f"signal shape at m = {mass:g} GeV: mu = {shape.mu:.5f} GeV, sigma = {shape.sigma:.5f} GeV")
+    click.echo(f"engine {res.engine}, nuisances profiled: N_sig = {res.nsig:.2f} +- {res.nsig_err:.2f}, N_bkg = {res.nbkg:.1f}, "
+               f"Z_local = {res.z_local:+.2f}, NLL = {res.nll:.4f}, converged = {res.converged}{'' if not res.reason else ' (' + res.reason + ')'}")
+    for name, (v, e) in res.nuisances.items():
+        click.echo(f"  nuisance {name}: {v:+.3f} +- {e:.3f} (pre-fit 0 +- 1)")
+    out: dict[str, Any] = {"mass": mass, "data": src, "fit": dataclasses.asdict(res)}
+    if lim is not None:
+        e = lim.expected
+        click.echo(f"{100 * cl:g}% CL CLs upper limit on N_sig ({lim.method}): observed {lim.observed:.2f}, "
+                   f"expected {e[2]:.2f} [-1s {e[1]:.2f}, +1s {e[3]:.2f}; -2s {e[0]:.2f}, +2s {e[4]:.2f}]")
+        out["limit"] = {"observed": lim.observed, "expected": [float(v) for v in e], "cl": cl, "method": lim.method}
+    return out
+
+
+def _impacts(mgg: Any, shape: Any, *, window: tuple[float, float] | None, bkg_order: int, nuisances: dict[str, Any], path: str) -> dict[str, Any]:
+    """Pulls and impacts printed and plotted (vectorised engine)."""
+    import fits
+    from fits.impacts import format_rows, impacts, plot_impacts
+
+    try:
+        table = impacts(mgg, shape, window, bkg_order=bkg_order, **nuisances)
+    except fits.FitInputError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"pulls and impacts on N_sig = {table.mu_hat:.2f} +- {table.mu_err:.2f} (post-fit: nuisance fixed at theta_hat +- sigma_hat; "
+               "pre-fit: at theta_hat +- 1):")
+    click.echo(format_rows(table.to_rows()))
+    if not table.fit_converged or not table.converged.all():
+        click.echo("warning: some of the impact refits did not converge (column 'ok')")
+    if path:
+        click.echo(f"impacts plot: {plot_impacts(table, path=path)}")
+    return table.to_dict()
+
+
+def _nll_scan(mgg: Any, shape: Any, *, window: tuple[float, float] | None, bkg_order: int, nuisances: dict[str, Any], path: str) -> dict[str, Any]:
+    """The profile-likelihood scan of N_sig: crossings printed, curve plotted."""
+    import fits
+    from fits.impacts import format_rows
+    from fits.likelihood_scan import likelihood_scan, plot_likelihood_scan
+
+    try:
+        scan = likelihood_scan(mgg, shape, window, bkg_order=bkg_order, **nuisances)
+    except fits.FitInputError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"profile-likelihood scan of N_sig (N_sig_hat = {scan.mu_hat:.2f} +- {scan.mu_err:.2f}; -2 Delta ln L crossings):")
+    click.echo(format_rows(scan.to_rows()))
+    missing = [f"{100 * iv.cl:.3g}%" for iv in scan.intervals if not (iv.found_lo and iv.found_hi)]
+    if missing:
+        click.echo(f"warning: a crossing was not found for {', '.join(missing)} (the model's domain ends first)")
+    if path:
+        click.echo(f"likelihood-scan plot: {plot_likelihood_scan(scan, path=path)}")
+    return scan.to_dict()
 
 
 @click.command("export-pyhf")
