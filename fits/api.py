@@ -99,7 +99,7 @@ def fit(
         outside the window).
     """
     if is_channel_list(mgg) or yield_uncertainties or shape_uncertainties or spurious_signals:
-        _no_single_arguments(shape, window, bkg_fixed)
+        mgg, shape, window = _as_channel(mgg, shape, window, bkg_order=bkg_order, bkg_fixed=bkg_fixed)
         return fit_channels(mgg, yield_uncertainties=yield_uncertainties, shape_uncertainties=shape_uncertainties, spurious_signals=spurious_signals,
                             engine=engine)
     if shape is None:
@@ -170,7 +170,7 @@ def upper_limit(
         ``observed``, ``expected`` (-2..+2 sigma) in events (or pb, or units of ``mu``).
     """
     if is_channel_list(mgg) or yield_uncertainties or shape_uncertainties or spurious_signals:
-        _no_single_arguments(shape, window, bkg_fixed)
+        mgg, shape, window = _as_channel(mgg, shape, window, bkg_order=bkg_order, bkg_fixed=bkg_fixed)
         if method != "asymptotic" or signal_scale is not None or rel_unc or resolution_unc:
             raise FitInputError("upper_limit with channels: method, signal_scale, rel_unc and resolution_unc belong to the single-dataset call; "
                                 "give the scales to fits.Channel and the uncertainties as yield_uncertainties / shape_uncertainties")
@@ -196,6 +196,16 @@ def upper_limit(
         return upper_limit_resolution(hyp.mgg, hyp.shape, hyp.window, bkg_order=hyp.bkg_order, cl=cl, resolution_unc=resolution_unc,
                                       signal_scale=signal_scale, rel_unc=rel_unc, syst_kind=syst_kind)
     return upper_limit_asymptotic(hyp, cl=cl, signal_scale=signal_scale, rel_unc=rel_unc, syst_kind=syst_kind, bkg_fixed=bkg_fixed)
+
+
+def _as_channel(mgg: Any, shape: Any, window: Any, *, bkg_order: int, bkg_fixed: Any) -> tuple[Any, None, None]:
+    """Channels as given, or one dataset with nuisances as a single ``Channel`` (signal_scale 1: the POI is N_sig)."""
+    if is_channel_list(mgg):
+        _no_single_arguments(shape, window, bkg_fixed)
+        return mgg, None, None
+    if shape is None or bkg_fixed is not None:
+        raise FitInputError("with nuisances: give the signal shape (and no bkg_fixed), or a list of fits.Channel as the first argument")
+    return [Channel(mgg, shape, window, bkg_order=bkg_order)], None, None
 
 
 def _no_single_arguments(shape: Any, window: Any, bkg_fixed: Any) -> None:

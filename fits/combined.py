@@ -154,7 +154,7 @@ class CombinedBatch:
         lk = np.where(logn, coeff * u[:, :, None], np.log(safe))
         d1 = np.where(logn, coeff, coeff / safe)
         d2 = np.where(logn, 0.0, -((coeff / safe) ** 2))
-        F = req.scale[hyp] * np.exp(lk.sum(axis=1))  # (k, C)
+        F = req.scale[hyp] * np.exp(np.clip(lk.sum(axis=1), -700.0, 700.0))  # (k, C); clipped: a wild trial step must not overflow
         size = req.spurious_size[hyp]  # (k, A, C)
         N = mu[:, None] * F + np.einsum("ka,kac->kc", th, size)
         k = len(mu)

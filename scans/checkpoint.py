@@ -4,9 +4,13 @@ A checkpoint directory holds ``manifest.json`` (hashes of configuration,
 inputs and scan plan, see ``inputs_digest``, ``scans.config.config_hash``
 and ``ScanPlan.digest``) and ``<kind>_<index>.json`` per finished job. Every
 file is written to a temporary file in the same directory and moved into
-place with ``os.replace``, so a killed scan leaves only complete files.
-Floats go through JSON's shortest round-trip representation, so a result
-assembled from checkpoints is bit-identical to one kept in memory.
+place with ``os.replace``, so a killed scan leaves only complete files (and
+perhaps a temporary file, removed when the store is opened again). Files get
+the permissions of the user's umask, like any other output. Each job file
+carries a sha256 of its content and of the scan's hashes: a block whose
+numbers were edited, or that was made for another scan, is refused with its
+name. Floats go through JSON's shortest round-trip representation, so a
+result assembled from checkpoints is bit-identical to one kept in memory.
 """
 
 from __future__ import annotations
@@ -29,12 +33,26 @@ logger = logging.getLogger(__name__)
 __all__ = ["atomic_write_text", "atomic_write_json", "sha256_file", "sha256_array", "inputs_digest", "CheckpointStore"]
 
 
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting and restoring
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temporary file + ``os.replace``)."""
+    """Write ``text`` to ``path`` atomically (temporary file + ``os.replace``), with the permissions of the umask."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask like any open()
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
@@ -97,15 +115,21 @@ class CheckpointStore:
         ``{"config": ..., "inputs": ..., "plan": ...}`` identifying the scan.
     resume : bool
         If True, keep finished blocks of a matching earlier run and refuse a
-        directory made for another configuration or input; if False, remove
-        the block files of any earlier run.
+        directory made for another configuration or input.
+    overwrite : bool
+        Without ``resume``: discard the finished blocks of an earlier run
+        (without it, a directory holding finished blocks is refused, so that
+        no finished work is lost by mistake).
     """
 
-    def __init__(self, directory: str | Path, hashes: Mapping[str, str], *, resume: bool) -> None:
+    def __init__(self, directory: str | Path, hashes: Mapping[str, str], *, resume: bool, overwrite: bool = False) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.hashes = dict(hashes)
+        for stale in self.directory.glob(".*.tmp"):  # left by a killed scan
+            stale.unlink(missing_ok=True)
         manifest = self.directory / "manifest.json"
+        finished = sorted(self.directory.glob("*_*.json"))
         if resume and manifest.exists():
             try:
                 old = json.loads(manifest.read_text())
@@ -122,9 +146,18 @@ class CheckpointStore:
         else:
             if resume:
                 logger.info("--resume: no checkpoint in %s, starting a new scan", self.directory)
-            for old_file in self.directory.glob("*_*.json"):
+            elif finished and not overwrite:
+                raise CheckpointError(
+                    f"{self.directory}: holds {len(finished)} finished job(s) of an earlier scan; continue it with --resume, "
+                    f"or discard them with --overwrite"
+                )
+            for old_file in finished:
                 old_file.unlink()
         atomic_write_json(manifest, {"hashes": self.hashes}, indent=1)
+
+    def _checksum(self, data: Mapping[str, Any]) -> str:
+        blob = json.dumps({"hashes": self.hashes, "result": data}, sort_keys=True, allow_nan=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
 
     def path(self, kind: str, index: int) -> Path:
         """File of job ``index`` of ``kind``."""
@@ -141,8 +174,8 @@ class CheckpointStore:
         return out
 
     def save(self, kind: str, index: int, data: Mapping[str, Any]) -> Path:
-        """Write the result of job ``index`` of ``kind`` atomically (strict JSON)."""
-        return atomic_write_json(self.path(kind, index), dict(data))
+        """Write the result of job ``index`` of ``kind`` atomically (strict JSON) with its checksum."""
+        return atomic_write_json(self.path(kind, index), {"sha256": self._checksum(data), "result": dict(data)})
 
     def load(self, kind: str, index: int) -> dict[str, Any]:
         """Read the result of job ``index`` of ``kind``.
@@ -154,6 +187,11 @@ class CheckpointStore:
         """
         path = self.path(kind, index)
         try:
-            return json.loads(path.read_text())
+            content = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{path}: unreadable checkpoint block ({exc}); remove it and resume") from None
+        if not isinstance(content, dict) or "sha256" not in content or "result" not in content:
+            raise CheckpointError(f"{path}: not a checkpoint block of this bumphunt version (no checksum); remove it and resume")
+        if content["sha256"] != self._checksum(content["result"]):
+            raise CheckpointError(f"{path}: checksum mismatch: the block was edited or belongs to another scan; remove it and resume")
+        return content["result"]

@@ -42,7 +42,7 @@ from .jobs import ToyResult
 from .lee import SmoothBackground, fit_smooth_background, global_significance, segment_labels
 from .pipeline import Stage, run_checkpointed
 from .plan import veto_ranges, vetoed_mass_ranges
-from .result import scan_result, write_result
+from .result import log_unfitted, scan_result, write_result
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ def scan_datasets(
     show_progress: bool | None = None,
     provenance: Mapping[str, Any] | None = None,
     unblind: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run a combined scan of ``datasets`` and return the scan result (DESIGN.md, plus ``datasets``).
 
@@ -135,6 +136,8 @@ def scan_datasets(
         As for ``scans.scan``.
     unblind : bool
         Fit every point in full although the configuration's ``blinding`` says otherwise (recorded in the result).
+    overwrite : bool
+        Discard the finished blocks of an earlier scan in ``out_dir``.
 
     Returns
     -------
@@ -170,11 +173,12 @@ def scan_datasets(
     hashes = {"config": config_hash(cfg), "inputs": inputs_digest(np.array([]), [masses_digest, *[d["sha256"] for d in inputs]]),
               "plan": plan.digest()}
     out = Path(out_dir) if out_dir is not None else None
-    store = CheckpointStore(out / cfg["output"]["checkpoint_dir"], hashes, resume=resume) if out is not None else None
+    store = CheckpointStore(out / cfg["output"]["checkpoint_dir"], hashes, resume=resume, overwrite=overwrite) if out is not None else None
 
     blocks = run_checkpointed(COMBINED_BLOCKS, combined_block_jobs(plan, [ds.mgg for ds in datasets], settings=settings), store=store,
                               execution=execution)
     points = combined_points(plan, blocks)
+    log_unfitted(points)
     global_ = _global(plan, points, backgrounds, cfg, settings, store, execution)
     sources = {ds.name: ds.signal_model_source for ds in datasets}
     result = scan_result(config=cfg, inputs=inputs, plan=plan, points=points, global_significance=global_, hashes=hashes,  # type: ignore[arg-type]

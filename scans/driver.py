@@ -49,7 +49,7 @@ from .jobs import BlockResult, FitSettings, ToyResult, block_jobs, toy_jobs
 from .lee import fit_smooth_background, global_significance, segment_labels
 from .pipeline import Stage, run_checkpointed
 from .plan import ScanPlan, plan_scan, signal_efficiency, sorted_candidates, veto_ranges, vetoed_mass_ranges
-from .result import POINT_KEYS, points_csv, scan_points, scan_result, write_result
+from .result import POINT_KEYS, log_unfitted, points_csv, scan_points, scan_result, write_result
 from .worker import evaluate_block, evaluate_toy
 
 logger = logging.getLogger(__name__)
@@ -137,6 +137,7 @@ def scan(
     signal_model_source: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     unblind: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run a mass scan and return the scan result (the JSON structure of DESIGN.md).
 
@@ -179,6 +180,9 @@ def scan(
         ``provenance`` section.
     unblind : bool
         With a ``blinding`` section: fit every point in full (recorded in the result).
+    overwrite : bool
+        Discard the finished blocks of an earlier scan in ``out_dir`` (without it, and without
+        ``resume``, such a directory is refused).
 
     Returns
     -------
@@ -201,7 +205,7 @@ def scan(
     if is_combined(cfg):
         return _scan_one_combined(candidates_mgg, signal_model, cfg, inputs=inputs, out_dir=out_dir, resume=resume, workers=workers,
                                   dask=dask, show_progress=show_progress, signal_model_source=signal_model_source, provenance=provenance,
-                                  lee_toys=lee_toys, unblind=unblind)
+                                  lee_toys=lee_toys, unblind=unblind, overwrite=overwrite)
     mgg = sorted_candidates(candidates_mgg)
     plan = plan_scan(mgg, signal_model, cfg)
     logger.info("scan: %d mass points (%d fitted, %d vetoed, %d flagged empty) in %d blocks",
@@ -215,11 +219,12 @@ def scan(
         "plan": plan.digest(),
     }
     out = Path(out_dir) if out_dir is not None else None
-    store = CheckpointStore(out / cfg["output"]["checkpoint_dir"], hashes, resume=resume) if out is not None else None
+    store = CheckpointStore(out / cfg["output"]["checkpoint_dir"], hashes, resume=resume, overwrite=overwrite) if out is not None else None
 
     fit = FitSettings.from_config(cfg)
     blocks = run_checkpointed(OBSERVED_BLOCKS, block_jobs(plan, mgg, fit=fit), store=store, execution=execution)
     points = scan_points(plan, blocks)
+    log_unfitted(points)
     global_ = _global_significance(plan, mgg, points, cfg["lee"], vetoes=cfg["vetoes"], block_size=cfg["block_size"], fit=fit,
                                    store=store, execution=execution)
 

@@ -10,6 +10,8 @@ checkpointed pipeline, ``scans.pipeline``, saves them there).
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,7 +20,7 @@ from signal_models._common.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Execution", "run_jobs"]
+__all__ = ["Execution", "run_jobs", "die_with_parent"]
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -126,6 +128,38 @@ def run_jobs(
             _run_pool(func, payloads, keys, on_done=on_done, advance=advance, workers=workers)
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initialiser: end this worker when the scan process that started it dies, even by SIGKILL.
+
+    Linux: the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``);
+    everywhere: a daemon thread checks once a second that the parent is still the
+    same process and exits otherwise (a killed parent would else leave its workers,
+    and multiprocessing's resource tracker, running for ever).
+    """
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):  # no libc prctl: the watcher below still ends the worker
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the call above
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="bumphunt-parent-watch", daemon=True).start()
+
+
 #: environment variables limiting the BLAS / OpenMP threads of worker processes
 _THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
@@ -147,13 +181,13 @@ def _run_pool(
     scan must guard its top level with ``if __name__ == "__main__":``.
     """
     import multiprocessing
-    import os
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     saved = {k: os.environ.get(k) for k in _THREAD_ENV}
     os.environ.update({k: "1" for k in _THREAD_ENV})  # read by the workers when they start
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             # at most 2 jobs per worker in flight, so large payloads are not all pickled at once
             pending: dict[Any, int] = {}
             queue = list(keys)

@@ -30,7 +30,7 @@ from .plan import ScanPlan
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["POINT_KEYS", "CSV_COLUMNS", "point_record", "scan_points", "scan_result", "points_csv", "write_result"]
+__all__ = ["POINT_KEYS", "CSV_COLUMNS", "point_record", "scan_points", "scan_result", "points_csv", "write_result", "log_unfitted", "unfitted_summary"]
 
 #: keys of a fitted point, in the order of DESIGN.md
 POINT_KEYS = (
@@ -79,6 +79,10 @@ def point_record(plan: ScanPlan, i: int, block: BlockResult | None, j: int) -> d
         return {"mass": m, "vetoed": True, "reason": f"veto: {plan.veto[i]}"}
     base = {"mass": m, "vetoed": False, "window": [float(plan.windows[i, 0]), float(plan.windows[i, 1])], "n_events": int(plan.n_events[i])}
     if plan.status[i] == "empty":
+        if not plan.windows[i, 1] > plan.windows[i, 0]:  # the mass lies outside the data: no window at all
+            lo, hi = plan.data_range
+            return {"mass": m, "vetoed": False, "n_events": 0, "converged": False, "efficiency": float(plan.efficiency[i]),
+                    "reason": f"outside the data range [{lo:.4g}, {hi:.4g}] GeV (no fit window)"}
         return {**base, "converged": False, "reason": f"fewer than the minimum number of candidates in the window ({plan.n_events[i]})",
                 "efficiency": float(plan.efficiency[i])}
     if block is None:
@@ -233,3 +237,21 @@ def write_result(result: Mapping[str, Any], path: str | Path, *, csv_path: str |
         atomic_write_text(csv_path, points_csv(result))
     logger.info("wrote scan result %s", path)
     return path
+
+
+def unfitted_summary(points: Sequence[Mapping[str, Any]]) -> tuple[int, str]:
+    """How many points (not vetoed) were not fitted, and their commonest reasons (numbers elided so that alike reasons group)."""
+    import re
+    from collections import Counter
+
+    failed = [p for p in points if not p["vetoed"] and not p.get("converged", False)]
+    reasons = Counter(re.sub(r"-?\d[\d.]*(?:e[-+]?\d+)?", "#", str(p.get("reason", "fit did not converge"))) for p in failed)
+    return len(failed), "; ".join(f"{n} x {r}" for r, n in reasons.most_common(4))
+
+
+def log_unfitted(points: Sequence[Mapping[str, Any]]) -> int:
+    """Log how many points (not vetoed) were not fitted, and the commonest reasons; returns the count."""
+    n, text = unfitted_summary(points)
+    if n:
+        logger.warning("%d of %d mass points were not fitted: %s", n, len(points), text)
+    return n

@@ -40,6 +40,7 @@ def run_config(
     signal_model_source: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     unblind: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the scan a configuration describes and write its outputs.
 
@@ -62,6 +63,8 @@ def run_config(
         Merged over the configuration's ``provenance`` section and recorded in the result.
     unblind : bool
         With a ``blinding`` section: fit every point in full (``bumphunt scan --unblind``; recorded in the result).
+    overwrite : bool
+        Discard the finished blocks of an earlier scan in the output directory (``bumphunt scan --overwrite``).
 
     Everything is checked (configuration, files, mass ranges) before the scan starts.
     """
@@ -78,7 +81,8 @@ def run_config(
                                         inputs=recorded)
         out = Path(out_dir) if out_dir is not None else Path(cfg["output"]["dir"])
         return scan_datasets(datasets, config=cfg, out_dir=out, resume=resume, workers=workers, dask=dask, lee_toys=lee_toys,
-                             show_progress=show_progress, provenance={**cfg["provenance"], **dict(provenance or {})}, unblind=unblind)
+                             show_progress=show_progress, provenance={**cfg["provenance"], **dict(provenance or {})}, unblind=unblind,
+                             overwrite=overwrite)
     paths = [Path(p) for p in input_paths] if input_paths is not None else resolve_inputs(cfg, base)
     for p in paths:
         if not p.is_file():
@@ -110,7 +114,8 @@ def run_config(
     out = Path(out_dir) if out_dir is not None else Path(cfg["output"]["dir"])
     record = {**cfg["provenance"], **dict(provenance or {})}
     return scan(mgg, signal_model, config=cfg, inputs=inputs, out_dir=out, resume=resume, workers=workers, dask=dask,
-                lee_toys=lee_toys, show_progress=show_progress, signal_model_source=signal_model_source, provenance=record, unblind=unblind)
+                lee_toys=lee_toys, show_progress=show_progress, signal_model_source=signal_model_source, provenance=record, unblind=unblind,
+                overwrite=overwrite)
 
 
 def load_result(path: str | Path) -> dict[str, Any]:

@@ -51,8 +51,11 @@ def _candidates_from_events(cfg: dict[str, Any], paths: list[Path], base: Path |
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Draw the Brazil bands, coupling exclusion and local p0 into OUT/plots.")
 @click.option("--unblind", is_flag=True,
               help="Fit every point in full although CONFIG's blinding section hides observed numbers; recorded in the result.")
+@click.option("--overwrite", is_flag=True, help="Discard the finished blocks of an earlier scan in the output directory (else refused).")
+@click.option("--strict", is_flag=True, help="Exit with status 3 when any mass point could not be fitted (the result is written all the same).")
 def scan(config: str | None, inputs: tuple[str, ...], signal_model: str | None, out_dir: str | None, resume: bool,
-         dask_address: str | None, workers: int | None, toys: int | None, plots: bool, unblind: bool) -> None:
+         dask_address: str | None, workers: int | None, toys: int | None, plots: bool, unblind: bool, overwrite: bool,
+         strict: bool) -> None:
     """Scan the ALP mass: fit signal + background at every m_a, set CLs limits.
 
     CONFIG is a YAML scan configuration (see docs/reference/scan_config.md;
@@ -73,8 +76,8 @@ def scan(config: str | None, inputs: tuple[str, ...], signal_model: str | None, 
                 raise click.UsageError("--input/--signal-model: CONFIG has datasets; give each dataset's inputs.files and signal_model there")
             masses, provenance = _dataset_candidates(cfg, base)
             result = scans.run_config(config, mgg=masses or None, out_dir=out_dir, resume=resume, dask=dask_address, workers=workers,
-                                      lee_toys=toys, provenance=provenance, unblind=unblind)
-            _report(result, cfg, out_dir, plots)
+                                      lee_toys=toys, provenance=provenance, unblind=unblind, overwrite=overwrite)
+            _report(result, cfg, out_dir, plots, strict=strict)
             return
         paths = [Path(p) for p in inputs] if inputs else resolve_inputs(cfg, base)
         if not paths:
@@ -93,13 +96,13 @@ def scan(config: str | None, inputs: tuple[str, ...], signal_model: str | None, 
         result = scans.run_config(
             cfg if config is None else config, mgg=mgg, input_paths=paths, signal_model=model, out_dir=out_dir,
             resume=resume, dask=dask_address, workers=workers, lee_toys=toys, signal_model_source=source, provenance=provenance,
-            unblind=unblind,
+            unblind=unblind, overwrite=overwrite,
         )
     except click.ClickException:
         raise
     except (scans.ScanError, BumphuntError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-    _report(result, cfg, out_dir, plots)
+    _report(result, cfg, out_dir, plots, strict=strict)
 
 
 def _dataset_candidates(cfg: dict[str, Any], base: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -121,7 +124,10 @@ def _dataset_candidates(cfg: dict[str, Any], base: Path) -> tuple[dict[str, Any]
     return masses, ({"datasets": provenance} if provenance else {})
 
 
-def _report(result: dict[str, Any], cfg: dict[str, Any], out_dir: str | None, plots: bool) -> None:
+def _report(result: dict[str, Any], cfg: dict[str, Any], out_dir: str | None, plots: bool, *, strict: bool = False) -> None:
+    """Say where the result is, what it found, which points could not be fitted; draw the plots (a failure there keeps the result)."""
+    from scans.result import unfitted_summary
+
     out = Path(out_dir) if out_dir is not None else Path(cfg["output"]["dir"])
     g = result["global"]
     click.echo(f"scan result: {out / cfg['output']['result']} ({len(result['points'])} mass points)")
@@ -132,11 +138,20 @@ def _report(result: dict[str, Any], cfg: dict[str, Any], out_dir: str | None, pl
     if "max_z_local" in g:
         click.echo(f"largest local excess: Z = {g['max_z_local']:.2f} at m_a = {g['mass_at_max']:.4g} GeV; "
                    f"global Z = {g['z_global']:.2f} ({g['method']})")
+    n_failed, reasons = unfitted_summary(result["points"])
+    if n_failed:
+        click.echo(f"not fitted: {n_failed} of {len(result['points'])} points ({reasons})", err=True)
     if plots:
         from scans.plots import plot_all
 
-        files = plot_all(result, out / "plots")
+        try:
+            files = plot_all(result, out / "plots")
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise click.ClickException(f"the scan result is written ({out / cfg['output']['result']}), but the plots failed: {exc}") from None
         click.echo(f"plots:       {out / 'plots'} ({len(files)} files)")
+    if strict and n_failed:
+        click.echo(f"--strict: {n_failed} point(s) could not be fitted", err=True)
+        raise SystemExit(3)
 
 
 def _reference_option(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:

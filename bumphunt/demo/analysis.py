@@ -104,10 +104,10 @@ def run_scan(settings: DemoSettings, selector: SelectorStep, model: ModelStep) -
 
     config = _write_scan_inputs(settings, selector, model)
     out = config.parent
-    result = scans.run_config(config, out_dir=out, show_progress=False)
+    result = scans.run_config(config, out_dir=out, show_progress=False, overwrite=True)  # a demo run replaces the last one
     products: dict[str, Path] = {"scan_config": config, "scan_candidates": out / "candidates.npz",
                                  "scan_result": out / "scan_result.json", "scan_points": out / "scan_points.csv"}
-    for p in plot_all(result, settings.folder("plots", "scan")):
+    for p in plot_all(result, settings.folder("plots", "scan"), references=("belle2_2020",)):  # the published 2020 curve
         products[f"plot_scan_{p.stem}"] = p
     g = result["global"]
     fitted = [p for p in result["points"] if not p["vetoed"]]

@@ -230,7 +230,10 @@ def test_checkpoint_refuses_other_hashes_and_clears_without_resume(tmp_path) -> 
         CheckpointStore(tmp_path, {"config": "other", "inputs": "b", "plan": "c"}, resume=True)
     with pytest.raises(CheckpointError, match="input files"):
         CheckpointStore(tmp_path, {"config": "a", "inputs": "x", "plan": "c"}, resume=True)
-    fresh = CheckpointStore(tmp_path, {"config": "z", "inputs": "b", "plan": "c"}, resume=False)
+    with pytest.raises(CheckpointError, match="holds 1 finished job"):  # finished work is not discarded by mistake
+        CheckpointStore(tmp_path, {"config": "z", "inputs": "b", "plan": "c"}, resume=False)
+    assert again.done("block") == {3}
+    fresh = CheckpointStore(tmp_path, {"config": "z", "inputs": "b", "plan": "c"}, resume=False, overwrite=True)
     assert fresh.done("block") == set()
 
 
