@@ -17,8 +17,16 @@ Where things are (each module's docstring says more):
 - several datasets in one fit: ``channels`` (``Channel`` and the nuisances),
   ``combined_rows`` (morphed templates), ``combined`` (the Newton engine with
   a Schur complement over the channels), ``combined_limits``,
+  ``combined_table`` (many combined hypotheses as arrays: the scans' entry
+  point, and the expected-only path of blind analyses),
   ``combined_api`` (``fit`` / ``upper_limit`` on a list of channels),
-  ``limit_search`` (root finding shared by both engines);
+  ``limit_search`` (root finding shared by both engines), ``zfit_combined``
+  (the zfit + hepstats reference of the combined model);
+- the background model: ``background_choice`` (F-test order choice),
+  ``envelope`` (discrete profiling), ``spurious_template`` (spurious signal on
+  a background density), ``spurious`` (on a background sample);
+- review tools: ``impacts`` (pulls and ranked impacts), ``likelihood_scan``
+  (-2 Delta ln L versus the POI);
 - the vectorised engine: ``densities`` and ``design`` (the model; ``model``
   re-exports both), ``newton`` (batched Newton minimiser), ``_kernels``
   (its compiled data-fit kernels), ``vectorised`` (``Batch``: fits, Asimov
@@ -70,6 +78,8 @@ __all__ = [
     "choose_bkg_order",
     "export_pyhf",
     "sideband_background",
+    "impacts",
+    "likelihood_scan",
 ]
 
 _LAZY = {
@@ -78,6 +88,8 @@ _LAZY = {
     "spurious_signal": ("fits.spurious", "spurious_signal"),
     "choose_bkg_order": ("fits.spurious", "choose_bkg_order"),
     "export_pyhf": ("fits.pyhf_export", "export_pyhf"),
+    "impacts": ("fits.impacts", "impacts"),
+    "likelihood_scan": ("fits.likelihood_scan", "likelihood_scan"),
     "sideband_background": ("fits.sideband", "sideband_background"),
 }
 

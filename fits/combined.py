@@ -247,7 +247,7 @@ class CombinedBatch:
         w, V = np.linalg.eigh(Mf)
         w = np.where(np.isfinite(w), w, 0.0)
         floor = 1e-10 * np.maximum(np.abs(w).max(axis=1, keepdims=True, initial=0.0), 1e-300)
-        w_pos = np.maximum(w, floor)  # a descent direction where the nuisances make the problem non-convex
+        w_pos = np.maximum(np.abs(w), floor)  # |eigenvalues|: a descent direction of sensible length where the nuisances make the problem non-convex
         Minv = np.einsum("kij,kj,klj->kil", V, 1.0 / w_pos, V)
         ds = np.zeros_like(ev.gs)
         ds[:, f] = -np.einsum("kij,kj->ki", Minv, r[:, f])

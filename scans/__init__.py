@@ -11,7 +11,9 @@ Main entry points:
 
 Modules, in the order a scan uses them:
 
-- ``config``: the configuration schema, loading, hash; ``errors``: exceptions;
+- ``config``: the configuration schema, loading, hash (``config_datasets``: the
+  datasets, nuisances, background-model and trigger sections; ``blinding``);
+  ``errors``: exceptions; ``inputs``: candidate and signal-model files;
 - ``grid``: mass grid, fit windows, vetoes; ``limits``: N_sig -> cross-section -> g_agg;
 - ``plan``: ``ScanPlan``, everything decided before the first fit (checks included);
 - ``jobs``: the job payloads and results that cross process boundaries;
@@ -22,10 +24,14 @@ Modules, in the order a scan uses them:
 - ``lee``: toy spectra, up-crossings, global significance;
 - ``result``: point records, the result document, its JSON and CSV files;
 - ``driver``: the public ``scan()``; ``run``: scans from configuration files;
-- ``plots``: figures of a result.
+- several datasets in one likelihood: ``datasets``, ``trigger``,
+  ``combined_plan``, ``combined_jobs``, ``combined_worker``,
+  ``combined_result``, ``combined_driver`` (``scan_datasets``);
+- ``plots``: figures of a result; ``export_hepdata``: the HEPData submission.
 
-The fit engine is ``fits.evaluate_hypotheses``; ``scans`` never imports
-``bumphunt``.
+The fit engines are ``fits.evaluate_hypotheses`` (one dataset) and
+``fits.combined_table`` (several datasets, nuisances, blind points);
+``scans`` never imports ``bumphunt``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 efficiency interpolated in the ALP mass) are the public contract; see
 ``docs/`` for the file format. The modules, from the bottom up:
 
-- ``alp``: ALP width, decay length, cross-section, coupling conversion;
+- ``alp``: the coupling models (photon-only g_agg, hypercharge g_aBB with Z exchange), ALP widths,
+  decay length, cross-sections, coupling conversion; ``reference_limits``: published limit curves;
 - ``dscb``, ``combinatorial``: the shape functions (numpy, analytic integrals);
   ``shapes``: ``SignalShape``; ``zfit_shapes``: the same shape as zfit PDFs;
 - ``edges``, ``calibration_fitter``, ``mass_fit``, ``calibration``: the
