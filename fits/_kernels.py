@@ -789,15 +789,18 @@ def _solve(H, g, f0, P, d, L):  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy")
-def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter, tol, theta_out, nll_out, g_out, H_out, conv_out, iter_out):  # pragma: no cover - compiled
+def newton_fit(s, xp, rows, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter, tol, theta_out, nll_out, g_out, H_out, conv_out, iter_out):  # pragma: no cover - compiled
     """Damped Newton fits of k hypotheses on their events (see the module docstring).
 
+    Fit ``j`` is of the events of row ``rows[j]`` of ``s``, ``xp``, ``counts``
+    and ``integ`` (a data set fitted at several signal yields needs no copies);
+    the other arrays are indexed by ``j``.
     ``fixed``: the signal yield ``theta[:, 0]`` stays at its start value.
     ``use_alt[j]``: use ``theta_alt[j]`` where ``theta0[j]`` is not feasible.
     Writes the solution, NLL, gradient and Hessian in (mu, beta) at the
     solution, convergence flag and iteration count.
     """
-    k = s.shape[0]
+    k = len(rows)
     P = integ.shape[1]
     f0 = 1 if fixed else 0
     for j in prange(k):
@@ -806,9 +809,10 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
         L = np.zeros((P, P))
         d = np.empty(P)
         th = theta0[j].copy()
-        n = counts[j]
-        sj = s[j]
-        xj = xp[j]
+        i = rows[j]
+        n = counts[i]
+        sj = s[i]
+        xj = xp[i]
         bad = _pass_any(sj, xj, n, th, P, g, H)
         if bad > 0 and use_alt[j]:
             th2 = theta_alt[j].copy()
@@ -819,10 +823,10 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
         if bad > 0:
             # raise the constant background term until the density is positive at every event
             lmin = _lam_min(sj, xj, n, th, P)
-            span = max(integ[j, 1], 1e-12)
+            span = max(integ[i, 1], 1e-12)
             sc = abs(th[0]) + 1.0
             for q in range(1, P):
-                sc += abs(integ[j, q] * th[q])
+                sc += abs(integ[i, q] * th[q])
             shift = -lmin if math.isfinite(lmin) else 0.0
             th[1] += shift + 0.1 * sc / span
             bad = _pass_any(sj, xj, n, th, P, g, H)
@@ -832,7 +836,7 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
         t = 0.0
         for it in range(1, max_iter + 1):  # noqa: B007 - the count is read after the loop (iter_out)
             for a in range(P):
-                g[a] = integ[j, a] - g[a]
+                g[a] = integ[i, a] - g[a]
             ok = _solve(H, g, f0, P, d, L)
             dec = 0.0
             for a in range(f0, P):
@@ -865,8 +869,8 @@ def newton_fit(s, xp, counts, integ, theta0, theta_alt, use_alt, fixed, max_iter
             bad, slog = _pass_nll(sj, xj, n, th, P, g, H)
         lin = 0.0
         for a in range(P):
-            lin += integ[j, a] * th[a]
-            g_out[j, a] = integ[j, a] - g[a]
+            lin += integ[i, a] * th[a]
+            g_out[j, a] = integ[i, a] - g[a]
             theta_out[j, a] = th[a]
             for c in range(P):
                 H_out[j, a, c] = H[a, c]
@@ -885,9 +889,11 @@ def _mu_syst(u, c, a, lognormal):  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy")
-def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max_iter, tol, theta_out, mu_out, nll_out, g_out, H_out, Hf_out, conv_out, iter_out):  # pragma: no cover - compiled
+def newton_fit_syst(s, xp, rows, counts, integ, theta0, syst_c, syst_a, lognormal, max_iter, tol, theta_out, mu_out, nll_out, g_out, H_out, Hf_out, conv_out, iter_out):  # pragma: no cover - compiled
     """Newton fits with a constrained signal-yield nuisance (``mode="syst"`` of ``fits.newton.minimise``).
 
+    Fit ``j`` is of row ``rows[j]`` of ``s``, ``xp``, ``counts`` and ``integ``
+    (as ``newton_fit``); the other arrays are indexed by ``j``.
     The first parameter is the standard-normal nuisance ``u``: the signal
     yield is ``mu = c exp(a u)`` (``lognormal``) or ``mu = c (1 + a u)`` and
     the NLL gains ``u^2 / 2``. Same mathematics, step control and stopping
@@ -899,7 +905,7 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
     ``mu``, the NLL, the gradient and Hessian in ``(mu, beta)``, the Hessian
     in ``(u, beta)``, the convergence flag and the iteration count.
     """
-    k = s.shape[0]
+    k = len(rows)
     P = integ.shape[1]
     for j in prange(k):
         gs = np.empty(P)
@@ -911,9 +917,10 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
         tl = np.empty(P)
         pt = np.empty(P)
         p = theta0[j].copy()
-        n = counts[j]
-        sj = s[j]
-        xj = xp[j]
+        i = rows[j]
+        n = counts[i]
+        sj = s[i]
+        xj = xp[i]
         c = syst_c[j]
         a = syst_a[j]
         m, dm, d2m = _mu_syst(p[0], c, a, lognormal)
@@ -924,10 +931,10 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
         if bad > 0:
             # raise the constant background term until the density is positive at every event
             lmin = _lam_min(sj, xj, n, tl, P)
-            span = max(integ[j, 1], 1e-12)
+            span = max(integ[i, 1], 1e-12)
             sc = abs(m) + 1.0
             for q in range(1, P):
-                sc += abs(integ[j, q] * tl[q])
+                sc += abs(integ[i, q] * tl[q])
             shift = -lmin if math.isfinite(lmin) else 0.0
             shift += 0.1 * sc / span
             p[1] += shift
@@ -935,7 +942,7 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
         bad, slog = _slog(sj, xj, n, tl, P)
         lin = 0.0
         for q in range(P):
-            lin += integ[j, q] * tl[q]
+            lin += integ[i, q] * tl[q]
         nll = lin - slog + 0.5 * p[0] * p[0] if bad == 0 else np.inf
         conv = False
         stuck = False
@@ -943,7 +950,7 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
         for it in range(1, max_iter + 1):  # noqa: B007 - the count is read after the loop (iter_out)
             _pass_any(sj, xj, n, tl, P, gl, Hl)
             for q in range(P):
-                gl[q] = integ[j, q] - gl[q]
+                gl[q] = integ[i, q] - gl[q]
                 gs[q] = gl[q]
                 for q2 in range(P):
                     Hs[q, q2] = Hl[q, q2]
@@ -981,7 +988,7 @@ def newton_fit_syst(s, xp, counts, integ, theta0, syst_c, syst_a, lognormal, max
                 if bad == 0:
                     lin = 0.0
                     for q in range(P):
-                        lin += integ[j, q] * tl[q]
+                        lin += integ[i, q] * tl[q]
                     nll_t = lin - slog + 0.5 * pt[0] * pt[0]
                     if nll_t <= nll + 1e-4 * t * (-dec) + 1e-12 * abs(nll):
                         accepted = True

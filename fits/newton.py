@@ -161,26 +161,36 @@ def start_values(design: Design) -> NDArray:
     return th
 
 
-def _flat_start(design: Design) -> NDArray:
-    th = np.zeros((design.k, design.n_par))
-    th[:, 1] = np.maximum(design.n_events, 1.0) / (design.hi - design.lo)
+def _flat_start(design: Design, rows: NDArray | None = None) -> NDArray:
+    n, lo, hi = design.n_events, design.lo, design.hi
+    if rows is not None:
+        n, lo, hi = n[rows], lo[rows], hi[rows]
+    th = np.zeros((len(n), design.n_par))
+    th[:, 1] = np.maximum(n, 1.0) / (hi - lo)
     return th
 
 
-def _minimise_compiled(design: Design, theta0: NDArray, *, mode: str, max_iter: int, tol: float, theta_alt: NDArray | None) -> NewtonResult | None:
+def _row_map(design: Design, rows: NDArray | None) -> NDArray:
+    return np.arange(design.k, dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+
+
+def _minimise_compiled(design: Design, theta0: NDArray, *, mode: str, max_iter: int, tol: float, theta_alt: NDArray | None,
+                       rows: NDArray | None = None) -> NewtonResult | None:
     """``minimise`` for data designs by the compiled kernel (``fits._kernels.newton_fit``).
 
     Same step control, stopping rule and outputs as the numpy path; each
-    hypothesis iterates on its own. Returns None when numba is not importable.
+    hypothesis iterates on its own. ``rows``: fit ``j`` is of the design's row
+    ``rows[j]`` (all rows in order by default). Returns None when numba is not importable.
     """
     try:
         from ._kernels import newton_fit
     except ImportError:  # pragma: no cover - numba is a dependency
         return None
-    k, P = design.k, design.n_par
+    rmap = _row_map(design, rows)
+    k, P = len(rmap), design.n_par
     th0 = np.ascontiguousarray(theta0, dtype=float)
     if theta_alt is None:
-        alt = _flat_start(design)
+        alt = _flat_start(design, rows)
         if mode == "fixed":
             alt[:, 0] = th0[:, 0]
         use_alt = np.ones(k, bool)
@@ -193,7 +203,7 @@ def _minimise_compiled(design: Design, theta0: NDArray, *, mode: str, max_iter: 
     H = np.empty((k, P, P))
     conv = np.empty(k, bool)
     n_it = np.empty(k, np.int64)
-    newton_fit(design.s, design.xp, np.ascontiguousarray(design.n_events, dtype=np.int64), np.ascontiguousarray(design.integ), th0, alt, use_alt,
+    newton_fit(design.s, design.xp, rmap, np.ascontiguousarray(design.n_events, dtype=np.int64), np.ascontiguousarray(design.integ), th0, alt, use_alt,
                mode == "fixed", int(max_iter), float(tol), theta, nll, g, H, conv, n_it)
     hess = H.copy()
     if mode == "fixed":
@@ -203,18 +213,20 @@ def _minimise_compiled(design: Design, theta0: NDArray, *, mode: str, max_iter: 
     return NewtonResult(theta=theta, mu=theta[:, 0].copy(), nll=nll, hess=hess, grad_lin=g, hess_lin=H, converged=conv, n_iter=int(n_it.max(initial=0)))
 
 
-def _minimise_compiled_syst(design: Design, theta0: NDArray, *, syst_c: NDArray, syst_a: NDArray, syst_kind: str, max_iter: int, tol: float) -> NewtonResult | None:
+def _minimise_compiled_syst(design: Design, theta0: NDArray, *, syst_c: NDArray, syst_a: NDArray, syst_kind: str, max_iter: int, tol: float,
+                            rows: NDArray | None = None) -> NewtonResult | None:
     """``minimise`` in "syst" mode for data designs by the compiled kernel (``fits._kernels.newton_fit_syst``).
 
     Same parametrisation, step control (line search), stopping rule and
-    outputs as the numpy path; each hypothesis iterates on its own. Returns
-    None when numba is not importable.
+    outputs as the numpy path; each hypothesis iterates on its own; ``rows``
+    as for ``_minimise_compiled``. Returns None when numba is not importable.
     """
     try:
         from ._kernels import newton_fit_syst
     except ImportError:  # pragma: no cover - numba is a dependency
         return None
-    k, P = design.k, design.n_par
+    rmap = _row_map(design, rows)
+    k, P = len(rmap), design.n_par
     th0 = np.ascontiguousarray(theta0, dtype=float)
     c = np.ascontiguousarray(np.broadcast_to(np.asarray(syst_c, dtype=float), (k,)))
     a = np.ascontiguousarray(np.broadcast_to(np.asarray(syst_a, dtype=float), (k,)))
@@ -226,7 +238,7 @@ def _minimise_compiled_syst(design: Design, theta0: NDArray, *, syst_c: NDArray,
     Hf = np.empty((k, P, P))
     conv = np.empty(k, bool)
     n_it = np.empty(k, np.int64)
-    newton_fit_syst(design.s, design.xp, np.ascontiguousarray(design.n_events, dtype=np.int64), np.ascontiguousarray(design.integ), th0, c, a,
+    newton_fit_syst(design.s, design.xp, rmap, np.ascontiguousarray(design.n_events, dtype=np.int64), np.ascontiguousarray(design.integ), th0, c, a,
                     syst_kind == "lognormal", int(max_iter), float(tol), theta, mu, nll, g, H, Hf, conv, n_it)
     return NewtonResult(theta=theta, mu=mu, nll=nll, hess=Hf, grad_lin=g, hess_lin=H, converged=conv, n_iter=int(n_it.max(initial=0)))
 
@@ -243,6 +255,7 @@ def minimise(
     tol: float = 1e-9,
     fix_bkg: bool = False,
     theta_alt: NDArray | None = None,
+    rows: NDArray | None = None,
 ) -> NewtonResult:
     """Minimise the NLL of every hypothesis in ``design`` from ``theta0`` (k, P).
 
@@ -262,15 +275,21 @@ def minimise(
     an Armijo decrease. Data designs with per-event values (``design.compact``)
     run on the compiled kernels of ``fits._kernels`` ("free", "fixed" and
     "syst" without ``fix_bkg``), with the same mathematics and outputs.
+
+    ``rows``: fit the design's rows ``rows`` (one fit per entry, a row may
+    repeat; ``theta0`` and the results have one row per entry). The compiled
+    kernels read those rows in place; other paths fit ``design.take(rows)``.
     """
     if design.compact and mode in ("free", "fixed") and not fix_bkg:
-        res = _minimise_compiled(design, theta0, mode=mode, max_iter=max_iter, tol=tol, theta_alt=theta_alt)
+        res = _minimise_compiled(design, theta0, mode=mode, max_iter=max_iter, tol=tol, theta_alt=theta_alt, rows=rows)
         if res is not None:
             return res
     if design.compact and mode == "syst" and not fix_bkg and theta_alt is None and syst_c is not None and syst_a is not None:
-        res = _minimise_compiled_syst(design, theta0, syst_c=syst_c, syst_a=syst_a, syst_kind=syst_kind, max_iter=max_iter, tol=tol)
+        res = _minimise_compiled_syst(design, theta0, syst_c=syst_c, syst_a=syst_a, syst_kind=syst_kind, max_iter=max_iter, tol=tol, rows=rows)
         if res is not None:
             return res
+    if rows is not None:
+        design = design.take(np.asarray(rows, dtype=np.int64))
     M, w, integ = design.M, design.w, design.integ
     k, R, n = M.shape
     P = design.n_par
