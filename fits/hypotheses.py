@@ -6,7 +6,9 @@ flagged with a reason, those with extra peak templates are fitted one by one
 hypotheses with a bounded padded size (``CHUNK_SLOTS`` event slots), each
 evaluated as one batch (``fits.chunks.evaluate_chunk``). The per-chunk results
 are placed into one ``HypothesisTable``. ``engine="zfit"`` hands everything to
-the reference engine instead (``fits.zfit_engine``, slow).
+the reference engine instead (``fits.zfit_engine``, slow). ``limit_method``
+"toys" or "auto" then replaces asymptotic limits by toy CLs limits
+(``fits.limit_methods``).
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from .inputs import (
     sorted_masses,
     window_problems,
 )
+from .limit_methods import AutoRule, check_limit_method, with_limit_method
 from .nuisances import yield_systematic
 from .results import HypothesisTable
+from .toy_runner import ToyOptions
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,11 @@ def evaluate_hypotheses(
     chunk_slots: int = CHUNK_SLOTS,
     show_progress: bool | None = False,
     extra_shapes: Sequence[Sequence[SignalShape] | None] | None = None,
+    limit_method: str = "asymptotic",
+    toys: int = 1000,
+    toy_seed: int = 0,
+    toy_options: ToyOptions | None = None,
+    auto_rule: AutoRule | None = None,
 ) -> HypothesisTable:
     """Fit and (optionally) set limits for k mass hypotheses at once.
 
@@ -106,10 +115,30 @@ def evaluate_hypotheses(
         (``fits.extra_templates``; limits from the asymptotic CLs formulae,
         cross-section limits without the ``signal_scale`` nuisance), the others
         as usual. Not available with ``engine="zfit"`` or ``bkg_fixed``.
+    limit_method : {"asymptotic", "toys", "auto"}
+        How the limits are set (``fits.limit_methods``): the asymptotic
+        formulae (default, today's table); toy CLs for every hypothesis
+        (``fits.toy_limits``); or toys only where the asymptotic conditions
+        fail (``auto_rule``: too few background events under the peak, or
+        pilot toys whose yield spread disagrees with the Asimov error). With
+        toys, hypotheses with extra templates keep asymptotic limits; not
+        available with ``engine="zfit"`` or ``bkg_fixed``.
+    toys : int
+        Toys per hypothesis (background-only, and signal + background per
+        POI value near the crossings) for ``"toys"`` and ``"auto"``.
+    toy_seed : int
+        Seed of the toys (with each hypothesis' mass and window: results do
+        not depend on how the hypotheses are split into calls).
+    toy_options, auto_rule : optional
+        Settings of the toy engine (``fits.toy_runner.ToyOptions``) and of ``"auto"``.
 
     Returns
     -------
     HypothesisTable
+        With ``limit_method`` other than ``"asymptotic"`` a
+        ``fits.limit_methods.ToyHypothesisTable``: the same columns plus
+        ``limit_method`` per hypothesis, the Monte Carlo errors of the limits
+        and the toys used.
     """
     x = sorted_masses(mgg)
     shapes = check_shapes(shapes)
@@ -122,6 +151,8 @@ def evaluate_hypotheses(
     extras = check_extra_shapes(extra_shapes, k)
     if any(extras) and (engine == "zfit" or bkg_fixed is not None):
         raise FitInputError("extra_shapes: floating peak templates need engine='vectorised' and no bkg_fixed")
+    if check_limit_method(limit_method, toys) != "asymptotic" and (engine == "zfit" or bkg_fixed is not None):
+        raise FitInputError(f"limit_method={limit_method!r}: toy limits need engine='vectorised' and no bkg_fixed")
     if check_engine(engine) == "zfit":
         from .zfit_engine import evaluate_hypotheses_zfit  # imports TensorFlow
 
@@ -147,7 +178,11 @@ def evaluate_hypotheses(
     good &= ~with_extra
     for idx in chunk_hypotheses(np.flatnonzero(good), n_events, chunk_slots=chunk_slots):
         result = result.with_rows(idx, evaluate_chunk(request.take(idx)))
-    return _table(sh.mu.copy(), win, n_events, result)
+    table = _table(sh.mu.copy(), win, n_events, result)
+    if limit_method == "asymptotic" or not limits:
+        return table
+    return with_limit_method(table, x, shapes, method=limit_method, n_toys=toys, seed=toy_seed, bkg_order=order, cl=cl, scale=scale,
+                             rel_unc=None if syst is None else syst.rel_unc, syst_kind=syst_kind, fitted=good, rule=auto_rule, options=toy_options)
 
 
 def chunk_hypotheses(idx: NDArray, n_events: NDArray, *, chunk_slots: int = CHUNK_SLOTS) -> list[NDArray]:

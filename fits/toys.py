@@ -7,9 +7,13 @@ signal CDF is analytic (``SignalShape.integral``), the background CDF is
 tabulated on a fine grid of the Chebyshev density (clipped at zero where a
 fitted polynomial dips below it). Every function takes a seed.
 
-Toy fits are one ``fits.vectorised.Batch`` per set of toys; the toy CLs limit
-(``toy_upper_limit``) starts from the asymptotic limit of the data
-(``fits.single.upper_limit_asymptotic``).
+Toy fits are one ``fits.vectorised.Batch`` per set of toys. The toy CLs
+limit of one hypothesis, ``toy_upper_limit``, runs on the batched toy engine
+(``fits.toy_limits``: the same random numbers across the POI grid, all toys
+fitted as one batch, adaptive toy counts, crossings by interpolation with a
+Monte Carlo error). ``toy_upper_limit_grid`` is the former implementation
+(independent toys at each value of a fixed POI grid, extended until CLs
+crosses), kept as a reference and for a fixed background (``bkg_fixed``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtr
 
 from signal_models._common.defaults import DEFAULT_BKG_ORDER, DEFAULT_CL
-from signal_models.shapes import SignalShape, comb_integral, dscb_integral
+from signal_models.shapes import SignalShape
 
 from .asymptotic import N_SIGMA, q_tilde
 from .densities import ShapeArrays, chebyshev_basis
@@ -31,6 +35,8 @@ from .design import Design, moments_at, window_integrals
 from .inputs import HypothesisInput
 from .results import LimitResult
 from .single import upper_limit_asymptotic
+from .toy_limits import toy_cls_limits
+from .toy_sampling import inverse_cdf_sampler, signal_cdf_table
 from .vectorised import Batch
 
 logger = logging.getLogger(__name__)
@@ -43,6 +49,7 @@ __all__ = [
     "fit_toys",
     "ToyFits",
     "toy_upper_limit",
+    "toy_upper_limit_grid",
     "toy_limits",
 ]
 
@@ -50,9 +57,7 @@ _GRID = 4097
 
 
 def _inverse_cdf_sampler(x: NDArray, cdf: NDArray) -> Callable[[NDArray], NDArray]:
-    cdf = np.maximum.accumulate(cdf)
-    cdf = (cdf - cdf[0]) / (cdf[-1] - cdf[0])
-    return lambda u: np.interp(u, cdf, x)
+    return inverse_cdf_sampler(x, cdf)
 
 
 def _background_sampler(window: tuple[float, float], beta: NDArray) -> Callable[[NDArray], NDArray]:
@@ -93,35 +98,11 @@ def _signal_sampler(shape: SignalShape, window: tuple[float, float]) -> Callable
     state: it draws two uniforms per event (first the component, truth-matched
     or combinatorial, then the quantile within it) and inverts each component's
     CDF exactly, while the toys draw one uniform per event and invert the
-    mixture CDF tabulated here. One sampler serves all the events of all the
-    toys of a call; the seeded toys (and the limits from them) keep their numbers.
+    mixture CDF tabulated by ``fits.toy_sampling.signal_cdf_table``. One sampler
+    serves all the events of all the toys of a call; the seeded toys (and the
+    limits from them) keep their numbers.
     """
-    lo, hi = window
-    grids = [np.linspace(lo, hi, _GRID), np.clip(shape.mu + shape.sigma * np.linspace(-12, 12, 2401), lo, hi)]
-    edge_u, width_u = np.inf, 1.0
-    if shape.comb_fraction > 0 and shape.edge_matters(hi):
-        # the wrong-pair edge: a fine grid over the step (+-12 widths) keeps the linear
-        # interpolation of the CDF accurate there; CDF from the analytic edged integral
-        grids.append(np.clip(shape.comb_edge + shape.comb_edge_width * np.linspace(-12, 12, 2401), lo, hi))
-        scale = shape.comb_domain * shape.sigma
-        edge_u, width_u = (shape.comb_edge - shape.mu) / scale, shape.comb_edge_width / scale
-    g = np.unique(np.concatenate(grids))
-    # analytic CDF at the grid points
-    t = (g - shape.mu) / shape.sigma
-    t_lo = (lo - shape.mu) / shape.sigma
-    peak = dscb_integral(np.full_like(t, t_lo), t, shape.alpha_l, shape.n_l, shape.alpha_r, shape.n_r)
-    peak = peak / peak[-1]
-    cdf = (1.0 - shape.comb_fraction) * peak
-    if shape.comb_fraction > 0:
-        s = shape.comb_domain * shape.sigma
-        u = (g - shape.mu) / s
-        comb = comb_integral(np.full_like(u, (lo - shape.mu) / s), u, shape.comb_slope, edge_u, width_u)
-        if not comb[-1] > 0:
-            raise ValueError(
-                f"signal shape at mu = {shape.mu:.6g} GeV: the combinatorial density vanishes on the window "
-                f"[{lo:.6g}, {hi:.6g}] GeV (edge at {shape.comb_edge:.6g} GeV) but comb_fraction = {shape.comb_fraction}"
-            )
-        cdf = cdf + shape.comb_fraction * comb / comb[-1]
+    g, cdf = signal_cdf_table(shape, window)
     return _inverse_cdf_sampler(g, cdf)
 
 
@@ -245,7 +226,7 @@ def _q_toys(toys: Sequence[NDArray], shape: SignalShape, window: tuple[float, fl
     return q, tf.converged & c.converged
 
 
-def toy_upper_limit(
+def toy_upper_limit_grid(
     mgg: NDArray,
     shape: SignalShape,
     window: tuple[float, float],
@@ -258,7 +239,7 @@ def toy_upper_limit(
     poi_values: ArrayLike | None = None,
     bkg_fixed: ArrayLike | None = None,
 ) -> LimitResult:
-    """CLs upper limit from pseudo-experiments (q~_mu), observed and expected band.
+    """CLs upper limit from independent pseudo-experiments on a fixed POI grid (the former ``toy_upper_limit``).
 
     For each tested N_sig (``poi_values``; by default 12 points from 0.3 to
     2.2 x the asymptotic observed limit, extended until CLs crosses), toys
@@ -340,6 +321,52 @@ def toy_upper_limit(
         converged=crossed, reason="" if crossed else "toy CLs did not bracket 1 - cl on the POI grid",
         details={"poi": mus, "cls": obs, "cls_expected": exp, "n_toys": n_toys, "seed": seed, "asymptotic": asym},
     )
+
+
+def toy_upper_limit(
+    mgg: NDArray,
+    shape: SignalShape,
+    window: tuple[float, float],
+    *,
+    bkg_order: int = DEFAULT_BKG_ORDER,
+    cl: float = DEFAULT_CL,
+    n_toys: int = 1000,
+    seed: int | None = 0,
+    signal_scale: float | None = None,
+    poi_values: ArrayLike | None = None,
+    bkg_fixed: ArrayLike | None = None,
+) -> LimitResult:
+    """CLs upper limit from pseudo-experiments (q~_mu), observed and expected band, with Monte Carlo errors.
+
+    One hypothesis of ``fits.toy_limits.toy_cls_limits``: ``n_toys``
+    background-only toys and as many signal + background toys at each POI
+    value near the crossings (the profile construction: toys from the data's
+    conditional fits), the POI grid starting at ``poi_values`` (signal events,
+    or pb with ``signal_scale``) or around the asymptotic limits and extended
+    until every CLs curve crosses ``1 - cl``. ``mgg`` in GeV, ``window``
+    (GeV); ``signal_scale`` (events per pb) turns the limits into
+    cross-sections (pb). ``details``: ``poi`` and ``cls`` / ``cls_expected``
+    (the CLs curves), ``observed_err`` and ``expected_err`` (Monte Carlo
+    errors), ``n_toys``, ``n_fits``, ``seed``, ``asymptotic``. With
+    ``bkg_fixed`` (background held fixed) this is ``toy_upper_limit_grid``.
+    """
+    if bkg_fixed is not None:
+        return toy_upper_limit_grid(mgg, shape, window, bkg_order=bkg_order, cl=cl, n_toys=n_toys, seed=seed, signal_scale=signal_scale,
+                                    poi_values=poi_values, bkg_fixed=bkg_fixed)
+    hyp = HypothesisInput.from_args(mgg, shape, window, bkg_order=bkg_order)
+    asym = upper_limit_asymptotic(hyp, cl=cl)
+    scale = None if signal_scale is None else [float(signal_scale)]
+    grid = None if poi_values is None else [np.asarray(poi_values, float)]
+    t = toy_cls_limits(hyp.mgg, [hyp.shape], [list(hyp.window)], bkg_order=hyp.bkg_order, cl=cl, n_toys=n_toys, seed=0 if seed is None else int(seed),
+                       signal_scale=scale, poi_values=grid)
+    d = t.details[0]
+    f = 1.0 if signal_scale is None else 1.0 / float(signal_scale)
+    details = {"n_toys": n_toys, "seed": seed, "asymptotic": asym, "observed_err": float(t.observed_err[0]), "expected_err": np.array(t.expected_err[0]),
+               "n_fits": int(t.n_fits[0])}
+    if d is not None:
+        details.update(poi=d.poi * f, cls=d.cls[:, 0], cls_expected=d.cls[:, 1:], n_per_poi=d.n_per_poi)
+    return LimitResult(observed=float(t.observed[0]), expected=np.array(t.expected[0]), cl=cl, poi="nsig" if signal_scale is None else "xsec", method="toys",
+                       fit=asym.fit, converged=bool(t.converged[0]), reason=t.reason[0], details=details)
 
 
 def toy_limits(toys: Sequence[NDArray], shape: SignalShape, window: tuple[float, float], *, bkg_order: int = DEFAULT_BKG_ORDER, cl: float = DEFAULT_CL,
