@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "plot": "bumphunt.cli.scan:plot",
     "demo": "bumphunt.cli.demo:demo",
     "export-hepdata": "bumphunt.cli.export:export_hepdata",
+    "inject": "bumphunt.cli.inject:inject",
 }
 
 
