@@ -73,10 +73,40 @@ def cli(verbose: int) -> None:
     if verbose < 2:
         # third-party chatter (font fallbacks, TensorFlow start-up banners) only with -vv
         logging.getLogger("matplotlib").setLevel(logging.ERROR)
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # 3 also hides TensorFlow's C++ errors, e.g. the failed CUDA initialisation on machines without a GPU
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if verbose == 0 else "2")
         os.environ.setdefault("ZFIT_DISABLE_TF_WARNINGS", "1")
 
 
-def main() -> None:
-    """Console-script entry point."""
-    cli()
+def _verbose(argv: list[str]) -> bool:
+    """Whether the command line asks for -v (before the subcommand or anywhere as --verbose)."""
+    for arg in argv:
+        if arg == "--verbose" or (arg.startswith("-v") and set(arg[1:]) == {"v"}):
+            return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point.
+
+    Errors the commands can name end in one line (click). Anything unexpected
+    prints a short message with the path of a log holding the traceback; with
+    ``-v`` the traceback is printed instead.
+    """
+    import sys
+    import tempfile
+    import traceback
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=args, prog_name="bumphunt")
+    except Exception as exc:  # the last line of defence: no traceback for a user unless asked for
+        if _verbose(args):
+            raise
+        fd, path = tempfile.mkstemp(prefix="bumphunt-error-", suffix=".log")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"bumphunt {__version__}: {' '.join(args)}\n")
+            traceback.print_exc(file=fh)
+        click.echo(f"Error: unexpected {type(exc).__name__}: {exc}\n(this is a bug in bumphunt; the traceback is in {path}, "
+                   f"or run again with -v to print it)", err=True)
+        sys.exit(2)

@@ -117,3 +117,27 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "selector" / "plots" / "loss_curves.png").stat().st_size > 1000
     for key in ("Scan result (JSON)", "Signal model (JSON)"):
         assert key in res.output
+
+
+def test_an_unexpected_error_prints_one_message_and_the_log_path_not_a_traceback(tmp_path) -> None:
+    code = (
+        "import scans.config\n"
+        "def boom(*a, **k):\n"
+        "    raise KeyError('simulated bug')\n"
+        "scans.config.load_scan_config = boom\n"
+        "import scans\n"
+        "scans.load_scan_config = boom\n"
+        "from bumphunt.cli import main\n"
+        "main(sys_args)\n"
+    )
+    for verbose in (False, True):
+        args = (["-v"] if verbose else []) + ["scan", "--out", str(tmp_path / "o")]
+        res = subprocess.run([sys.executable, "-c", f"sys_args = {args!r}\n" + code], capture_output=True, text=True, timeout=300)
+        if verbose:
+            assert res.returncode == 1 and "Traceback" in res.stderr and "simulated bug" in res.stderr
+            continue
+        assert res.returncode == 2, res.stderr
+        assert "Traceback" not in res.stderr and "unexpected KeyError: 'simulated bug'" in res.stderr
+        log = res.stderr.split("the traceback is in ")[1].split(",")[0]
+        assert "Traceback" in Path(log).read_text() and "simulated bug" in Path(log).read_text()
+        Path(log).unlink()
