@@ -175,6 +175,8 @@ class CalibrationFitter:
             return nll()
 
         loss = zfit.loss.SimpleLoss(value, params=free, errordef=0.5, gradient=gradient)
+        from zfit.minimizers.strategy import FailMinimizeNaN  # zfit gives up on a likelihood that stays NaN
+
         with warnings.catch_warnings():
             # Minuit and zfit warn on every failed or limit-touching attempt; the verdict is returned
             # (and the attempt retried and logged by the caller) instead
@@ -182,11 +184,11 @@ class CalibrationFitter:
             minimizer = self._rough if rough and strategy == 0 else self._minimizers[strategy]
             try:
                 result = minimizer.minimize(loss)
-            except (RuntimeError, ValueError, FloatingPointError) as exc:
-                # e.g. a non-finite likelihood gradient far out in a tail exponent: a failed
+            except (RuntimeError, ValueError, FloatingPointError, FailMinimizeNaN) as exc:
+                # e.g. a non-finite likelihood (or its gradient) far out in a tail exponent: a failed
                 # attempt, retried by the caller from other starting values
                 values = {k: float(self.params[k].value()) for k in FIT_PARAMS}
-                return StandardisedFit(values=values, valid=False, reason=f"minimisation error: {exc}", edm=math.nan, fmin=math.nan)
+                return StandardisedFit(values=values, valid=False, reason=f"minimisation error: {exc or type(exc).__name__}", edm=math.nan, fmin=math.nan)
         self._last = (result, floating)
         values = {k: float(self.params[k].value()) for k in FIT_PARAMS}
         at_limit = []

@@ -275,6 +275,14 @@ class SignalModel:
         This is the normalisation of the full signal shape: the expected
         number of signal candidates described by ``shape(m)`` is
         ``sigma x L x efficiency_total(m)`` (= ``efficiency(m) / (1 - comb_fraction)``).
+
+        It is not smooth where the wrong-pair edge sqrt(s - m_a^2) crosses the
+        window (m_a near sqrt(s / 2), 7.2-7.7 GeV at Belle II): the wrong pairs
+        pile up towards their edge (m_12^2 is uniform), so their number in the
+        window rises with m_a up to ~1/3 of the truth-matched pairs and drops to
+        none once the edge has left the window. That is kinematics (the wrong
+        pairs per event follow their phase space in the window times a smooth
+        acceptance), not a counting artefact; ``efficiency`` is smooth.
         """
         return _scalar(self.parameter("eff_total", mass))
 

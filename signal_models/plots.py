@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common.plotstyle import style
+from ._common.plotstyle import fit_axis_labels, place_legend, style
 from .model import SignalModel
 from .model_quantities import DERIVED, curve_data
 
@@ -36,7 +36,8 @@ _LABELS = {
 }
 
 
-def _curve_axes(ax: Any, model: SignalModel, name: str, n_points: int = 400) -> None:
+def _curve_axes(ax: Any, model: SignalModel, name: str, n_points: int = 400) -> list[tuple[Any, Any]]:
+    """Draw one quantity vs mass; returns the drawn (x, y) curves and points (for the legend placement)."""
     lo, hi = model.mass_range
     m = np.linspace(lo, hi, n_points)
     y, band = model.parameter(name, m), model.parameter_uncertainty(name, m)
@@ -44,11 +45,14 @@ def _curve_axes(ax: Any, model: SignalModel, name: str, n_points: int = 400) -> 
     ax.plot(m, y, color="C0", lw=1.5, label="derived" if name in DERIVED else f"{model.curves[name].method}")
     mu, v, e = model.curve_points(name) if name in model.curves else curve_data(model.used, name)
     ax.errorbar(mu, v, yerr=e, fmt="o", color="k", ms=4, label="per-mass fits")
+    drawn = [(m, y - band), (m, y), (m, y + band), (mu, v - e), (mu, v), (mu, v + e)]
     held = [f for f in model.fits if f.ok and any(abs(f.mass - h) < 1e-9 for h in model.holdout)]
     if held:
         mh, vh, eh = model.curve_points(name, held) if name in model.curves else curve_data(held, name)
         ax.errorbar(mh, vh, yerr=eh, fmt="s", color="C3", ms=5, mfc="none", label="held out")
+        drawn += [(mh, vh - eh), (mh, vh), (mh, vh + eh)]
     ax.set_ylabel(_LABELS.get(name, name), fontsize="small")
+    return drawn
 
 
 def plot_parameters(model: SignalModel) -> Any:
@@ -59,17 +63,17 @@ def plot_parameters(model: SignalModel) -> Any:
     need = {"comb_slope": "comb_slope", "comb_level": "comb_level", "comb_edge": "comb_edge_q"}
     names = [n for n in names if need.get(n, "mu_shift") in model.curves]
     with style():
-        fig, axes = plt.subplots(5, 2, figsize=(13, 17), sharex=True)
+        fig, axes = plt.subplots(5, 2, figsize=(13, 17), sharex=True, layout="constrained")
         for ax in axes.ravel()[len(names) :]:
             ax.set_visible(False)
-        for ax, name in zip(axes.ravel(), names, strict=False):
-            _curve_axes(ax, model, name)
+        drawn = [_curve_axes(ax, model, name) for ax, name in zip(axes.ravel(), names, strict=False)]
+        for ax in axes.ravel()[: len(names)]:
             ax.tick_params(labelsize="small")
-        axes.ravel()[0].legend(fontsize="x-small")
         for ax in axes.ravel()[max(len(names) - 2, 0) : len(names)]:
             ax.xaxis.set_tick_params(labelbottom=True)
             ax.set_xlabel(r"$m_a$ [GeV]")
-        fig.tight_layout()
+        fit_axis_labels(*axes.ravel()[: len(names)])
+        place_legend(axes.ravel()[0], drawn[0], fontsize="x-small")
     return fig
 
 
@@ -78,18 +82,21 @@ def plot_efficiency(model: SignalModel) -> Any:
     import matplotlib.pyplot as plt
 
     with style():
-        fig, ax = plt.subplots(figsize=(8, 6))
+        fig, ax = plt.subplots(figsize=(8, 6), layout="constrained")
         lo, hi = model.mass_range
         m = np.linspace(lo, hi, 400)
+        drawn = []
         for name, color, text in (("eff_tm", "C0", "truth-matched"), ("eff_total", "C1", "total (incl. combinatorics)")):
             y, band = model.parameter(name, m), model.parameter_uncertainty(name, m)
             ax.fill_between(m, y - band, y + band, color=color, alpha=0.3)
             ax.plot(m, y, color=color, label=text)
             mu, v, e = curve_data(model.used, name)
             ax.errorbar(mu, v, yerr=e, fmt="o", color=color, ms=4)
+            drawn += [(m, y - band), (m, y), (m, y + band), (mu, v - e), (mu, v), (mu, v + e)]
         ax.set_xlabel(r"$m_a$ [GeV]")
         ax.set_ylabel("signal efficiency")
-        ax.legend(fontsize="small")
+        fit_axis_labels(ax)
+        place_legend(ax, drawn, fontsize="small")
     return fig
 
 
@@ -120,9 +127,12 @@ def plot_mass_fit(model: SignalModel, mass: float, *, interpolated: bool = False
     prob = np.array([shape.integral(a, b, lo, hi) for a, b in zip(edges[:-1], edges[1:], strict=True)])
     expected = total * prob
     centres = 0.5 * (edges[1:] + edges[:-1])
-    err = np.sqrt(np.maximum(sumw2, 1.0))
+    # one candidate's weight (1 for unweighted MC): the error floor of a bin and the lowest count shown
+    unit = float(sumw2.sum() / total) if total > 0 else 1.0
+    err = np.sqrt(np.maximum(sumw2, unit * unit))
     with style():
-        fig, (ax, axp) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05})
+        fig, (ax, axp) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]}, layout="constrained")
+        fig.get_layout_engine().set(hspace=0.0, h_pad=0.02)
         ax.errorbar(centres, counts, yerr=err, fmt="o", color="k", ms=3, label="signal MC")
         ax.stairs(counts_tm, edges, color="C2", alpha=0.6, label="truth-matched MC")
         x = np.linspace(lo, hi, 800)
@@ -131,8 +141,7 @@ def plot_mass_fit(model: SignalModel, mass: float, *, interpolated: bool = False
         ax.plot(x, total * width * shape.comb_fraction * shape.comb_pdf(x, lo, hi), color="C1", ls="--", label="combinatorial part")
         ax.set_ylabel("candidates / bin")
         ax.set_yscale("log")
-        ax.set_ylim(0.5, None)
-        ax.legend(fontsize="small", title=f"$m_a$ = {mass:.4g} GeV", title_fontsize="small")
+        ax.set_ylim(0.5 * unit, 30.0 * max(float(counts.max()), unit))  # a decade above the peak for the legend
         pulls = (counts - expected) / np.sqrt(np.maximum(expected, 1e-9) * (sumw2.sum() / max(total, 1e-300)))
         axp.bar(centres, pulls, width=width, color="C0")
         axp.axhline(0, color="k", lw=0.8)
@@ -144,7 +153,12 @@ def plot_mass_fit(model: SignalModel, mass: float, *, interpolated: bool = False
             text = rf"closure: $\chi^2$/ndf = {np.sum(pulls[used] ** 2):.1f}/{int(used.sum()) - 1} (bins with > 5 expected)"
         else:
             text = rf"$\chi^2$/ndf = {fit.chi2:.1f}/{fit.ndf} (equal-probability bins)"
-        ax.text(0.02, 0.95, text, transform=ax.transAxes, fontsize="small", va="top")
+        fit_axis_labels(ax, axp)
+        model_y = total * width * shape.pdf(x, lo, hi)
+        drawn = [(centres, counts), (centres, counts + err), (centres, counts - err), (centres, counts_tm), (x, model_y),
+                 (x, total * width * shape.comb_fraction * shape.comb_pdf(x, lo, hi))]
+        # the goodness of fit heads the legend: placed with it where it covers no data
+        place_legend(ax, drawn, fontsize="x-small", ncol=2, title=f"$m_a$ = {mass:.4g} GeV\n{text}", title_fontsize="x-small")
     return fig
 
 

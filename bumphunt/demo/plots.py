@@ -10,10 +10,23 @@ from signal_models._common import plotstyle
 
 from .settings import sample_kind
 
-__all__ = ["plot_mgg_per_sample", "plot_mgg_stacked", "MGG_BINS"]
+__all__ = ["plot_mgg_per_sample", "plot_mgg_stacked", "process_colours", "MGG_BINS", "PROCESS_COLOURS"]
 
 #: Binning of the demo M_gg plots (GeV).
 MGG_BINS = np.linspace(0.0, 10.5, 211)
+
+#: Colours of the processes in a stacked plot, the pseudo-data being black: each next colour is the one
+#: (of Kelly's colours of maximum contrast and matplotlib's tab10) farthest from all before it in CIELAB,
+#: so any first k of them differ by at least a CIE76 colour difference of 28 (k <= 15).
+PROCESS_COLOURS = (
+    "#DCD300", "#d62728", "#A1CAF1", "#008856", "#e377c2", "#8c564b", "#F38400", "#0067A5",
+    "#C2B280", "#F99379", "#2ca02c", "#17becf", "#2B3D26", "#875692", "#848482",
+)
+
+
+def process_colours(n: int) -> list[str]:
+    """``n`` process colours from ``PROCESS_COLOURS`` (repeating only beyond its 15)."""
+    return [PROCESS_COLOURS[i % len(PROCESS_COLOURS)] for i in range(n)]
 
 
 def plot_mgg_per_sample(candidates: dict[str, dict[str, np.ndarray]], *, bins: np.ndarray = MGG_BINS, lumi_fb: float | None = None,
@@ -60,10 +73,9 @@ def plot_mgg_stacked(candidates: dict[str, dict[str, np.ndarray]], *, bins: np.n
     kinds = {n: sample_kind(n) for n in candidates}
     bkg = {n: c for n, c in candidates.items() if kinds[n] == "background" and len(c["mgg"])}
     sig = {n: c for n, c in candidates.items() if kinds[n] == "signal" and len(c["mgg"])}
-    # distinct colours: the backgrounds from tab20's dark shades, the signals from its light ones
-    palette = plt.get_cmap("tab20").colors
-    bkg_colors = [palette[2 * (i % 10)] for i in range(len(bkg))]
-    sig_colors = [palette[(2 * (i + len(bkg)) + 1) % 20] for i in range(len(sig))]
+    # one colour per process: the backgrounds' fills, then the signals' lines (PROCESS_COLOURS)
+    colours = process_colours(len(bkg) + len(sig))
+    bkg_colors, sig_colors = colours[: len(bkg)], colours[len(bkg) :]
     ymax = 1.0
     curves = []
     if bkg:

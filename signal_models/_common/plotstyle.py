@@ -89,13 +89,19 @@ def _display_points(ax: Any, xy: Any) -> Any:
     return ax.transData.transform(np.column_stack([x[ok], y[ok]]))
 
 
-def legend_overlaps(ax: Any, legend: Any, curves: Any) -> bool:
-    """Whether ``legend`` covers any point of ``curves`` (a list of (x, y) arrays in data units)."""
+def legend_overlaps(ax: Any, legend: Any, curves: Any, *, draw: bool = True) -> bool:
+    """Whether ``legend`` covers any point of ``curves`` (a list of (x, y) arrays in data units).
+
+    ``draw=False`` skips drawing the figure first: for a legend moved inside
+    axes whose layout and limits are already drawn (the legend's box follows
+    from its location without a new draw).
+    """
     import numpy as np
 
     fig = ax.figure
-    fig.canvas.draw()
-    box = legend.get_window_extent()
+    if draw:
+        fig.canvas.draw()
+    box = legend.get_window_extent(fig.canvas.get_renderer())
     for xy in curves:
         pts = _display_points(ax, xy)
         inside = (pts[:, 0] >= box.x0) & (pts[:, 0] <= box.x1) & (pts[:, 1] >= box.y0) & (pts[:, 1] <= box.y1)
@@ -120,9 +126,11 @@ def place_legend(ax: Any, curves: Any, *, headroom_steps: int = 4, **kwargs: Any
                 ax.set_ylim(lo, hi * (hi / lo) ** 0.25)
             else:
                 ax.set_ylim(lo, hi + 0.25 * (hi - lo))
+        # one draw settles the layout and limits; a legend inside the axes does not change them
+        ax.figure.canvas.draw()
         for loc in _LEGEND_LOCATIONS:
             legend = ax.legend(loc=loc, **kwargs)
-            if not legend_overlaps(ax, legend, curves):
+            if not legend_overlaps(ax, legend, curves, draw=False):
                 return legend
     return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
 
@@ -148,28 +156,38 @@ def _label_fits(ax: Any, axis: str, renderer: Any) -> bool:
     return span.y0 >= frame.y0 - tol and span.y1 <= frame.y1 + tol
 
 
-def axis_labels_fit(ax: Any) -> bool:
-    """Whether the axis labels of ``ax`` stay beside their axes' frame (x label within its width, y label within its height)."""
-    fig = ax.figure
+def axis_labels_fit(*axes: Any) -> bool:
+    """Whether the axis labels of ``axes`` stay beside their axes' frames (x label within its width, y label within its height)."""
+    if not axes:
+        return True
+    fig = axes[0].figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    return _label_fits(ax, "x", renderer) and _label_fits(ax, "y", renderer)
+    return all(_label_fits(ax, axis, renderer) for ax in axes for axis in ("x", "y"))
 
 
-def fit_axis_labels(ax: Any, *, min_size: float = 8.0) -> None:
-    """Shrink the font of an axis label that is longer than its axes' side until it fits (not below ``min_size`` points).
+def fit_axis_labels(*axes: Any, min_size: float = 8.0) -> None:
+    """Shrink the font of each axis label of ``axes`` (one figure) that is longer than its axes' side until it fits.
 
     A label longer than the frame runs past the axes' ends (and off a saved
-    figure); the shrink is proportional to the overflow, repeated until it fits.
+    figure); the shrink is proportional to the overflow, repeated until every
+    label fits or is down to ``min_size`` points.
     """
-    fig = ax.figure
-    for axis in ("x", "y"):
-        text = ax.xaxis.label if axis == "x" else ax.yaxis.label
-        for _ in range(5):
-            fig.canvas.draw()
-            renderer = fig.canvas.get_renderer()
-            if _label_fits(ax, axis, renderer) or text.get_fontsize() <= min_size:
-                break
-            span, frame = text.get_window_extent(renderer), ax.get_window_extent(renderer)
-            ratio = frame.width / span.width if axis == "x" else frame.height / span.height
-            text.set_fontsize(max(min_size, 0.98 * ratio * text.get_fontsize()))
+    if not axes:
+        return
+    fig = axes[0].figure
+    for _ in range(5):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        shrunk = False
+        for ax in axes:
+            for axis in ("x", "y"):
+                text = ax.xaxis.label if axis == "x" else ax.yaxis.label
+                if _label_fits(ax, axis, renderer) or text.get_fontsize() <= min_size:
+                    continue
+                span, frame = text.get_window_extent(renderer), ax.get_window_extent(renderer)
+                ratio = frame.width / span.width if axis == "x" else frame.height / span.height
+                text.set_fontsize(max(min_size, 0.98 * ratio * text.get_fontsize()))
+                shrunk = True
+        if not shrunk:
+            return
