@@ -51,7 +51,7 @@ from .results import FitResult, HypothesisTable, LimitResult
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ZfitHypothesis", "fit_zfit", "upper_limit_hepstats", "evaluate_hypotheses_zfit", "signal_pdf_zfit"]
+__all__ = ["ZfitHypothesis", "fit_zfit", "upper_limit_hepstats", "evaluate_hypotheses_zfit", "signal_pdf_zfit", "import_zfit"]
 
 _counter = itertools.count()
 
@@ -63,6 +63,11 @@ def _zfit() -> ModuleType:
     import zfit
 
     return zfit
+
+
+def import_zfit() -> ModuleType:
+    """zfit for the other zfit modules of ``fits`` (imported on first use, start-up messages off as in ``_zfit``)."""
+    return _zfit()
 
 
 def _quiet() -> Any:
