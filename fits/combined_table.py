@@ -11,6 +11,7 @@ hypothesis whose numbers are not finite is flagged (``converged`` False, a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -55,6 +56,9 @@ class CombinedTable:
     bkg_orders : ndarray (k, C) int
         Background order of each channel.
     channel_names, nuisance_names : tuple of str
+    gof_pvalue : ndarray (k,) or None
+        Binned goodness-of-fit p-value of each hypothesis (``fits.goodness_of_fit.gof_combined``; NaN where
+        it could not be computed), when asked for.
     """
 
     mu_hat: NDArray
@@ -74,6 +78,7 @@ class CombinedTable:
     bkg_orders: NDArray
     channel_names: tuple[str, ...]
     nuisance_names: tuple[str, ...]
+    gof_pvalue: NDArray | None = None
 
     def __len__(self) -> int:
         return len(self.mu_hat)
@@ -121,7 +126,8 @@ def table_from_batch(batch: CombinedBatch, *, ul_obs: NDArray | None = None, ul_
     )
 
 
-def evaluate_combined(request: CombinedRequest, *, cl: float = DEFAULT_CL, limits: bool = True, expected: bool = True) -> CombinedTable:
+def evaluate_combined(request: CombinedRequest, *, cl: float = DEFAULT_CL, limits: bool = True, expected: bool = True,
+                      gof: bool = False) -> CombinedTable:
     """Fit the k hypotheses of ``request``; with ``limits``, observed (and ``expected``) CLs limits on mu.
 
     Parameters
@@ -132,6 +138,8 @@ def evaluate_combined(request: CombinedRequest, *, cl: float = DEFAULT_CL, limit
         Confidence level of the limits.
     limits, expected : bool
         Compute the observed, and the expected, limits (fits and local Z only when False).
+    gof : bool
+        Also the binned goodness-of-fit p-value of every hypothesis (asymptotic).
 
     Returns
     -------
@@ -141,11 +149,17 @@ def evaluate_combined(request: CombinedRequest, *, cl: float = DEFAULT_CL, limit
 
     batch = CombinedBatch(request)
     batch.fit()
+    pvalues = None
+    if gof:
+        from .goodness_of_fit import gof_combined
+
+        res = gof_combined(batch)
+        pvalues = np.where(res.ok, res.pvalue, np.nan)
     if not limits:
-        return table_from_batch(batch)
+        return dataclasses.replace(table_from_batch(batch), gof_pvalue=pvalues)
     obs, obs_ok = observed_limits(batch, cl=cl)
     exp, exp_ok = expected_limits(batch, cl=cl) if expected else (None, np.ones(request.k, bool))
-    return table_from_batch(batch, ul_obs=obs, ul_exp=exp, limit_ok=obs_ok & exp_ok)
+    return dataclasses.replace(table_from_batch(batch, ul_obs=obs, ul_exp=exp, limit_ok=obs_ok & exp_ok), gof_pvalue=pvalues)
 
 
 def evaluate_combined_expected(request: CombinedRequest, *, cl: float = DEFAULT_CL,

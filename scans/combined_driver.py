@@ -42,7 +42,7 @@ from .jobs import ToyResult
 from .lee import SmoothBackground, fit_smooth_background, global_significance, segment_labels
 from .pipeline import Stage, run_checkpointed
 from .plan import veto_ranges, vetoed_mass_ranges
-from .result import log_unfitted, scan_result, write_result
+from .result import gof_summary, log_unfitted, scan_result, write_result
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +191,7 @@ def scan_datasets(
     result["nuisances"] = list(plan.nuisance_names)
     result["background_model"] = settings.method
     result["blinding"] = blinding_record(cfg["blinding"], unblind=unblind, n_blind=n_blind)
+    result["gof"] = gof_summary(points, cfg["gof"], combined=True)
     if out is not None:
         write_result(result, out / cfg["output"]["result"], csv_path=out / cfg["output"]["csv"])
     if "max_z_local" in global_:

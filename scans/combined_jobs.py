@@ -53,6 +53,8 @@ class CombinedSettings:
         Refit failed hypotheses with lower background orders.
     reference_xsec : float or None
         Blinded points: the cross-section (pb) whose median expected significance is reported.
+    gof : bool
+        Binned goodness-of-fit p-value of every fitted hypothesis (not for the envelope).
     """
 
     cl: float
@@ -62,13 +64,14 @@ class CombinedSettings:
     penalty: float = 1.0
     order_fallback: bool = True
     reference_xsec: float | None = None
+    gof: bool = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CombinedSettings:
         bm = config["background_model"]
         return cls(cl=config["cl"], method=bm["method"], orders=tuple(sorted(set(bm["orders"]))), ftest_pvalue=bm["ftest_pvalue"],
                    penalty=bm["penalty"], order_fallback=config["bkg_order_fallback"],
-                   reference_xsec=config["blinding"]["reference_xsec_pb"])
+                   reference_xsec=config["blinding"]["reference_xsec_pb"], gof=config["gof"]["method"] != "none")
 
 
 def _window_cover(x: NDArray, lo: NDArray, hi: NDArray, data_range: NDArray) -> NDArray:
@@ -170,6 +173,8 @@ class CombinedBlockResult:
         Points fitted background-only (their observed fields are NaN and never reported).
     z_reference : tuple of float
         Blinded points: median expected significance of the reference signal (NaN otherwise).
+    gof_pvalue : tuple of float
+        Goodness-of-fit p-value (NaN where not computed).
     """
 
     mu_hat: tuple[float, ...]
@@ -187,6 +192,7 @@ class CombinedBlockResult:
     nuisance_err: tuple[tuple[float, ...], ...]
     blinded: tuple[bool, ...] = ()
     z_reference: tuple[float, ...] = ()
+    gof_pvalue: tuple[float, ...] = ()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CombinedBlockResult:
@@ -199,6 +205,7 @@ class CombinedBlockResult:
             nuisance_hat=read_bands(data["nuisance_hat"]), nuisance_err=read_bands(data["nuisance_err"]),
             blinded=tuple(bool(v) for v in data.get("blinded", [False] * len(data["converged"]))),
             z_reference=read_floats(data.get("z_reference", ["nan"] * len(data["converged"]))),
+            gof_pvalue=read_floats(data.get("gof_pvalue", ["nan"] * len(data["converged"]))),
         )
 
     def to_json(self) -> dict[str, Any]:

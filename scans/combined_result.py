@@ -126,6 +126,8 @@ def combined_point_record(plan: CombinedPlan, i: int, block: CombinedBlockResult
     nuis = {n: {"value": float(block.nuisance_hat[j][a]), "error": float(block.nuisance_err[j][a])} for a, n in enumerate(plan.nuisance_names)}
     out = {k: point[k] for k in POINT_KEYS}
     out.update({"xsec_pb": point["xsec_pb"], "xsec_pb_err": point["xsec_pb_err"], "channels": channels, "nuisances": nuis})
+    if block.gof_pvalue and _finite(block.gof_pvalue[j]):
+        out["gof_pvalue"] = block.gof_pvalue[j]
     if reason:
         out["note"] = reason
     return out

@@ -70,6 +70,8 @@ def _columns(table: Any, *, limits: bool) -> dict[str, list]:
     if limits:
         out["ul_obs"] = np.asarray(table.ul_obs, float).tolist()
         out["ul_exp"] = np.asarray(table.ul_exp, float).tolist()
+    gof = getattr(table, "gof_pvalue", None)
+    out["gof_pvalue"] = [float("nan")] * len(table.mu_hat) if gof is None else np.asarray(gof, float).tolist()
     return out
 
 
@@ -85,7 +87,7 @@ def _evaluate(req: Any, settings: CombinedSettings, *, limits: bool) -> Any:
         req = dataclasses.replace(req, orders=choice.orders)
     from fits.combined_table import evaluate_combined
 
-    return evaluate_combined(req, cl=settings.cl, limits=limits, expected=limits)
+    return evaluate_combined(req, cl=settings.cl, limits=limits, expected=limits, gof=settings.gof and limits)
 
 
 def _evaluate_blind(req: Any, settings: CombinedSettings) -> tuple[Any, NDArray | None]:

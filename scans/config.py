@@ -186,6 +186,23 @@ SCAN_SCHEMA: dict[str, Any] = {
         "nuisances": NUISANCES_SCHEMA,
         "background_model": BACKGROUND_MODEL_SCHEMA,
         "blinding": BLINDING_SCHEMA,
+        "gof": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "description": "Goodness of fit of every fitted window (fits.goodness_of_fit); the p-value goes into each point.",
+            "properties": {
+                "method": {"enum": ["binned", "anderson-darling", "none"], "default": "binned",
+                           "description": "binned: Baker-Cousins chi2 in bins of equal fitted probability; anderson-darling: unbinned A^2 "
+                                          "(always toy-calibrated); none: no test."},
+                "toys": {"type": "integer", "minimum": 0, "default": 0,
+                         "description": "Toys per window calibrating the p-value (0: the chi2 law for binned, 100 for anderson-darling). "
+                                        "Sparse windows (tens of events) need toys."},
+                "alpha": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.01,
+                          "description": "Windows with a p-value below this are listed in the result's gof summary."},
+                "seed": {"type": "integer", "minimum": 0, "default": 777, "description": "Seed of the calibration toys."},
+            },
+        },
         "cl": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": DEFAULT_CL,
                "description": "Confidence level of the upper limits."},
         "engine": {"enum": ["vectorised", "zfit"], "default": "vectorised"},

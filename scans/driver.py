@@ -49,7 +49,7 @@ from .jobs import BlockResult, FitSettings, ToyResult, block_jobs, toy_jobs
 from .lee import fit_smooth_background, global_significance, segment_labels
 from .pipeline import Stage, run_checkpointed
 from .plan import ScanPlan, plan_scan, signal_efficiency, sorted_candidates, veto_ranges, vetoed_mass_ranges
-from .result import POINT_KEYS, log_unfitted, points_csv, scan_points, scan_result, write_result
+from .result import POINT_KEYS, gof_summary, log_unfitted, points_csv, scan_points, scan_result, write_result
 from .worker import evaluate_block, evaluate_toy
 
 logger = logging.getLogger(__name__)
@@ -233,6 +233,7 @@ def scan(
                          provenance=cfg["provenance"] if provenance is None else provenance,
                          vetoed_ranges=vetoed_mass_ranges(plan, cfg["vetoes"]))
     result["blinding"] = blinding_record(cfg["blinding"], unblind=unblind, n_blind=0)
+    result["gof"] = gof_summary(points, cfg["gof"])
     if out is not None:
         write_result(result, out / cfg["output"]["result"], csv_path=out / cfg["output"]["csv"])
     logger.info("scan finished in %.1f s: max local Z %.2f at %.4g GeV, global Z %.2f (%s)",

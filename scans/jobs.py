@@ -75,17 +75,27 @@ class FitSettings:
         Confidence level of the upper limits (e.g. 0.95).
     engine : {"vectorised", "zfit"}
         Fit engine of ``fits.evaluate_hypotheses``.
+    gof_method : {"binned", "anderson-darling", "none"}
+        Goodness-of-fit test of every fitted window (``fits.goodness_of_fit``).
+    gof_toys : int
+        Calibration toys per window (0: asymptotic for binned, the default for Anderson-Darling).
+    gof_seed : int
     """
 
     bkg_order: int
     order_fallback: bool
     cl: float
     engine: str
+    gof_method: str = "none"
+    gof_toys: int = 0
+    gof_seed: int = 777
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FitSettings:
         """The settings of a completed scan configuration."""
-        return cls(bkg_order=config["bkg_order"], order_fallback=config["bkg_order_fallback"], cl=config["cl"], engine=config["engine"])
+        gof = config["gof"]
+        return cls(bkg_order=config["bkg_order"], order_fallback=config["bkg_order_fallback"], cl=config["cl"], engine=config["engine"],
+                   gof_method=gof["method"], gof_toys=gof["toys"], gof_seed=gof["seed"])
 
 
 @dataclass(frozen=True, eq=False)
@@ -279,6 +289,8 @@ class BlockResult:
     ul_xsec_obs, ul_xsec_exp : tuples of float (pb), or None
         Cross-section limits with the signal-scale systematic (None when the
         engine gave none).
+    gof_pvalue : tuple of float, or None
+        Goodness-of-fit p-value of each window (NaN where it could not be computed; None: not asked for).
     """
 
     n_events: tuple[int, ...]
@@ -294,6 +306,7 @@ class BlockResult:
     bkg_order: tuple[int, ...]
     ul_xsec_obs: tuple[float, ...] | None = None
     ul_xsec_exp: tuple[tuple[float, ...], ...] | None = None
+    gof_pvalue: tuple[float, ...] | None = None
 
     @property
     def has_xsec(self) -> bool:
@@ -317,12 +330,13 @@ class BlockResult:
             bkg_order=tuple(int(v) for v in data["bkg_order"]),
             ul_xsec_obs=read_floats(data["ul_xsec_obs"]) if data.get("ul_xsec_obs") is not None else None,
             ul_xsec_exp=read_bands(data["ul_xsec_exp"]) if data.get("ul_xsec_exp") is not None else None,
+            gof_pvalue=read_floats(data["gof_pvalue"]) if data.get("gof_pvalue") is not None else None,
         )
 
     def to_json(self) -> dict[str, Any]:
         """The columns as JSON-ready lists (non-finite numbers as strings)."""
         out: dict[str, Any] = {}
-        for name in (*BLOCK_COLUMNS, "bkg_order"):
+        for name in (*BLOCK_COLUMNS, "bkg_order", "gof_pvalue"):
             value = getattr(self, name)
             if value is None:
                 continue

@@ -316,6 +316,12 @@ def plot_all(
     ]
     if "max_z_local" in result["global"]:  # a fully blind scan has no observed significance to draw
         paths.append(_save(plot_p0(result), out / "local_p0.png"))
+    pvalues = np.array([p["gof_pvalue"] for p in result["points"] if "gof_pvalue" in p])
+    if pvalues.size:  # the goodness of fit of the windows over the scan
+        from fits.goodness_of_fit import plot_gof_pvalues
+
+        alpha = float((result.get("gof") or {}).get("alpha", 0.01))
+        paths.append(_save(plot_gof_pvalues(pvalues, alpha=alpha), out / "gof_pvalues.png"))
     if fit_masses and (result.get("blinding") or {}).get("blinded_points"):
         raise ValueError("fit plots show observed numbers: this result is blind (bumphunt scan --unblind first)")
     if fit_masses:

@@ -30,7 +30,7 @@ from .plan import ScanPlan
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["POINT_KEYS", "CSV_COLUMNS", "point_record", "scan_points", "scan_result", "points_csv", "write_result", "log_unfitted", "unfitted_summary"]
+__all__ = ["POINT_KEYS", "CSV_COLUMNS", "point_record", "scan_points", "scan_result", "points_csv", "write_result", "log_unfitted", "unfitted_summary", "gof_summary"]
 
 #: keys of a fitted point, in the order of DESIGN.md
 POINT_KEYS = (
@@ -47,7 +47,7 @@ _BAND = ("m2", "m1", "med", "p1", "p2")
 CSV_COLUMNS = ["mass", "vetoed", "converged", "reason", "window_lo", "window_hi", "n_events", "nsig", "nsig_err", "z_local",
                "efficiency", "ul_nsig_obs", *[f"ul_nsig_exp_{s}" for s in _BAND],
                "ul_xsec_pb_obs", *[f"ul_xsec_pb_exp_{s}" for s in _BAND],
-               "ul_g_gev_obs", *[f"ul_g_gev_exp_{s}" for s in _BAND]]
+               "ul_g_gev_obs", *[f"ul_g_gev_exp_{s}" for s in _BAND], "gof_pvalue"]
 
 
 def _finite(x: Any) -> bool:
@@ -100,6 +100,8 @@ def point_record(plan: ScanPlan, i: int, block: BlockResult | None, j: int) -> d
         "ul_nsig_exp": list(block.ul_nsig_exp[j]),
         "efficiency": float(plan.efficiency[i]),
     }
+    if block.gof_pvalue is not None and _finite(block.gof_pvalue[j]):
+        point["gof_pvalue"] = block.gof_pvalue[j]
     if conv:
         if block.ul_xsec_obs is not None and block.ul_xsec_exp is not None:
             xs_obs, xs_exp = block.ul_xsec_obs[j], list(block.ul_xsec_exp[j])
@@ -126,7 +128,7 @@ def point_record(plan: ScanPlan, i: int, block: BlockResult | None, j: int) -> d
         # a failed fit carries no fit numbers (the engine's placeholders would look like results)
         keep = {k: v for k, v in point.items() if k in _BASE_KEYS}
         return {**keep, "converged": False, "reason": reason or "fit did not converge"}
-    return {k: point[k] for k in POINT_KEYS}
+    return {k: point[k] for k in (*POINT_KEYS, "gof_pvalue") if k in point}
 
 
 def scan_points(plan: ScanPlan, blocks: Sequence[BlockResult]) -> list[dict[str, Any]]:
@@ -205,7 +207,8 @@ def points_csv(result: Mapping[str, Any]) -> str:
     writer.writeheader()
     for p in result["points"]:
         row: dict[str, Any] = {k: p.get(k, "") for k in ("mass", "vetoed", "converged", "reason", "n_events", "nsig", "nsig_err",
-                                                          "z_local", "efficiency", "ul_nsig_obs", "ul_xsec_pb_obs", "ul_g_gev_obs")}
+                                                          "z_local", "efficiency", "ul_nsig_obs", "ul_xsec_pb_obs", "ul_g_gev_obs",
+                                                          "gof_pvalue")}
         if "window" in p:
             row["window_lo"], row["window_hi"] = p["window"]
         for key in ("ul_nsig_exp", "ul_xsec_pb_exp", "ul_g_gev_exp"):
@@ -255,3 +258,19 @@ def log_unfitted(points: Sequence[Mapping[str, Any]]) -> int:
     if n:
         logger.warning("%d of %d mass points were not fitted: %s", n, len(points), text)
     return n
+
+
+def gof_summary(points: Sequence[Mapping[str, Any]], section: Mapping[str, Any], *, combined: bool = False) -> dict[str, Any]:
+    """The result's ``gof`` record: method, calibration, how many windows were tested, those with a p-value below ``alpha``."""
+    method = section["method"]
+    if method == "none":
+        return {"method": "none"}
+    tested = [p for p in points if "gof_pvalue" in p]
+    flagged = sorted(({"mass": p["mass"], "pvalue": p["gof_pvalue"]} for p in tested if p["gof_pvalue"] < section["alpha"]),
+                     key=lambda r: r["pvalue"])
+    calibration = "toys" if (method == "anderson-darling" or section["toys"] > 0) and not combined else "asymptotic"
+    if flagged:
+        logger.warning("goodness of fit: %d of %d windows have p < %g (smallest %.2g at %.4g GeV)", len(flagged), len(tested),
+                       section["alpha"], flagged[0]["pvalue"], flagged[0]["mass"])
+    return {"method": "binned" if combined else method, "calibration": calibration, "alpha": section["alpha"], "n_tested": len(tested),
+            "flagged": flagged}

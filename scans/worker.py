@@ -134,9 +134,28 @@ def fit_hypotheses(
             engine=fit.engine,
             extra_shapes=None if sub.extras is None else list(sub.extras),
         )
-        return table_columns(table, columns=columns)
+        cols = table_columns(table, columns=columns)
+        if limits and fit.gof_method != "none":
+            cols["gof_pvalue"] = _gof_pvalues(mgg, sub, table, fit, order)
+        return cols
 
     return with_order_fallback(evaluate, len(hypotheses), order=fit.bkg_order, fallback=fit.order_fallback)
+
+
+def _gof_pvalues(mgg: NDArray[np.float64], hypotheses: Hypotheses, table: Any, fit: FitSettings, order: int) -> list[float]:
+    """Goodness-of-fit p-values of fitted hypotheses (NaN where not computable, e.g. windows with peak templates)."""
+    from fits.goodness_of_fit import gof_pvalues
+
+    valid = np.asarray(table.converged, bool)
+    if hypotheses.extras is not None:
+        valid &= np.array([len(e) == 0 for e in hypotheses.extras])  # a peak template is not in (nsig, beta)
+    if not valid.any() or table.beta is None:
+        return [float("nan")] * len(hypotheses)
+    first = float(hypotheses.shapes[0].mu)
+    seed = np.random.SeedSequence([fit.gof_seed, int(round(first * 1e6)), order])  # the block's own seed: any worker, any order
+    res = gof_pvalues(mgg, list(hypotheses.shapes), hypotheses.windows, table.nsig, table.beta, method=fit.gof_method,
+                      toys=fit.gof_toys or None, seed=seed, bkg_order=order, valid=valid)
+    return [float(p) if ok else float("nan") for p, ok in zip(res.pvalue, res.ok)]
 
 
 def evaluate_block(job: BlockJob) -> BlockResult:

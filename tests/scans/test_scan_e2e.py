@@ -86,11 +86,16 @@ def test_result_format_strict(injected) -> None:
         if p["vetoed"]:
             continue
         if p["converged"]:
-            assert list(p) == list(POINT_KEYS)
+            assert [k for k in p if k != "gof_pvalue"] == list(POINT_KEYS)
             assert all(v is not None for v in p.values())
+            assert 0.0 <= p.get("gof_pvalue", 0.5) <= 1.0
             assert len(p["ul_nsig_exp"]) == len(p["ul_xsec_pb_exp"]) == len(p["ul_g_gev_exp"]) == 5
         else:
             assert p["reason"]
+    peaks = (0.1349768, 0.547862, 0.95778)  # pi0, eta, eta': windows holding one fit it as a template, which the GoF model lacks
+    tested = [p for p in back["points"] if not p["vetoed"] and p["converged"] and not any(p["window"][0] <= m <= p["window"][1] for m in peaks)]
+    assert tested and all("gof_pvalue" in p for p in tested)  # the goodness of fit of every other fitted window
+    assert back["gof"]["n_tested"] == sum("gof_pvalue" in p for p in back["points"])
     rows = list(csv.DictReader(io.StringIO(points_csv(injected))))
     assert len(rows) == len(injected["points"])
     assert float(rows[5]["mass"]) == injected["points"][5]["mass"]
