@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,54 +15,11 @@ from .combined import CombinedBatch
 from .combined_rows import CombinedRequest
 from .errors import FitInputError
 from .inputs import check_cl
-from .results import LimitResult
+from .results import CombinedFitResult, LimitResult
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CombinedFitResult", "fit_channels", "upper_limit_channels", "is_channel_list"]
-
-
-@dataclass(frozen=True)
-class CombinedFitResult:
-    """Fit of channels sharing one parameter of interest ``mu``.
-
-    Attributes
-    ----------
-    nsig, nsig_err : float
-        Fitted ``mu`` and its error (inverse Hessian), in units of ``mu``
-        (signal events of a channel = ``mu x signal_scale``).
-    nbkg : float
-        Fitted background events, summed over the channels' windows.
-    nll : float
-        Minimum NLL (sum over channels, with the nuisance constraints).
-    converged : bool
-    reason : str
-        Empty when fine; else why the fit is flagged (e.g. a channel without candidates).
-    z_local : float
-        ``sign(mu) sqrt(q0)``.
-    channels : tuple of str
-    channel_nsig, channel_nbkg : dict
-        Fitted signal and background events per channel.
-    nuisances : dict
-        Name -> (post-fit value, post-fit error) in units of its constraint (0 +- 1 before the fit).
-    nll_bkg_only : float
-        Minimum NLL at mu = 0.
-    engine : str
-    """
-
-    nsig: float
-    nsig_err: float
-    nbkg: float
-    nll: float
-    converged: bool
-    reason: str
-    z_local: float
-    channels: tuple[str, ...]
-    channel_nsig: dict[str, float] = field(default_factory=dict)
-    channel_nbkg: dict[str, float] = field(default_factory=dict)
-    nuisances: dict[str, tuple[float, float]] = field(default_factory=dict)
-    nll_bkg_only: float = float("nan")
-    engine: str = "vectorised"
 
 
 def is_channel_list(obj: Any) -> bool:

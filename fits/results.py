@@ -12,7 +12,7 @@ from signal_models.shapes import SignalShape
 
 from .densities import ShapeArrays, chebyshev_basis, signal_pdf
 
-__all__ = ["FitResult", "LimitResult", "HypothesisTable"]
+__all__ = ["FitResult", "LimitResult", "HypothesisTable", "CombinedFitResult"]
 
 
 @dataclass(frozen=True)
@@ -199,3 +199,46 @@ class HypothesisTable:
             out["ul_xsec_obs"] = float(self.ul_xsec_obs[j])
             out["ul_xsec_exp"] = [float(v) for v in self.ul_xsec_exp[j]]
         return out
+
+
+@dataclass(frozen=True)
+class CombinedFitResult:
+    """Fit of channels sharing one parameter of interest ``mu``.
+
+    Attributes
+    ----------
+    nsig, nsig_err : float
+        Fitted ``mu`` and its error (inverse Hessian), in units of ``mu``
+        (signal events of a channel = ``mu x signal_scale``).
+    nbkg : float
+        Fitted background events, summed over the channels' windows.
+    nll : float
+        Minimum NLL (sum over channels, with the nuisance constraints).
+    converged : bool
+    reason : str
+        Empty when fine; else why the fit is flagged (e.g. a channel without candidates).
+    z_local : float
+        ``sign(mu) sqrt(q0)``.
+    channels : tuple of str
+    channel_nsig, channel_nbkg : dict
+        Fitted signal and background events per channel.
+    nuisances : dict
+        Name -> (post-fit value, post-fit error) in units of its constraint (0 +- 1 before the fit).
+    nll_bkg_only : float
+        Minimum NLL at mu = 0.
+    engine : str
+    """
+
+    nsig: float
+    nsig_err: float
+    nbkg: float
+    nll: float
+    converged: bool
+    reason: str
+    z_local: float
+    channels: tuple[str, ...]
+    channel_nsig: dict[str, float] = field(default_factory=dict)
+    channel_nbkg: dict[str, float] = field(default_factory=dict)
+    nuisances: dict[str, tuple[float, float]] = field(default_factory=dict)
+    nll_bkg_only: float = float("nan")
+    engine: str = "vectorised"

@@ -46,11 +46,6 @@ expected at -2..+2 sigma) found by ``pooled_roots`` (no POI grid): every
 hepstats evaluation (one Asimov fit, plus a data fit for the observed
 curve) serves all curves.
 
-``CombinedFitResult`` is taken from the package (``fits``) inside the
-function that builds it: ``fits.combined_api``, where it is defined, imports
-this module for ``engine="zfit"``, so a module-level import would close an
-import cycle (the class would sit better in ``fits.results``).
-
 zfit (TensorFlow) and hepstats are imported inside the functions that use
 them, never when this module is imported; zfit's DeprecationWarnings from
 inside its own API are silenced around its calls as in ``fits.zfit_engine``.
@@ -63,7 +58,7 @@ import itertools
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -77,10 +72,7 @@ from .densities import chebyshev_integrals
 from .errors import FitInputError
 from .inputs import check_cl
 from .limit_search import observed_start
-from .results import LimitResult
-
-if TYPE_CHECKING:
-    from fits import CombinedFitResult
+from .results import CombinedFitResult, LimitResult
 
 logger = logging.getLogger(__name__)
 
@@ -313,7 +305,6 @@ def _fit(z: ZfitCombined) -> tuple[CombinedFitResult, Any]:
     conv = bool(res.valid and res0.valid and np.isfinite(nll) and np.isfinite(err))
     # the package's public name: fits.combined_api imports this module (engine="zfit"), so importing the
     # class from there would close an import cycle (it belongs in fits.results; see the module docstring)
-    from fits import CombinedFitResult
 
     fit = CombinedFitResult(
         nsig=mu, nsig_err=err, nbkg=float(nbkg_c.sum()), nll=nll, converged=conv, reason="" if conv else "Minuit: invalid minimum",
@@ -336,7 +327,7 @@ def fit_channels_zfit(model: CombinedModel, *, hypothesis: ZfitCombined | None =
 
     Returns
     -------
-    fits.combined_api.CombinedFitResult
+    fits.results.CombinedFitResult
         ``nsig`` = mu_hat and its Hesse error; ``nll`` in the vectorised engine's convention;
         ``z_local`` from the refit at mu = 0; nuisances (value, Hesse error) in units of their constraints.
     """
