@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "bumphunt.cli.demo:demo",
     "export-hepdata": "bumphunt.cli.export:export_hepdata",
     "inject": "bumphunt.cli.inject:inject",
+    "report": "bumphunt.cli.report:report",
 }
 
 

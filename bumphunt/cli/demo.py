@@ -36,7 +36,7 @@ def demo(out_dir: str, seed: int, lumi_fb: float | None, small: bool) -> None:
     except OSError as exc:
         raise click.ClickException(f"{out_dir}: {exc}") from None
     click.echo(f"Demo finished. Report: {products['report']}")
-    for key, what in (("scan_result", "Scan result (JSON)"), ("scan_points", "Scan points (CSV)"),
+    for key, what in (("scan_result", "Scan result (JSON)"), ("scan_report", "Scan report (HTML)"), ("scan_points", "Scan points (CSV)"),
                       ("scan_config", "Scan configuration (repeat with: bumphunt scan CONFIG --out DIR)"),
                       ("selector_model", "Selector model"), ("signal_model", "Signal model (JSON)")):
         if key in products:

@@ -101,6 +101,7 @@ def run_scan(settings: DemoSettings, selector: SelectorStep, model: ModelStep) -
     """Scan m_a over the selected pseudo-data (``scans.run_config`` on the written ``scan.yaml``), with the scan plots."""
     import scans
     from scans.plots import plot_all
+    from scans.report import write_report
 
     config = _write_scan_inputs(settings, selector, model)
     out = config.parent
@@ -109,6 +110,7 @@ def run_scan(settings: DemoSettings, selector: SelectorStep, model: ModelStep) -
                                  "scan_result": out / "scan_result.json", "scan_points": out / "scan_points.csv"}
     for p in plot_all(result, settings.folder("plots", "scan"), references=("belle2_2020",)):  # the published 2020 curve
         products[f"plot_scan_{p.stem}"] = p
+    products["scan_report"] = write_report(result, out, result_path=out / "scan_result.json")  # scan/report.html
     g = result["global"]
     fitted = [p for p in result["points"] if not p["vetoed"]]
     n_conv = sum(1 for p in fitted if p["converged"])
@@ -124,7 +126,7 @@ def run_scan(settings: DemoSettings, selector: SelectorStep, model: ModelStep) -
         "![Brazil band cross-section](plots/scan/brazil_xsec.png)\n\n"
         "![Coupling exclusion](plots/scan/coupling_exclusion.png)\n\n"
         "![Local p0](plots/scan/local_p0.png)\n\n"
-        "Result: `scan/scan_result.json`, points: `scan/scan_points.csv`. The scan repeats with "
+        "Result: `scan/scan_result.json`, points: `scan/scan_points.csv`, report (one HTML page): `scan/report.html`. The scan repeats with "
         "`bumphunt scan scan/scan.yaml --out rescan` (its configuration, next to its candidate file `scan/candidates.npz`).\n"
     )
     pts = [p for p in result["points"] if not p["vetoed"] and p["converged"] and p.get("ul_xsec_pb_obs") is not None]
