@@ -27,7 +27,11 @@ Modules, in the order a scan uses them:
 - several datasets in one likelihood: ``datasets``, ``trigger``,
   ``combined_plan``, ``combined_jobs``, ``combined_worker``,
   ``combined_result``, ``combined_driver`` (``scan_datasets``);
-- ``plots``: figures of a result; ``export_hepdata``: the HEPData submission.
+- ``blinding``: which points may show observed numbers; ``injection``: injection
+  and recovery studies on the scan's model;
+- ``plots``: figures of a result; ``export_hepdata``: the HEPData submission;
+  ``report`` (with ``report_fit``, ``report_html``, ``report_records``): the
+  self-contained HTML scan report.
 
 The fit engines are ``fits.evaluate_hypotheses`` (one dataset) and
 ``fits.combined_table`` (several datasets, nuisances, blind points);

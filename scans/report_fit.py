@@ -273,6 +273,11 @@ def significant_window(result: Mapping[str, Any], visible: Sequence[bool], *, mg
         return SignificantWindow(None, notes=("The result has no visible fitted point with a local significance.",))
     try:
         if result.get("datasets"):
+            names = [d["name"] for d in result["datasets"]]
+            if mgg is not None and not isinstance(mgg, Mapping) and len(names) == 1:  # one dataset's masses handed over as an array
+                mgg = {names[0]: mgg}
+            if signal_model is not None and not isinstance(signal_model, Mapping) and len(names) == 1:
+                signal_model = {names[0]: signal_model}
             return _combined(result, point, mgg, signal_model)
         return _one_dataset(result, point, mgg, signal_model)
     except (ScanError, FitInputError, ValueError, OSError, KeyError) as exc:
