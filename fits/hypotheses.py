@@ -40,7 +40,7 @@ from .inputs import (
 from .limit_methods import AutoRule, check_limit_method, with_limit_method
 from .nuisances import yield_systematic
 from .results import HypothesisTable
-from .toy_runner import ToyOptions
+from .toy_problem import ToyOptions
 
 logger = logging.getLogger(__name__)
 

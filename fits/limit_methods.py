@@ -39,7 +39,7 @@ from signal_models.shapes import SignalShape
 from .errors import FitInputError
 from .results import HypothesisTable
 from .toy_batch import ToyLimitTable, limits_from_start, toy_spread
-from .toy_runner import ToyOptions
+from .toy_problem import ToyOptions
 
 logger = logging.getLogger(__name__)
 

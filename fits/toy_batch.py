@@ -21,7 +21,8 @@ from .densities import ShapeArrays
 from .errors import FitInputError
 from .inputs import window_problems
 from .nuisances import yield_systematic
-from .toy_runner import HypothesisToys, ToyOptions, ToyProblem, pilot_spread, problem_key, run_toys
+from .toy_problem import HypothesisToys, ToyOptions, ToyProblem, problem_key
+from .toy_runner import pilot_spread, run_toys
 
 logger = logging.getLogger(__name__)
 

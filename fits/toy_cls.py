@@ -189,4 +189,7 @@ def crossings(pois: NDArray, cls: NDArray, alpha: float) -> tuple[NDArray, NDArr
     with np.errstate(divide="ignore", invalid="ignore"):
         f = np.where(h0 != h1, h0 / (h0 - h1), 0.0)
     x = x0 + f * (x1 - x0)
+    # no slope to extrapolate with (CLs flat at the end points): half the lowest or twice the highest value
+    flat = h0 == h1
+    x = np.where(flat & (where < 0), 0.5 * pois[0], np.where(flat & (where > 0), 2.0 * pois[-1], x))
     return np.maximum(x, 0.0), where

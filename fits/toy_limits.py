@@ -46,7 +46,7 @@ from .inputs import check_bkg_order, check_cl, check_shapes, check_signal_scale,
 from .nuisances import yield_systematic
 from .results import HypothesisTable
 from .toy_batch import ToyLimitTable, limits_from_start
-from .toy_runner import ToyOptions
+from .toy_problem import ToyOptions
 
 logger = logging.getLogger(__name__)
 
