@@ -188,7 +188,7 @@ class CalibrationFitter:
                 # e.g. a non-finite likelihood (or its gradient) far out in a tail exponent: a failed
                 # attempt, retried by the caller from other starting values
                 values = {k: float(self.params[k].value()) for k in FIT_PARAMS}
-                return StandardisedFit(values=values, valid=False, reason=f"minimisation error: {exc or type(exc).__name__}", edm=math.nan, fmin=math.nan)
+                return StandardisedFit(values=values, valid=False, reason=f"minimisation error: {str(exc) or type(exc).__name__}", edm=math.nan, fmin=math.nan)
         self._last = (result, floating)
         values = {k: float(self.params[k].value()) for k in FIT_PARAMS}
         at_limit = []

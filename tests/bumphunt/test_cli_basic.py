@@ -87,36 +87,37 @@ def _toymc_available() -> bool:
 
 
 @pytest.mark.skipif(not _toymc_available(), reason="bumphunt.toymc.generate not available")
-def test_demo_runs(tmp_path: Path) -> None:
-    res = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "demo"), "--small", "--seed", "3"])
-    assert res.exit_code == 0, res.output
-    report = tmp_path / "demo" / "report.md"
-    assert report.is_file() and str(report) in res.output
+def test_demo_runs(small_demo) -> None:
+    # the session's one run of `bumphunt demo --out DIR --small --seed 3` (tests/bumphunt/conftest.py)
+    demo = small_demo.out
+    assert small_demo.exit_code == 0, small_demo.output
+    report = demo / "report.md"
+    assert report.is_file() and str(report) in small_demo.output
     text = report.read_text()
     assert "Pre-selection" in text and "Diphoton candidates" in text
-    assert (tmp_path / "demo" / "plots" / "mgg_stacked.png").stat().st_size > 1000
-    cf = json.loads((tmp_path / "demo" / "cutflow.json").read_text())
+    assert (demo / "plots" / "mgg_stacked.png").stat().st_size > 1000
+    cf = json.loads((demo / "cutflow.json").read_text())
     assert "signal" in " ".join(cf["processes"])
     for section in ("Kinematic fit", "Punzi-net selector", "Signal model", "Mass scan", "Summary"):
         assert f"## {section}" in text
     # the kinematic fit narrows the signal peak (4C fit: a large gain at high mass)
-    kf = json.loads((tmp_path / "demo" / "kinfit" / "kinfit_summary.json").read_text())["resolution"]
+    kf = json.loads((demo / "kinfit" / "kinfit_summary.json").read_text())["resolution"]
     assert kf and all(v["gain"] > 1.0 for v in kf.values())
     # the scan used the selected candidates and the signal model built from the selected signal grid
     from signal_models import SignalModel
 
-    model = SignalModel.load(tmp_path / "demo" / "signal_model" / "signal_model.json")
+    model = SignalModel.load(demo / "signal_model" / "signal_model.json")
     lo, hi = model.mass_range
     assert lo < 0.5 and hi > 9.0
     assert 0.0 < float(model.efficiency(4.0)) < 1.0
-    result = json.loads((tmp_path / "demo" / "scan" / "scan_result.json").read_text())
+    result = json.loads((demo / "scan" / "scan_result.json").read_text())
     from bumphunt.events import load_three_photon
 
-    n_data_cand = 3 * len(load_three_photon(tmp_path / "demo" / "preselected" / "data_3g.root")["E"])
+    n_data_cand = 3 * len(load_three_photon(demo / "preselected" / "data_3g.root")["E"])
     assert 0 < result["n_candidates"] < n_data_cand  # the selector removed part of the pseudo-data
-    assert (tmp_path / "demo" / "selector" / "plots" / "loss_curves.png").stat().st_size > 1000
+    assert (demo / "selector" / "plots" / "loss_curves.png").stat().st_size > 1000
     for key in ("Scan result (JSON)", "Signal model (JSON)"):
-        assert key in res.output
+        assert key in small_demo.output
 
 
 def test_an_unexpected_error_prints_one_message_and_the_log_path_not_a_traceback(tmp_path) -> None:
