@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 from .checkpoint import sha256_file
 from .errors import ScanConfigError, ScanInputError
 from .inputs import describe_signal_model, load_signal_model, read_candidates, resolve_path
+from .plan import sorted_candidates
 from .trigger import TriggerEfficiency, trigger_from_config
 
 logger = logging.getLogger(__name__)
@@ -82,18 +83,7 @@ class Dataset:
 
 
 def _sorted_masses(mgg: ArrayLike, *, name: str) -> NDArray[np.float64]:
-    try:
-        x = np.asarray(mgg, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ScanInputError(f"dataset {name!r}: candidate masses cannot be read as floats ({exc})") from None
-    if x.ndim != 1:
-        raise ScanInputError(f"dataset {name!r}: expected a 1-D array of M_gg in GeV, got shape {x.shape}")
-    if x.size == 0:
-        raise ScanInputError(f"dataset {name!r}: no candidates (empty)")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        raise ScanInputError(f"dataset {name!r}: {int(bad.sum())} of {x.size} candidate masses are NaN or infinite")
-    out = np.sort(x)
+    out = sorted_candidates(mgg, what=f"dataset {name!r}: candidate masses")
     out.setflags(write=False)
     return out
 

@@ -125,8 +125,14 @@ class ScanPlan:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def sorted_candidates(candidates_mgg: ArrayLike) -> NDArray[np.float64]:
+def sorted_candidates(candidates_mgg: ArrayLike, *, what: str = "candidate masses") -> NDArray[np.float64]:
     """The candidate masses (GeV) as a sorted 1-D float array, after checking them.
+
+    Parameters
+    ----------
+    candidates_mgg : array
+    what : str
+        How the masses are named in error messages (e.g. ``"dataset 'run1': candidate masses"``).
 
     Raises
     ------
@@ -136,14 +142,14 @@ def sorted_candidates(candidates_mgg: ArrayLike) -> NDArray[np.float64]:
     try:
         mgg = np.asarray(candidates_mgg, dtype=float)
     except (TypeError, ValueError) as exc:
-        raise ScanInputError(f"candidate masses: cannot be read as an array of floats ({exc})") from None
+        raise ScanInputError(f"{what}: cannot be read as an array of floats ({exc})") from None
     if mgg.ndim != 1:
-        raise ScanInputError(f"candidate masses: expected a 1-D array of M_gg in GeV, got shape {mgg.shape}")
+        raise ScanInputError(f"{what}: expected a 1-D array of M_gg in GeV, got shape {mgg.shape}")
     if mgg.size == 0:
-        raise ScanInputError("candidate masses: no candidates (empty array)")
+        raise ScanInputError(f"{what}: no candidates (empty array)")
     bad = ~np.isfinite(mgg)
     if bad.any():
-        raise ScanInputError(f"candidate masses: {int(bad.sum())} of {mgg.size} values are NaN or infinite")
+        raise ScanInputError(f"{what}: {int(bad.sum())} of {mgg.size} values are NaN or infinite")
     return np.sort(mgg)
 
 
