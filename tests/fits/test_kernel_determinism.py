@@ -32,9 +32,9 @@ h = hashlib.sha256()
 shape = SignalShape(mu=3.0, sigma=0.03, alpha_l=1.2, n_l=3.0, alpha_r=1.6, n_r=5.0, comb_fraction=0.15, comb_slope=-0.2)
 w = shape.window()
 beta = np.array([1500.0, -220.0, 30.0, 0.0]) / (w[1] - w[0])
-x = np.concatenate(generate_toys(shape, w, nsig=20.0, beta=beta, n_toys=1, seed=3) + generate_toys(shape, w, nsig=0.0, beta=beta / 60, n_toys=1, seed=4))
-x[1500:] += 2.0  # a sparse window at 5 GeV
+# a sparse window at 5 GeV reached by the wrong-pair edge
 edge = SignalShape(mu=5.0, sigma=0.05, alpha_l=1.2, n_l=3.0, alpha_r=1.6, n_r=5.0, comb_fraction=0.2, comb_slope=0.1, comb_edge=5.6, comb_edge_width=0.03)
+x = np.concatenate(generate_toys(shape, w, nsig=20.0, beta=beta, n_toys=1, seed=3) + generate_toys(edge, (4.3, 5.7), nsig=0.0, beta=[30.0, -5.0], n_toys=1, seed=4))
 shapes = [shape, edge]
 windows = np.array([w, (4.3, 5.7)])
 t = toy_cls_limits(x, shapes, windows, n_toys=60, seed=2)
@@ -44,7 +44,7 @@ for d in t.details:
     for a in (d.poi, d.cls, d.cls_err):
         h.update(np.ascontiguousarray(a, dtype=float).tobytes())
 # the Newton kernel through a row map: rows repeated and out of order
-xs = np.sort(x[:1500])
+xs = np.sort(x[(x >= w[0]) & (x <= w[1])])
 sh = ShapeArrays.from_shapes([shape])
 des = build_design(xs, sh, np.array([w[0]]), np.array([w[1]]), 3)
 th = np.zeros((4, 5))
