@@ -12,7 +12,12 @@ hepstats AsymptoticCalculator + UpperLimit p-values on a 20-point POI grid)
 on a few hypotheses; the speed ratio; and the machine load (the 2 cores
 are shared, so wall times depend on what else runs).
 
-Usage: python benchmarks/fits.py [--quick] [--zfit-hypotheses N]
+``--check-bits`` also runs the fits of the whole grid in subprocesses:
+compiled into an empty numba cache with one thread, then from that cache
+with two threads, and reports whether the results are the same bytes (the
+kernels sum in fixed lanes without fast-math: ``fits._kernels``).
+
+Usage: python benchmarks/fits.py [--quick] [--zfit-hypotheses N] [--check-bits]
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,13 +66,48 @@ def timed(f, *args, **kwargs):
     return out, time.perf_counter() - w0, time.process_time() - c0
 
 
+def bits_hash(n: int, step: float) -> str:
+    """sha256 of the fit results over the grid (run in a subprocess by ``check_bits``)."""
+    import hashlib
+
+    x = spectrum(n, 1)
+    masses = np.arange(0.2, 9.6 + 1e-9, step)
+    shapes = shapes_for(masses)
+    windows = np.array([fits.default_window(s, (0.1, 10.0)) for s in shapes])
+    t = fits.evaluate_hypotheses(x, shapes, windows, limits=False, expected=False)
+    h = hashlib.sha256()
+    for a in (t.nsig, t.nsig_err, t.nll, t.z_local, t.beta):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def check_bits(n: int, step: float) -> dict:
+    """Fits of the grid compiled fresh (1 thread) and from that cache (2 threads): the same bytes?"""
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for label, threads in (("fresh_1_thread", 1), ("cached_2_threads", 2)):
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS=str(threads))
+            w0 = time.perf_counter()
+            r = subprocess.run([sys.executable, __file__, "--bits-hash", "--n", str(n), "--step", str(step)], env=env, capture_output=True, text=True, timeout=1800)
+            out[label] = {"sha256": r.stdout.strip().splitlines()[-1] if r.returncode == 0 else None, "wall_s": time.perf_counter() - w0,
+                          "error": r.stderr[-500:] if r.returncode else ""}
+    out["identical"] = out["fresh_1_thread"]["sha256"] is not None and out["fresh_1_thread"]["sha256"] == out["cached_2_threads"]["sha256"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer hypotheses (200 MeV steps) and one zfit hypothesis")
     ap.add_argument("--zfit-hypotheses", type=int, default=None, help="hypotheses for the zfit + hepstats loop [default 2, quick 1]")
     ap.add_argument("--n", type=int, default=200_000, help="candidates in the toy spectrum")
+    ap.add_argument("--check-bits", action="store_true", help="compare the fits compiled fresh and from the cache (subprocesses)")
+    ap.add_argument("--bits-hash", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--step", type=float, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    step = 0.2 if args.quick else 0.05
+    step = args.step if args.step is not None else (0.2 if args.quick else 0.05)
+    if args.bits_hash:
+        print(bits_hash(args.n, step))
+        return
     n_zfit = args.zfit_hypotheses if args.zfit_hypotheses is not None else (1 if args.quick else 2)
     x = spectrum(args.n, 1)
     masses = np.arange(0.2, 9.6 + 1e-9, step)
@@ -137,6 +179,8 @@ def main() -> None:
             "vectorised_fit_limits_ms": vec["fit_limits_ms_per_hypothesis_cpu"] <= 10.0,
         },
     }
+    if args.check_bits:
+        out["bits_fresh_vs_cached"] = check_bits(args.n, step)
     print(json.dumps(out, indent=1))
 
 
