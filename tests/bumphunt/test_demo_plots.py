@@ -122,3 +122,20 @@ def test_legend_clear_of_the_data_and_labels_inside(candidates, make) -> None:
         if legend is not None:
             assert not legend_overlaps(ax, legend, _curves(ax), draw=False), ax.get_title()
     plt.close(fig)
+
+
+@pytest.mark.parametrize("quantity", ["nsig", "xsec", "g"])
+def test_scan_band_plots_of_the_demo_keep_their_labels_beside_the_frame(small_demo, quantity) -> None:
+    # the demo's cross-section band plot had a y-label longer than its axes (running past the frame)
+    import json
+
+    from scans.plots import plot_brazil
+
+    assert small_demo.exit_code == 0, small_demo.output
+    result = json.loads((small_demo.out / "scan" / "scan_result.json").read_text())
+    fig = plot_brazil(result, quantity=quantity)
+    ax = fig.axes[0]
+    assert axis_labels_fit(ax), ax.get_ylabel()
+    assert texts_inside_figure(fig)
+    assert not legend_overlaps(ax, ax.get_legend(), _curves(ax), draw=False)
+    plt.close(fig)
