@@ -69,6 +69,8 @@ DEFAULT_TOYS = 100
 EVENTS_PER_BIN, MIN_BINS, MAX_BINS = 10, 5, 50
 #: bounds of one toy refit call (events, toy rows)
 _TOY_EVENTS, _TOY_ROWS = 2_000_000, 2_000
+#: secant steps refining the equal-probability bin edges on the exact fitted CDF
+_EDGE_STEPS = 3
 #: u = F(x) is kept inside [eps, 1 - eps] in the logarithms of A^2
 _U_EPS = 1e-15
 
@@ -150,14 +152,49 @@ class _Options:
     max_bins: int
 
 
+def _equal_probability_edges(cdf: FittedCdf, total: NDArray, bins: NDArray) -> tuple[NDArray, NDArray]:
+    """Interior bin edges (flat, GeV) of equal fitted probability per window and their window index.
+
+    The fitted ``Lambda`` at the nodes is inverted linearly between the nodes (the expected count of each bin is
+    then taken exactly at these edges, so the interpolation only moves the edges, not the expectation).
+    """
+    model = cdf.model
+    k, G = cdf.s.shape
+    rows = np.repeat(np.arange(k), np.maximum(bins - 1, 0))
+    level = np.concatenate([np.arange(1, b) / b for b in bins]) if rows.size else np.zeros(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = np.clip(np.nan_to_num(cdf.cum / np.where(total > 0, total, 1.0)[:, None]), 0.0, 1.0)
+    u = np.maximum.accumulate(u, axis=1)  # non-decreasing (rounding)
+    key = (2.0 * np.arange(k)[:, None] + u).ravel()
+    i = np.clip(np.searchsorted(key, 2.0 * rows + level, side="right") - 1, rows * G, rows * G + G - 2)
+    u0, u1 = u.ravel()[i], u.ravel()[i + 1]
+    s0, s1 = cdf.s.ravel()[i], cdf.s.ravel()[i + 1]
+    t = np.where(u1 > u0, (level - u0) / np.where(u1 > u0, u1 - u0, 1.0), 0.0)
+    s_edge = s0 + np.clip(t, 0.0, 1.0) * (s1 - s0)
+    width = (model.hi - model.lo)[rows]
+    x = model.lo[rows] + s_edge * width
+    # a few secant steps on the exact Lambda (slope of the node cell): the edges become quantiles to rounding
+    target = level * total[rows]
+    slope = np.where(s1 > s0, (u1 - u0) * total[rows] / np.where(s1 > s0, (s1 - s0) * width, 1.0), 0.0)
+    for _ in range(_EDGE_STEPS):
+        if not rows.size:
+            break
+        with np.errstate(invalid="ignore", divide="ignore"):
+            step = np.where(slope > 0, (target - cdf.at(x, rows)) / np.where(slope > 0, slope, 1.0), 0.0)
+        x = np.clip(x + np.nan_to_num(step), model.lo[rows] + s0 * width, model.lo[rows] + s1 * width)
+    return x, rows
+
+
 def _statistics(model: FittedDensity, x_sorted: NDArray, opt: _Options) -> tuple[NDArray, NDArray, NDArray, list[str], NDArray]:
-    """Statistic, bins, candidates, reasons and ``clipped`` (k) of the model's windows on the sorted candidates (GeV)."""
+    """Statistic, bins, candidates, reasons and ``clipped`` (k) of the model's windows on the sorted candidates (GeV).
+
+    Binned: the bin edges are the quantiles of the fitted ``Lambda`` (at the nodes), the observed counts come
+    from ``searchsorted`` on the sorted candidates and the expected counts from ``Lambda`` at the edges, so
+    the fitted CDF is evaluated at ``bins - 1`` points per window rather than at every candidate.
+    """
     k = len(model.lo)
     start = np.searchsorted(x_sorted, model.lo, side="left")
     n = np.searchsorted(x_sorted, model.hi, side="right") - start
-    first = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
-    rows = np.repeat(np.arange(k), n)
-    x = x_sorted[np.arange(int(n.sum())) + np.repeat(start - first, n)]
     cdf = FittedCdf.of(model)
     total = cdf.total
     finite = np.isfinite(total) & np.all(np.isfinite(model.beta), axis=1)
@@ -165,19 +202,38 @@ def _statistics(model: FittedDensity, x_sorted: NDArray, opt: _Options) -> tuple
         finite &= np.isfinite(c)
     reasons = ["" if f and t > 0 else "non-finite fitted parameters" if not f else f"no expected events in the window ({t:.3g})"
                for f, t in zip(finite, total)]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        u = np.clip(np.nan_to_num(cdf.at(x, rows) / np.where(total > 0, total, 1.0)[rows]), 0.0, 1.0)
     bins = np.zeros(k, np.int64)
     if opt.method == "anderson-darling":
+        first = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+        rows = np.repeat(np.arange(k), n)
+        x = x_sorted[np.arange(int(n.sum())) + np.repeat(start - first, n)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            u = np.clip(np.nan_to_num(cdf.at(x, rows) / np.where(total > 0, total, 1.0)[rows]), 0.0, 1.0)
         stat = _ad_flat(u, rows, n)
         for j in np.flatnonzero(n == 0):
             reasons[j] = reasons[j] or "no candidates in the window"
     else:
         bins = np.full(k, opt.n_bins, np.int64) if opt.n_bins else n_bins_rule(n, opt.n_free, events_per_bin=opt.events_per_bin, max_bins=opt.max_bins)
         b_max = int(bins.max(initial=1))
-        b = np.minimum(np.floor(u * bins[rows]), bins[rows] - 1).astype(np.int64)
-        counts = np.bincount(rows * b_max + b, minlength=k * b_max).reshape(k, b_max)
-        stat = baker_cousins(counts, np.where(np.arange(b_max) < bins[:, None], (total / np.maximum(bins, 1))[:, None], 0.0))
+        edges, rows = _equal_probability_edges(cdf, total, bins)
+        with np.errstate(invalid="ignore"):
+            lam = cdf.at(edges, rows) if edges.size else np.zeros(0)
+        lam = np.where(np.isfinite(lam), lam, np.nan)
+        pos = np.searchsorted(x_sorted, edges, side="left")
+        # boundaries per window: [lo, interior edges ..., hi] -> cumulative observed and expected counts
+        slot = np.concatenate([np.arange(b - 1) for b in bins]).astype(np.int64) if rows.size else np.zeros(0, np.int64)
+        cum_obs = np.zeros((k, b_max + 1))
+        cum_exp = np.zeros((k, b_max + 1))
+        cum_obs[rows, slot + 1] = pos - start[rows]
+        cum_exp[rows, slot + 1] = lam
+        last = np.arange(k)
+        cum_obs[last, bins] = n
+        cum_exp[last, bins] = total
+        cum_exp = np.maximum.accumulate(cum_exp, axis=1)
+        inside = np.arange(b_max)[None, :] < bins[:, None]
+        counts = np.where(inside, np.diff(cum_obs, axis=1), 0.0)
+        expected = np.where(inside, np.diff(cum_exp, axis=1), 0.0)
+        stat = baker_cousins(counts, expected)
         for j in np.flatnonzero(total < bins):
             reasons[j] = reasons[j] or f"fewer expected events ({total[j]:.3g}) than bins ({bins[j]})"
     bad = np.array([r != "" for r in reasons], bool) | ~np.isfinite(stat)
