@@ -186,6 +186,20 @@ SCAN_SCHEMA: dict[str, Any] = {
         "nuisances": NUISANCES_SCHEMA,
         "background_model": BACKGROUND_MODEL_SCHEMA,
         "blinding": BLINDING_SCHEMA,
+        "limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "description": "How the CLs limits are computed (one-dataset scans).",
+            "properties": {
+                "method": {"enum": ["asymptotic", "toys", "auto"], "default": "asymptotic",
+                           "description": "asymptotic formulae; toys (toy CLs for every point, with Monte Carlo errors); auto: toys where "
+                                          "the asymptotic conditions fail (few background events under the peak, or the toys' spread "
+                                          "disagrees with the Asimov error), asymptotic elsewhere. Each point says which it used."},
+                "toys": {"type": "integer", "minimum": 10, "default": 1000, "description": "Toys per point for toy limits."},
+                "seed": {"type": "integer", "minimum": 0, "default": 0, "description": "Seed of the limit toys."},
+            },
+        },
         "gof": {
             "type": "object",
             "additionalProperties": False,
@@ -285,6 +299,11 @@ def _check_consistency(cfg: Mapping[str, Any], *, source: str) -> None:
     if cfg["blinding"]["mode"] == "windows" and not cfg["blinding"]["windows"]:
         raise ScanConfigError(f"{source}: blinding.windows: mode 'windows' needs at least one blinded mass range [lo, hi] GeV")
     check_combined_sections(cfg, source=source)
+    from .config_datasets import is_combined
+
+    if cfg["limits"]["method"] != "asymptotic" and is_combined(cfg):
+        raise ScanConfigError(f"{source}: limits.method: {cfg['limits']['method']!r} is available for one-dataset scans without nuisances, "
+                              "background-model rules, trigger tables or blinding; those use asymptotic limits")
 
 
 def load_scan_config(config: str | Path | Mapping[str, Any] | None = None, *, source: str | None = None) -> dict[str, Any]:

@@ -47,12 +47,15 @@ __all__ = [
     "block_jobs",
     "toy_jobs",
     "BLOCK_COLUMNS",
+    "TOY_LIMIT_COLUMNS",
     "json_number",
     "read_floats",
     "read_bands",
 ]
 
 #: columns of ``fits.HypothesisTable`` a block result keeps (in checkpoint order)
+#: columns of toy limits (``fits.limit_methods.ToyHypothesisTable``) a block result keeps when limits come from toys
+TOY_LIMIT_COLUMNS = ("limit_method", "ul_nsig_obs_err", "ul_nsig_exp_err", "ul_xsec_obs_err", "ul_xsec_exp_err")
 BLOCK_COLUMNS = ("n_events", "nsig", "nsig_err", "nbkg", "nll", "z_local", "converged", "reason",
                  "ul_nsig_obs", "ul_nsig_exp", "ul_xsec_obs", "ul_xsec_exp")
 
@@ -80,6 +83,9 @@ class FitSettings:
     gof_toys : int
         Calibration toys per window (0: asymptotic for binned, the default for Anderson-Darling).
     gof_seed : int
+    limit_method : {"asymptotic", "toys", "auto"}
+    toys, toy_seed : int
+        Toys per hypothesis of toy limits and their seed.
     """
 
     bkg_order: int
@@ -89,13 +95,17 @@ class FitSettings:
     gof_method: str = "none"
     gof_toys: int = 0
     gof_seed: int = 777
+    limit_method: str = "asymptotic"
+    toys: int = 1000
+    toy_seed: int = 0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FitSettings:
         """The settings of a completed scan configuration."""
         gof = config["gof"]
         return cls(bkg_order=config["bkg_order"], order_fallback=config["bkg_order_fallback"], cl=config["cl"], engine=config["engine"],
-                   gof_method=gof["method"], gof_toys=gof["toys"], gof_seed=gof["seed"])
+                   gof_method=gof["method"], gof_toys=gof["toys"], gof_seed=gof["seed"], limit_method=config["limits"]["method"],
+                   toys=config["limits"]["toys"], toy_seed=config["limits"]["seed"])
 
 
 @dataclass(frozen=True, eq=False)
@@ -291,6 +301,11 @@ class BlockResult:
         engine gave none).
     gof_pvalue : tuple of float, or None
         Goodness-of-fit p-value of each window (NaN where it could not be computed; None: not asked for).
+    limit_method : tuple of str, or None
+        "asymptotic" or "toys" per hypothesis (None: all asymptotic).
+    ul_nsig_obs_err, ul_xsec_obs_err : tuples of float, or None
+        Monte Carlo errors of toy limits (0 for asymptotic ones).
+    ul_nsig_exp_err, ul_xsec_exp_err : tuples of 5-tuples of float, or None
     """
 
     n_events: tuple[int, ...]
@@ -307,6 +322,11 @@ class BlockResult:
     ul_xsec_obs: tuple[float, ...] | None = None
     ul_xsec_exp: tuple[tuple[float, ...], ...] | None = None
     gof_pvalue: tuple[float, ...] | None = None
+    limit_method: tuple[str, ...] | None = None
+    ul_nsig_obs_err: tuple[float, ...] | None = None
+    ul_nsig_exp_err: tuple[tuple[float, ...], ...] | None = None
+    ul_xsec_obs_err: tuple[float, ...] | None = None
+    ul_xsec_exp_err: tuple[tuple[float, ...], ...] | None = None
 
     @property
     def has_xsec(self) -> bool:
@@ -331,16 +351,21 @@ class BlockResult:
             ul_xsec_obs=read_floats(data["ul_xsec_obs"]) if data.get("ul_xsec_obs") is not None else None,
             ul_xsec_exp=read_bands(data["ul_xsec_exp"]) if data.get("ul_xsec_exp") is not None else None,
             gof_pvalue=read_floats(data["gof_pvalue"]) if data.get("gof_pvalue") is not None else None,
+            limit_method=tuple(str(v) for v in data["limit_method"]) if data.get("limit_method") is not None else None,
+            ul_nsig_obs_err=read_floats(data["ul_nsig_obs_err"]) if data.get("ul_nsig_obs_err") is not None else None,
+            ul_nsig_exp_err=read_bands(data["ul_nsig_exp_err"]) if data.get("ul_nsig_exp_err") is not None else None,
+            ul_xsec_obs_err=read_floats(data["ul_xsec_obs_err"]) if data.get("ul_xsec_obs_err") is not None else None,
+            ul_xsec_exp_err=read_bands(data["ul_xsec_exp_err"]) if data.get("ul_xsec_exp_err") is not None else None,
         )
 
     def to_json(self) -> dict[str, Any]:
         """The columns as JSON-ready lists (non-finite numbers as strings)."""
         out: dict[str, Any] = {}
-        for name in (*BLOCK_COLUMNS, "bkg_order", "gof_pvalue"):
+        for name in (*BLOCK_COLUMNS, "bkg_order", "gof_pvalue", *TOY_LIMIT_COLUMNS):
             value = getattr(self, name)
             if value is None:
                 continue
-            out[name] = list(value) if name in ("n_events", "converged", "reason", "bkg_order") else json_number(value)
+            out[name] = list(value) if name in ("n_events", "converged", "reason", "bkg_order", "limit_method") else json_number(value)
         return out
 
 

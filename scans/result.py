@@ -30,13 +30,15 @@ from .plan import ScanPlan
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["POINT_KEYS", "CSV_COLUMNS", "point_record", "scan_points", "scan_result", "points_csv", "write_result", "log_unfitted", "unfitted_summary", "gof_summary"]
+__all__ = ["POINT_KEYS", "OPTIONAL_POINT_KEYS", "CSV_COLUMNS", "point_record", "scan_points", "scan_result", "points_csv", "write_result", "log_unfitted", "unfitted_summary", "gof_summary"]
 
 #: keys of a fitted point, in the order of DESIGN.md
 POINT_KEYS = (
     "mass", "vetoed", "window", "n_events", "nsig", "nsig_err", "z_local", "converged", "bkg_order",
     "ul_nsig_obs", "ul_nsig_exp", "efficiency", "ul_xsec_pb_obs", "ul_xsec_pb_exp", "ul_g_gev_obs", "ul_g_gev_exp",
 )
+#: keys a fitted point carries when they apply (goodness of fit; toy limits and their Monte Carlo errors)
+OPTIONAL_POINT_KEYS = ("gof_pvalue", "limit_method", "ul_nsig_obs_err", "ul_nsig_exp_err", "ul_xsec_pb_obs_err", "ul_xsec_pb_exp_err")
 #: fit numbers that must be finite for a point to count as converged
 _FIT_NUMBERS = ("nsig", "nsig_err", "z_local", "ul_nsig_obs", "ul_nsig_exp", "ul_xsec_pb_obs", "ul_xsec_pb_exp", "ul_g_gev_obs", "ul_g_gev_exp")
 #: keys a point without fit numbers keeps
@@ -102,6 +104,13 @@ def point_record(plan: ScanPlan, i: int, block: BlockResult | None, j: int) -> d
     }
     if block.gof_pvalue is not None and _finite(block.gof_pvalue[j]):
         point["gof_pvalue"] = block.gof_pvalue[j]
+    if block.limit_method is not None:  # toy or auto limits: the method of this point and the Monte Carlo errors
+        point["limit_method"] = block.limit_method[j]
+        for name, key in (("ul_nsig_obs_err", "ul_nsig_obs_err"), ("ul_nsig_exp_err", "ul_nsig_exp_err"),
+                          ("ul_xsec_obs_err", "ul_xsec_pb_obs_err"), ("ul_xsec_exp_err", "ul_xsec_pb_exp_err")):
+            value = getattr(block, name)
+            if value is not None and _finite(list(value[j]) if isinstance(value[j], tuple) else value[j]):
+                point[key] = list(value[j]) if isinstance(value[j], tuple) else value[j]
     if conv:
         if block.ul_xsec_obs is not None and block.ul_xsec_exp is not None:
             xs_obs, xs_exp = block.ul_xsec_obs[j], list(block.ul_xsec_exp[j])
@@ -128,7 +137,7 @@ def point_record(plan: ScanPlan, i: int, block: BlockResult | None, j: int) -> d
         # a failed fit carries no fit numbers (the engine's placeholders would look like results)
         keep = {k: v for k, v in point.items() if k in _BASE_KEYS}
         return {**keep, "converged": False, "reason": reason or "fit did not converge"}
-    return {k: point[k] for k in (*POINT_KEYS, "gof_pvalue") if k in point}
+    return {k: point[k] for k in (*POINT_KEYS, *OPTIONAL_POINT_KEYS) if k in point}
 
 
 def scan_points(plan: ScanPlan, blocks: Sequence[BlockResult]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .jobs import BLOCK_COLUMNS, BlockJob, BlockResult, FitSettings, Hypotheses, ToyJob, ToyResult, window_slice
+from .jobs import BLOCK_COLUMNS, TOY_LIMIT_COLUMNS, BlockJob, BlockResult, FitSettings, Hypotheses, ToyJob, ToyResult, window_slice
 from .lee import toy_seed
 
 logger = logging.getLogger(__name__)
@@ -133,8 +133,17 @@ def fit_hypotheses(
             signal_scale_rel_unc=sub.rel_unc,
             engine=fit.engine,
             extra_shapes=None if sub.extras is None else list(sub.extras),
+            limit_method=fit.limit_method if limits else "asymptotic",
+            toys=fit.toys,
+            toy_seed=fit.toy_seed,
         )
         cols = table_columns(table, columns=columns)
+        if limits and fit.limit_method != "asymptotic":
+            cols["limit_method"] = [str(m) for m in getattr(table, "limit_method", ("asymptotic",) * len(sub))]
+            for name in TOY_LIMIT_COLUMNS[1:]:
+                value = getattr(table, name, None)
+                if value is not None:
+                    cols[name] = np.asarray(value, dtype=float).tolist()
         if limits and fit.gof_method != "none":
             cols["gof_pvalue"] = _gof_pvalues(mgg, sub, table, fit, order)
         return cols
