@@ -19,17 +19,19 @@ Per hypothesis (``ToyProblem``):
    bootstrap errors from ``1 - cl`` is decided and gets no more toys.
 3. Result: crossings and their bootstrap errors.
 
-A toy whose compact fits fail (a likelihood without a minimum in a sparse
-toy) or with fewer events than parameters + 2 is fitted again with the
-positivity guard of sparse windows (``fits.design.build_guarded_design``),
-all its fits at that POI value. A hypothesis restarts from scratch with another
-configuration (and the next attempt's random numbers) when the compact fits of
-its data fail (then everything with the guard, as for windows with fewer than
-``guard_below`` events), when a generator leaves the envelope (then with that
+Every data set, the data and each toy, gets ``q~`` from one statistic: its
+compact fits (compiled kernels) where they converge with backgrounds that stay
+non-negative over the window, otherwise all its fits at that POI value with
+the positivity guard of sparse windows (``fits.design.build_guarded_design``;
+a likelihood that only sees the events may have no minimum at all); toys
+with fewer events than parameters + 2 always take the guard. Windows with
+fewer than ``guard_below`` events use the guard for every fit. A hypothesis
+restarts from scratch with another configuration (and the next attempt's
+random numbers) when a generator leaves the envelope (then with that
 background in it) or a yield exceeds the signal cap (then with a larger cap).
-Hypotheses with the guard run one at a time (their numpy fits pad rows to the
-batch's longest), the others together; every number of a hypothesis depends
-only on its own inputs, seed and key.
+Hypotheses with the guard for every fit run one at a time (their numpy fits
+pad rows to the batch's longest), the others together; every number of a
+hypothesis depends only on its own inputs, seed and key.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from .toy_sampling import draw_layers, make_envelope
 from .toy_sets import ToySets, clipped_background_integral, data_sets, thin_sets
 from .toy_stage import run_stage
 from .toy_state import HypothesisState, PoiState, RunConfig, state_shapes, state_windows
-from .toy_statistic import BaseFits, base_fits, conditional_fits, q_from
+from .toy_statistic import BaseFits, base_fits, conditional_fits, q_from, q_tilde_fits
 
 logger = logging.getLogger(__name__)
 
@@ -93,17 +95,22 @@ def _setup(states: list[HypothesisState], options: ToyOptions) -> None:
     d = build_design(x, sh, lo, hi, order, index_range=(stop - counts, stop))
     data = data_sets(d.s, d.xp, counts, lo, hi, sh)
     guarded = states[0].config.guarded
-    design = data.design(order, guarded=guarded)
-    bf = base_fits(design, start_values(d)[:, 1:], free_all=True)
+    start = start_values(d)[:, 1:]
+    bf = base_fits(data.design(order, guarded=guarded), start, free_all=True)
+    redo = np.flatnonzero(~bf.converged) if not guarded else np.zeros(0, int)
+    if len(redo):
+        # data whose compact fits fail (a background below zero in the window): their q~ comes from the guarded fits,
+        # as for the toys (fits.toy_stage)
+        g = base_fits(data.take(redo).design(order, guarded=True), start[redo], free_all=True)
+        bf = BaseFits.concatenate([bf.take(np.flatnonzero(bf.converged)), g]).take(np.argsort(np.concatenate([np.flatnonzero(bf.converged), redo]),
+                                                                                            kind="stable"))
     for j, s in enumerate(states):
         s.data = data.take(np.array([j]))
         s.data_base = bf.take(np.array([j]))
+        s.data_guarded = guarded or j in set(redo.tolist())
         s.beta0 = bf.theta_zero[j, 1:].copy()
         if not bf.converged[j]:
-            if guarded:
-                s.fail("toy limits: the fits of the data do not converge")
-            else:
-                s.ask_restart("data fits", guarded=True)
+            s.fail("toy limits: the fits of the data do not converge")
     live = [s for s in states if s.active]
     if not live:
         return
@@ -161,7 +168,11 @@ def _take_cond(c: _DataCond, idx: NDArray) -> _DataCond:
 
 
 def _data_conditionals(states: Sequence[HypothesisState], xs: Sequence[NDArray]) -> list[_DataCond]:
-    """Conditional fits of each state's data at its POI values ``xs`` (one batch per fitting mode)."""
+    """Conditional fits and ``q~`` of each state's data at its POI values ``xs`` (one batch per fitting mode).
+
+    Data sets whose base fits needed the positivity guard, or whose compact
+    conditional fit fails, get all their fits at that value with the guard.
+    """
     out: list[_DataCond | None] = [None] * len(states)
     for syst in (False, True):
         pick = [j for j, s in enumerate(states) if (s.problem.syst_a > 0) == syst and len(xs[j])]
@@ -169,23 +180,31 @@ def _data_conditionals(states: Sequence[HypothesisState], xs: Sequence[NDArray])
             continue
         order = states[pick[0]].problem.order
         guarded = states[pick[0]].config.guarded
+        kind = states[pick[0]].problem.syst_kind
         sets = [states[j].data for j in pick]
         rep = np.concatenate([np.full(len(xs[j]), i) for i, j in enumerate(pick)])
         data = ToySets(*(np.concatenate([getattr(t, f) for t in sets]) for f in ("s", "xp", "n", "lo", "hi")),
                        shapes=ShapeArrays.from_shapes([states[j].problem.shape for j in pick])).take(rep)
         base = BaseFits.concatenate([states[j].data_base for j in pick]).take(rep)
+        data_guarded = np.array([states[j].data_guarded for j in pick])[rep]
         x = np.concatenate([xs[j] for j in pick])
         cs, cas = zip(*(states[j].signal_c(xs[j], np.zeros(len(xs[j]))) for j in pick))
         c = np.concatenate(cs)
         a = None if not syst else np.concatenate(cas)
-        design = data.design(order, guarded=guarded)
-        cond = conditional_fits(design, c, base.theta_zero[:, 1:], syst_a=a, syst_kind=states[pick[0]].problem.syst_kind,
+        cond = conditional_fits(data.design(order, guarded=guarded), c, base.theta_zero[:, 1:], syst_a=a, syst_kind=kind,
                                 predict_from=None if syst else (base.theta_zero, base.hess_zero))
         q = q_from(cond, base.nll_ref)
+        conv = cond.converged.copy()
+        mu, u, beta = cond.mu.copy(), cond.u.copy(), cond.beta.copy()
+        redo = np.flatnonzero((data_guarded | ~conv) & (not guarded))
+        if len(redo):
+            q[redo], conv[redo], cg = q_tilde_fits(data.take(redo).design(order, guarded=True), c[redo], base.theta_zero[redo, 1:],
+                                                   syst_a=None if a is None else a[redo], syst_kind=kind)
+            mu[redo], u[redo], beta[redo] = cg.mu, cg.u, cg.beta
         ofs = np.concatenate([[0], np.cumsum([len(xs[j]) for j in pick])])
         for i, j in enumerate(pick):
             sl = slice(ofs[i], ofs[i + 1])
-            out[j] = _DataCond(x=x[sl], q=q[sl], mu=cond.mu[sl], u=cond.u[sl], beta=cond.beta[sl], converged=cond.converged[sl])
+            out[j] = _DataCond(x=x[sl], q=q[sl], mu=mu[sl], u=u[sl], beta=beta[sl], converged=conv[sl])
             states[j].n_fits += ofs[i + 1] - ofs[i]
     return [o if o is not None else _DataCond(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 1)), np.zeros(0, bool)) for o in out]
 
@@ -193,10 +212,7 @@ def _data_conditionals(states: Sequence[HypothesisState], xs: Sequence[NDArray])
 def _new_pois(s: HypothesisState, xs: NDArray, c: _DataCond) -> None:
     """Add POI values with their data fits, or ask for a restart when a generator does not fit the envelope or cap."""
     if not np.all(c.converged):
-        if s.config.guarded:
-            s.fail("toy limits: a conditional fit of the data does not converge")
-        else:
-            s.ask_restart("data fits", guarded=True)
+        s.fail("toy limits: a conditional fit of the data does not converge")
         return
     if np.any(c.mu > s.cap):
         s.ask_restart("signal cap", cap_factor=4.0 * s.config.cap_factor)

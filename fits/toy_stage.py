@@ -137,7 +137,8 @@ def _fit_pairs(batch: list[tuple[HypothesisState, PoiState]], rows: list[NDArray
     sets = thin_sets(layers, idx, mu_gen, beta_gen, sh, lo, hi)
     g_sb = u_gen + z
     c_sb, a_sb = c_of(g_sb)
-    q_sb, conv_sb = q_tilde_fits(sets.design(order, guarded=guarded), c_sb, base_b.theta_zero[idx, 1:] + (beta_gen - beta0), syst_a=a_sb, syst_kind=kind)
+    q_sb, conv_sb, _ = q_tilde_fits(sets.design(order, guarded=guarded), c_sb, base_b.theta_zero[idx, 1:] + (beta_gen - beta0), syst_a=a_sb,
+                                    syst_kind=kind)
     glob_sb = 0.5 * (g_sb * g_sb - (g_sb - u_gen) ** 2)
     l_sb = sets.log_ratio(mu_gen, beta_gen, np.zeros(len(idx)), beta0) - dlam + glob_sb
     if not guarded:
@@ -145,8 +146,8 @@ def _fit_pairs(batch: list[tuple[HypothesisState, PoiState]], rows: list[NDArray
             redo = np.flatnonzero(~conv | few)
             if len(redo):
                 src = idx[redo] if tsets is bsets else redo
-                q[redo], conv[redo] = q_tilde_fits(tsets.take(src).design(order, guarded=True), c[redo], beta_gen[redo],
-                                                   syst_a=None if a is None else a[redo], syst_kind=kind)
+                q[redo], conv[redo], _ = q_tilde_fits(tsets.take(src).design(order, guarded=True), c[redo], beta_gen[redo],
+                                                      syst_a=None if a is None else a[redo], syst_kind=kind)
     o = 0
     for (s, q), n in zip(batch, counts):
         sl = slice(o, o + n)

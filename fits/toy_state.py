@@ -76,6 +76,7 @@ class HypothesisState:
         # set by the setup
         self.data: ToySets | None = None
         self.data_base: BaseFits | None = None
+        self.data_guarded = False
         self.beta0 = np.zeros(problem.order + 1)
         self.lam0 = 0.0
         self.cap = 0.0

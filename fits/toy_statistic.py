@@ -245,8 +245,8 @@ def q_from(cond: Conditional, nll_ref: NDArray) -> NDArray:
 
 
 def q_tilde_fits(design: Design, c: NDArray, start_beta: NDArray, *, rows: NDArray | None = None, syst_a: NDArray | None = None,
-                 syst_kind: str = "lognormal") -> tuple[NDArray, NDArray]:
-    """``q~`` of data sets at the signal yields ``c`` (k,) from scratch, and whether all their fits converged.
+                 syst_kind: str = "lognormal") -> tuple[NDArray, NDArray, Conditional]:
+    """``q~`` of data sets at the signal yields ``c`` (k,) from scratch, whether all their fits converged, and the conditional fits.
 
     The conditional fit first (from ``start_beta``), then the base fits only
     where ``dNLL/dmu >= 0`` there (``mu_hat`` below the tested yield), started
@@ -261,4 +261,4 @@ def q_tilde_fits(design: Design, c: NDArray, start_beta: NDArray, *, rows: NDArr
         bf = base_fits(design, start_beta[need], rows=rmap[need], near=cond.take(need))
         ref[need] = bf.nll_ref
         conv[need] &= bf.converged
-    return q_from(cond, ref), conv
+    return q_from(cond, ref), conv, cond

@@ -159,7 +159,7 @@ def test_sign_rule_gives_the_full_q_tilde() -> None:
     for mu in (20.0, 45.0, 80.0):
         c = b.conditional(np.full(len(toys), mu))
         full = fits.asymptotic.q_tilde(c.nll, f.nll_hat, f.nll_zero, mu, f.mu_hat)
-        q, conv = q_tilde_fits(d, np.full(len(toys), mu), f.zero.theta[:, 1:])
+        q, conv, _ = q_tilde_fits(d, np.full(len(toys), mu), f.zero.theta[:, 1:])
         assert conv.all()
         np.testing.assert_allclose(q, full, atol=2e-6, rtol=1e-6)
     bf = base_fits(d, f.zero.theta[:, 1:], free_all=True)
