@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, str] = {
     "export-hepdata": "bumphunt.cli.export:export_hepdata",
     "inject": "bumphunt.cli.inject:inject",
     "report": "bumphunt.cli.report:report",
+    "validate": "bumphunt.cli.validate:validate",
 }
 
 
