@@ -32,6 +32,11 @@ Where things are (each module's docstring says more):
   (its compiled data-fit kernels), ``vectorised`` (``Batch``: fits, Asimov
   sets, limits), ``asymptotic`` (test-statistic formulae);
 - nuisances: ``nuisances`` (yield uncertainty), ``systematics`` (resolution);
+- toy CLs limits at scale: ``toy_limits`` (``toy_cls_limits``), ``limit_methods``
+  (``evaluate_hypotheses(limit_method="asymptotic" | "toys" | "auto")``), and their
+  pieces ``toy_sampling``, ``toy_sets``, ``toy_statistic``, ``toy_cls``,
+  ``toy_stage``, ``toy_runner``, ``toy_batch``, ``toy_problem``, ``_toy_kernels``;
+- goodness of fit: ``goodness_of_fit`` (``gof_cdf``);
 - ``toys``, ``sideband``, ``spurious``, ``extra_templates``, ``pyhf_export``,
   ``plots``, and the zfit reference engine ``zfit_engine``.
 """
