@@ -159,6 +159,16 @@ class Beam:
         return cls(e_her=7.0, e_ler=4.0, crossing_angle=0.083)
 
     @classmethod
+    def babar(cls) -> Beam:
+        """PEP-II at the Upsilon(4S): 9.0 GeV e- on 3.1 GeV e+, head-on.
+
+        sqrt(s) = 2 sqrt(9.0 x 3.1) = 10.564 GeV (quoted as 10.58 GeV for
+        PEP-II's nominal energies), beta gamma = 0.56. The relative beam-energy
+        spreads are assumed equal to SuperKEKB's (a CM spread of about 5 MeV).
+        """
+        return cls(e_her=9.0, e_ler=3.1, crossing_angle=0.0)
+
+    @classmethod
     def z_pole(cls, *, crossing_angle: float = 0.0) -> Beam:
         """Symmetric beams at sqrt(s) = m_Z (PDG mass from ``particle``)."""
         from signal_models._common.pdg import particle_mass

@@ -1,9 +1,13 @@
-"""Belle II-like electromagnetic calorimeter: acceptance regions and resolution.
+"""Electromagnetic calorimeters: acceptance regions and photon resolution.
 
-The photon resolution parametrisation is the one basf2 uses for barrel photons
-at low beam background (see ``shared/reference/physics.md``); the endcaps are
-modelled as the barrel resolution times region-dependent factors. Photon
-covariance matrices are ordered ``(E, theta, phi)``.
+The Belle II ECL (``ecl_region``, ``Resolution``): the photon resolution
+parametrisation is the one basf2 uses for barrel photons at low beam
+background (see ``shared/reference/physics.md``); the endcaps are modelled as
+the barrel resolution times region-dependent factors. Other calorimeters
+(``Calorimeter`` for the polar-angle regions, ``ParametrisedResolution`` for
+the textbook form sigma_E/E = a/E^p (+) b (+) c/E) describe the detectors of
+the other collider presets (``bumphunt.colliders``). Photon covariance
+matrices are ordered ``(E, theta, phi)``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ __all__ = [
     "ecl_region",
     "Resolution",
     "TrackResolution",
+    "Calorimeter",
+    "BELLE2_ECL",
+    "ParametrisedResolution",
 ]
 
 # Region codes stored in the ntuples (branch ``gamma_region``).
@@ -191,3 +198,135 @@ class TrackResolution:
 
     def to_dict(self) -> dict[str, float]:
         return {"pt_a": self.pt_a, "pt_b": self.pt_b, "sigma_theta": self.sigma_theta, "sigma_phi": self.sigma_phi, "mass": self.mass}
+
+
+@dataclass(frozen=True)
+class Calorimeter:
+    """Polar-angle regions of a calorimeter (lab frame, rad), with the region codes of the ntuples.
+
+    A photon whose polar angle lies in none of the regions (a gap, or outside)
+    gets ``REGION_NONE`` and is not reconstructed by the toy MC. Regions are
+    assigned in the order forward, barrel, backward (a later one wins where
+    two overlap), as ``ecl_region`` does for Belle II.
+
+    Parameters
+    ----------
+    name : str
+        Short description, e.g. ``"Belle II ECL"``.
+    barrel : (float, float)
+        Polar-angle range of the barrel (rad).
+    forward, backward : (float, float) or None
+        Ranges of the forward and backward endcaps (rad); None: no such endcap.
+    """
+
+    name: str
+    barrel: tuple[float, float]
+    forward: tuple[float, float] | None = None
+    backward: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        for label, rng in (("barrel", self.barrel), ("forward", self.forward), ("backward", self.backward)):
+            if rng is not None and not (0.0 <= rng[0] < rng[1] <= np.pi):
+                raise ValueError(f"Calorimeter {self.name!r}: {label} range {rng} rad must satisfy 0 <= lo < hi <= pi")
+
+    @property
+    def edges(self) -> dict[int, tuple[float, float]]:
+        """Region code -> (theta_lo, theta_hi) in rad, forward first."""
+        out = {}
+        for code, rng in ((REGION_FWD, self.forward), (REGION_BARREL, self.barrel), (REGION_BWD, self.backward)):
+            if rng is not None:
+                out[code] = (float(rng[0]), float(rng[1]))
+        return out
+
+    @property
+    def theta_range(self) -> tuple[float, float]:
+        """Smallest and largest polar angle covered (rad)."""
+        e = self.edges.values()
+        return min(lo for lo, _ in e), max(hi for _, hi in e)
+
+    def region(self, theta: ArrayLike) -> NDArray[np.int8]:
+        """Region code for each polar angle (rad); ``REGION_NONE`` in gaps and outside."""
+        theta = np.asarray(theta, dtype=float)
+        out = np.full(theta.shape, REGION_NONE, dtype=np.int8)
+        for code, (lo, hi) in self.edges.items():
+            out[(theta >= lo) & (theta <= hi)] = code
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-dict form (rad), for metadata."""
+        return {"name": self.name, "forward": self.forward, "barrel": self.barrel, "backward": self.backward}
+
+
+#: The Belle II ECL (``ECL_EDGES``); ``BELLE2_ECL.region`` equals ``ecl_region``.
+BELLE2_ECL = Calorimeter("Belle II ECL", barrel=ECL_EDGES[REGION_BARREL], forward=ECL_EDGES[REGION_FWD], backward=ECL_EDGES[REGION_BWD])
+
+
+@dataclass(frozen=True)
+class ParametrisedResolution:
+    """Photon resolution of the form sigma_E / E = a / E^p (+) b (+) c / E, angles a' / sqrt(E) (+) b'.
+
+    E in GeV, (+) addition in quadrature. The polar and azimuthal angles get
+    the same resolution (rad), independent of the region; the interface is the
+    one of ``Resolution`` (``sigmas``, ``covariance``), so the toy MC and the
+    pre-selection use either.
+
+    Parameters
+    ----------
+    energy_stochastic : float
+        a, the stochastic term (fraction at 1 GeV), e.g. 0.17 for 17% / sqrt(E).
+    energy_power : float
+        p, the power of E in the stochastic term (0.5 for a sampling
+        calorimeter; 0.25 for BaBar's CsI(Tl) parametrisation).
+    energy_constant : float
+        b, the constant term (fraction).
+    energy_noise : float
+        c, the noise term (GeV).
+    angle_stochastic : float
+        a' in rad GeV^1/2.
+    angle_constant : float
+        b' in rad.
+    min_energy : float
+        Energy (GeV) below which the formulas are evaluated at this value.
+    """
+
+    energy_stochastic: float
+    energy_power: float = 0.5
+    energy_constant: float = 0.0
+    energy_noise: float = 0.0
+    angle_stochastic: float = 0.0
+    angle_constant: float = 0.0
+    min_energy: float = 0.05
+
+    def __post_init__(self) -> None:
+        values = (self.energy_stochastic, self.energy_power, self.energy_constant, self.energy_noise,
+                  self.angle_stochastic, self.angle_constant)
+        if any(not np.isfinite(v) or v < 0 for v in values) or not self.min_energy > 0:
+            raise ValueError(f"ParametrisedResolution: terms must be finite and >= 0 (min_energy > 0), got {self}")
+        if self.angle_stochastic == 0 and self.angle_constant == 0:
+            raise ValueError("ParametrisedResolution: the angular resolution must not be zero")
+
+    def sigmas(self, E: ArrayLike, region: ArrayLike) -> tuple[NDArray, NDArray, NDArray]:
+        """Resolutions ``(sigma_E [GeV], sigma_theta [rad], sigma_phi [rad])`` at energy ``E`` (GeV).
+
+        ``region`` is accepted for the interface of ``Resolution`` and not used.
+        """
+        E = np.asarray(E, dtype=float)
+        Ec = np.clip(E, self.min_energy, None)
+        rel = np.sqrt((self.energy_stochastic / Ec**self.energy_power) ** 2 + self.energy_constant**2
+                      + (self.energy_noise / Ec) ** 2)
+        ang = np.sqrt(self.angle_stochastic**2 / Ec + self.angle_constant**2)
+        return rel * Ec, ang, ang.copy()
+
+    def covariance(self, E: ArrayLike, region: ArrayLike) -> NDArray[np.float64]:
+        """Diagonal photon covariance in ``(E, theta, phi)``, shape ``E.shape + (3, 3)``."""
+        s_e, s_t, s_p = self.sigmas(E, region)
+        cov = np.zeros(np.shape(s_e) + (3, 3))
+        cov[..., 0, 0] = s_e**2
+        cov[..., 1, 1] = s_t**2
+        cov[..., 2, 2] = s_p**2
+        return cov
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain-dict form, for metadata."""
+        return {f: getattr(self, f) for f in ("energy_stochastic", "energy_power", "energy_constant", "energy_noise",
+                                              "angle_stochastic", "angle_constant", "min_energy")}
