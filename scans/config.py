@@ -38,6 +38,7 @@ __all__ = [
     "load_scan_config",
     "config_hash",
     "sqrt_s_from_config",
+    "COLLIDER_BEAMS",
     "RESULT_NEUTRAL_KEYS",
 ]
 
@@ -47,6 +48,14 @@ DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_scan.yaml")
 #: Top-level keys that do not change the scan result (how and where it runs);
 #: they are left out of the configuration hash guarding ``--resume``.
 RESULT_NEUTRAL_KEYS = ("execution", "output", "provenance")
+
+#: Beams of the collider presets of ``bumphunt.colliders`` (GeV, rad), for ``beam.collider``; scans cannot
+#: import bumphunt, and a test checks that the two agree.
+COLLIDER_BEAMS: dict[str, dict[str, float]] = {
+    "belle2": {"e_her": 7.0, "e_ler": 4.0, "crossing_angle": 0.083},
+    "babar": {"e_her": 9.0, "e_ler": 3.1, "crossing_angle": 0.0},
+    "zpole": {"e_her": 91.1876 / 2.0, "e_ler": 91.1876 / 2.0, "crossing_angle": 0.0},
+}
 
 _POS = {"type": "number", "exclusiveMinimum": 0}
 _FRAC = {"type": "number", "minimum": 0}
@@ -122,7 +131,10 @@ SCAN_SCHEMA: dict[str, Any] = {
             "default": {},
             "properties": {
                 "sqrt_s": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": None,
-                           "description": "CM energy in GeV; null = from the beam energies."},
+                           "description": "CM energy in GeV; null = from the collider preset, else from the beam energies."},
+                "collider": {"enum": [None, *COLLIDER_BEAMS],
+                             "description": "Collider preset (bumphunt.colliders): belle2, babar or zpole; sets sqrt(s) unless "
+                                            "sqrt_s is given. Not filled when absent, so older configurations keep their hash."},
                 "e_her": {**_POS, "default": 7.0},
                 "e_ler": {**_POS, "default": 4.0},
                 "crossing_angle": {"type": "number", "minimum": 0, "default": 0.083},
@@ -347,9 +359,13 @@ def config_hash(config: Mapping[str, Any]) -> str:
 
 
 def sqrt_s_from_config(config: Mapping[str, Any]) -> float:
-    """CM energy in GeV: ``beam.sqrt_s`` or, from the beam energies (GeV) and crossing angle (rad),
-    ``sqrt(s) = 2 sqrt(E_her E_ler) cos(crossing_angle / 2)`` (massless beams)."""
+    """CM energy in GeV: ``beam.sqrt_s``, else the ``beam.collider`` preset's, else from the beam energies
+    (GeV) and crossing angle (rad), ``sqrt(s) = 2 sqrt(E_her E_ler) cos(crossing_angle / 2)`` (massless beams)."""
     beam = config["beam"]
     if beam.get("sqrt_s") is not None:
         return float(beam["sqrt_s"])
+    if beam.get("collider") is not None:
+        if beam["collider"] not in COLLIDER_BEAMS:
+            raise ScanConfigError(f"beam.collider: unknown collider {beam['collider']!r}; known: {', '.join(COLLIDER_BEAMS)}")
+        beam = COLLIDER_BEAMS[beam["collider"]]
     return 2.0 * math.sqrt(beam["e_her"] * beam["e_ler"]) * math.cos(0.5 * beam["crossing_angle"])
