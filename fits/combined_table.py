@@ -162,8 +162,8 @@ def evaluate_combined(request: CombinedRequest, *, cl: float = DEFAULT_CL, limit
     return dataclasses.replace(table_from_batch(batch, ul_obs=obs, ul_exp=exp, limit_ok=obs_ok & exp_ok), gof_pvalue=pvalues)
 
 
-def evaluate_combined_expected(request: CombinedRequest, *, cl: float = DEFAULT_CL,
-                               reference_mu: float | None = None) -> tuple[CombinedTable, NDArray | None]:
+def evaluate_combined_expected(request: CombinedRequest, *, cl: float = DEFAULT_CL, reference_mu: float | None = None,
+                               gof_sideband_n_sigma: float | None = None) -> tuple[CombinedTable, NDArray | None]:
     """Expected quantities only (blind analyses): no fit with a free parameter of interest is made.
 
     The data are fitted with mu fixed at 0 (background only, nuisances
@@ -180,6 +180,9 @@ def evaluate_combined_expected(request: CombinedRequest, *, cl: float = DEFAULT_
         A reference signal (in units of mu): its median expected significance
         ``Z_A = mu_ref / sigma_A`` (Asimov standard deviation of mu, Cowan et al.
         arXiv:1007.1727) is returned as the second value.
+    gof_sideband_n_sigma : float, optional
+        Also a sideband-only goodness of fit of the background-only fit: the binned test on the bins
+        outside ``peak +- n sigma`` of each channel (``gof_pvalue`` of the table).
 
     Returns
     -------
@@ -204,11 +207,17 @@ def evaluate_combined_expected(request: CombinedRequest, *, cl: float = DEFAULT_
     finite = np.all(np.isfinite(exp), axis=1)
     ok = zero.converged & exp_ok & finite & (n_events.sum(axis=1) > 0)
     reason = _reasons(request, n_events, zero.converged, finite, exp_ok)
+    gof = None
+    if gof_sideband_n_sigma is not None:
+        from .goodness_of_fit import gof_combined
+
+        res = gof_combined(batch, background_only=True, sideband_n_sigma=gof_sideband_n_sigma)
+        gof = np.where(res.ok, res.pvalue, np.nan)
     table = CombinedTable(
         mu_hat=nan, mu_err=nan, nll=nan, nll_bkg_only=zero.nll, z_local=nan, converged=ok, reason=tuple(reason), ul_obs=None,
         ul_exp=exp, n_events=n_events, channel_nsig=np.full((k, batch.C), np.nan), channel_nbkg=nbkg,
         nuisance_hat=np.full((k, batch.S - 1), np.nan), nuisance_err=np.full((k, batch.S - 1), np.nan),
         bkg_orders=np.asarray(request.orders, dtype=np.int64).copy(), channel_names=request.channel_names,
-        nuisance_names=request.nuisance_names,
+        nuisance_names=request.nuisance_names, gof_pvalue=gof,
     )
     return table, z_ref

@@ -185,12 +185,15 @@ def _equal_probability_edges(cdf: FittedCdf, total: NDArray, bins: NDArray) -> t
     return x, rows
 
 
-def _statistics(model: FittedDensity, x_sorted: NDArray, opt: _Options) -> tuple[NDArray, NDArray, NDArray, list[str], NDArray]:
+def _statistics(model: FittedDensity, x_sorted: NDArray, opt: _Options, *,
+                exclude: NDArray | None = None) -> tuple[NDArray, NDArray, NDArray, list[str], NDArray]:
     """Statistic, bins, candidates, reasons and ``clipped`` (k) of the model's windows on the sorted candidates (GeV).
 
     Binned: the bin edges are the quantiles of the fitted ``Lambda`` (at the nodes), the observed counts come
     from ``searchsorted`` on the sorted candidates and the expected counts from ``Lambda`` at the edges, so
     the fitted CDF is evaluated at ``bins - 1`` points per window rather than at every candidate.
+    ``exclude`` (k, 2), GeV: bins overlapping ``[a, b]`` are left out (a sideband-only test of a blind
+    window); the returned bin counts are then the bins used.
     """
     k = len(model.lo)
     start = np.searchsorted(x_sorted, model.lo, side="left")
@@ -233,6 +236,15 @@ def _statistics(model: FittedDensity, x_sorted: NDArray, opt: _Options) -> tuple
         inside = np.arange(b_max)[None, :] < bins[:, None]
         counts = np.where(inside, np.diff(cum_obs, axis=1), 0.0)
         expected = np.where(inside, np.diff(cum_exp, axis=1), 0.0)
+        if exclude is not None:  # drop the bins that reach into the excluded (signal) region
+            x_edges = np.full((k, b_max + 1), np.nan)
+            x_edges[:, 0] = model.lo
+            x_edges[rows, slot + 1] = edges
+            x_edges[np.arange(k), bins] = model.hi
+            lo_b, hi_b = x_edges[:, :-1], x_edges[:, 1:]
+            hit = inside & (hi_b >= exclude[:, :1]) & (lo_b <= exclude[:, 1:])
+            counts, expected = np.where(hit, 0.0, counts), np.where(hit, 0.0, expected)
+            bins = bins - hit.sum(axis=1)
         stat = baker_cousins(counts, expected)
         for j in np.flatnonzero(total < bins):
             reasons[j] = reasons[j] or f"fewer expected events ({total[j]:.3g}) than bins ({bins[j]})"
@@ -417,7 +429,8 @@ def _toy_group(model: FittedDensity, shapes: list[SignalShape], T: int, rng: np.
     return stat.reshape(k, T), ok.reshape(k, T)
 
 
-def gof_combined(batch: CombinedBatch, *, n_bins: int | None = None, events_per_bin: int = EVENTS_PER_BIN, max_bins: int = MAX_BINS) -> GofResult:
+def gof_combined(batch: CombinedBatch, *, n_bins: int | None = None, events_per_bin: int = EVENTS_PER_BIN, max_bins: int = MAX_BINS,
+                 background_only: bool = False, sideband_n_sigma: float | None = None) -> GofResult:
     """Binned goodness of fit (asymptotic) of the k hypotheses of a fitted ``fits.combined.CombinedBatch``.
 
     Channel c: the Baker-Cousins chi2 of its candidates against ``N_c s_c(x; nu) + sum_m beta_cm T_m``
@@ -426,14 +439,19 @@ def gof_combined(batch: CombinedBatch, *, n_bins: int | None = None, events_per_
     has ``ndf = sum_c B_c - 1 - sum_c (free background coefficients of c)``: mu is shared, and the
     constrained nuisances bring their own auxiliary measurements, so they do not count. Channels
     without candidates are left out.
+
+    ``background_only``: test the fit at mu = 0 (``fit_.zero``: blind analyses, no fit with a free
+    signal); ``sideband_n_sigma``: leave out the bins that reach into ``mu_peak +- n sigma`` of each
+    channel (a sideband-only test that looks at no candidate near the hypothesis).
     """
     fit = batch.fit_
     if fit is None:
         raise FitInputError("batch: call batch.fit() before gof_combined")
     req = batch.req
     k, C, J = req.k, req.n_channels, req.n_shape
-    N = batch.yields(fit.hat.shared, np.arange(k))[0]
-    nu = fit.hat.shared[:, batch.S - J:]
+    state = fit.zero if background_only else fit.hat
+    N = batch.yields(state.shared, np.arange(k))[0]
+    nu = state.shared[:, batch.S - J:]
     free = batch.data.beta_free.reshape(k, C, batch.P).sum(axis=2)
     n_ev = batch.data.n_ev.reshape(k, C)
     stat_c, ndf_c, bins, clipped = np.zeros((k, C)), np.zeros((k, C), np.int64), np.zeros(k, np.int64), np.zeros(k, bool)
@@ -446,18 +464,22 @@ def gof_combined(batch: CombinedBatch, *, n_bins: int | None = None, events_per_
             v = nu[:, j]
             parts += [(keep * 0.5 * (v + v * v), req.peak(c, j, +1.0)), (keep * 0.5 * (v * v - v), req.peak(c, j, -1.0)), (-keep * v * v, req.peak(c))]
         s = window_nodes(shapes, lo, hi)
-        model = FittedDensity(tuple((coef, np.arange(k), CdfTables.of(sh, lo, hi, s)) for coef, sh in parts), fit.hat.beta[:, c], lo, hi)
+        model = FittedDensity(tuple((coef, np.arange(k), CdfTables.of(sh, lo, hi, s)) for coef, sh in parts), state.beta[:, c], lo, hi)
+        sideband = None
+        if sideband_n_sigma is not None:
+            sideband = np.stack([shapes.mu - sideband_n_sigma * shapes.sigma, shapes.mu + sideband_n_sigma * shapes.sigma], axis=1)
         orders = np.asarray(req.orders)[:, c]
         for o in np.unique(orders):  # the bin rule depends on the channel's order
             idx = np.flatnonzero((orders == o) & (n_ev[:, c] > 0))
-            st, b, _, why, cl = _statistics(model.take(idx), np.asarray(req.sorted_mgg[c], float), _Options("binned", int(o) + 2, n_bins,
-                                                                                                                events_per_bin, max_bins))
+            st, b, _, why, cl = _statistics(model.take(idx), np.asarray(req.sorted_mgg[c], float),
+                                            _Options("binned", int(o) + 2, n_bins, events_per_bin, max_bins),
+                                            exclude=None if sideband is None else sideband[idx])
             stat_c[idx, c], ndf_c[idx, c] = st, b - free[idx, c]
             bins[idx] += b
             clipped[idx] |= cl
             for j, r in zip(idx, why):
                 reasons[j] += [f"channel {req.channel_names[c]}: {r}"] if r else []
-    ndf = ndf_c.sum(axis=1) - 1
+    ndf = ndf_c.sum(axis=1) - (0 if background_only else 1)  # mu is not fitted in a background-only test
     for j in np.flatnonzero(n_ev.sum(axis=1) == 0):
         reasons[j].append("no candidates in any channel's window")
     for j in np.flatnonzero(ndf < 1):

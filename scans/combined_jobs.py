@@ -54,7 +54,10 @@ class CombinedSettings:
     reference_xsec : float or None
         Blinded points: the cross-section (pb) whose median expected significance is reported.
     gof : bool
-        Binned goodness-of-fit p-value of every fitted hypothesis (not for the envelope).
+        Binned goodness-of-fit p-value of every fitted hypothesis (not for the envelope); blind points get
+        the sideband-only test of their background-only fit (bins outside ``peak +- blind_n_sigma sigma``).
+    blind_n_sigma : float
+        Half-width of the signal region of blind points, in sigma(m).
     """
 
     cl: float
@@ -65,13 +68,15 @@ class CombinedSettings:
     order_fallback: bool = True
     reference_xsec: float | None = None
     gof: bool = False
+    blind_n_sigma: float = 3.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CombinedSettings:
         bm = config["background_model"]
         return cls(cl=config["cl"], method=bm["method"], orders=tuple(sorted(set(bm["orders"]))), ftest_pvalue=bm["ftest_pvalue"],
                    penalty=bm["penalty"], order_fallback=config["bkg_order_fallback"],
-                   reference_xsec=config["blinding"]["reference_xsec_pb"], gof=config["gof"]["method"] != "none")
+                   reference_xsec=config["blinding"]["reference_xsec_pb"], gof=config["gof"]["method"] != "none",
+                   blind_n_sigma=config["blinding"]["signal_region_n_sigma"])
 
 
 def _window_cover(x: NDArray, lo: NDArray, hi: NDArray, data_range: NDArray) -> NDArray:

@@ -147,6 +147,8 @@ def _blinded_record(plan: CombinedPlan, i: int, block: CombinedBlockResult, j: i
     z_ref = block.z_reference[j] if block.z_reference else float("nan")
     if math.isfinite(z_ref):
         out["z_expected_reference"] = z_ref
+    if block.gof_pvalue and _finite(block.gof_pvalue[j]):
+        out["gof_pvalue_sidebands"] = block.gof_pvalue[j]  # the background-only fit outside the signal region
     return out
 
 

@@ -101,7 +101,8 @@ def _evaluate_blind(req: Any, settings: CombinedSettings) -> tuple[Any, NDArray 
         from fits.background_choice import ftest_orders
 
         req = dataclasses.replace(req, orders=ftest_orders(req, orders=settings.orders, pvalue=settings.ftest_pvalue).orders)
-    return evaluate_combined_expected(req, cl=settings.cl, reference_mu=settings.reference_xsec)
+    return evaluate_combined_expected(req, cl=settings.cl, reference_mu=settings.reference_xsec,
+                                      gof_sideband_n_sigma=settings.blind_n_sigma if settings.gof else None)
 
 
 def _blind_columns(req: Any, settings: CombinedSettings) -> dict[str, list]:

@@ -277,9 +277,15 @@ def gof_summary(points: Sequence[Mapping[str, Any]], section: Mapping[str, Any],
     tested = [p for p in points if "gof_pvalue" in p]
     flagged = sorted(({"mass": p["mass"], "pvalue": p["gof_pvalue"]} for p in tested if p["gof_pvalue"] < section["alpha"]),
                      key=lambda r: r["pvalue"])
+    sidebands = [p for p in points if "gof_pvalue_sidebands" in p]  # blind points: the sideband-only test
+    flagged += sorted(({"mass": p["mass"], "pvalue": p["gof_pvalue_sidebands"], "region": "sidebands"} for p in sidebands
+                       if p["gof_pvalue_sidebands"] < section["alpha"]), key=lambda r: r["pvalue"])
     calibration = "toys" if (method == "anderson-darling" or section["toys"] > 0) and not combined else "asymptotic"
     if flagged:
-        logger.warning("goodness of fit: %d of %d windows have p < %g (smallest %.2g at %.4g GeV)", len(flagged), len(tested),
-                       section["alpha"], flagged[0]["pvalue"], flagged[0]["mass"])
-    return {"method": "binned" if combined else method, "calibration": calibration, "alpha": section["alpha"], "n_tested": len(tested),
-            "flagged": flagged}
+        logger.warning("goodness of fit: %d of %d windows have p < %g (smallest %.2g at %.4g GeV)", len(flagged),
+                       len(tested) + len(sidebands), section["alpha"], flagged[0]["pvalue"], flagged[0]["mass"])
+    out = {"method": "binned" if combined else method, "calibration": calibration, "alpha": section["alpha"], "n_tested": len(tested),
+           "flagged": flagged}
+    if sidebands:
+        out["n_tested_sidebands"] = len(sidebands)
+    return out

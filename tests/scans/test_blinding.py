@@ -138,3 +138,15 @@ def test_cli_scan_blind_then_unblind(tmp_path) -> None:
     res = runner.invoke(cli, ["scan", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "u"), "--workers", "1", "--unblind", "--no-plots"])
     assert res.exit_code == 0 and "largest local excess" in res.output
     assert json.loads((tmp_path / "u" / "scan_result.json").read_text())["blinding"]["unblinded"] is True
+
+
+def test_blind_points_get_a_sideband_only_goodness_of_fit() -> None:
+    x = toy_spectrum(20000, lo=0.1, hi=3.0, slope=1.5, seed=2)
+    cfg = {"mass": {"min": 0.4, "max": 2.4, "step": 0.1}, "vetoes": {"particles": []}, "lee": {"toys": 0}, "execution": {"workers": 1},
+           "blinding": {"mode": "blind"}}
+    good = scans.scan(x, MODEL, config=cfg)
+    p = np.array([q["gof_pvalue_sidebands"] for q in good["points"]])
+    assert len(p) == len(good["points"]) and np.all((p >= 0) & (p <= 1)) and np.median(p) > 0.05
+    assert good["gof"]["n_tested_sidebands"] == len(p) and good["gof"]["n_tested"] == 0
+    bad = scans.scan(x, MODEL, config={**cfg, "bkg_order": 0})  # a flat background on a steep spectrum: the sidebands say so
+    assert len(bad["gof"]["flagged"]) > 0.8 * len(p) and all(f["region"] == "sidebands" for f in bad["gof"]["flagged"])
