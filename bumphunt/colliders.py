@@ -72,7 +72,8 @@ from .kinematics import Beam
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Collider", "COLLIDERS", "COLLIDER_NAMES", "DEFAULT_COLLIDER", "collider", "collider_from_meta"]
+__all__ = ["Collider", "COLLIDERS", "COLLIDER_NAMES", "DEFAULT_COLLIDER", "collider", "collider_from_meta", "collider_of_files",
+           "preselection_cuts_for"]
 
 _DEG = math.pi / 180.0
 
@@ -128,6 +129,16 @@ class Collider:
     def sqrt_s(self) -> float:
         """Nominal centre-of-mass energy in GeV."""
         return self.beam.sqrt_s
+
+    @property
+    def ntuple_energy_unit(self) -> str | None:
+        """Energy unit to read this collider's toy ntuples with: ``"GeV"`` where photons exceed 20 GeV.
+
+        The reader takes a median photon energy above 20 GeV for MeV unless
+        told the unit; at the Z pole photons have ~30 GeV. None elsewhere
+        (the reader's check stays on).
+        """
+        return "GeV" if self.sqrt_s / 2.0 > 20.0 else None
 
     def preselection_cuts(self, overrides: Mapping[str, Any] | None = None) -> PreselectionCuts:
         """The pre-selection cuts of this collider, optionally with some fields replaced.
@@ -251,3 +262,56 @@ def collider_from_meta(meta: Mapping[str, Any] | None) -> Collider | None:
     if isinstance(value, Mapping):
         value = value.get("name")
     return collider(str(value))
+
+
+def collider_of_files(paths: Any, *, name: str | None = None) -> Collider | None:
+    """The preset ``name``, else the one the files' metadata name (None when no file names one).
+
+    Parameters
+    ----------
+    paths : path, glob pattern or list of them
+        ROOT files with (or without) bumphunt metadata.
+    name : str, optional
+        A preset name given by the user; it wins over the metadata.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name, or files whose metadata name different colliders (naming them).
+    """
+    if name is not None:
+        return collider(name)
+    from .events.files import expand_paths, read_meta
+
+    found: dict[str, list[str]] = {}
+    for path in expand_paths(paths):
+        preset = collider_from_meta(read_meta(path))
+        if preset is not None:
+            found.setdefault(preset.name, []).append(path.name)
+    if len(found) > 1:
+        listing = "; ".join(f"{k}: {', '.join(v)}" for k, v in found.items())
+        raise ConfigError(f"the inputs come from different colliders ({listing}); process them separately or name one")
+    return collider(next(iter(found))) if found else None
+
+
+def preselection_cuts_for(preset: Collider | None, config: Any = None) -> PreselectionCuts:
+    """Pre-selection cuts: the preset's, with the keys of a YAML file or mapping (``config``) on top.
+
+    Without a preset, ``PreselectionCuts.from_config(config)`` (the Belle II defaults under the config).
+    """
+    if preset is None:
+        return PreselectionCuts.from_config(config)
+    from signal_models._common.config import read_mapping
+
+    raw, source = read_mapping(config, source=None, default_source="preselection config", mapping_source="preselection config")
+    if isinstance(raw.get("preselection"), Mapping):
+        raw = dict(raw["preselection"])
+    merged = {**dict(preset.preselection), **raw}
+    return PreselectionCuts.from_config(merged) if config is None else _cuts_with_source(merged, source)
+
+
+def _cuts_with_source(merged: Mapping[str, Any], source: str) -> PreselectionCuts:
+    try:
+        return PreselectionCuts.from_config(merged)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None

@@ -24,7 +24,10 @@ def _masses(text: str | None) -> list[float] | None:
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Master random seed (default 0, or the config's). Same seed -> identical files.")
 @click.option("--lumi", "lumi_fb", type=click.FloatRange(min=0, min_open=True), default=None, help="Integrated luminosity in fb^-1 for MC weights and the pseudo-data size (default 0.1).")
 @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Toy-MC YAML configuration (see docs/reference/toymc.md); optional.")
-@click.option("--masses", default=None, help="Comma-separated ALP masses in GeV for the signal samples (default 0.5,1,2,4,7).")
+@click.option("--collider", "collider_name", type=click.Choice(["belle2", "babar", "zpole"]), default=None,
+              help="Collider preset (beams, calorimeter, resolution, default masses and coupling; see bumphunt.colliders). "
+                   "Default: the config's collider key, else belle2. zpole: e+e- -> Z -> a gamma (hypercharge) and QED 3 gamma at sqrt(s) = m_Z.")
+@click.option("--masses", default=None, help="Comma-separated ALP masses in GeV for the signal samples (default 0.5,1,2,4,7; zpole 1,5,10,20,40).")
 @click.option("--n-signal", "n_signal", type=click.IntRange(min=1), default=None, help="Signal events per mass (default 4000).")
 @click.option("--samples", default=None, help="Comma-separated samples to write: signal, backgrounds, ggg, eeg, pi0g, etag, etapg, pi0gg, etagg, etapgg, mumug, data, signal_m<mass> (default all).")
 @click.option("--data/--no-data", "data", default=None, help="Write the pseudo-data sample (default yes).")
@@ -36,6 +39,7 @@ def generate(
     seed: int | None,
     lumi_fb: float | None,
     config: Path | None,
+    collider_name: str | None,
     masses: str | None,
     n_signal: int | None,
     samples: str | None,
@@ -46,7 +50,10 @@ def generate(
 ) -> None:
     """Generate Belle II-like toy MC: ALP signal at several masses, e+e- -> 3 gamma,
     e+e- -> e+e- gamma, e+e- -> P gamma (gamma) for P = pi0, eta, eta', the
-    e+e- -> mu+ mu- gamma control sample and pseudo-data.
+    e+e- -> mu+ mu- gamma control sample and pseudo-data. With --collider babar
+    the same at PEP-II with the BaBar calorimeter; with --collider zpole the ALP
+    signal (hypercharge coupling, Z exchange), QED e+e- -> 3 gamma and pseudo-data
+    at sqrt(s) = m_Z with a granular calorimeter.
 
     Runs with built-in defaults (a small sample that takes seconds); units: GeV,
     fb^-1. MC samples are weighted to the luminosity (branch `weight`); the
@@ -72,6 +79,7 @@ def generate(
             data=data,
             inject=inject,
             chunk_size=chunk_size,
+            collider_name=collider_name,
         )
     except BumphuntError as exc:
         raise click.ClickException(str(exc)) from None

@@ -14,16 +14,25 @@ __all__ = ["kinfit", "calibrate_photons"]
 logger = logging.getLogger(__name__)
 
 
-def _beam_from_meta(meta: dict[str, Any]) -> Any:
+def _beam_from_meta(meta: dict[str, Any], collider_name: str | None = None) -> Any:
+    """The beams: of the named collider preset, else of the metadata (its beam, else its collider), else Belle II."""
+    from ..colliders import collider, collider_from_meta
+    from ..errors import ConfigError
     from ..kinematics import Beam
 
-    b = meta.get("beam")
-    if isinstance(b, dict):
-        try:
-            return Beam(**{k: float(v) for k, v in b.items() if k in ("e_her", "e_ler", "crossing_angle", "e_spread_her", "e_spread_ler")})
-        except (TypeError, ValueError) as exc:
-            raise click.ClickException(f"invalid beam in the sample metadata: {exc}") from None
-    return Beam.belle2()
+    try:
+        if collider_name is not None:
+            return collider(collider_name).beam
+        b = meta.get("beam")
+        if isinstance(b, dict):
+            try:
+                return Beam(**{k: float(v) for k, v in b.items() if k in ("e_her", "e_ler", "crossing_angle", "e_spread_her", "e_spread_ler")})
+            except (TypeError, ValueError) as exc:
+                raise click.ClickException(f"invalid beam in the sample metadata: {exc}") from None
+        preset = collider_from_meta(meta)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return preset.beam if preset is not None else Beam.belle2()
 
 
 @click.command("kinfit")
@@ -33,6 +42,8 @@ def _beam_from_meta(meta: dict[str, Any]) -> Any:
 @click.option("--pcm", "pcm_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Photon covariance model JSON (from calibrate-photons). Default: the covariances stored in the "
                    "input (gamma_cov_*), else the ECL parametrisation.")
+@click.option("--collider", "collider_name", type=click.Choice(["belle2", "babar", "zpole"]), default=None,
+              help="Fit to this collider preset's beams. Default: the beams in each file's metadata (or its collider), else Belle II.")
 @click.option("--beam-spread/--no-beam-spread", default=False, show_default=True,
               help="Treat the beam four-momentum as measured with the beam-energy spread (soft constraint; ndf stays 4).")
 @click.option("--max-iter", default=20, show_default=True, type=click.IntRange(min=1), help="Maximum linearisations per event.")
@@ -42,15 +53,15 @@ def _beam_from_meta(meta: dict[str, Any]) -> Any:
               help="Convergence: every component of the four-momentum balance below this (GeV).")
 @click.option("--plots", "plots", type=click.Path(file_okay=False), default=None,
               help="Folder for validation plots: pulls, chi2 and p-value, M_gg resolution of truth-matched signal.")
-def kinfit(inputs: tuple[str, ...], out: str, pcm_path: str | None, beam_spread: bool, max_iter: int, tol_chi2: float,
-           tol_constraint: float, plots: str | None) -> None:
+def kinfit(inputs: tuple[str, ...], out: str, pcm_path: str | None, collider_name: str | None, beam_spread: bool, max_iter: int,
+           tol_chi2: float, tol_constraint: float, plots: str | None) -> None:
     """4C kinematic fit of the three photons of each event to the beam four-momentum.
 
     INPUTS are three-photon ROOT files written by `bumphunt preselect`. The
     output files carry every input branch plus fit_E, fit_theta, fit_phi
     (GeV, rad; measured values where the fit failed), kinfit_chi2 (+inf where
     it failed), kinfit_pvalue, kinfit_converged, kinfit_status, kinfit_n_iter.
-    The beam comes from each file's metadata (default Belle II).
+    The beam comes from --collider, else from each file's metadata (default Belle II).
     """
     from rich.console import Console
 
@@ -70,7 +81,7 @@ def kinfit(inputs: tuple[str, ...], out: str, pcm_path: str | None, beam_spread:
         results = []
         for path in inputs:
             meta = read_meta(path)
-            beam = _beam_from_meta(meta)
+            beam = _beam_from_meta(meta, collider_name)
             ev = load_three_photon(path)
             if "E" not in ev or ev["E"].ndim != 2:
                 raise click.ClickException(f"{path}: not a three-photon file (no photon branch gamma_E with three photons)")

@@ -16,7 +16,17 @@ import awkward as ak
 import numpy as np
 from numpy.typing import NDArray
 
-from ..events.detector import CDC_THETA_MAX, CDC_THETA_MIN, ECL_EDGES, REGION_BWD, REGION_FWD, Resolution, ecl_region
+from ..events.detector import (
+    CDC_THETA_MAX,
+    CDC_THETA_MIN,
+    ECL_EDGES,
+    REGION_BWD,
+    REGION_FWD,
+    Calorimeter,
+    ParametrisedResolution,
+    Resolution,
+    ecl_region,
+)
 from .calorimeter import sample_response
 
 logger = logging.getLogger(__name__)
@@ -184,9 +194,14 @@ def detector_response(
     *,
     rng: np.random.Generator,
     settings: DetectorSettings | None = None,
-    resolution: Resolution | None = None,
+    resolution: Resolution | ParametrisedResolution | None = None,
+    calorimeter: Calorimeter | None = None,
 ) -> dict:
     """Simulate clusters and tracks for a batch of events.
+
+    ``calorimeter`` sets the polar-angle regions of the clusters (default the
+    Belle II ECL, ``ecl_region``); ``resolution`` the photon resolution
+    (default ``Resolution()``, the Belle II ECL).
 
     Returns
     -------
@@ -246,7 +261,8 @@ def detector_response(
             merged[close, j] = True
     theta = np.arccos(np.clip(hit_dir[..., 2], -1.0, 1.0))
     phi = np.arctan2(hit_dir[..., 1], hit_dir[..., 0])
-    region = ecl_region(theta).astype(np.int32)
+    region_of = ecl_region if calorimeter is None else calorimeter.region
+    region = region_of(theta).astype(np.int32)
     is_ecl &= region > 0
 
     rows, cols = np.nonzero(is_ecl)
@@ -270,8 +286,11 @@ def detector_response(
     nb = rng.poisson(settings.beam_bkg_rate, n)
     ev_b = np.repeat(np.arange(n), nb)
     m = len(ev_b)
-    lo = np.cos(ECL_EDGES[REGION_BWD][1])
-    hi = np.cos(ECL_EDGES[REGION_FWD][0])
+    if calorimeter is None:
+        lo = np.cos(ECL_EDGES[REGION_BWD][1])
+        hi = np.cos(ECL_EDGES[REGION_FWD][0])
+    else:
+        hi, lo = np.cos(calorimeter.theta_range)
     th_b = np.arccos(rng.uniform(lo, hi, m))
     b = {
         "ev": ev_b,
@@ -280,7 +299,7 @@ def detector_response(
         "E_true": settings.beam_bkg_min_energy + rng.exponential(settings.beam_bkg_mean_energy, m),
         "theta": th_b,
         "phi": rng.uniform(-np.pi, np.pi, m),
-        "region": ecl_region(th_b).astype(np.int32),
+        "region": region_of(th_b).astype(np.int32),
         "t": rng.uniform(-settings.beam_bkg_time_window, settings.beam_bkg_time_window, m),
         "mc_E": np.full(m, -1.0),
         "origin": np.full(m, ORIGIN["beam"], dtype=np.int32),

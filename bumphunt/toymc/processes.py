@@ -50,7 +50,7 @@ from numpy.typing import NDArray
 
 from signal_models._common.pdg import particle_mass
 
-from ..events.detector import Resolution
+from ..events.detector import Calorimeter, ParametrisedResolution, Resolution
 from ..events.schema import PROCESS_CODES
 from ..kinematics import Beam
 from .detector_sim import ORIGIN, DetectorSettings, TruthParticles, detector_response, in_cdc
@@ -146,9 +146,10 @@ def simulate_signal(
     rng: np.random.Generator,
     beam: Beam | None = None,
     g_agg: float | None = None,
-    resolution: Resolution | None = None,
+    resolution: Resolution | ParametrisedResolution | None = None,
     detector: DetectorSettings | None = None,
     generator: GeneratorSettings | None = None,
+    calorimeter: Calorimeter | None = None,
 ) -> dict:
     """e+e- -> gamma a, a -> gamma gamma at ALP mass ``m_a`` (GeV).
 
@@ -187,7 +188,7 @@ def simulate_signal(
         t0 = np.zeros((n, 3))
         t0[:, 1] = t0[:, 2] = flight / (beta * 0.299792458)
     truth = TruthParticles(p4=p4, pid=pid, origin=origin, alive=np.ones((n, 3), dtype=bool), vertex=vertex, t0=t0, roles={"recoil": 0, "a1": 1, "a2": 2})
-    det = detector_response(truth, rng=rng, settings=detector, resolution=resolution)
+    det = detector_response(truth, rng=rng, settings=detector, resolution=resolution, calorimeter=calorimeter)
     return _event_arrays(n, "signal", det, mc_ma=m_a, decay_length=flight)
 
 
@@ -263,10 +264,14 @@ def cross_section_pb(
     m_a: float | None = None,
     g_agg: float | None = None,
     overrides: dict[str, float] | None = None,
+    coupling: str = "photon",
 ) -> float:
     """Cross-section in pb of a process within its generated phase space (module docstring).
 
     ``overrides`` maps process names to fixed values (pb) that replace the built-in ones.
+    For ``signal``, ``g_agg`` is the coupling of the model ``coupling``
+    (``signal_models.alp``; GeV^-1): g_agg for ``"photon"``, g_aBB for
+    ``"hypercharge"`` (photon and Z exchange).
     """
     beam = beam or Beam.belle2()
     gen = generator or GeneratorSettings()
@@ -278,7 +283,9 @@ def cross_section_pb(
 
         if m_a is None or g_agg is None:
             raise ValueError("cross_section_pb('signal') needs m_a (GeV) and g_agg (GeV^-1)")
-        return float(alp_xsec(m_a, g_agg, beam.sqrt_s))
+        if coupling == "photon":
+            return float(alp_xsec(m_a, g_agg, beam.sqrt_s))
+        return float(alp_xsec(m_a, g_agg, beam.sqrt_s, coupling=coupling))
     if process in MESON_XSEC_PB:
         return MESON_XSEC_PB[process]
     sigma_ggg = ggg_cross_section_pb(beam.sqrt_s, gen.cuts)[0]
@@ -297,10 +304,11 @@ def simulate_background(
     *,
     rng: np.random.Generator,
     beam: Beam | None = None,
-    resolution: Resolution | None = None,
+    resolution: Resolution | ParametrisedResolution | None = None,
     detector: DetectorSettings | None = None,
     generator: GeneratorSettings | None = None,
     unweighted: bool = False,
+    calorimeter: Calorimeter | None = None,
 ) -> dict:
     """``n`` events of a background process (``BACKGROUNDS``), columnar (module docstring).
 
@@ -362,7 +370,7 @@ def simulate_background(
             origin = np.broadcast_to(np.array([ORIGIN["recoil"], ORIGIN["a1"], ORIGIN["a2"]]), (n, 3)).copy()
         pid = np.full(p4.shape[:2], PID_G)
     truth = TruthParticles(p4=p4, pid=pid, origin=origin, alive=np.ones(pid.shape, dtype=bool), tracked=tracked)
-    det_out = detector_response(truth, rng=rng, settings=det, resolution=resolution)
+    det_out = detector_response(truth, rng=rng, settings=det, resolution=resolution, calorimeter=calorimeter)
     out = _event_arrays(n, process, det_out)
     if weight is not None:
         out["weight"] = weight
@@ -374,9 +382,10 @@ def simulate_control(
     *,
     rng: np.random.Generator,
     beam: Beam | None = None,
-    resolution: Resolution | None = None,
+    resolution: Resolution | ParametrisedResolution | None = None,
     detector: DetectorSettings | None = None,
     generator: GeneratorSettings | None = None,
+    calorimeter: Calorimeter | None = None,
 ) -> dict:
     """``n`` e+e- -> mu+ mu- gamma events with both muons reconstructed (process ``mumug``).
 
@@ -396,7 +405,7 @@ def simulate_control(
     p4, pid, tracked = _filtered("mumug", n, rng, beam, gen, det)
     origin = np.broadcast_to(np.array([ORIGIN["recoil"], ORIGIN["other"], ORIGIN["other"]]), (n, 3)).copy()
     truth = TruthParticles(p4=p4, pid=pid, origin=origin, alive=np.ones((n, 3), dtype=bool), tracked=tracked, roles={"recoil": 0})
-    det_out = detector_response(truth, rng=rng, settings=det, resolution=resolution)
+    det_out = detector_response(truth, rng=rng, settings=det, resolution=resolution, calorimeter=calorimeter)
     return _event_arrays(n, "mumug", det_out)
 
 

@@ -3,9 +3,13 @@
 Samples and names
 -----------------
 - ``signal_m<mass>`` (e.g. ``signal_m1.000``): e+e- -> gamma a at each mass,
-  weighted to sigma(m_a, g_agg) x L;
+  weighted to sigma(m_a, g) x L for the coupling model ``signal.coupling``
+  (g = ``g_agg`` for photon, ``g_abb`` for hypercharge, whose cross-section
+  adds Z exchange: at the Z pole e+e- -> Z -> a gamma);
 - one sample per background process (``ggg``, ``eeg``, ``pi0g``, ``etag``,
-  ``etapg``, ``pi0gg``, ``etagg``, ``etapgg``), weighted to sigma x L;
+  ``etapg``, ``pi0gg``, ``etagg``, ``etapgg``) that the toy MC models at the
+  beams' sqrt(s) (``background_models``: all at B factories, ``ggg`` at the
+  Z pole), weighted to sigma x L;
 - ``mumug``: the e+e- -> mu+ mu- gamma control sample, weighted to sigma x L;
 - ``data``: pseudo-data, every background process drawn as a Poisson number
   sigma x L of unweighted events (weight 1, process code ``data``, true process
@@ -13,6 +17,11 @@ Samples and names
   events with mean ``n_events``, or sigma x L for ``xsec_pb``), shuffled.
 
 Weights are ``xsec_pb * lumi_fb * 1000 / n_generated`` (1 pb^-1 = 1e-3 fb^-1).
+
+The collider preset (``collider`` key or argument, ``bumphunt.colliders``)
+sets the beams, the calorimeter and photon resolution, the detector settings
+and the default masses and coupling; it is written to the metadata
+(``collider``), where ``bumphunt preselect`` and ``kinfit`` find it.
 """
 
 from __future__ import annotations
@@ -30,11 +39,13 @@ import numpy as np
 from signal_models._common.config import validate_config
 from signal_models._common.progress import progress
 
+from ..colliders import DEFAULT_COLLIDER, collider
 from ..errors import ConfigError
 from ..events.detector import Resolution
 from ..events.schema import PROCESS_CODES
 from ..kinematics import Beam
-from .config import CONFIG_SCHEMA, load_toymc_config
+from .background_models import background_model
+from .config import CONFIG_SCHEMA, resolve_toymc_config
 from .detector_sim import DetectorSettings
 from .processes import BACKGROUNDS, GeneratorSettings, concatenate, cross_section_pb, simulate_background, simulate_control, simulate_signal, take
 from .writer import BLOCK_SIZE, block_rng, write_sample
@@ -50,30 +61,53 @@ def signal_sample_name(mass: float) -> str:
 
 
 class Settings:
-    """Resolved objects of a validated configuration (beam, detector, resolution, generator)."""
+    """Resolved objects of a validated configuration (collider, beam, detector, resolution, generator, signal coupling)."""
 
     def __init__(self, cfg: Mapping[str, Any]):
         self.cfg = cfg
+        self.collider = collider(cfg.get("collider", DEFAULT_COLLIDER))
         self.beam = Beam(**cfg["beam"])
         det = {f.name: cfg["detector"][f.name] for f in fields(DetectorSettings) if f.name in cfg["detector"]}
         self.detector = DetectorSettings(**det)
-        self.resolution = Resolution(
-            endcap_energy_factor=cfg["detector"]["endcap_energy_factor"],
-            endcap_angle_factor=cfg["detector"]["endcap_angle_factor"],
-        )
+        self.calorimeter = None if self.collider.name == DEFAULT_COLLIDER else self.collider.calorimeter
+        if self.calorimeter is None:
+            self.resolution: Any = Resolution(
+                endcap_energy_factor=cfg["detector"]["endcap_energy_factor"],
+                endcap_angle_factor=cfg["detector"]["endcap_angle_factor"],
+            )
+        else:
+            self.resolution = self.collider.resolution
         self.generator = GeneratorSettings(**cfg["generator"])
         self.xsec_overrides = dict(cfg.get("xsec_pb") or {})
+        sig = cfg["signal"]
+        self.coupling = str(sig.get("coupling", "photon"))
+        #: the coupling of the signal's model (GeV^-1): g_agg (photon) or g_aBB (hypercharge)
+        self.g = float(sig["g_agg"] if self.coupling == "photon" else sig["g_abb"])
+
+    @property
+    def g_agg(self) -> float:
+        """The photon coupling g_agg (GeV^-1) the signal model implies (sets the ALP lifetime)."""
+        from signal_models.alp import coupling_model
+
+        return self.g if self.coupling == "photon" else float(coupling_model(self.coupling).g_agg(self.g))
 
     def xsec(self, process: str, **kw: Any) -> float:
         return cross_section_pb(process, beam=self.beam, generator=self.generator, detector=self.detector, overrides=self.xsec_overrides, **kw)
 
+    def signal_xsec(self, mass: float) -> float:
+        """sigma(e+e- -> gamma a) in pb at ``mass`` GeV for the configured coupling model and value."""
+        return self.xsec("signal", m_a=mass, g_agg=self.g, coupling=self.coupling)
+
     def sim_kwargs(self) -> dict[str, Any]:
-        return {"beam": self.beam, "resolution": self.resolution, "detector": self.detector}
+        out = {"beam": self.beam, "resolution": self.resolution, "detector": self.detector}
+        if self.calorimeter is not None:
+            out["calorimeter"] = self.calorimeter
+        return out
 
 
 def settings_from_config(config: Any = None) -> Settings:
     """``Settings`` of a YAML path, mapping or None (defaults)."""
-    return Settings(load_toymc_config(config))
+    return Settings(resolve_toymc_config(config))
 
 
 def _blocks(n: int, name: str, seed: int, make: Any) -> Iterator[dict]:
@@ -86,7 +120,7 @@ def _blocks(n: int, name: str, seed: int, make: Any) -> Iterator[dict]:
 def _data_blocks(counts: dict[str, int], seed: int, st: Settings, inject_mass: float | None) -> Iterator[dict]:
     total = sum(counts.values())
     n_blocks = max(math.ceil(total / BLOCK_SIZE), 1)
-    g_agg = st.cfg["signal"]["g_agg"] if st.cfg["signal"]["lifetime"] else None
+    g_agg = st.g_agg if st.cfg["signal"]["lifetime"] else None
     for b in progress(range(n_blocks), total=n_blocks, description="data"):
         rng = block_rng(seed, "data", b)
         parts = []
@@ -122,6 +156,7 @@ def generate(
     data: bool | None = None,
     inject: Mapping[str, float] | None = None,
     chunk_size: int | None = None,
+    collider_name: str | None = None,
 ) -> dict[str, Path]:
     """Generate toy-MC samples and write one ROOT file per sample into ``out_dir``.
 
@@ -156,6 +191,10 @@ def generate(
         or ``{"mass": GeV, "xsec_pb": pb}``.
     chunk_size : int, optional
         Events per ``tree.extend`` (memory bound). Default 100000.
+    collider_name : str, optional
+        Collider preset (``bumphunt.colliders``: belle2, babar, zpole); replaces
+        the configuration's ``collider`` (default belle2). ``beam`` still
+        replaces the preset's beams.
 
     Returns
     -------
@@ -165,9 +204,11 @@ def generate(
     Raises
     ------
     ConfigError
-        Invalid configuration or arguments (the message names the key).
+        Invalid configuration or arguments (the message names the key), an
+        unknown collider, a mass at or above sqrt(s), or background samples
+        at a sqrt(s) where the toy MC has no background model (naming it).
     """
-    cfg = load_toymc_config(config)
+    cfg = resolve_toymc_config(config, collider_name=collider_name, beam=beam)
     overrides = {"lumi_fb": lumi_fb, "seed": seed, "chunk_size": chunk_size}
     for key, val in overrides.items():
         if val is not None:
@@ -182,9 +223,6 @@ def generate(
         cfg["data"]["enabled"] = bool(data)
     if inject is not None:
         cfg["data"]["inject"] = dict(inject)
-    if beam is not None:
-        b = beam if isinstance(beam, Beam) else Beam(**dict(beam))
-        cfg["beam"] = b.to_dict()
     validate_config(cfg, CONFIG_SCHEMA, source="generate() arguments")
     st = Settings(cfg)
     sqrt_s = st.beam.sqrt_s
@@ -202,6 +240,12 @@ def generate(
     lumi = float(cfg["lumi_fb"])
     g_agg = float(cfg["signal"]["g_agg"])
     lifetime = bool(cfg["signal"]["lifetime"])
+    no_model: ConfigError | None = None
+    try:
+        bkg_model = background_model(sqrt_s)
+        modelled = bkg_model.processes
+    except ConfigError as exc:
+        bkg_model, modelled, no_model = None, (), exc
     out = Path(out_dir)
 
     plan: list[tuple[str, str, Any]] = []
@@ -209,7 +253,7 @@ def generate(
         plan.append((signal_sample_name(m), "signal", float(m)))
     for p in BACKGROUNDS:
         if cfg["backgrounds"][p] > 0:
-            plan.append((p, "background", cfg["backgrounds"][p]))
+            plan.append((p, "background", cfg["backgrounds"][p]))  # unmodelled ones are 0 (resolve_toymc_config)
     if cfg["control"]["n"] > 0:
         plan.append(("mumug", "control", cfg["control"]["n"]))
     if cfg["data"]["enabled"]:
@@ -227,12 +271,19 @@ def generate(
             else:
                 raise ConfigError(f"samples: unknown sample {s!r}; available: signal, backgrounds, {', '.join(sorted(names))}")
         plan = [p for p in plan if p[0] in wanted]
+    unmodelled = [name for name, kind, _ in plan if kind != "signal"]
+    if no_model is not None and unmodelled:
+        raise ConfigError(f"samples {', '.join(unmodelled)}: {no_model}")
 
     base_meta = {
         "lumi_fb": lumi,
         "seed": seed_,
         "beam": st.beam.to_dict(),
         "sqrt_s": sqrt_s,
+        "collider": st.collider.name,
+        "background_model": bkg_model.name if bkg_model is not None else None,
+        "coupling": st.coupling,
+        "g": st.g,
         "g_agg": g_agg,
         "lifetime": lifetime,
         "generator": {k: cfg[k] for k in ("signal", "backgrounds", "control", "xsec_pb", "data", "detector", "generator")},
@@ -247,8 +298,8 @@ def generate(
         weight: float | None
         if kind == "signal":
             n = int(cfg["signal"]["n_per_mass"])
-            xsec = st.xsec("signal", m_a=arg, g_agg=g_agg)
-            ga = g_agg if lifetime else None
+            xsec = st.signal_xsec(arg)
+            ga = st.g_agg if lifetime else None
             blocks = _blocks(n, name, seed_, lambda k, rng, m=arg, ga=ga: simulate_signal(m, k, rng=rng, g_agg=ga, generator=st.generator, **st.sim_kwargs()))
             meta.update(process="signal", masses=[arg], mass=arg)
         elif kind == "background":
@@ -265,7 +316,7 @@ def generate(
             rng = block_rng(seed_, "data:counts", 0)
             composition = {}
             counts: dict[str, int] = {}
-            for p in BACKGROUNDS:
+            for p in (p for p in BACKGROUNDS if p in modelled):
                 x = st.xsec(p)
                 counts[p] = int(rng.poisson(x * lumi * 1000.0))
                 composition[p] = {"xsec_pb": x, "n": counts[p]}
