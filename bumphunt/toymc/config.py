@@ -100,7 +100,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "collider": {"enum": list(COLLIDER_NAMES), "default": DEFAULT_COLLIDER},
+        "collider": {"enum": list(COLLIDER_NAMES), "default": DEFAULT_COLLIDER,
+                     "description": "Collider preset (bumphunt.colliders): its beams, calorimeter, resolution, detector settings, "
+                                    "default masses and coupling become the defaults under this configuration's keys."},
         "seed": {"type": "integer", "minimum": 0, "default": 0},
         "lumi_fb": {**_POS, "default": 0.1},
         "chunk_size": {"type": "integer", "minimum": 1, "default": 100_000},
@@ -124,9 +126,13 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "properties": {
                 "masses": {"type": "array", "items": _POS, "default": list(DEFAULT_MASSES)},
                 "n_per_mass": {"type": "integer", "minimum": 1, "default": 4000},
-                "coupling": {"enum": ["photon", "hypercharge"], "default": "photon"},
+                "coupling": {"enum": ["photon", "hypercharge"], "default": "photon",
+                             "description": "Coupling model of the signal (signal_models.alp): photon uses g_agg, hypercharge "
+                                            "g_abb (photon and Z exchange); default: the collider's (hypercharge at zpole)."},
                 "g_agg": {**_POS, "default": 1.0e-3},
-                "g_abb": {**_POS, "default": 1.0e-3},
+                "g_abb": {**_POS, "default": 1.0e-3,
+                          "description": "Coupling g_aBB in GeV^-1 of the hypercharge model (cross-section of the weights; "
+                                         "g_agg = c_W^2 g_aBB sets the decay length)."},
                 "lifetime": {"type": "boolean", "default": False},
             },
         },

@@ -96,3 +96,15 @@ def test_selection_config(tmp_path) -> None:
     path.write_text("recoil_window: -1\n")
     with pytest.raises(ConfigError, match="recoil_window"):
         GigaZSelection.from_config(path)
+
+
+def test_example_configs_load() -> None:
+    from pathlib import Path
+
+    from bumphunt import toymc
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "zpole"
+    assert GigaZSelection.from_config(examples / "gigaz_selection.yaml") == GigaZSelection()
+    st = toymc.settings_from_config(examples / "toymc_zpole.yaml")
+    assert st.collider.name == "zpole" and st.coupling == "hypercharge" and st.g == 1e-3
+    assert st.beam.sqrt_s == pytest.approx(Z_MASS_GEV) and st.cfg["backgrounds"]["eeg"] == 0
