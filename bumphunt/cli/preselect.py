@@ -37,8 +37,10 @@ def preselect(inputs: tuple[str, ...], out_dir: str, config: str | None, collide
 
     console = Console(stderr=False)
     try:
+        cuts = preselection_cuts_for(None, config)  # the configuration is checked before any input is opened
         preset = collider_of_files(list(inputs), name=collider_name)
-        cuts = preselection_cuts_for(preset, config)
+        if preset is not None:
+            cuts = preselection_cuts_for(preset, config)
         beam = preset.beam if (preset is not None and collider_name is not None) else None
         if energy_unit is None and preset is not None:
             energy_unit = preset.ntuple_energy_unit
