@@ -238,7 +238,7 @@ def generate(
 
     seed_ = int(cfg["seed"])
     lumi = float(cfg["lumi_fb"])
-    g_agg = float(cfg["signal"]["g_agg"])
+    g_agg = st.g_agg  # the photon coupling (c_W^2 g_aBB for the hypercharge model)
     lifetime = bool(cfg["signal"]["lifetime"])
     no_model: ConfigError | None = None
     try:
