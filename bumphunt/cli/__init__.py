@@ -32,6 +32,8 @@ SUBCOMMANDS: dict[str, str] = {
     "export-hepdata": "bumphunt.cli.export:export_hepdata",
     "inject": "bumphunt.cli.inject:inject",
     "report": "bumphunt.cli.report:report",
+    "project": "bumphunt.cli.project:project",
+    "recast": "bumphunt.cli.recast:recast",
     "validate": "bumphunt.cli.validate:validate",
 }
 
