@@ -4,7 +4,8 @@ Usage: python examples/zpole/run_zpole_search.py OUT_DIR [LUMI_FB]
 
 Writes OUT_DIR/toymc/*.root, zpole_mgg.npy, zpole_signal_model.json, scan_zpole.yaml (re-run the scan
 with `bumphunt scan OUT_DIR/scan_zpole.yaml`) and the scan result under OUT_DIR/scan/. At the default
-10 fb^-1 it takes a few minutes on two cores (100 fb^-1, the Giga-Z run, about ten times longer).
+10 fb^-1 it takes about a minute on two cores (100 fb^-1, the Giga-Z run, several minutes); the expected
+limits reach g_aBB ~ 2e-5 GeV^-1 at 10 fb^-1, ~1.2e-5 scaled to 100 fb^-1 (the study: about 1e-5).
 """
 
 from __future__ import annotations
