@@ -335,7 +335,8 @@ def masses_for_scan_config(
     Parameters
     ----------
     cfg : mapping
-        Scan configuration as returned by ``scans.load_scan_config`` (beam,
+        Scan configuration as returned by ``scans.load_scan_config`` (beam, or ``beam.collider``: the
+        preset's beams, pre-selection cuts and ntuple energy unit,
         ``inputs.tree``, ``aliases``/``alias_file``, ``energy_unit``,
         ``kinematic_fit``, ``selection.model`` and ``working_point``).
     paths : iterable of path
@@ -353,7 +354,14 @@ def masses_for_scan_config(
     base_dir = Path.cwd() if base is None else Path(base)
     inp = cfg["inputs"]
     b = cfg["beam"]
-    beam = Beam(e_her=b["e_her"], e_ler=b["e_ler"], crossing_angle=b["crossing_angle"])
+    preset = None
+    if b.get("collider") is not None:  # a collider preset: its beams, pre-selection cuts and ntuple energy unit
+        from .colliders import collider
+
+        preset = collider(b["collider"])
+        beam = preset.beam
+    else:
+        beam = Beam(e_her=b["e_her"], e_ler=b["e_ler"], crossing_angle=b["crossing_angle"])
 
     def _rel(p: str | None) -> Path | None:
         if p is None:
@@ -371,9 +379,10 @@ def masses_for_scan_config(
     selector = _rel(inp["selection"]["model"])
     if selector is not None and not selector.exists():
         raise InputError(f"inputs.selection.model: {selector}: selector not found")
+    energy_unit = inp.get("energy_unit") or (preset.ntuple_energy_unit if preset is not None else None)
     return candidate_masses(
-        [Path(p) for p in paths], beam=beam, tree=inp.get("tree"), aliases=aliases,
-        energy_unit=inp.get("energy_unit"), kinematic_fit=bool(inp.get("kinematic_fit", True)),
+        [Path(p) for p in paths], beam=beam, tree=inp.get("tree"), aliases=aliases, energy_unit=energy_unit,
+        cuts=preset.preselection_cuts() if preset is not None else None, kinematic_fit=bool(inp.get("kinematic_fit", True)),
         selector=selector, working_point=inp["selection"]["working_point"] if selector is not None else None,
     )
 

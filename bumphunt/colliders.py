@@ -63,7 +63,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from signal_models.alp import Z_MASS_GEV
+from signal_models._common.beams import COLLIDER_BEAMS
 
 from .errors import ConfigError
 from .events.cuts import PreselectionCuts
@@ -200,7 +200,7 @@ COLLIDERS: dict[str, Collider] = {
     "babar": Collider(
         name="babar",
         description="PEP-II / BaBar at the Upsilon(4S): 9.0 GeV e- on 3.1 GeV e+, head-on",
-        beam=Beam(e_her=9.0, e_ler=3.1, crossing_angle=0.0),
+        beam=Beam(**COLLIDER_BEAMS["babar"]),
         calorimeter=_BABAR_EMC,
         resolution=ParametrisedResolution(energy_stochastic=0.0232, energy_power=0.25, energy_constant=0.0185,
                                           angle_stochastic=3.87e-3),
@@ -214,7 +214,7 @@ COLLIDERS: dict[str, Collider] = {
     "zpole": Collider(
         name="zpole",
         description="symmetric e+e- at sqrt(s) = m_Z with a highly granular calorimeter (ILC Giga-Z-like)",
-        beam=Beam(e_her=Z_MASS_GEV / 2.0, e_ler=Z_MASS_GEV / 2.0, crossing_angle=0.0, e_spread_her=1.0e-3, e_spread_ler=1.0e-3),
+        beam=Beam(**COLLIDER_BEAMS["zpole"], e_spread_her=1.0e-3, e_spread_ler=1.0e-3),
         calorimeter=_ZPOLE_ECAL,
         resolution=ParametrisedResolution(energy_stochastic=0.17, energy_power=0.5, energy_constant=0.01, angle_constant=1.0e-3),
         luminosity_fb=100.0,

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from signal_models._common.beams import COLLIDER_BEAMS
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -156,7 +158,7 @@ class Beam:
     @classmethod
     def belle2(cls) -> Beam:
         """SuperKEKB at the Upsilon(4S): 7 GeV e-, 4 GeV e+, 83 mrad crossing."""
-        return cls(e_her=7.0, e_ler=4.0, crossing_angle=0.083)
+        return cls(**COLLIDER_BEAMS["belle2"])
 
     @classmethod
     def babar(cls) -> Beam:
@@ -166,7 +168,7 @@ class Beam:
         PEP-II's nominal energies), beta gamma = 0.56. The relative beam-energy
         spreads are assumed equal to SuperKEKB's (a CM spread of about 5 MeV).
         """
-        return cls(e_her=9.0, e_ler=3.1, crossing_angle=0.0)
+        return cls(**COLLIDER_BEAMS["babar"])
 
     @classmethod
     def z_pole(cls, *, crossing_angle: float = 0.0) -> Beam:

@@ -29,6 +29,8 @@ Modules, in the order a scan uses them:
   ``combined_result``, ``combined_driver`` (``scan_datasets``);
 - ``blinding``: which points may show observed numbers; ``injection``: injection
   and recovery studies on the scan's model;
+- ``projection`` (``projection_inputs``): expected limits without data, and the
+  counting reach; ``recast``: limits in another coupling model or at another sqrt(s);
 - ``plots``: figures of a result; ``export_hepdata``: the HEPData submission;
   ``report`` (with ``report_fit``, ``report_html``, ``report_records``): the
   self-contained HTML scan report.
@@ -72,7 +74,8 @@ _LAZY = {
     "load_result": ("scans.run", "load_result"),
 }
 _SUBMODULES = {"testing", "plots", "lee", "limits", "grid", "driver", "run", "checkpoint", "execution", "config",
-               "plan", "jobs", "worker", "pipeline", "result", "errors"}
+               "plan", "jobs", "worker", "pipeline", "result", "errors", "injection", "projection", "recast", "export_hepdata",
+               "report", "blinding", "datasets", "combined_driver"}
 
 
 def __getattr__(name: str) -> Any:

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from signal_models._common.beams import COLLIDER_BEAMS
 from signal_models._common.config import fill_defaults, read_mapping, validate_config
 from signal_models._common.defaults import DEFAULT_BKG_ORDER, DEFAULT_CL, DEFAULT_HALF_WIDTH
 from signal_models._common.pdg import particle_mass
@@ -48,14 +49,6 @@ DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_scan.yaml")
 #: Top-level keys that do not change the scan result (how and where it runs);
 #: they are left out of the configuration hash guarding ``--resume``.
 RESULT_NEUTRAL_KEYS = ("execution", "output", "provenance")
-
-#: Beams of the collider presets of ``bumphunt.colliders`` (GeV, rad), for ``beam.collider``; scans cannot
-#: import bumphunt, and a test checks that the two agree.
-COLLIDER_BEAMS: dict[str, dict[str, float]] = {
-    "belle2": {"e_her": 7.0, "e_ler": 4.0, "crossing_angle": 0.083},
-    "babar": {"e_her": 9.0, "e_ler": 3.1, "crossing_angle": 0.0},
-    "zpole": {"e_her": 91.1876 / 2.0, "e_ler": 91.1876 / 2.0, "crossing_angle": 0.0},
-}
 
 _POS = {"type": "number", "exclusiveMinimum": 0}
 _FRAC = {"type": "number", "minimum": 0}

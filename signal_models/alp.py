@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._common.beams import Z_MASS_GEV
 from ._common.errors import BumphuntError
 
 __all__ = [
@@ -62,8 +63,7 @@ ALPHA_EM = 1.0 / 137.035999
 HBARC_GEV_M = 1.973269804e-16
 #: (hbar c)^2 = 0.3894 mb GeV^2 expressed in pb GeV^2.
 GEV2_TO_PB = 0.3893793721e9
-#: Z mass and total width, GeV.
-Z_MASS_GEV = 91.1876
+#: Z total width, GeV (the mass, Z_MASS_GEV, is in signal_models._common.beams).
 Z_WIDTH_GEV = 2.4952
 #: Gamma(Z -> e+e-), GeV.
 Z_EE_WIDTH_GEV = 0.08391
@@ -290,6 +290,12 @@ def cross_section_pb(mass: ArrayLike, g: ArrayLike, sqrt_s: float, *, coupling: 
     ------
     ALPError
         (a ``ValueError``) for an unknown coupling model or a mass at or above sqrt(s).
+
+    Examples
+    --------
+    >>> from signal_models import alp
+    >>> round(float(alp.cross_section_pb(1.0, 1e-3, 10.58)), 4)   # pb at m_a = 1 GeV, g = 1e-3 GeV^-1
+    0.1152
     """
     model = coupling_model(coupling)
     m_a = np.asarray(mass, dtype=float)
