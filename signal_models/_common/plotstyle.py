@@ -27,7 +27,9 @@ def style() -> Iterator[None]:
     import matplotlib.pyplot as plt
     import mplhep
 
-    with plt.style.context(mplhep.style.ROOT):
+    # mplhep's "custom" mathtext set leaves calligraphic letters to a generic "cursive" family that few
+    # machines have (a findfont warning per figure); point it at the sans-serif font instead
+    with plt.style.context([mplhep.style.ROOT, {"mathtext.cal": "sans:italic"}]):
         yield
 
 
