@@ -42,15 +42,15 @@ from .blinding import blinding_record
 from .checkpoint import CheckpointStore, inputs_digest
 from .config import config_hash, load_scan_config
 from .config_datasets import is_combined
-from .errors import ScanConfigError
+from .errors import CheckpointError, ScanConfigError
 from .execution import Execution
 from .inputs import describe_signal_model
-from .jobs import BlockResult, FitSettings, ToyResult, block_jobs, toy_jobs
+from .jobs import BlockResult, FitSettings, ToyBatchResult, ToyResult, block_jobs, toy_batch_jobs
 from .lee import fit_smooth_background, global_significance, segment_labels
 from .pipeline import Stage, run_checkpointed
 from .plan import ScanPlan, plan_scan, signal_efficiency, sorted_candidates, veto_ranges, vetoed_mass_ranges
 from .result import POINT_KEYS, gof_summary, log_unfitted, points_csv, scan_points, scan_result, write_result
-from .worker import evaluate_block, evaluate_toy
+from .worker import evaluate_block, evaluate_toy, evaluate_toy_batch
 
 logger = logging.getLogger(__name__)
 
@@ -85,23 +85,38 @@ def _global_significance(
 
     The toys are drawn from a smooth fit to the whole spectrum (vetoed
     ranges left out), normalised to the number of candidates in the data
-    range; failed toy fits count as Z = 0.
+    range, and fitted as fine histograms in the scan's windows
+    (``scans.lee_batch``), ``scans.jobs.TOYS_PER_JOB`` toys per job and
+    checkpoint file (``lee_<job>.json``); failed toy fits count as Z = 0.
     """
     scanned = plan.fit_indices
     z_obs = np.array([points[i].get("z_local", 0.0) if points[i]["converged"] else 0.0 for i in scanned])
     z_toys = None
+    n_failed = n_refit = 0
     if lee["toys"] > 0:
         smooth = fit_smooth_background(mgg, data_range=plan.data_range, order=lee["background_order"], bins=lee["bins"],
                                        exclude=veto_ranges(plan, vetoes))
         background = dataclasses.replace(smooth, n_expected=float(np.sum((mgg >= smooth.lo) & (mgg <= smooth.hi))))
-        jobs = toy_jobs(plan, background, n_toys=lee["toys"], seed=lee["seed"], block_size=block_size, fit=fit)
-        toys = run_checkpointed(LEE_TOYS, jobs, store=store, execution=execution)
+        jobs = toy_batch_jobs(plan, background, n_toys=lee["toys"], seed=lee["seed"], block_size=block_size, fit=fit)
+        stage: Stage[Any, ToyBatchResult] = Stage(kind="lee", description="LEE toys", work=evaluate_toy_batch, from_json=ToyBatchResult.from_json)
+        batches = run_checkpointed(stage, jobs, store=store, execution=execution)
+        for i, (job, batch) in enumerate(zip(jobs, batches)):
+            if batch.first != job.first or len(batch.toys) != job.count:
+                where = store.path(stage.kind, i) if store is not None else f"{stage.kind} {i}"
+                raise CheckpointError(f"{where}: holds toys {batch.first}..{batch.first + len(batch.toys) - 1}, the job is toys "
+                                      f"{job.first}..{job.first + job.count - 1}; remove it and resume")
+        toys = [t for b in batches for t in b.toys]
         z_toys = np.array([t.z_local for t in toys])
         n_failed = sum(t.n_failed for t in toys)
+        n_refit = sum(t.n_refit for t in toys)
         if n_failed:
             logger.warning("LEE toys: %d toy fits failed and count as Z = 0", n_failed)
     result = global_significance(z_obs, plan.masses[scanned], z_toys=z_toys, c0=lee["c0"], segments=segment_labels(scanned))
     result["seed"] = lee["seed"]
+    if z_toys is not None:
+        binned = jobs[0].bin_fraction is not None and fit.engine == "vectorised"
+        result["toy_fits"] = {"method": "binned (scans.lee_batch)" if binned else "unbinned", "n_failed": int(n_failed), "n_refit_unbinned": int(n_refit),
+                              **({"bin_fraction_of_sigma": jobs[0].bin_fraction} if binned else {})}
     return result
 
 

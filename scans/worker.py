@@ -1,10 +1,13 @@
 """The work that runs in worker processes: fitting the hypotheses of a job with ``fits.evaluate_hypotheses``.
 
-``evaluate_block(BlockJob) -> BlockResult`` and ``evaluate_toy(ToyJob) ->
-ToyResult`` are module-level functions, so a spawned process pool or a Dask
-worker can import them. A job's result depends only on the job (seeds
-included), so the same jobs give the same results on any executor and in any
-order. Hypotheses whose fit fails are refitted with lower background orders
+``evaluate_block(BlockJob) -> BlockResult``, ``evaluate_toy(ToyJob) ->
+ToyResult`` and ``evaluate_toy_batch(ToyBatchJob) -> ToyBatchResult`` are
+module-level functions, so a spawned process pool or a Dask worker can import
+them. Toy scans are fitted as fine histograms (``scans.lee_batch``); the
+fits that path cannot take, and every fit of a job without binning, go
+through ``unbinned_toy_fits``, the fits of the observed scan. A job's result
+depends only on the job (seeds included), so the same jobs give the same
+results on any executor and in any order. Hypotheses whose fit fails are refitted with lower background orders
 (``with_order_fallback``). ``fits`` is imported when a job runs, not when
 this module is imported.
 """
@@ -18,12 +21,25 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .jobs import BLOCK_COLUMNS, TOY_LIMIT_COLUMNS, BlockJob, BlockResult, FitSettings, Hypotheses, ToyJob, ToyResult, window_slice
-from .lee import toy_seed
+from .jobs import (
+    BLOCK_COLUMNS,
+    TOY_LIMIT_COLUMNS,
+    BlockJob,
+    BlockResult,
+    FitSettings,
+    Hypotheses,
+    ToyBatchJob,
+    ToyBatchResult,
+    ToyJob,
+    ToyResult,
+    window_slice,
+)
+from .lee_batch import binned_toy_scans, toy_spectrum
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["table_columns", "with_order_fallback", "fit_hypotheses", "evaluate_block", "evaluate_toy", "TOY_COLUMNS"]
+__all__ = ["table_columns", "with_order_fallback", "fit_hypotheses", "evaluate_block", "evaluate_toy", "evaluate_toy_batch", "unbinned_toy_fits",
+           "TOY_COLUMNS"]
 
 #: columns a toy scan needs
 TOY_COLUMNS = ("z_local", "converged")
@@ -172,19 +188,62 @@ def evaluate_block(job: BlockJob) -> BlockResult:
     return BlockResult.from_json(fit_hypotheses(job.mgg, job.hypotheses, job.fit, limits=True))
 
 
+def unbinned_toy_fits(mgg: NDArray[np.float64], hypotheses: Hypotheses, fit: FitSettings, *, block_size: int) -> tuple[NDArray, NDArray]:
+    """Local Z of the hypotheses on one toy spectrum by the unbinned fits of the observed scan.
+
+    Parameters
+    ----------
+    mgg : (n,) float array, GeV
+        Sorted toy candidates.
+    hypotheses : Hypotheses
+    fit : FitSettings
+    block_size : int
+        Hypotheses fitted together (``fit_hypotheses``, with its lower-order fallback).
+
+    Returns
+    -------
+    z, ok : (k,) float and bool arrays
+        Signed local Z (0 where the fit failed) and whether it succeeded.
+    """
+    n = len(hypotheses)
+    z = np.zeros(n)
+    ok = np.zeros(n, dtype=bool)
+    for start in range(0, n, block_size):
+        sl = slice(start, start + block_size)
+        chunk = hypotheses.take(sl)
+        res = fit_hypotheses(mgg[window_slice(mgg, chunk.windows)], chunk, fit, limits=False, columns=TOY_COLUMNS)
+        zz = np.asarray(res["z_local"], dtype=float)
+        good = np.asarray(res["converged"], dtype=bool) & np.isfinite(zz)
+        z[sl] = np.where(good, zz, 0.0)
+        ok[sl] = good
+    return z, ok
+
+
+def evaluate_toy_batch(job: ToyBatchJob) -> ToyBatchResult:
+    """Background-only toy scans ``job.first ..``: local Z at every fitted point (0 where a toy fit fails).
+
+    Binned fits (``scans.lee_batch``) unless ``job.bin_fraction`` is None or the engine is not the
+    vectorised one; each toy's result depends only on its number and the job's settings.
+    """
+    indices = range(job.first, job.first + job.count)
+    if job.bin_fraction is not None and job.fit.engine == "vectorised":
+
+        def refit(mgg: NDArray[np.float64], idx: NDArray[np.int64]) -> tuple[NDArray, NDArray]:
+            return unbinned_toy_fits(mgg, job.hypotheses.take(idx), job.fit, block_size=job.block_size)
+
+        toys = binned_toy_scans(job.background, job.hypotheses, order=job.fit.bkg_order, seed=job.seed, indices=indices,
+                                bin_fraction=job.bin_fraction, refit=refit)
+        return ToyBatchResult(first=job.first, toys=tuple(toys))
+    out = []
+    for i in indices:
+        mgg = toy_spectrum(job.background, job.seed, i)
+        z, ok = unbinned_toy_fits(mgg, job.hypotheses, job.fit, block_size=job.block_size)
+        out.append(ToyResult(z_local=tuple(z.tolist()), n_failed=int(np.sum(~ok)), n_candidates=int(mgg.size)))
+    return ToyBatchResult(first=job.first, toys=tuple(out))
+
+
 def evaluate_toy(job: ToyJob) -> ToyResult:
     """One background-only toy scan: local Z at every fitted point (0 where a toy fit fails)."""
-    rng = np.random.default_rng(toy_seed(job.seed, job.index))
-    mgg = job.background.sample(rng)
-    n = len(job.hypotheses)
-    z = np.zeros(n)
-    failed = 0
-    for start in range(0, n, job.block_size):
-        sl = slice(start, start + job.block_size)
-        chunk = job.hypotheses.take(sl)
-        res = fit_hypotheses(mgg[window_slice(mgg, chunk.windows)], chunk, job.fit, limits=False, columns=TOY_COLUMNS)
-        zz = np.asarray(res["z_local"], dtype=float)
-        ok = np.asarray(res["converged"], dtype=bool) & np.isfinite(zz)
-        failed += int((~ok).sum())
-        z[sl] = np.where(ok, zz, 0.0)
-    return ToyResult(z_local=tuple(z.tolist()), n_failed=failed, n_candidates=int(mgg.size))
+    batch = ToyBatchJob(background=job.background, hypotheses=job.hypotheses, seed=job.seed, first=job.index, count=1, block_size=job.block_size,
+                        fit=job.fit, bin_fraction=job.bin_fraction)
+    return evaluate_toy_batch(batch).toys[0]
