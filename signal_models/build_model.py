@@ -9,11 +9,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._common.defaults import DEFAULT_HALF_WIDTH
-from .calibration import calibrate
+from .calibration import calibrate_with_tails
 from .calibration_fitter import FIT_PARAMS, CalibrationFitter
 from .errors import ShapeError
 from .mass_fit import MassFit, same_mass
 from .model import SignalModel
+from .smooth_tails import TAIL_STARTS
 
 __all__ = ["build_signal_model", "fits_value"]
 
@@ -31,6 +32,7 @@ def build_signal_model(
     half_width: float = DEFAULT_HALF_WIDTH,
     min_events: int = 100,
     n_prepass: int = 8,
+    smooth_tails: Sequence[str] = TAIL_STARTS,
     interpolation: Mapping[str, Mapping[str, Any]] | None = None,
     selection: Mapping[str, Any] | None = None,
     fitter: CalibrationFitter | None = None,
@@ -59,6 +61,12 @@ def build_signal_model(
         Masses with fewer truth-matched candidates are skipped with a warning.
     n_prepass : int
         Masses used by the pre-pass that determines fixed values not given in ``fixed_values``.
+    smooth_tails : sequence of str
+        Tail parameters made smooth functions of the mass before the final
+        per-mass fits (default ``alpha_l``, ``alpha_r``; ``()``: free at every
+        mass); see ``signal_models.calibration``. The hold-out masses do not
+        enter the curves. The first-pass points and the curves are recorded
+        in ``settings["smooth_tails"]`` (None when the tails were fitted per mass).
     interpolation : mapping, optional
         Per-quantity ``{"method": "pchip"|"smoothing"|"linear"|"constant", "lam": ...}``;
         default chooses by cross-validation.
@@ -74,7 +82,7 @@ def build_signal_model(
     missing = [h for h in holdout if not any(same_mass(h, g) for g in generated)]
     if missing:
         raise ShapeError(f"holdout mass(es) {missing} GeV are not among the generated masses {generated[:10].tolist()}...")
-    fits = calibrate(
+    cal = calibrate_with_tails(
         mgg,
         truth_match,
         mc_ma,
@@ -85,9 +93,12 @@ def build_signal_model(
         half_width=half_width,
         min_events=min_events,
         n_prepass=n_prepass,
+        smooth_tails=tuple(smooth_tails),
+        exclude_from_curves=holdout,
         fitter=fitter,
         progress=progress,
     )
+    fits = cal.fits
     fixed_used = {k: fits_value(fits, k) for k in n_fixed}
     settings = {
         "half_width": half_width,
@@ -96,6 +107,7 @@ def build_signal_model(
         "min_events": min_events,
         "fit_params": list(FIT_PARAMS),
         "minimiser": "zfit.minimize.Minuit",
+        "smooth_tails": None if cal.tail_curves is None else cal.tail_curves.record(),
     }
     return SignalModel(fits, holdout=holdout, interpolation=interpolation, selection=selection, settings=settings, comb_domain=half_width)
 

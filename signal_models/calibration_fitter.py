@@ -140,6 +140,7 @@ class CalibrationFitter:
         strategy: int = 0,
         rough: bool = False,
         edge: tuple[float, float] | None = None,
+        limit_ok: Iterable[str] = (),
     ) -> StandardisedFit:
         """Fit standardised data: truth-matched ``t_tm`` (weights ``w_tm``) and wrong pairs ``t_comb`` (``w_comb``).
 
@@ -147,7 +148,9 @@ class CalibrationFitter:
         the parameters to fit, the others stay at their start; ``strategy``:
         Minuit strategy 0-2; ``rough``: the loose tolerance of the first,
         window-finding fit; ``edge``: the wrong-pair edge and width in
-        standardised units (None: no edge). ``hesse`` then gives the errors.
+        standardised units (None: no edge); ``limit_ok``: floating parameters
+        that may end at a limit without failing the fit (a tail exponent the
+        data do not constrain, in the pre-pass). ``hesse`` then gives the errors.
         """
         zfit = self._zfit
         v = self._vars
@@ -192,7 +195,7 @@ class CalibrationFitter:
         self._last = (result, floating)
         values = {k: float(self.params[k].value()) for k in FIT_PARAMS}
         at_limit = []
-        for k in floating:
+        for k in floating - set(limit_ok):
             lo, hi = _BOUNDS_T[k]
             if k == "comb_slope":
                 continue  # |slope| = 1 is a legitimate (vanishing-at-the-edge) line

@@ -169,6 +169,7 @@ def fit_mass(
     start_from: MassFit | None = None,
     strategy: int = 0,
     n_hist_bins: int = 80,
+    limit_ok: Sequence[str] = (),
 ) -> MassFit:
     """Iterated window fit at one generated mass (see the module docstring).
 
@@ -194,6 +195,8 @@ def fit_mass(
         Minuit strategy (0-2).
     n_hist_bins : int
         Bins of the stored histogram (plots).
+    limit_ok : sequence of str
+        Floating parameters that may end at a fit limit (``CalibrationFitter.fit``).
 
     Returns
     -------
@@ -233,7 +236,8 @@ def fit_mass(
         wc_s = w_c * (w_c.sum() / np.sum(w_c * w_c)) if n_comb else w_c
         edge_t = ((edge.edge - m0) / s0, edge.width / s0) if edge.status == "measured" else None
         res = fitter.fit(
-            (x[sel_t] - m0) / s0, wt_s, (x[sel_c] - m0) / s0, wc_s, start=start, floating=floating, strategy=strategy, rough=iteration == 1 and max_iterations > 1, edge=edge_t
+            (x[sel_t] - m0) / s0, wt_s, (x[sel_c] - m0) / s0, wc_s, start=start, floating=floating, strategy=strategy, rough=iteration == 1 and max_iterations > 1, edge=edge_t,
+            limit_ok=limit_ok,
         )
         n_iterations = iteration
         valid, reason = res.valid, res.reason
