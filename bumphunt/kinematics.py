@@ -141,6 +141,17 @@ class Beam:
     e_spread_her, e_spread_ler : float
         Relative beam-energy spreads (1 sigma), used by the toy MC and the
         optional soft beam constraint of the kinematic fit.
+
+    Examples
+    --------
+    >>> from bumphunt.kinematics import Beam
+    >>> beam = Beam.belle2()
+    >>> round(beam.sqrt_s, 3)  # GeV
+    10.574
+    >>> beam.p4.round(3)  # (px, py, pz, E) in GeV, in the lab
+    array([ 0.456,  0.   ,  2.997, 11.   ])
+    >>> round(Beam.babar().sqrt_s, 3), round(Beam.z_pole().sqrt_s, 2)
+    (10.564, 91.19)
     """
 
     e_her: float = 7.0

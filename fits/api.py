@@ -19,6 +19,7 @@ from their homes for old imports.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from numpy.typing import ArrayLike
 from scipy.special import ndtr
 
 from signal_models._common.defaults import DEFAULT_BKG_ORDER, DEFAULT_CL
+from signal_models._common.errors import BumphuntError
 from signal_models.shapes import SignalShape
 
 from .asymptotic import cls_asymptotic, q_tilde
@@ -35,10 +37,10 @@ from .channels import Channel, ShapeUncertainty, SpuriousSignal, YieldUncertaint
 from .combined_api import CombinedFitResult, fit_channels, is_channel_list, upper_limit_channels
 from .densities import ShapeArrays
 from .design import build_design
-from .errors import FitInputError
+from .errors import FitFailure, FitInputError
 from .hypotheses import evaluate_hypotheses
-from .inputs import HypothesisInput, check_engine, check_masses
-from .nuisances import combine_rel_unc
+from .inputs import HypothesisInput, check_cl, check_engine, check_masses, check_optional_number, window_problems
+from .nuisances import SYST_KINDS, combine_rel_unc
 from .results import FitResult, LimitResult
 from .single import fit_vectorised, upper_limit_asymptotic
 from .toys import toy_upper_limit
@@ -97,18 +99,34 @@ def fit(
         Flagged (``converged=False``, ``reason``) rather than raising for
         windows that cannot be fitted (too few events, degenerate data, peak
         outside the window).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fits
+    >>> from signal_models import SignalShape
+    >>> shape = SignalShape(mu=1.0, sigma=0.01, alpha_l=1.2, n_l=3.0, alpha_r=1.6, n_r=6.0)
+    >>> rng = np.random.default_rng(1)
+    >>> mgg = np.concatenate([rng.uniform(0.8, 1.2, 2000), shape.sample(100, 0.8, 1.2, rng=rng)])
+    >>> res = fits.fit(mgg, shape, (0.8, 1.2), bkg_order=1)
+    >>> res.converged, round(res.nsig), round(res.nsig_err)       # signal events
+    (True, 93, 20)
     """
     if is_channel_list(mgg) or yield_uncertainties or shape_uncertainties or spurious_signals:
         mgg, shape, window = _as_channel(mgg, shape, window, bkg_order=bkg_order, bkg_fixed=bkg_fixed)
-        return fit_channels(mgg, yield_uncertainties=yield_uncertainties, shape_uncertainties=shape_uncertainties, spurious_signals=spurious_signals,
-                            engine=engine)
+        _check_zfit_order(engine, [getattr(c, "bkg_order", 1) for c in mgg])
+        return _reference(engine == "zfit", fit_channels, mgg, yield_uncertainties=yield_uncertainties, shape_uncertainties=shape_uncertainties,
+                          spurious_signals=spurious_signals, engine=engine)
     if shape is None:
         raise FitInputError("fit: give the signal shape (or a list of fits.Channel as the first argument)")
     hyp = HypothesisInput.from_args(mgg, shape, window, bkg_order=bkg_order)
     if check_engine(engine) == "zfit":
+        _check_zfit_order(engine, [hyp.bkg_order])
+        if _window_problem(hyp):  # flagged without a fit, as the vectorised engine flags it
+            return dataclasses.replace(fit_vectorised(hyp), engine="zfit")
         from .zfit_engine import fit_zfit  # imports TensorFlow
 
-        return fit_zfit(hyp.mgg, hyp.shape, hyp.window, bkg_order=hyp.bkg_order)
+        return _reference(engine == "zfit", fit_zfit, hyp.mgg, hyp.shape, hyp.window, bkg_order=hyp.bkg_order)
     return fit_vectorised(hyp, bkg_fixed=bkg_fixed)
 
 
@@ -168,28 +186,55 @@ def upper_limit(
     -------
     LimitResult
         ``observed``, ``expected`` (-2..+2 sigma) in events (or pb, or units of ``mu``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fits
+    >>> from signal_models import SignalShape
+    >>> shape = SignalShape(mu=1.0, sigma=0.01, alpha_l=1.2, n_l=3.0, alpha_r=1.6, n_r=6.0)
+    >>> rng = np.random.default_rng(1)
+    >>> mgg = np.concatenate([rng.uniform(0.8, 1.2, 2000), shape.sample(100, 0.8, 1.2, rng=rng)])
+    >>> ul = fits.upper_limit(mgg, shape, (0.8, 1.2), bkg_order=1)
+    >>> round(ul.observed), len(ul.expected)                       # events; -2..+2 sigma band
+    (126, 5)
     """
     if is_channel_list(mgg) or yield_uncertainties or shape_uncertainties or spurious_signals:
         mgg, shape, window = _as_channel(mgg, shape, window, bkg_order=bkg_order, bkg_fixed=bkg_fixed)
         if method != "asymptotic" or signal_scale is not None or rel_unc or resolution_unc:
             raise FitInputError("upper_limit with channels: method, signal_scale, rel_unc and resolution_unc belong to the single-dataset call; "
                                 "give the scales to fits.Channel and the uncertainties as yield_uncertainties / shape_uncertainties")
-        return upper_limit_channels(mgg, cl=cl, yield_uncertainties=yield_uncertainties, shape_uncertainties=shape_uncertainties,
-                                    spurious_signals=spurious_signals, engine=engine)
+        _check_zfit_order(engine, [getattr(c, "bkg_order", 1) for c in mgg])
+        return _reference(engine == "zfit", upper_limit_channels, mgg, cl=cl, yield_uncertainties=yield_uncertainties, shape_uncertainties=shape_uncertainties,
+                          spurious_signals=spurious_signals, engine=engine)
     if shape is None:
         raise FitInputError("upper_limit: give the signal shape (or a list of fits.Channel as the first argument)")
     hyp = HypothesisInput.from_args(mgg, shape, window, bkg_order=bkg_order)
+    check_cl(cl)
+    signal_scale = check_optional_number(signal_scale, "signal_scale", positive=True)
+    rel_unc = check_optional_number(rel_unc, "rel_unc")
+    resolution_unc = check_optional_number(resolution_unc, "resolution_unc")
+    if syst_kind not in SYST_KINDS:
+        raise FitInputError(f"syst_kind: expected one of {SYST_KINDS}, got {syst_kind!r}")
     if method == "toys":
+        if isinstance(n_toys, bool) or not isinstance(n_toys, (int, np.integer)) or n_toys < 1:
+            raise FitInputError(f"n_toys: expected a positive integer, got {n_toys!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise FitInputError(f"seed: expected a non-negative integer or None, got {seed!r}")
         return toy_upper_limit(hyp.mgg, hyp.shape, hyp.window, bkg_order=hyp.bkg_order, cl=cl, n_toys=n_toys, seed=seed, signal_scale=signal_scale)
     if method not in LIMIT_METHODS:
         raise FitInputError(f"method: expected 'asymptotic' or 'toys', got {method!r}")
     if check_engine(engine) == "zfit":
+        _check_zfit_order(engine, [hyp.bkg_order])
         if resolution_unc or bkg_fixed is not None:
             raise FitInputError("engine='zfit': resolution_unc and bkg_fixed are only available with engine='vectorised'")
+        if _window_problem(hyp):  # flagged without a fit, as the vectorised engine flags it
+            lim = upper_limit_asymptotic(hyp, cl=cl, signal_scale=signal_scale, rel_unc=rel_unc, syst_kind=syst_kind)
+            return dataclasses.replace(lim, fit=dataclasses.replace(lim.fit, engine="zfit"))
         from .zfit_engine import upper_limit_hepstats  # imports TensorFlow
 
-        return upper_limit_hepstats(hyp.mgg, hyp.shape, hyp.window, bkg_order=hyp.bkg_order, cl=cl, signal_scale=signal_scale, rel_unc=rel_unc,
-                                    syst_kind=syst_kind)
+        return _reference(engine == "zfit", upper_limit_hepstats, hyp.mgg, hyp.shape, hyp.window, bkg_order=hyp.bkg_order, cl=cl, signal_scale=signal_scale,
+                          rel_unc=rel_unc, syst_kind=syst_kind)
     if resolution_unc:
         from .systematics import upper_limit_resolution  # scipy.optimize only when asked for
 
@@ -206,6 +251,40 @@ def _as_channel(mgg: Any, shape: Any, window: Any, *, bkg_order: int, bkg_fixed:
     if shape is None or bkg_fixed is not None:
         raise FitInputError("with nuisances: give the signal shape (and no bkg_fixed), or a list of fits.Channel as the first argument")
     return [Channel(mgg, shape, window, bkg_order=bkg_order)], None, None
+
+
+def _reference(zfit: bool, run: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """``run(*args, **kwargs)``; with ``zfit`` (the zfit engine) a failure inside zfit, TensorFlow or hepstats becomes ``FitFailure``.
+
+    The reference engine has no retries of its own: a minimisation that fails
+    (e.g. zfit's ``FailMinimizeNaN`` on a handful of events) is reported as the
+    package's failure, naming the engine and the original error.
+    """
+    if not zfit:
+        return run(*args, **kwargs)
+    try:
+        return run(*args, **kwargs)
+    except BumphuntError:
+        raise
+    except Exception as exc:  # zfit, TensorFlow and hepstats raise many types for a failed minimisation
+        detail = " ".join(str(exc).split())[:300]
+        raise FitFailure(f"engine='zfit': the reference fit failed ({type(exc).__name__}: {detail}); engine='vectorised' flags such fits "
+                         "(converged=False) instead") from exc
+
+
+def _window_problem(hyp: HypothesisInput) -> str:
+    """Why the window of ``hyp`` cannot be fitted (too few events, degenerate data, peak outside), or ""."""
+    lo, hi = hyp.window
+    reasons, _, _ = window_problems(np.sort(hyp.mgg), ShapeArrays.from_shapes([hyp.shape]), [hyp.shape], np.array([lo]), np.array([hi]),
+                                    hyp.bkg_order)
+    return reasons[0]
+
+
+def _check_zfit_order(engine: str, orders: Sequence[int]) -> None:
+    """The zfit reference engine builds its background as ``zfit.pdf.Chebyshev``, which fails without a coefficient."""
+    if engine == "zfit" and any(o == 0 for o in orders):
+        raise FitInputError("bkg_order: 0 (a flat background) is not available with engine='zfit' (zfit's Chebyshev needs order >= 1); "
+                            "use engine='vectorised' or bkg_order >= 1")
 
 
 def _no_single_arguments(shape: Any, window: Any, bkg_fixed: Any) -> None:

@@ -49,7 +49,7 @@ from signal_models._common.defaults import DEFAULT_BKG_ORDER
 from signal_models.shapes import SignalShape
 
 from .errors import FitInputError
-from .inputs import check_masses, resolve_window
+from .inputs import check_bkg_order, check_masses, resolve_window
 from .nuisances import SYST_KINDS
 
 __all__ = ["Channel", "YieldUncertainty", "ShapeUncertainty", "SpuriousSignal", "CombinedModel", "SHAPE_KINDS"]
@@ -77,6 +77,18 @@ class Channel:
     name : str, optional
         Name used by the nuisances and in the results (default ``"channel<i>"``
         by position).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fits
+    >>> from signal_models import SignalShape
+    >>> shape = SignalShape(mu=1.0, sigma=0.01, alpha_l=1.2, n_l=3.0, alpha_r=1.6, n_r=6.0)
+    >>> rng = np.random.default_rng(1)
+    >>> mgg = np.concatenate([rng.uniform(0.8, 1.2, 2000), shape.sample(100, 0.8, 1.2, rng=rng)])
+    >>> run = fits.Channel(mgg, shape, (0.8, 1.2), signal_scale=50.0, bkg_order=1, name="run1")  # 50 events per unit of mu
+    >>> round(fits.fit([run]).nsig, 2)                             # mu
+    1.86
     """
 
     mgg: NDArray
@@ -99,16 +111,19 @@ class Channel:
             w = resolve_window(x, shape, window)
         except FitInputError as exc:
             raise FitInputError(f"{label}: {exc}") from None
+        number = isinstance(signal_scale, (int, float, np.integer, np.floating)) and not isinstance(signal_scale, bool)
+        if not (number and 0 < signal_scale < float(np.finfo(float).max)):
+            raise FitInputError(f"{label}: signal_scale must be finite and > 0 (signal events per unit of mu), got {signal_scale!r:.80}")
         s = float(signal_scale)
-        if not (np.isfinite(s) and s > 0):
-            raise FitInputError(f"{label}: signal_scale must be finite and > 0 (signal events per unit of mu), got {signal_scale}")
-        if int(bkg_order) != bkg_order or bkg_order < 0:
-            raise FitInputError(f"{label}: bkg_order must be a non-negative integer, got {bkg_order}")
+        try:
+            order = check_bkg_order(bkg_order)
+        except FitInputError as exc:
+            raise FitInputError(f"{label}: {exc}") from None
         object.__setattr__(self, "mgg", np.sort(x))
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "window", w)
         object.__setattr__(self, "signal_scale", s)
-        object.__setattr__(self, "bkg_order", int(bkg_order))
+        object.__setattr__(self, "bkg_order", order)
         object.__setattr__(self, "name", name)
 
     @property

@@ -38,12 +38,26 @@ __all__ = [
     "check_signal_scale",
     "check_bkg_fixed",
     "check_extra_shapes",
+    "check_optional_number",
     "resolve_window",
+    "MAX_BKG_ORDER",
     "window_problems",
 ]
 
 #: the fit engines: vectorised Newton (default) and the zfit + Minuit reference
 ENGINES = ("vectorised", "zfit")
+#: highest background polynomial order a fit accepts (the scan configuration allows up to 10)
+MAX_BKG_ORDER = 20
+#: numbers beyond this are not taken as finite (comparisons work for any int, unlike np.isfinite)
+_BIG = float(np.finfo(float).max)
+
+
+def _float_array(value: object, name: str, expected: str) -> NDArray:
+    """``value`` as a float array; ``FitInputError`` naming ``name`` when it is not numeric or ragged."""
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError, OverflowError):
+        raise FitInputError(f"{name}: expected {expected}, got {value!r:.80}") from None
 
 
 def check_masses(mgg: ArrayLike, *, name: str = "mgg") -> NDArray:
@@ -83,7 +97,7 @@ def check_windows(windows: ArrayLike, k: int) -> NDArray:
     """Windows of k hypotheses as a (k, 2) float array (GeV), finite with hi > lo."""
     if k == 0:
         return np.zeros((0, 2))
-    w = np.asarray(windows, dtype=float)
+    w = _float_array(windows, "windows", f"an array of shape ({k}, 2) in GeV")
     if w.shape != (k, 2):
         raise FitInputError(f"windows: expected shape ({k}, 2) in GeV, got {w.shape}")
     if not np.all(np.isfinite(w)):
@@ -97,15 +111,16 @@ def check_windows(windows: ArrayLike, k: int) -> NDArray:
 
 def check_cl(cl: float) -> float:
     """A confidence level in (0, 1)."""
-    if not 0.0 < cl < 1.0:
-        raise FitInputError(f"cl: expected a confidence level in (0, 1), got {cl}")
+    if isinstance(cl, bool) or not isinstance(cl, (int, float, np.integer, np.floating)) or not 0.0 < cl < 1.0:
+        raise FitInputError(f"cl: expected a confidence level in (0, 1), got {cl!r}")
     return cl
 
 
 def check_bkg_order(bkg_order: int) -> int:
-    """The background polynomial order as a non-negative int."""
-    if int(bkg_order) != bkg_order or bkg_order < 0:
-        raise FitInputError(f"bkg_order: expected a non-negative integer, got {bkg_order}")
+    """The background polynomial order as an int in [0, ``MAX_BKG_ORDER``]."""
+    ok = isinstance(bkg_order, (int, float, np.integer, np.floating)) and not isinstance(bkg_order, bool)
+    if not ok or not 0 <= bkg_order <= MAX_BKG_ORDER or int(bkg_order) != bkg_order:
+        raise FitInputError(f"bkg_order: expected an integer from 0 to {MAX_BKG_ORDER}, got {bkg_order!r}")
     return int(bkg_order)
 
 
@@ -120,7 +135,10 @@ def check_signal_scale(signal_scale: ArrayLike | None, k: int) -> NDArray | None
     """Signal scales (events per pb) of k hypotheses as a (k,) array, finite and > 0; None stays None."""
     if signal_scale is None:
         return None
-    scale = np.broadcast_to(np.asarray(signal_scale, float), (k,)).copy()
+    try:
+        scale = np.broadcast_to(_float_array(signal_scale, "signal_scale", f"{k} numbers (events per pb)"), (k,)).copy()
+    except ValueError:
+        raise FitInputError(f"signal_scale: expected one number or {k} (events per pb), got shape {np.shape(signal_scale)}") from None
     if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
         raise FitInputError("signal_scale: must be finite and > 0 (events per pb)")
     return scale
@@ -130,7 +148,10 @@ def check_bkg_fixed(bkg_fixed: ArrayLike | None, k: int, order: int) -> NDArray 
     """Fixed background coefficients (events/GeV) as a (k, order+1) array, finite; None stays None."""
     if bkg_fixed is None:
         return None
-    arr = np.asarray(bkg_fixed, float).reshape(k, order + 1)
+    arr = _float_array(bkg_fixed, "bkg_fixed", f"{k} x {order + 1} background coefficients (events/GeV)")
+    if arr.size != k * (order + 1):
+        raise FitInputError(f"bkg_fixed: expected {k} x {order + 1} background coefficients (events/GeV), got shape {arr.shape}")
+    arr = arr.reshape(k, order + 1)
     if not np.all(np.isfinite(arr)):
         raise FitInputError("bkg_fixed: background coefficients must be finite")
     return arr
@@ -151,14 +172,29 @@ def check_extra_shapes(extra_shapes: Sequence[Sequence[SignalShape] | None] | No
 
 def resolve_window(x: NDArray, shape: SignalShape, window: Sequence[float] | None, *, n_sigma: float = DEFAULT_HALF_WIDTH) -> tuple[float, float]:
     """The fit window (GeV): ``window`` checked, or ``mu +- n_sigma sigma`` clipped to the range of ``x`` (GeV)."""
+    if not isinstance(shape, SignalShape):
+        raise FitInputError(f"shape: expected a signal_models.SignalShape, got {type(shape).__name__}")
     if window is None:
         if len(x) == 0:
             raise FitInputError("mgg: no candidates, and no window given")
-        return default_window(shape, (float(x.min()), float(x.max())), n_sigma=n_sigma)
-    w = np.asarray(window, float)
+        lo, hi = default_window(shape, (float(x.min()), float(x.max())), n_sigma=n_sigma)
+        if not hi > lo:  # no data around the peak: the unclipped window (the fit is then flagged for its few events)
+            lo, hi = default_window(shape, None, n_sigma=n_sigma)
+        return lo, hi
+    w = _float_array(window, "window", "(lo, hi) in GeV with hi > lo")
     if w.shape != (2,) or not np.all(np.isfinite(w)) or w[1] <= w[0]:
         raise FitInputError(f"window: expected (lo, hi) in GeV with hi > lo, got {window}")
     return float(w[0]), float(w[1])
+
+
+def check_optional_number(value: object, name: str, *, positive: bool = False) -> float | None:
+    """``value`` as a finite float (> 0 with ``positive``, else >= 0), or None; ``FitInputError`` naming ``name`` otherwise."""
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and -_BIG < value < _BIG
+    if not ok or value < 0 or (positive and value == 0):
+        raise FitInputError(f"{name}: expected a finite number {'> 0' if positive else '>= 0'} or None, got {value!r:.80}")
+    return float(value)
 
 
 @dataclass(frozen=True)

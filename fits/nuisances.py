@@ -61,7 +61,10 @@ def yield_systematic(rel_unc: ArrayLike | None, k: int, *, kind: str = "lognorma
     """
     if rel_unc is None:
         return None
-    r = np.broadcast_to(np.asarray(rel_unc, float), (k,)).copy()
+    try:
+        r = np.broadcast_to(np.asarray(rel_unc, float), (k,)).copy()
+    except (TypeError, ValueError):
+        raise FitInputError(f"signal_scale_rel_unc: expected one number or {k} (relative), got {rel_unc!r:.80}") from None
     if not np.all(np.isfinite(r)) or np.any(r < 0):
         raise FitInputError(f"signal_scale_rel_unc: must be finite and >= 0, got {r}")
     if kind not in SYST_KINDS:

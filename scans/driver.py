@@ -210,6 +210,27 @@ def scan(
     ------
     ScanConfigError, ScanInputError, CheckpointError
         Before any fit, naming the key, file or value.
+
+    Examples
+    --------
+    A scan of a smooth toy spectrum with the analytic stand-in signal model,
+    from 1 to 2 GeV in steps of 0.1 GeV:
+
+    >>> import scans
+    >>> from scans.testing import analytic_signal_model, toy_spectrum
+    >>> data = toy_spectrum(5000, lo=0.5, hi=3.0, slope=0.5, seed=1)
+    >>> config = {"mass": {"min": 1.0, "max": 2.0, "step": 0.1}, "lee": {"toys": 0},
+    ...           "vetoes": {"particles": []}, "execution": {"workers": 1}}
+    >>> result = scans.scan(data, analytic_signal_model(), config=config)
+    >>> len(result["points"])
+    11
+    >>> point = result["points"][0]
+    >>> point["mass"], len(point["ul_nsig_exp"])  # GeV; the expected limit's -2, -1, 0, +1, +2 sigma
+    (1.0, 5)
+    >>> all(p["ul_nsig_exp"][1] < p["ul_nsig_exp"][2] < p["ul_nsig_exp"][3] for p in result["points"])
+    True
+    >>> bool(result["global"]["max_z_local"] < 3)  # no signal in the toy
+    True
     """
     t_start = time.perf_counter()
     cfg = load_scan_config(config)

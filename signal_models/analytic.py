@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .errors import SignalModelFormatError
 from .shapes import SignalShape
 
 logger = logging.getLogger(__name__)
@@ -129,19 +131,49 @@ class AnalyticSignalModel:
         return path
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> AnalyticSignalModel:
-        """The model of a ``to_dict`` dictionary (lists become tuples)."""
+    def from_dict(cls, d: Mapping[str, Any], *, source: str = "analytic signal model") -> AnalyticSignalModel:
+        """The model of a ``to_dict`` dictionary (lists become tuples).
+
+        Raises
+        ------
+        SignalModelFormatError
+            Not a mapping, an unknown key or a value that is not a finite number
+            (coefficients: a non-empty list of them; ``mass_range``: ``[lo, hi]``
+            with hi > lo); the message names ``source`` and the key.
+        """
+        if not isinstance(d, Mapping):
+            raise SignalModelFormatError(f"{source}: expected a mapping of parameters, got {type(d).__name__}")
         d = dict(d)
         d.pop("kind", None)
-        for key in ("sigma_coeffs", "efficiency_coeffs", "mass_range"):
-            if key in d:
-                d[key] = tuple(float(v) for v in d[key])
+        allowed = [f.name for f in fields(cls) if f.name != "kind"]
+        unknown = sorted(str(k) for k in d if k not in allowed)
+        if unknown:
+            raise SignalModelFormatError(f"{source}: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
+        for key, value in d.items():
+            if key in ("sigma_coeffs", "efficiency_coeffs", "mass_range"):
+                ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(_finite_number(v) for v in value)
+                if key == "mass_range":
+                    ok = ok and len(value) == 2 and value[1] > value[0]
+                if not ok:
+                    what = "[lo, hi] in GeV with hi > lo" if key == "mass_range" else "a non-empty list of finite numbers"
+                    raise SignalModelFormatError(f"{source}: {key}: expected {what}, got {value!r}")
+                d[key] = tuple(float(v) for v in value)
+            elif not _finite_number(value):
+                raise SignalModelFormatError(f"{source}: {key}: expected a finite number, got {value!r}")
         return cls(**d)
 
     @classmethod
     def load(cls, path: str | Path) -> AnalyticSignalModel:
-        """Read a file written by ``save``."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a file written by ``save`` (``SignalModelFormatError`` naming the file when it cannot)."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise SignalModelFormatError(f"{path}: cannot read the analytic signal model: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def analytic_signal_model(**params: Any) -> AnalyticSignalModel:

@@ -98,6 +98,15 @@ class SignalModel:
         Calibration settings recorded in the file (fixed parameters, fit range...).
     comb_domain : float
         Chebyshev domain half-width in sigma (the calibration fit range).
+
+    Examples
+    --------
+    >>> from signal_models.analytic import analytic_signal_model
+    >>> model = analytic_signal_model()          # a smooth stand-in with the SignalModel interface
+    >>> round(model.shape(2.0).sigma, 4)         # GeV
+    0.022
+    >>> round(float(model.efficiency(2.0)), 3)
+    0.276
     """
 
     def __init__(
@@ -378,9 +387,11 @@ class SignalModel:
             text = path.read_text()
         except OSError as exc:
             raise SignalModelFormatError(f"{path}: cannot read signal model file: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise SignalModelFormatError(f"{path}: not a signal model file (not UTF-8 text: {exc})") from exc
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise SignalModelFormatError(f"{path}: not valid JSON ({exc})") from exc
         return cls.from_dict(data, source=str(path))
 
@@ -389,7 +400,7 @@ class SignalModel:
         """Validate a file-format dictionary and rebuild the model (``source`` names it in error messages)."""
         validate_model_dict(data, source)
         fits = [MassFit.from_dict(fit_dict_from_json(f)) for f in data["fits"]]
-        interp = {k: {"method": v["method"], "lam": v.get("lam")} for k, v in data["interpolation"].items()}
+        interp = {k: {"method": v["method"], "lam": v.get("lam")} for k, v in data["interpolation"].items() if v is not None}
         try:
             return cls(
                 fits,

@@ -9,6 +9,7 @@ NaN (allowed only in entries of masses that were not fitted) as null and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -16,6 +17,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from .errors import ShapeError, SignalModelFormatError
+from .mass_fit import MassFit
 from .model_quantities import CURVES, PARTIAL_CURVES
 from .shapes import SignalShape
 
@@ -67,6 +69,41 @@ _PARAM_KEYS = ("mu", "sigma", "alpha_l", "n_l", "alpha_r", "n_r", "comb_fraction
 _EDGE_KEYS = ("comb_edge", "comb_edge_width")
 
 
+#: types of the entries of ``fits[i]`` (the ``MassFit`` fields); numbers may be null (NaN) where nothing was fitted
+_FIT_TYPES: dict[str, type | tuple[type, ...]] = {
+    "reason": str,
+    "params": Mapping,
+    "errors": Mapping,
+    "fixed": list,
+    "window": list,
+    "histogram": Mapping,
+    "edge_status": str,
+}
+_FIT_NUMBER_KEYS = ("n_generated", "comb_domain", "n_tm", "n_comb", "n_eff", "eff_tm", "eff_tm_err", "eff_total", "eff_total_err",
+                    "chi2", "ndf", "pvalue", "edm", "n_attempts", "n_iterations")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_fit_entry(f: Mapping[str, Any], where: str, fail: Any) -> None:
+    """Keys and value types of one ``fits[i]`` entry (known ``MassFit`` fields only)."""
+    allowed = {fl.name for fl in dataclasses.fields(MassFit)}
+    unknown = sorted(str(k) for k in f if k not in allowed)
+    if unknown:
+        fail(f"unknown key '{where}.{unknown[0]}'; allowed keys: {', '.join(sorted(allowed))}")
+    for key, typ in _FIT_TYPES.items():
+        if key in f and not isinstance(f[key], typ):
+            fail(f"key '{where}.{key}' has type {type(f[key]).__name__}, expected {getattr(typ, '__name__', typ)}")
+    for key in _FIT_NUMBER_KEYS:
+        if key in f and not _is_number(f[key]) and not (f[key] is None and key in _FIT_NUMBERS):
+            fail(f"key '{where}.{key}' must be a number, got {f[key]!r}")
+    window = f["window"]
+    if len(window) != 2 or not all(v is None or _is_number(v) for v in window):
+        fail(f"key '{where}.window' must be [lo, hi] in GeV, got {window!r}")
+
+
 def validate_model_dict(data: Mapping[str, Any], source: str) -> None:
     """Raise ``SignalModelFormatError`` naming the first bad key of a signal-model dictionary (``source``: the file)."""
     def fail(msg: str) -> NoReturn:
@@ -86,11 +123,11 @@ def validate_model_dict(data: Mapping[str, Any], source: str) -> None:
     if not (isinstance(data["comb_domain"], (int, float)) and math.isfinite(data["comb_domain"]) and data["comb_domain"] > 0):
         fail(f"key 'comb_domain' must be a positive number, got {data['comb_domain']!r}")
     for name in CURVES:
-        spec = data["interpolation"].get(name)
-        if spec is None:
-            if name in PARTIAL_CURVES:
-                continue  # absent when no mass measures it (and in files of schema version 1)
+        if data["interpolation"].get(name) is None and name not in PARTIAL_CURVES:
             fail(f"missing key 'interpolation.{name}'")
+    for name, spec in data["interpolation"].items():
+        if spec is None and name in PARTIAL_CURVES:
+            continue  # absent when no mass measures it (and in files of schema version 1)
         if not isinstance(spec, Mapping):
             fail(f"key 'interpolation.{name}' must be an object")
         if spec.get("method") not in ("pchip", "smoothing", "linear", "constant"):
@@ -105,6 +142,7 @@ def validate_model_dict(data: Mapping[str, Any], source: str) -> None:
         for key in _FIT_KEYS:
             if key not in f:
                 fail(f"missing key '{where}.{key}'")
+        _check_fit_entry(f, where, fail)
         if not isinstance(f["mass"], (int, float)) or not math.isfinite(f["mass"]):
             fail(f"key '{where}.mass' must be a finite number, got {f['mass']!r}")
         masses.append(float(f["mass"]))
@@ -125,6 +163,9 @@ def validate_model_dict(data: Mapping[str, Any], source: str) -> None:
                 fail(f"key '{where}.{key}' must be a finite non-negative number, got {v!r} (mass {f['mass']} GeV)")
         if f.get("edge_status", "none") not in ("measured", "above", "below", "none"):
             fail(f"key '{where}.edge_status' is {f.get('edge_status')!r}, expected 'measured', 'above', 'below' or 'none'")
+        unknown = sorted(str(p) for p in f["params"] if p not in (*_PARAM_KEYS, *_EDGE_KEYS))
+        if unknown:
+            fail(f"unknown key '{where}.params.{unknown[0]}'; allowed keys: {', '.join((*_PARAM_KEYS, *_EDGE_KEYS))}")
         edge_keys = [p for p in _EDGE_KEYS if p in f["params"]]
         if f.get("edge_status") == "measured" and len(edge_keys) != len(_EDGE_KEYS):
             fail(f"'{where}.params' must hold {list(_EDGE_KEYS)} when edge_status is 'measured' (mass {f['mass']} GeV)")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,6 +50,16 @@ __all__ = [
     "edge_factor",
     "ShapeError",
 ]
+
+
+def _real_scalar(value: Any) -> bool:
+    """Whether ``value`` is one real number (a Python or numpy int or float, or a 0-d array of one; not a bool)."""
+    if isinstance(value, (int, float)):
+        return not isinstance(value, bool)
+    try:
+        return np.ndim(value) == 0 and np.asarray(value).dtype.kind in "iuf"
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,14 @@ class SignalShape:
         comb_edge_width)``. ``inf`` (default): no edge.
     comb_edge_width : float
         Width of the edge in GeV (> 0 when ``comb_edge`` is finite).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from signal_models import SignalShape
+    >>> s = SignalShape(mu=1.0, sigma=0.01, alpha_l=1.2, n_l=3.0, alpha_r=1.6, n_r=6.0)
+    >>> round(float(s.pdf(np.array([1.0]), 0.8, 1.2)[0]), 3)  # 1/GeV, normalised on [0.8, 1.2] GeV
+    34.609
     """
 
     mu: float
@@ -96,6 +114,9 @@ class SignalShape:
 
     def __post_init__(self) -> None:
         values = asdict(self)
+        not_numbers = [k for k, v in values.items() if not _real_scalar(v)]
+        if not_numbers:
+            raise ShapeError(f"SignalShape: parameter(s) {not_numbers} must be numbers, got {[values[k] for k in not_numbers]}")
         bad = [k for k, v in values.items() if not (np.isfinite(v) or (k == "comb_edge" and v == math.inf))]
         if bad:
             raise ShapeError(f"SignalShape: non-finite parameter(s) {bad}: {values}")
@@ -298,6 +319,22 @@ class SignalShape:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SignalShape:
-        """The shape of a ``to_dict`` dictionary (missing or null edge keys: no edge)."""
-        kw = {k: float(v) for k, v in d.items() if v is not None}
+        """The shape of a ``to_dict`` dictionary (missing or null edge keys: no edge).
+
+        Raises
+        ------
+        ShapeError
+            Unknown or missing keys, or values that are not numbers.
+        """
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(str(k) for k in d if k not in names)
+        if unknown:
+            raise ShapeError(f"SignalShape: unknown parameter(s) {unknown}; allowed: {', '.join(names)}")
+        try:
+            kw = {k: float(v) for k, v in d.items() if v is not None}
+        except (TypeError, ValueError):
+            raise ShapeError(f"SignalShape: parameters must be numbers, got {dict(d)}") from None
+        missing = [f.name for f in fields(cls) if f.name not in kw and f.default is MISSING]
+        if missing:
+            raise ShapeError(f"SignalShape: missing parameter(s) {missing}")
         return cls(**kw)

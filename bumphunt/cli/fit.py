@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +46,16 @@ def _load_inputs(mass: float, data: str | None, signal_model: str | None, tree: 
 
         try:
             mgg = read_candidates([data], tree=tree, branch=branch)
-        except Exception as exc:  # the reader names file, tree and branch
-            raise click.ClickException(str(exc)) from exc
+        except Exception as exc:  # the reader names file, tree and branch (uproot's part of the message may span lines)
+            raise click.ClickException(" ".join(str(exc).split())) from None
         src = data
     if signal_model is None:
         from signal_models.synthetic import TruthCurves
 
-        shape = TruthCurves().shape(mass)
+        try:
+            shape = TruthCurves().shape(mass)
+        except ValueError as exc:  # ShapeError: no valid shape of the default model at that mass
+            raise click.ClickException(f"--mass {mass:g}: the default signal model has no valid shape there ({exc})") from None
     else:
         from signal_models import SignalModel
 
@@ -58,7 +63,8 @@ def _load_inputs(mass: float, data: str | None, signal_model: str | None, tree: 
             model = SignalModel.load(signal_model)
             shape = model.shape(mass)
         except (OSError, ValueError, KeyError) as exc:
-            raise click.ClickException(f"{signal_model}: {exc}") from exc
+            message = str(exc)
+            raise click.ClickException(message if message.startswith(str(signal_model)) else f"{signal_model}: {message}") from None
     return np.asarray(mgg, float), shape, src
 
 
@@ -117,12 +123,35 @@ def fit(mass: float, data: str | None, tree: str, branch: str, signal_model: str
     their impact on N_sig (refits with each fixed at its post-fit value +- its
     post-fit error, and +- 1 pre-fit), and --nll-scan profiles N_sig.
     """
-    import numpy as np
-
     mgg, shape, src = _load_inputs(mass, data, signal_model, tree, branch, seed)
     nuisances = _nuisances(yield_unc, resolution_unc, shift_unc)
     if do_impacts and not any(nuisances.values()):
         raise click.UsageError("--impacts needs at least one nuisance: give --yield-unc, --resolution-unc or --shift-unc")
+    with _one_line_errors():
+        _fit_and_write(mgg, shape, src, mass=mass, window=window, bkg_order=bkg_order, seed=seed, engine=engine, limit=limit, cl=cl,
+                       n_toys=n_toys, plot_path=plot_path, json_path=json_path, nuisances=nuisances, do_impacts=do_impacts,
+                       impacts_path=impacts_path, do_scan=do_scan, scan_path=scan_path)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """The package's errors (e.g. a failed zfit fit) and outputs that cannot be written end in one error line."""
+    from ..errors import BumphuntError
+
+    try:
+        yield
+    except BumphuntError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # --json, --plot, --impacts-plot or --nll-scan-plot cannot be written
+        raise click.ClickException(f"cannot write an output file: {exc}") from None
+
+
+def _fit_and_write(mgg: Any, shape: Any, src: str, *, mass: float, window: tuple[float, float] | None, bkg_order: int, seed: int, engine: str,
+                   limit: bool, cl: float, n_toys: int, plot_path: str, json_path: str | None, nuisances: dict[str, Any], do_impacts: bool,
+                   impacts_path: str, do_scan: bool, scan_path: str) -> None:
+    """The fit (with nuisances or without), impacts, likelihood scan and JSON of ``bumphunt fit``."""
+    import numpy as np
+
     if any(nuisances.values()):
         out = _fit_with_nuisances(mgg, shape, src, mass=mass, window=window, bkg_order=bkg_order, engine=engine, limit=limit, cl=cl,
                                   n_toys=n_toys, nuisances=nuisances)
@@ -287,7 +316,9 @@ def export_pyhf(mass: float, data: str | None, tree: str, branch: str, signal_mo
     try:
         path = _export(mgg, shape, out_path, window, bkg_order=bkg_order, bins=bins, background=background)
     except (fits.FitInputError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{out_path}: cannot write the workspace: {exc}") from None
     click.echo(f"workspace: {path} ({bins} bins, data: {src})")
     if limit:
         spec = json.loads(Path(path).read_text())

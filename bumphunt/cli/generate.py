@@ -83,6 +83,8 @@ def generate(
         )
     except BumphuntError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # e.g. --out inside a file, or a folder without write permission
+        raise click.ClickException(f"{out_dir}: cannot write the samples: {exc}") from None
     import json
 
     import uproot

@@ -114,6 +114,8 @@ def kinfit(inputs: tuple[str, ...], out: str, pcm_path: str | None, collider_nam
             _write_plots(Path(plots), [r[1] for r in results], [r[3] for r in results], console)
     except BumphuntError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # an output that cannot be written (e.g. --out inside a file)
+        raise click.ClickException(f"{out}: cannot write the output: {exc}") from None
 
 
 def _write_plots(folder: Path, parts: list[dict], fits: list[Any], console: Any) -> None:
@@ -176,12 +178,14 @@ def calibrate_photons(control: tuple[str, ...], out: str, nominal: str, energy_p
         beam = _beam_from_meta(ev.sample)
         sample = control_sample_from_events(ev, beam=beam)
         if sample["E"].size == 0:
-            raise click.ClickException("no mu mu gamma events (two opposite-charge tracks and an ECL photon) in the input")
+            raise click.ClickException(f"{', '.join(control)}: no mu mu gamma events (two opposite-charge tracks and an ECL photon) in the input")
         cal = calibrate(sample, beam=beam, nominal=nominal, energy_power=energy_power, max_pull=max_pull)
         cal.model.meta.setdefault("calibration", {})["inputs"] = [str(p) for p in control]
         path = cal.save(out)
     except BumphuntError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # an output that cannot be written (e.g. --out inside a file)
+        raise click.ClickException(f"{out}: cannot write the output: {exc}") from None
     for code, p in cal.params.items():
         extra = f", power {p['power']:+.3f} +- {p['power_err']:.3f}" if energy_power else ""
         console.print(f"{REGION_NAMES[code]:>16}: scale {p['scale']:.4f} +- {p['scale_err']:.4f}{extra}, "

@@ -50,6 +50,8 @@ def preselect(inputs: tuple[str, ...], out_dir: str, config: str | None, collide
                                   tree=tree, step_size=step_size, allow_empty=allow_empty)
     except BumphuntError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # the output folder cannot be written (e.g. --out inside a file)
+        raise click.ClickException(f"{out_dir}: cannot write the outputs: {exc}") from None
     for stem, res in results.items():
         console.print(res.cutflow.rich_table(title=f"{stem}: pre-selection cut flow"))
         console.print(f"{res.n_selected} events -> {res.events}  (cut flow: {res.cutflow_md}, {res.cutflow_json})")

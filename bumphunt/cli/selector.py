@@ -45,6 +45,8 @@ def train(config: str | None, out_dir: str | None, quick: bool) -> None:
         result = train_from_config(config, out_dir=out_dir, quick=quick)
     except BumphuntError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # an output that cannot be written (e.g. --out inside a file)
+        raise click.ClickException(f"cannot write the output: {exc}") from None
     summary = result.summary
     m = summary["mean_sigma_min_pb"]
     click.echo(f"mean sigma_min over trained masses: Punzi net {m['punzi']:.4g} pb (cut {summary['working_point']:.2f}), "
@@ -70,6 +72,8 @@ def apply_cmd(model: str, inputs: tuple[str, ...], out: str, threshold: float | 
         res = apply_to_files(model, inputs, out=out, threshold=threshold)
     except BumphuntError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # an output that cannot be written (e.g. --out inside a file)
+        raise click.ClickException(f"cannot write the output: {exc}") from None
     click.echo(f"{res.n_candidates} candidates, {res.n_pass} pass punzi_net > {res.threshold:.3f} -> {res.path}")
 
 

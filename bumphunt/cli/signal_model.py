@@ -23,14 +23,14 @@ def signal_model() -> None:
 @click.option("--signal", "signal", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
               help="Signal toy/ntuple ROOT files (repeatable); raw or pre-selected. Their metadata give n_generated per mass.")
 @click.option("--selection", type=click.Path(exists=True), default=None, help="Trained Punzi-net selector directory [default: no selection].")
-@click.option("--working-point", type=float, default=None, help="Selector score threshold [default: the selector's own working point].")
+@click.option("--working-point", type=click.FloatRange(0.0, 1.0), default=None, help="Selector score threshold [default: the selector's own working point].")
 @click.option("--kinfit/--no-kinfit", default=True, show_default=True, help="Run the 4C kinematic fit when the files do not carry fitted photons.")
 @click.option("--holdout", multiple=True, type=float, help="Generated mass (GeV) to fit but keep out of the interpolation (closure check); repeatable.")
 @click.option("--float-n", is_flag=True, help="Float the tail exponents n_l, n_r per mass [default: fixed from a pre-pass].")
-@click.option("--n-l", type=float, default=None, help="Fix n_l to this value [default: pre-pass median].")
-@click.option("--n-r", type=float, default=None, help="Fix n_r to this value [default: pre-pass median].")
-@click.option("--half-width", type=float, default=20.0, show_default=True, help="Fit range and Chebyshev domain, in units of the core sigma.")
-@click.option("--min-events", type=int, default=100, show_default=True, help="Skip masses with fewer truth-matched candidates.")
+@click.option("--n-l", type=click.FloatRange(min=0.0, min_open=True), default=None, help="Fix n_l to this value [default: pre-pass median].")
+@click.option("--n-r", type=click.FloatRange(min=0.0, min_open=True), default=None, help="Fix n_r to this value [default: pre-pass median].")
+@click.option("--half-width", type=click.FloatRange(min=0.0, min_open=True), default=20.0, show_default=True, help="Fit range and Chebyshev domain, in units of the core sigma.")
+@click.option("--min-events", type=click.IntRange(min=0), default=100, show_default=True, help="Skip masses with fewer truth-matched candidates.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default="signal_model.json", show_default=True, help="Output JSON file.")
 def build(signal: tuple[str, ...], selection: str | None, working_point: float | None, kinfit: bool, holdout: tuple[float, ...], float_n: bool,
           n_l: float | None, n_r: float | None, half_width: float, min_events: int, out: str) -> None:
@@ -67,7 +67,7 @@ def build(signal: tuple[str, ...], selection: str | None, working_point: float |
 @signal_model.command("plot")
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out", type=click.Path(file_okay=False), default="signal_model_plots", show_default=True, help="Output directory for the PNG files.")
-@click.option("--max-mass-plots", type=int, default=12, show_default=True, help="At most this many per-mass fit overlays.")
+@click.option("--max-mass-plots", type=click.IntRange(min=0), default=12, show_default=True, help="At most this many per-mass fit overlays.")
 def plot(model_path: str, out: str, max_mass_plots: int) -> None:
     """Plot each parameter vs mass (points, interpolation, band), the efficiency, and per-mass fits with pulls."""
     import matplotlib
@@ -78,7 +78,9 @@ def plot(model_path: str, out: str, max_mass_plots: int) -> None:
 
     try:
         model = SignalModel.load(model_path)
+        paths = plot_all(model, out, max_mass_plots=max_mass_plots)
     except SignalModelFormatError as exc:
-        raise click.ClickException(str(exc)) from exc
-    paths = plot_all(model, out, max_mass_plots=max_mass_plots)
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{out}: cannot write the plots: {exc}") from None
     click.echo(f"{len(paths)} plots written to {Path(out)}")

@@ -77,26 +77,16 @@ class PreselectionCuts:
         ConfigError
             Missing file, invalid YAML, unknown keys or invalid values.
         """
-        from signal_models._common.config import load_config
+        from signal_models._common.config import load_config, read_mapping
 
-        if isinstance(config, (str, Path)):
-            import yaml
-
-            path = Path(config)
-            if not path.is_file():
-                raise ConfigError(f"{path}: configuration file not found")
-            try:
-                raw = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-            source = str(path)
-        else:
-            raw = dict(config or {})
-            source = "preselection config"
-        if isinstance(raw, Mapping) and "preselection" in raw and isinstance(raw["preselection"], Mapping):
+        raw, source = read_mapping(config, source=None, default_source="preselection config", mapping_source="preselection config")
+        if "preselection" in raw and isinstance(raw["preselection"], Mapping):
             raw = raw["preselection"]
         cfg = load_config(raw, PRESELECTION_SCHEMA, source=source)
-        return cls(**cfg)
+        try:
+            return cls(**cfg)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """The cut values by field name (JSON-ready)."""

@@ -27,6 +27,7 @@ __all__ = [
     "SYMMETRY_TOL",
     "VARIANCE_FLOOR",
     "MAX_PHYSICAL_HALVINGS",
+    "MAX_COUNT",
 ]
 
 #: rad: below this, sin/cos of an angle step come from the angle-addition theorem with
@@ -40,6 +41,8 @@ POLE_MARGIN = 0.05
 SYMMETRY_TOL = 1e-9
 #: Floor of the pull denominator V0_jj - V_jj (GeV^2 or rad^2), so pulls stay finite.
 VARIANCE_FLOOR = 1e-300
+#: Largest ``max_iter`` and ``max_halvings`` (the iteration counters are int16 in every engine).
+MAX_COUNT = 32767
 #: Largest number of halvings back towards the last accepted point while an iterate is
 #: unphysical (E <= 0 or theta outside (0, pi)).
 MAX_PHYSICAL_HALVINGS = 60
@@ -76,8 +79,23 @@ class FitOptions:
     full_cov: bool = False
 
     def __post_init__(self) -> None:
-        if self.max_iter < 1 or self.max_halvings < 0 or not (self.tol_chi2 > 0) or not (self.tol_constraint > 0):
-            raise InputError("kinfit: max_iter >= 1, max_halvings >= 0 and positive tolerances are required")
+        if (not 1 <= self.max_iter <= MAX_COUNT or not 0 <= self.max_halvings <= MAX_COUNT or not (self.tol_chi2 > 0)
+                or not (self.tol_constraint > 0)):
+            raise InputError(f"kinfit: max_iter >= 1, max_halvings >= 0 (both at most {MAX_COUNT}) and positive tolerances "
+                             f"are required, got max_iter={self.max_iter}, "
+                             f"max_halvings={self.max_halvings}, tol_chi2={self.tol_chi2}, tol_constraint={self.tol_constraint}")
+
+    @classmethod
+    def checked(cls, *, max_iter: Any, max_halvings: Any, tol_chi2: Any, tol_constraint: Any, full_cov: Any = False) -> FitOptions:
+        """Options from user values, converted to int/float; ``InputError`` names an option that is not a number."""
+        values: dict[str, Any] = {}
+        for name, value, kind in (("max_iter", max_iter, int), ("max_halvings", max_halvings, int),
+                                  ("tol_chi2", tol_chi2, float), ("tol_constraint", tol_constraint, float)):
+            try:
+                values[name] = kind(value)
+            except (TypeError, ValueError, OverflowError):
+                raise InputError(f"kinfit: {name} must be a {'whole' if kind is int else 'positive'} number, got {value!r}") from None
+        return cls(**values, full_cov=bool(full_cov))
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a dict (recorded in ``KinFitResult.options``)."""

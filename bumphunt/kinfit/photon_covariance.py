@@ -35,6 +35,17 @@ ECL_REGIONS = (REGION_FWD, REGION_BARREL, REGION_BWD)
 _FILE_KIND = "bumphunt.photon_covariance_model"
 
 
+def _photon_array(value: Any, name: str, shape: tuple[int, ...] | None) -> NDArray[np.float64]:
+    """A three-photon field as a float array of shape (n, 3) (``shape`` when given); ``InputError`` naming it otherwise."""
+    try:
+        a = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"three-photon events: {name!r} must be a numeric array of shape (n, 3), got {type(value).__name__}") from None
+    if a.ndim != 2 or a.shape[1] != 3 or (shape is not None and a.shape != shape):
+        raise InputError(f"three-photon events: {name!r} must have shape {shape or '(n, 3)'} (three photons per event), got {a.shape}")
+    return a
+
+
 @dataclass(frozen=True)
 class PhotonCovarianceModel:
     """Photon covariance in (E, theta, phi): parametrisation or ntuple, times calibration.
@@ -117,13 +128,26 @@ class PhotonCovarianceModel:
         for key in ("E",):
             if key not in events:
                 raise InputError(f"three-photon events lack the field {key!r} needed for the photon covariance")
-        E = np.asarray(events["E"], dtype=float)
+        E = _photon_array(events["E"], "E", None)
         region = events.get("region")
         if region is None:
             if "theta" not in events:
                 raise InputError("three-photon events need 'region' or 'theta' for the photon covariance")
-            region = ecl_region(events["theta"])
-        return self.covariance(E, region, cov=events.get("cov"))
+            region = ecl_region(_photon_array(events["theta"], "theta", E.shape))
+        else:
+            try:
+                region = np.asarray(region)
+            except (TypeError, ValueError):
+                region = np.asarray(None)
+            if region.shape != E.shape or region.dtype.kind not in "iuf":
+                raise InputError(f"three-photon events: 'region' must be integer codes of shape {E.shape}, got {region.dtype} of shape {region.shape}")
+        cov = events.get("cov")
+        if cov is not None:
+            try:
+                cov = np.asarray(cov, dtype=float)
+            except (TypeError, ValueError):
+                raise InputError(f"three-photon events: 'cov' must be a numeric array of shape {E.shape + (3, 3)}") from None
+        return self.covariance(E, region, cov=cov)
 
     # --- persistence ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -167,15 +191,25 @@ class PhotonCovarianceModel:
             scale = {c: float(regions.get(str(c), {}).get("scale", 1.0)) for c in ECL_REGIONS}
             power = {c: float(regions.get(str(c), {}).get("power", 0.0)) for c in ECL_REGIONS}
             bias = {c: float(regions.get(str(c), {}).get("bias", 0.0)) for c in ECL_REGIONS}
-        except (TypeError, ValueError, AttributeError) as exc:
+            meta = dict(d.get("meta", {}))
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise InputError(f"{source}: invalid photon covariance model: {exc}") from exc
+        for key in ("endcap_energy_factor", "endcap_angle_factor", "min_energy"):
+            value = getattr(res, key)
+            if not (np.isfinite(value) and (value > 0 or (key == "min_energy" and value == 0))):
+                raise InputError(f"{source}: resolution.{key} must be a positive number, got {value}")
+        for code, value in res.energy_scale.items():
+            if not (np.isfinite(value) and value > 0):
+                raise InputError(f"{source}: resolution.energy_scale.{code} must be a positive number, got {value}")
         for c in ECL_REGIONS:
             if not (np.isfinite(scale[c]) and scale[c] > 0):
                 raise InputError(f"{source}: regions.{c}.scale must be a positive number, got {scale[c]}")
             if not np.isfinite(power[c]):
                 raise InputError(f"{source}: regions.{c}.power must be finite, got {power[c]}")
+            if not np.isfinite(bias[c]):
+                raise InputError(f"{source}: regions.{c}.bias must be finite, got {bias[c]}")
         return cls(resolution=res, use_ntuple=bool(d.get("use_ntuple", True)), energy_scale=scale,
-                   energy_power=power, energy_bias=bias, meta=dict(d.get("meta", {})))
+                   energy_power=power, energy_bias=bias, meta=meta)
 
     def save(self, path: str | Path) -> Path:
         """Write the model as JSON."""
@@ -192,6 +226,8 @@ class PhotonCovarianceModel:
             d = json.loads(path.read_text())
         except FileNotFoundError as exc:
             raise InputError(f"{path}: photon covariance model file not found") from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read the photon covariance model file: {exc}") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise InputError(f"{path}: not valid JSON ({exc})") from exc
         return cls.from_dict(d, source=str(path))

@@ -41,8 +41,8 @@ def fit_reference(
     as in ``fit``. Parameters as for ``fit`` (GeV, rad).
     """
     beam = resolve_beam(beam)
-    options = FitOptions(max_iter=int(max_iter), max_halvings=int(max_halvings), tol_chi2=float(tol_chi2),
-                         tol_constraint=float(tol_constraint))
+    options = FitOptions.checked(max_iter=max_iter, max_halvings=max_halvings, tol_chi2=tol_chi2,
+                         tol_constraint=tol_constraint)
     E, theta, phi, cov = check_arrays(E, theta, phi, cov)
     Vb = resolve_beam_cov(beam, beam_cov)
     P0 = np.asarray(beam.p4, dtype=np.float64)

@@ -78,6 +78,12 @@ def punzi_sensitivity(
     ndarray
         sigma_min in pb; ``inf`` where the efficiency is zero (nothing can be
         detected), never NaN.
+
+    Examples
+    --------
+    >>> from bumphunt.selection import punzi_sensitivity
+    >>> round(float(punzi_sensitivity(0.3, 100.0, 1.0, 2.0, 5.0)), 4)   # pb, for eps = 0.3, B = 100, 1 fb^-1
+    0.2956
     """
     eps = np.asarray(efficiency, dtype=float)
     if not np.all(np.isfinite(eps)) or np.any(eps < 0) or np.any(eps > 1 + 1e-9):

@@ -11,6 +11,7 @@ file and the offending key path, e.g.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ def read_mapping(
     elif isinstance(config, Mapping):
         raw = copy.deepcopy(dict(config))
         source = source or mapping_source
-    else:
+    elif isinstance(config, (str, os.PathLike)):
         path = Path(config)
         source = source or str(path)
         if not path.is_file():
@@ -92,6 +93,8 @@ def read_mapping(
             raise error(f"{source}: not valid YAML: {exc}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise error(f"{source}: cannot read the file: {exc}") from None
+    else:
+        raise error(f"{source or mapping_source}: expected a YAML file path, a mapping or None, got {type(config).__name__}")
     if not isinstance(raw, Mapping):
         raise error(f"{source}: expected a mapping of keys to values at the top level, got {type(raw).__name__}")
     return dict(raw), source
