@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from fuzz_dicts import damaged as damaged_dict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -53,40 +54,9 @@ yaml_values = st.recursive(yaml_leaves, lambda inner: st.one_of(st.lists(inner, 
                            max_leaves=6)
 
 
-def _key_paths(node: Any, prefix: tuple = ()) -> list[tuple]:
-    out = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _key_paths(v, prefix + (k,))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _key_paths(v, prefix + (i,))
-    return out
-
-
-@st.composite
-def damaged(draw: st.DrawFn, base: dict[str, Any]) -> dict[str, Any]:
+def damaged(base: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     """``base`` with one to three keys replaced by any value, removed, or added."""
-    d = copy.deepcopy(base)
-    paths = _key_paths(d)
-    for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(paths))
-        parent: Any = d
-        try:
-            for k in path[:-1]:
-                parent = parent[k]
-            op = draw(st.sampled_from(["replace", "number", "remove", "add"]))
-            if op == "remove" and isinstance(parent, dict):
-                parent.pop(path[-1], None)
-            elif op == "add" and isinstance(parent, dict):
-                parent[draw(st.text(max_size=5))] = draw(yaml_values)
-            elif op == "number":
-                parent[path[-1]] = draw(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 3)))
-            else:
-                parent[path[-1]] = draw(yaml_values)
-        except (KeyError, IndexError, TypeError):
-            pass  # an earlier change removed the path
-    return d
+    return damaged_dict(base, yaml_values)
 
 
 def _load(name: str, config: Any, source: str) -> None:

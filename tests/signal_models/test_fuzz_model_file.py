@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fuzz_dicts import damaged
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,18 +51,6 @@ def _valid_model_dict() -> dict[str, Any]:
 VALID = _valid_model_dict()
 
 
-def _key_paths(node: Any, prefix: tuple = ()) -> list[tuple]:
-    out = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _key_paths(v, prefix + (k,))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _key_paths(v, prefix + (i,))
-    return out
-
-
-PATHS = _key_paths(VALID)
 
 json_leaves = st.one_of(
     st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6),
@@ -71,28 +60,9 @@ json_values = st.recursive(json_leaves, lambda inner: st.one_of(st.lists(inner, 
                            max_leaves=6)
 
 
-@st.composite
-def damaged_model_dicts(draw: st.DrawFn) -> dict[str, Any]:
+def damaged_model_dicts() -> st.SearchStrategy[dict[str, Any]]:
     """The valid dictionary with one to three keys replaced, removed or added."""
-    d = copy.deepcopy(VALID)
-    for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(PATHS))
-        parent: Any = d
-        try:
-            for k in path[:-1]:
-                parent = parent[k]
-            op = draw(st.sampled_from(["replace", "number", "remove", "add"]))
-            if op == "remove" and isinstance(parent, dict):
-                parent.pop(path[-1], None)
-            elif op == "add" and isinstance(parent, dict):
-                parent[draw(st.text(max_size=5))] = draw(json_values)
-            elif op == "number":
-                parent[path[-1]] = draw(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 3)))
-            else:
-                parent[path[-1]] = draw(json_values)
-        except (KeyError, IndexError, TypeError):
-            pass  # an earlier change removed the path
-    return d
+    return damaged(VALID, json_values)
 
 
 def _assert_usable(model: SignalModel) -> None:
