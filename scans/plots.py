@@ -21,7 +21,7 @@ from signal_models._common.plotstyle import fit_axis_labels, place_legend, style
 logger = logging.getLogger(__name__)
 
 __all__ = ["limit_arrays", "plot_brazil", "plot_coupling", "plot_p0", "plot_fit", "read_external_limits", "external_label", "result_coupling",
-           "reference_curves", "vetoed_spans", "plot_all"]
+           "reference_curves", "draw_references", "vetoed_spans", "plot_all"]
 
 _QUANTITY = {
     "nsig": ("ul_nsig_obs", "ul_nsig_exp", r"95% CL upper limit on $N_\mathrm{sig}$"),
@@ -169,8 +169,40 @@ def reference_curves(result: Mapping[str, Any], names: Sequence[str]) -> dict[st
         if ref.coupling != coupling:
             logger.warning("reference limit %s is on the %s coupling, the result on %s: not drawn", name, ref.coupling, coupling)
             continue
-        curves[ref.label] = (ref.masses, ref.couplings)
+        if ref.shape == "region":  # the outline closed, so that a line draws the whole polygon
+            curves[ref.label] = (np.r_[ref.masses, ref.masses[:1]], np.r_[ref.couplings, ref.couplings[:1]])
+        else:
+            curves[ref.label] = (ref.masses, ref.couplings)
     return curves
+
+
+def region_labels(names: Sequence[str]) -> set[str]:
+    """Labels of the bundled limits ``names`` that are regions (closed polygons) rather than curves."""
+    from signal_models import reference_limits
+
+    return {ref.label for ref in map(reference_limits.load, names) if ref.shape == "region"}
+
+
+def draw_references(ax: Any, result: Mapping[str, Any], names: Sequence[str], *, mass_range: tuple[float, float], first_colour: int = 2,
+                    **line: Any) -> list[tuple[NDArray, NDArray]]:
+    """Draw the bundled published limits ``names`` on ``ax`` (curves as lines; regions, e.g. beam dumps, as a
+    lightly filled polygon with its outline) in the colours ``C<first_colour>``, ...; the x axis is limited to
+    ``mass_range`` (GeV). Returns the curves' points inside ``mass_range`` (for the y range and the legend
+    placement; regions are left to the axes' clipping)."""
+    regions = region_labels(names)
+    lo, hi = mass_range
+    inside = []
+    for k, (label, (xm, xg)) in enumerate(reference_curves(result, names).items()):
+        colour = f"C{(k + first_colour) % 10}"
+        ax.plot(xm, xg, color=colour, label=label, **{"lw": 1.5, **line})
+        if label in regions:
+            ax.fill(xm, xg, color=colour, alpha=0.15, lw=0)
+            continue
+        xm, xg = np.asarray(xm), np.asarray(xg)
+        keep = (xm >= lo) & (xm <= hi)
+        inside.append((xm[keep], xg[keep]))
+    ax.set_xlim(lo, hi)
+    return inside
 
 
 def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDArray, NDArray]] | None = None,
@@ -183,7 +215,9 @@ def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDA
 
     from signal_models.alp import coupling_model
 
-    external = {**(external or {}), **reference_curves(result, references)}
+    refs = reference_curves(result, references)
+    regions = region_labels(references)
+    external = {**(external or {}), **refs}
     symbol = coupling_model(result_coupling(result)).symbol
     a = limit_arrays(result, "g")
     with style():
@@ -195,7 +229,7 @@ def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDA
         lo_all = np.r_[obs, e[:, 0]]
         hi_all = np.r_[obs, e[:, 4]]
         finite = np.isfinite(lo_all).any()
-        for xm, xg in (external or {}).values():
+        for xm, xg in (c for lab, c in external.items() if lab not in regions):  # regions are clipped by the axes
             inside = (np.asarray(xm) >= np.nanmin(m)) & (np.asarray(xm) <= np.nanmax(m))
             lo_all, hi_all = np.r_[lo_all, np.asarray(xg)[inside]], np.r_[hi_all, np.asarray(xg)[inside]]
         bottom = float(np.nanmin(lo_all)) / 3.0 if finite else 1e-4
@@ -207,11 +241,14 @@ def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDA
             ax.fill_between(m, obs, top, where=np.isfinite(obs), color="tab:blue", alpha=0.25, lw=0, label="Excluded (observed, 95% CL)")
             ax.plot(m, obs, color="tab:blue", lw=1.5)
         curves = _curves(m, obs, *e.T)
-        for k, (lab, (xm, xg)) in enumerate((external or {}).items()):
+        others = {lab: c for lab, c in external.items() if lab not in refs}
+        for k, (lab, (xm, xg)) in enumerate(others.items()):
             ax.plot(xm, xg, lw=1.5, color=f"C{(k + 2) % 10}", label=lab)
             curves.append((np.asarray(xm), np.asarray(xg)))
-        _shade_vetoes(ax, result)
         ax.set_xscale("log")
+        curves += draw_references(ax, result, references, mass_range=(float(np.nanmin(m)) / 1.05, float(np.nanmax(m)) * 1.05),
+                                  first_colour=len(others) + 2)
+        _shade_vetoes(ax, result)
         ax.set_yscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylim(bottom, top)

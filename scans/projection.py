@@ -330,7 +330,7 @@ def plot_projection(projections: Projection | Mapping[str, Projection], *, quant
 
     from signal_models._common.plotstyle import fit_axis_labels, place_legend, style
 
-    from .plots import reference_curves
+    from .plots import draw_references
 
     items = {"Projection": projections} if isinstance(projections, Projection) else dict(projections)
     if quantity not in _QUANTITY or not items:
@@ -364,10 +364,10 @@ def plot_projection(projections: Projection | Mapping[str, Projection], *, quant
                 crit = f"S > {p.settings['counting_z']:g}\u221aB, \u00b1{p.settings['counting_n_sigma']:g}\u03c3"  # no mathtext radical
                 ax.plot(p.masses, c, color="tab:red" if single else colour, ls="--", lw=1.4, label=crit if single else f"{label} ({crit})")
                 curves.append((p.masses, c))
-        for j, (label, (xm, xg)) in enumerate(reference_curves({"coupling": coupling}, references if quantity == "g" else ()).items()):
-            ax.plot(xm, xg, color=f"C{(j + len(items) + 2) % 10}", lw=2.0, ls="-.", label=label)
-            curves.append((np.asarray(xm), np.asarray(xg)))
         ax.set_xscale("log")
+        all_masses = np.concatenate([p.masses for p in items.values()])
+        curves += draw_references(ax, {"coupling": coupling}, references if quantity == "g" else (), first_colour=len(items) + 2, lw=2.0, ls="-.",
+                                  mass_range=(float(all_masses.min()) / 1.05, float(all_masses.max()) * 1.05))
         ax.set_yscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ys = np.concatenate([np.asarray(y, dtype=float).ravel() for _, y in curves])

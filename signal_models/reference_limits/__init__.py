@@ -2,7 +2,9 @@
 
 One CSV per curve in ``data/`` (columns ``mass_gev,g_gev``; a ``#`` header
 block with ``label``, ``citation``, ``coupling``, ``production``, ``obtained``
-and optionally ``cl``). ``available()`` lists the names, ``load(name)`` returns
+and optionally ``cl`` and ``shape``: ``curve``, the default, an upper limit
+whose masses do not decrease, or ``region``, a closed polygon such as a beam
+dump's band between a lower and an upper coupling). ``available()`` lists the names, ``load(name)`` returns
 a ``ReferenceLimit``; ``load_file(path)`` reads a CSV of the same format.
 Numbers are the sources' own (or read off their figures, as each file says);
 nothing is interpolated.

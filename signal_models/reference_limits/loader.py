@@ -15,6 +15,8 @@ from ..alp import ALPError, coupling_model
 __all__ = ["ReferenceLimit", "ReferenceLimitError", "available", "load", "load_file"]
 
 _REQUIRED = ("label", "citation", "coupling", "production", "obtained")
+#: what a file's points describe (``# shape:``, default ``curve``)
+SHAPES = ("curve", "region")
 
 
 class ReferenceLimitError(BumphuntError, ValueError):
@@ -40,11 +42,17 @@ class ReferenceLimit:
     obtained : str
         How the numbers were obtained (read off a figure, a table, a conversion).
     masses : (k,) ndarray, GeV
-        Increasing ALP masses (read-only).
+        ALP masses (read-only): non-decreasing for a curve (a repeated mass is
+        a vertical step), the polygon's vertices for a region.
     couplings : (k,) ndarray, GeV^-1
-        The 95% CL upper limit on the coupling at each mass (read-only).
+        The 95% CL upper limit on the coupling at each mass, or the region's
+        vertices (read-only).
     cl : float
         Confidence level.
+    shape : {"curve", "region"}
+        ``"curve"``: couplings above the line are excluded; ``"region"``: the
+        closed polygon of the vertices is excluded (e.g. a beam dump, which
+        excludes a band between a lower and an upper coupling).
     """
 
     name: str
@@ -56,6 +64,7 @@ class ReferenceLimit:
     masses: NDArray[np.float64] = field(repr=False)
     couplings: NDArray[np.float64] = field(repr=False)
     cl: float = 0.95
+    shape: str = "curve"
 
 
 def _data_dir() -> Path:
@@ -87,8 +96,9 @@ def load_file(path: str | Path) -> ReferenceLimit:
     Raises
     ------
     ReferenceLimitError
-        Missing header keys, an unknown coupling model, non-finite or
-        non-increasing masses, non-positive couplings.
+        Missing header keys, an unknown coupling model or shape, non-finite
+        or non-positive masses, decreasing masses in a curve, non-positive
+        couplings.
     """
     path = Path(path)
     header: dict[str, str] = {}
@@ -118,10 +128,15 @@ def load_file(path: str | Path) -> ReferenceLimit:
     except ValueError as exc:
         raise ReferenceLimitError(f"{path}: unreadable row ({exc})") from None
     masses, couplings = values[:, 0].copy(), values[:, 1].copy()
-    if len(masses) == 0:
-        raise ReferenceLimitError(f"{path}: no points")
-    if not (np.all(np.isfinite(values)) and np.all(np.diff(masses) > 0) and masses[0] > 0):
-        raise ReferenceLimitError(f"{path}: masses must be finite, positive and increasing, couplings finite")
+    shape = header.get("shape", "curve")
+    if shape not in SHAPES:
+        raise ReferenceLimitError(f"{path}: '# shape:' must be one of {', '.join(SHAPES)}, got {shape!r}")
+    if len(masses) < (3 if shape == "region" else 1):
+        raise ReferenceLimitError(f"{path}: {'a region needs at least 3 vertices' if shape == 'region' else 'no points'}")
+    if not (np.all(np.isfinite(values)) and np.all(masses > 0)):
+        raise ReferenceLimitError(f"{path}: masses must be finite and positive, couplings finite")
+    if shape == "curve" and not np.all(np.diff(masses) >= 0):
+        raise ReferenceLimitError(f"{path}: the masses of a curve must not decrease (a region of any outline needs '# shape: region')")
     if np.any(couplings <= 0):
         raise ReferenceLimitError(f"{path}: couplings must be > 0 GeV^-1")
     masses.flags.writeable = False
@@ -131,4 +146,5 @@ def load_file(path: str | Path) -> ReferenceLimit:
     except ValueError:
         raise ReferenceLimitError(f"{path}: '# cl:' must be a number, got {header['cl']!r}") from None
     return ReferenceLimit(name=path.stem, label=header["label"], citation=header["citation"], coupling=header["coupling"],
-                          production=header["production"], obtained=header["obtained"], masses=masses, couplings=couplings, cl=cl)
+                          production=header["production"], obtained=header["obtained"], masses=masses, couplings=couplings, cl=cl,
+                          shape=shape)

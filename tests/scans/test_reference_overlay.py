@@ -50,6 +50,22 @@ def test_overlay_draws_a_labelled_line_with_the_bundled_points() -> None:
     plt.close(fig)
 
 
+def test_a_region_is_drawn_closed_and_filled_without_stretching_the_axis() -> None:
+    dump = reference_limits.load("beam_dumps_photon")
+    plain = plots.plot_coupling(_result())
+    fig = plots.plot_coupling(_result(), references=("beam_dumps_photon", "lep_3gamma_photon"))
+    ax = fig.axes[0]
+    line = _labelled_lines(ax)[dump.label]
+    assert line.get_xdata()[0] == line.get_xdata()[-1] and line.get_ydata()[0] == line.get_ydata()[-1]  # closed
+    assert len(line.get_xdata()) == len(dump.masses) + 1
+    assert len(ax.patches) >= 1  # the filled polygon
+    # the region's couplings (down to ~1e-7) do not stretch the y axis; the LEP curve (~5e-3) is inside the range
+    assert ax.get_ylim()[0] == pytest.approx(plain.axes[0].get_ylim()[0])
+    assert {dump.label, reference_limits.load("lep_3gamma_photon").label} <= {t.get_text() for t in ax.get_legend().get_texts()}
+    plt.close(fig)
+    plt.close(plain)
+
+
 def test_only_curves_of_the_results_coupling_model_are_drawn() -> None:
     lep = reference_limits.load("lep_z3gamma_hypercharge")
     belle = reference_limits.load("belle2_2020")
@@ -65,7 +81,7 @@ def test_only_curves_of_the_results_coupling_model_are_drawn() -> None:
 
 
 def test_unknown_reference_in_the_plot_function() -> None:
-    with pytest.raises(ValueError, match="unknown reference limit 'nope'; available: belle2_2020"):
+    with pytest.raises(ValueError, match="unknown reference limit 'nope'; available: beam_dumps_photon, belle2_2020"):
         plots.plot_coupling(_result(), references=("nope",))
 
 
