@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from signal_models._common.plotstyle import fit_axis_labels, place_legend, style
@@ -176,6 +176,18 @@ def reference_curves(result: Mapping[str, Any], names: Sequence[str]) -> dict[st
     return curves
 
 
+def _without_closing_edges(xm: ArrayLike, xg: ArrayLike) -> tuple[NDArray, NDArray]:
+    """A curve's points without a vertical first or last step (an edge drawn up to close the excluded region),
+    for axis ranges and legend placement."""
+    xm, xg = np.asarray(xm, dtype=float), np.asarray(xg, dtype=float)
+    keep = np.ones(xm.size, dtype=bool)
+    if xm.size > 2 and xm[0] == xm[1]:
+        keep[0] = False
+    if xm.size > 2 and xm[-1] == xm[-2]:
+        keep[-1] = False
+    return xm[keep], xg[keep]
+
+
 def region_labels(names: Sequence[str]) -> set[str]:
     """Labels of the bundled limits ``names`` that are regions (closed polygons) rather than curves."""
     from signal_models import reference_limits
@@ -198,7 +210,7 @@ def draw_references(ax: Any, result: Mapping[str, Any], names: Sequence[str], *,
         if label in regions:
             ax.fill(xm, xg, color=colour, alpha=0.15, lw=0)
             continue
-        xm, xg = np.asarray(xm), np.asarray(xg)
+        xm, xg = _without_closing_edges(xm, xg)
         keep = (xm >= lo) & (xm <= hi)
         inside.append((xm[keep], xg[keep]))
     ax.set_xlim(lo, hi)
@@ -229,7 +241,7 @@ def plot_coupling(result: Mapping[str, Any], *, external: Mapping[str, tuple[NDA
         lo_all = np.r_[obs, e[:, 0]]
         hi_all = np.r_[obs, e[:, 4]]
         finite = np.isfinite(lo_all).any()
-        for xm, xg in (c for lab, c in external.items() if lab not in regions):  # regions are clipped by the axes
+        for xm, xg in (_without_closing_edges(*c) for lab, c in external.items() if lab not in regions):  # regions: clipped by the axes
             inside = (np.asarray(xm) >= np.nanmin(m)) & (np.asarray(xm) <= np.nanmax(m))
             lo_all, hi_all = np.r_[lo_all, np.asarray(xg)[inside]], np.r_[hi_all, np.asarray(xg)[inside]]
         bottom = float(np.nanmin(lo_all)) / 3.0 if finite else 1e-4

@@ -341,7 +341,7 @@ def write_report(
         Signal model instead of the recorded one (combined: dataset name -> model).
     references : sequence of str, optional
         Published limits overlaid on the coupling plot (``signal_models.reference_limits``);
-        default ``("belle2_2020",)`` for the photon coupling, none otherwise.
+        default ``("belle2_2020_curve",)`` for the photon coupling, none otherwise.
     result_path : path, optional
         Where the result was read from (shown on the page).
     window_notes : sequence of str
@@ -364,7 +364,7 @@ def write_report(
     state = blinding_state(result)
     safe, visible = expected_only(result, state)
     if references is None:
-        references = ("belle2_2020",) if result_coupling(safe) == "photon" else ()
+        references = ("belle2_2020_curve",) if result_coupling(safe) == "photon" else ()
     created = datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
     sections = [
         ("summary", "Summary", _summary(safe, state)),

@@ -54,7 +54,7 @@ def _event_candidates(result: dict[str, Any]) -> tuple[Any, list[str]]:
 @click.argument("result_path", metavar="RESULT", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Directory for report.html.")
 @click.option("--reference", "references", multiple=True, metavar="NAME",
-              help="Published limit to overlay on the coupling plot (repeatable) [default: belle2_2020 for the photon coupling].")
+              help="Published limit to overlay on the coupling plot (repeatable) [default: belle2_2020_curve for the photon coupling].")
 def report(result_path: str, out_dir: str, references: tuple[str, ...]) -> None:
     """Write one self-contained HTML page of a scan RESULT (figures embedded, no external files).
 

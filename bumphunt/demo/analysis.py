@@ -108,7 +108,7 @@ def run_scan(settings: DemoSettings, selector: SelectorStep, model: ModelStep) -
     result = scans.run_config(config, out_dir=out, show_progress=False, overwrite=True)  # a demo run replaces the last one
     products: dict[str, Path] = {"scan_config": config, "scan_candidates": out / "candidates.npz",
                                  "scan_result": out / "scan_result.json", "scan_points": out / "scan_points.csv"}
-    for p in plot_all(result, settings.folder("plots", "scan"), references=("belle2_2020",)):  # the published 2020 curve
+    for p in plot_all(result, settings.folder("plots", "scan"), references=("belle2_2020_curve",)):  # the published 2020 curve
         products[f"plot_scan_{p.stem}"] = p
     products["scan_report"] = write_report(result, out, result_path=out / "scan_result.json")  # scan/report.html
     g = result["global"]

@@ -46,6 +46,16 @@ def test_lep_hypercharge_curve_is_flat_at_the_quoted_value() -> None:
     assert ref.masses[0] == 10.0 and ref.masses[-1] < 91.1876
 
 
+def test_belle2_2020_curve_agrees_with_the_read_off_points() -> None:
+    curve, points = reference_limits.load("belle2_2020_curve"), reference_limits.load("belle2_2020")
+    assert curve.coupling == "photon" and curve.shape == "curve" and "2007.13071" in curve.citation
+    assert curve.masses[0] == pytest.approx(0.196, abs=1e-3) and curve.masses[-1] == pytest.approx(9.617, abs=1e-3)
+    for m, g in zip(points.masses, points.couplings):
+        near = curve.couplings[np.abs(curve.masses - m) < 0.03 * m]
+        near = near[near < 1.0]  # not the vertical closing edge
+        assert near.min() * 0.9 <= g <= near.max() * 1.1, (m, g, near.min(), near.max())
+
+
 def test_lep_and_beam_dump_photon_limits() -> None:
     lep = reference_limits.load("lep_3gamma_photon")
     assert lep.coupling == "photon" and lep.shape == "curve" and "1509.00476" in lep.citation
