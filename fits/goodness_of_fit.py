@@ -37,8 +37,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -51,6 +50,7 @@ from .errors import FitInputError
 from .gof_cdf import CdfTables, FittedCdf, FittedDensity, window_nodes
 from .hypotheses import chunk_hypotheses, evaluate_hypotheses
 from .inputs import check_bkg_order, check_shapes, check_windows, sorted_masses
+from .plots import plot_gof_pvalues  # its home is fits.plots; importable from here too
 from .results import HypothesisTable
 
 if TYPE_CHECKING:
@@ -489,34 +489,3 @@ def gof_combined(batch: CombinedBatch, *, n_bins: int | None = None, events_per_
     p = np.where(ok, chi2.sf(np.where(ok, stat, 0.0), np.maximum(ndf, 1)), np.nan)
     return GofResult("binned", "asymptotic", stat, p, np.where(ok, ndf, 0), bins, np.zeros(k, np.int64), n_ev.sum(axis=1).astype(np.int64), ok,
                      tuple("; ".join(r) for r in reasons), clipped, channel_statistic=np.where(ok[:, None], stat_c, np.nan), channel_ndf=ndf_c)
-
-
-def plot_gof_pvalues(result: GofResult | ArrayLike, *, bins: int = 20, alpha: float = 0.01, path: str | Path | None = None, ax: Any = None) -> Any:
-    """Histogram of the p-values of a scan with the uniform expectation (and its +-1 sigma binomial band).
-
-    ``result``: a ``GofResult`` (its tested hypotheses) or an array of p-values. The title
-    counts the hypotheses with p < ``alpha``. Returns the path when ``path`` is given, else the figure.
-    """
-    from signal_models._common.plotstyle import new_figure, save
-
-    if isinstance(result, GofResult):
-        p, what = result.pvalue[result.ok], f"{result.method}, {result.calibration}"
-    else:
-        p, what = np.asarray(result, float), "p-values"
-    p = p[np.isfinite(p)]
-    fig, ax_ = new_figure() if ax is None else (ax.figure, ax)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    counts, _, _ = ax_.hist(p, bins=edges, histtype="stepfilled", color="lightsteelblue", edgecolor="k", label=f"{len(p)} hypotheses")
-    mean = len(p) / bins
-    band = np.sqrt(mean * (1.0 - 1.0 / bins))
-    ax_.fill_between([0.0, 1.0], mean - band, mean + band, color="orange", alpha=0.3, label=r"uniform $\pm 1\sigma$")
-    ax_.axhline(mean, color="darkorange", lw=1.5)
-    ax_.set_xlim(0.0, 1.0)
-    ax_.set_ylim(0.0, 1.35 * max(float(np.max(counts, initial=0.0)), mean + band, 1.0))  # room for the legend
-    ax_.set_xlabel("goodness-of-fit p-value")
-    ax_.set_ylabel(f"hypotheses / {1.0 / bins:.2g}")
-    ax_.set_title(f"{what}: {int(np.sum(p < alpha))} with p < {alpha:g}", fontsize="medium")
-    ax_.legend(fontsize="small", loc="upper right")
-    if path is None:
-        return fig
-    return save(fig, path)

@@ -19,7 +19,7 @@ from .results import FitResult
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["plot_fit", "plot_cls"]
+__all__ = ["plot_fit", "plot_cls", "plot_gof_pvalues"]
 
 
 def plot_fit(mgg: NDArray, res: FitResult, *, bins: int = 50, path: str | Path | None = None, ax: Any = None) -> Any:
@@ -94,3 +94,34 @@ def plot_cls(curve: dict[str, Any], *, cl: float = DEFAULT_CL, observed: float |
     axes[1].set_ylabel("CLs")
     axes[1].legend()
     return fig
+
+
+def plot_gof_pvalues(result: Any, *, bins: int = 20, alpha: float = 0.01, path: str | Path | None = None, ax: Any = None) -> Any:
+    """Histogram of the p-values of a scan with the uniform expectation (and its +-1 sigma binomial band).
+
+    ``result``: a ``GofResult`` (its tested hypotheses) or an array of p-values. The title
+    counts the hypotheses with p < ``alpha``. Returns the path when ``path`` is given, else the figure.
+    """
+    from signal_models._common.plotstyle import new_figure, save
+
+    if hasattr(result, "pvalue") and hasattr(result, "ok"):  # a GofResult
+        p, what = result.pvalue[result.ok], f"{result.method}, {result.calibration}"
+    else:
+        p, what = np.asarray(result, float), "p-values"
+    p = p[np.isfinite(p)]
+    fig, ax_ = new_figure() if ax is None else (ax.figure, ax)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    counts, _, _ = ax_.hist(p, bins=edges, histtype="stepfilled", color="lightsteelblue", edgecolor="k", label=f"{len(p)} hypotheses")
+    mean = len(p) / bins
+    band = np.sqrt(mean * (1.0 - 1.0 / bins))
+    ax_.fill_between([0.0, 1.0], mean - band, mean + band, color="orange", alpha=0.3, label=r"uniform $\pm 1\sigma$")
+    ax_.axhline(mean, color="darkorange", lw=1.5)
+    ax_.set_xlim(0.0, 1.0)
+    ax_.set_ylim(0.0, 1.35 * max(float(np.max(counts, initial=0.0)), mean + band, 1.0))  # room for the legend
+    ax_.set_xlabel("goodness-of-fit p-value")
+    ax_.set_ylabel(f"hypotheses / {1.0 / bins:.2g}")
+    ax_.set_title(f"{what}: {int(np.sum(p < alpha))} with p < {alpha:g}", fontsize="medium")
+    ax_.legend(fontsize="small", loc="upper right")
+    if path is None:
+        return fig
+    return save(fig, path)
