@@ -80,6 +80,10 @@ def cli(verbose: int) -> None:
         # 3 also hides TensorFlow's C++ errors, e.g. the failed CUDA initialisation on machines without a GPU
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if verbose == 0 else "2")
         os.environ.setdefault("ZFIT_DISABLE_TF_WARNINGS", "1")
+    # TensorFlow >= 2.19 ignores that level for the lines it prints while being imported: silence them at level 3
+    from signal_models._common.tensorflow_import import quiet_tensorflow_import
+
+    quiet_tensorflow_import()
 
 
 def _verbose(argv: list[str]) -> bool:

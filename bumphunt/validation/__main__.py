@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("ZFIT_DISABLE_TF_WARNINGS", "1")
+    from signal_models._common.tensorflow_import import quiet_tensorflow_import
+
+    quiet_tensorflow_import()  # TensorFlow's import-time lines (TensorFlow >= 2.19 prints them at any TF_CPP_MIN_LOG_LEVEL)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s")
 
     from .report import summary_lines
