@@ -479,5 +479,5 @@ def signal_model_from_files(
     return build_signal_model(
         np.asarray(c["mgg"], dtype=float), np.asarray(c["truth_match"], dtype=bool),
         np.round(np.asarray(c["mc_ma"], dtype=float), 6), n_generated=sig.n_generated,
-        weights=np.asarray(c["weight"], dtype=float), selection=sig.selection, **build_options,
+        weights=np.asarray(c["weight"], dtype=float), selection=sig.selection, event_ids=np.asarray(c["event_index"]), **build_options,
     )

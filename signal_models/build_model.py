@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from ._common.defaults import DEFAULT_HALF_WIDTH
 from .calibration import calibrate_with_tails
 from .calibration_fitter import FIT_PARAMS, CalibrationFitter
 from .errors import ShapeError
-from .mass_fit import MassFit, same_mass
+from .mass_fit import MassFit, grouped_count_error, same_mass
 from .model import SignalModel
 from .smooth_tails import TAIL_STARTS
 
@@ -33,6 +34,7 @@ def build_signal_model(
     min_events: int = 100,
     n_prepass: int = 8,
     smooth_tails: Sequence[str] = TAIL_STARTS,
+    event_ids: ArrayLike | None = None,
     interpolation: Mapping[str, Mapping[str, Any]] | None = None,
     selection: Mapping[str, Any] | None = None,
     fitter: CalibrationFitter | None = None,
@@ -67,6 +69,12 @@ def build_signal_model(
         mass); see ``signal_models.calibration``. The hold-out masses do not
         enter the curves. The first-pass points and the curves are recorded
         in ``settings["smooth_tails"]`` (None when the tails were fitted per mass).
+    event_ids : array-like (n,), optional
+        The generated event of each candidate (unique over all masses). With
+        it, the error of the total efficiency counts the candidates of one
+        event together (an event can give up to three candidates, the
+        wrong pairs near their kinematic edge); without it, the error is
+        binomial on the candidate count, which underestimates it there.
     interpolation : mapping, optional
         Per-quantity ``{"method": "pchip"|"smoothing"|"linear"|"constant", "lam": ...}``;
         default chooses by cross-validation.
@@ -99,6 +107,8 @@ def build_signal_model(
         progress=progress,
     )
     fits = cal.fits
+    if event_ids is not None:
+        fits = _grouped_total_efficiency_errors(fits, np.asarray(mgg, dtype=float), np.asarray(mc_ma, dtype=float), np.asarray(event_ids))
     fixed_used = {k: fits_value(fits, k) for k in n_fixed}
     settings = {
         "half_width": half_width,
@@ -110,6 +120,19 @@ def build_signal_model(
         "smooth_tails": None if cal.tail_curves is None else cal.tail_curves.record(),
     }
     return SignalModel(fits, holdout=holdout, interpolation=interpolation, selection=selection, settings=settings, comb_domain=half_width)
+
+
+def _grouped_total_efficiency_errors(fits: Sequence[MassFit], x: NDArray, ma: NDArray, event_ids: NDArray) -> list[MassFit]:
+    """Each successful fit with ``eff_total_err`` from the candidates in its window grouped by event."""
+    if event_ids.shape != x.shape:
+        raise ShapeError(f"event_ids: expected one event index per candidate ({x.shape[0]}), got shape {event_ids.shape}")
+    out = []
+    for f in fits:
+        if f.ok:
+            sel = same_mass(f.mass, ma) & (x >= f.window[0]) & (x <= f.window[1])
+            f = replace(f, eff_total_err=grouped_count_error(event_ids[sel], f.n_generated))
+        out.append(f)
+    return out
 
 
 def fits_value(fits: Sequence[MassFit], key: str) -> float | None:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from ._common.defaults import DEFAULT_HALF_WIDTH
 from .calibration_fitter import DEFAULT_START, FIT_PARAMS, CalibrationFitter, StandardisedFit
@@ -41,7 +41,7 @@ from .shapes import SignalShape
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MassFit", "fit_mass", "same_mass", "count_efficiency"]
+__all__ = ["MassFit", "fit_mass", "same_mass", "count_efficiency", "grouped_count_error"]
 
 
 def same_mass(mass: float, other: float) -> bool:
@@ -135,6 +135,24 @@ def count_efficiency(n_pass: int, n_generated: int) -> tuple[float, float]:
     eff = n_pass / ngen
     var = max(n_pass * (1.0 - min(eff, 1.0)), 1.0)
     return eff, math.sqrt(var) / ngen
+
+
+def grouped_count_error(event_ids: ArrayLike, n_generated: int) -> float:
+    """Error of ``n_candidates / n_generated`` when an event can give several candidates.
+
+    ``event_ids``: the generated event of each counted candidate. With c_i
+    candidates from event i (0 for the events without one), the efficiency is
+    the mean of c over the ``n_generated`` events and its variance
+    ``(sum c_i^2 - (sum c_i)^2 / N) / N^2``; for at most one candidate per event
+    this is the binomial error of ``count_efficiency`` (at least that of one event).
+    """
+    ids = np.asarray(event_ids).ravel()
+    ngen = float(n_generated)
+    if ids.size == 0:
+        return 1.0 / ngen
+    counts = np.unique(ids, return_counts=True)[1].astype(float)
+    var = float(np.sum(counts**2) - counts.sum() ** 2 / ngen)
+    return math.sqrt(max(var, 1.0)) / ngen
 
 
 def _rescale_slope(slope: float, c_from: float, h_from: float, c_to: float, h_to: float) -> float:
