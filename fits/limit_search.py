@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import ndtr, ndtri
 
-__all__ = ["observed_start", "observed_limit_search", "expected_limit_search"]
+__all__ = ["observed_start", "observed_limit_search", "expected_limit_search", "pooled_roots"]
 
 
 def observed_start(mu_hat: NDArray, sigma: NDArray, alpha: float) -> tuple[NDArray, NDArray]:
@@ -134,3 +134,56 @@ def expected_limit_search(
         if np.all(done):
             break
     return x, done
+
+
+def pooled_roots(g_of: Callable[[float, int], NDArray], x0: NDArray, sg: float, *, htol: float = 1e-3, rtol: float = 1e-7,
+                 max_rounds: int = 12, pool: tuple[list[float], list[NDArray]] | None = None) -> tuple[NDArray, NDArray]:
+    """Roots ``x_i > 0`` of m decreasing curves ``g_i`` that are computed together (limits from CLs curves).
+
+    ``g_of(x, i)`` returns the m values at ``x`` (NaN for curves not computed there), at least
+    ``g_i``; every evaluation joins a pool that all curves use. Each round proposes, for every curve
+    not yet solved, the inverse interpolation (through its three pooled points of smallest ``|g|``)
+    kept inside its bracket ``g > 0 > g`` (bisection otherwise; doubling while there is no upper
+    end: ``g_i(0) > 0``). A curve is solved when a pooled point has ``|g_i| < htol`` or its
+    bracket is narrower than ``rtol`` relative. ``pool``: points already evaluated (x, values).
+    Returns the roots and a flag per curve.
+    """
+    m = len(x0)
+    xs: list[float] = [] if pool is None else list(pool[0])
+    gs: list[NDArray] = [] if pool is None else [np.asarray(g, float) for g in pool[1]]
+    roots = np.full(m, np.nan)
+    done = np.zeros(m, bool)
+    proposals = {i: float(x0[i]) for i in range(m)}
+    for _ in range(max_rounds):
+        for i, x in proposals.items():
+            if any(xv == x and np.isfinite(gv[i]) for xv, gv in zip(xs, gs)):
+                continue
+            xs.append(x)
+            gs.append(np.asarray(g_of(x, i), float))
+        X, G = np.array(xs), np.array(gs)
+        proposals = {}
+        for i in np.flatnonzero(~done):
+            ok = np.isfinite(G[:, i])
+            x, g = X[ok], G[ok, i]
+            best = int(np.argmin(np.abs(g)))
+            a = float(x[g > 0].max(initial=0.0))
+            b = float(x[g < 0].min(initial=np.inf))
+            if abs(g[best]) < htol or (np.isfinite(b) and b - a <= rtol * b):
+                roots[i] = x[best] if abs(g[best]) < htol else 0.5 * (a + b)
+                done[i] = True
+                continue
+            near = np.argsort(np.abs(g))[:3]
+            xn, gn = x[near], g[near]
+            if len(np.unique(gn)) == len(gn) and len(gn) > 1:
+                # Lagrange interpolation of x as a polynomial in g, at g = 0
+                x_new = sum(xn[p] * np.prod([gn[q] / (gn[q] - gn[p]) for q in range(len(gn)) if q != p]) for p in range(len(gn)))
+            else:
+                x_new = xn[0] + gn[0] * sg
+            if not np.isfinite(b):
+                x_new = min(x_new, a + 4.0 * max(a, sg))  # no upper end yet: grow, but not without bound
+            if not (a < x_new < b):
+                x_new = 0.5 * (a + b) if np.isfinite(b) else max(2.0 * a, a + sg)
+            proposals[int(i)] = float(x_new)
+        if not proposals:
+            break
+    return roots, done
