@@ -41,6 +41,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ._kernels import _solve  # the Cholesky Newton direction of the unbinned kernels, shared
+
 __all__ = ["binned_q0", "edge_positions", "STATUS_OK", "STATUS_EMPTY", "STATUS_ZERO_FIT", "STATUS_FREE_FIT", "STATUS_NOT_PD", "STATUS_NEGATIVE"]
 
 #: both fits converged with a positive definite Hessian at the unconditional minimum
@@ -189,38 +191,6 @@ def _slog(F, b0, nb, counts, c0, th, P):  # pragma: no cover - compiled
             continue
         s += c * math.log(lam)
     return s, bad
-
-
-@njit(cache=True, error_model="numpy")
-def _solve(H, g, f0, P, d, L):  # pragma: no cover - compiled
-    """Newton direction ``d = -H^-1 g`` on the parameters ``f0 .. P-1`` (Cholesky with a tiny relative
-    ridge, as ``fits.newton``); returns False if the matrix is not positive definite."""
-    for a in range(P):
-        d[a] = 0.0
-    for a in range(f0, P):
-        for c in range(f0, a + 1):
-            v = H[a, c]
-            if a == c:
-                v += 1e-13 * abs(H[a, a]) + 1e-300
-            for q in range(f0, c):
-                v -= L[a, q] * L[c, q]
-            if a == c:
-                if not v > 0.0:
-                    return False
-                L[a, a] = math.sqrt(v)
-            else:
-                L[a, c] = v / L[c, c]
-    for a in range(f0, P):
-        v = -g[a]
-        for q in range(f0, a):
-            v -= L[a, q] * d[q]
-        d[a] = v / L[a, a]
-    for a in range(P - 1, f0 - 1, -1):
-        v = d[a]
-        for q in range(a + 1, P):
-            v -= L[q, a] * d[q]
-        d[a] = v / L[a, a]
-    return True
 
 
 @njit(cache=True, error_model="numpy")

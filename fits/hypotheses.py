@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -38,16 +39,56 @@ from .inputs import (
     window_problems,
 )
 from .limit_methods import AutoRule, check_limit_method, with_limit_method
-from .nuisances import yield_systematic
+from .nuisances import Syst, yield_systematic
 from .results import HypothesisTable
 from .toy_problem import ToyOptions
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["evaluate_hypotheses", "chunk_hypotheses", "CHUNK_SLOTS"]
+__all__ = ["evaluate_hypotheses", "chunk_hypotheses", "check_batch", "CheckedBatch", "CHUNK_SLOTS"]
 
 #: target number of padded event slots per batch (memory/cache trade-off)
 CHUNK_SLOTS = 600_000
+
+
+@dataclass(frozen=True)
+class CheckedBatch:
+    """The checked inputs of a batch of k hypotheses (``check_batch``).
+
+    Attributes
+    ----------
+    sorted_mgg : (n,) ndarray
+        Candidate masses (GeV), sorted.
+    shapes : list of k SignalShape
+    windows : (k, 2) ndarray
+        Fit windows (GeV).
+    bkg_order : int
+    scale : (k,) ndarray or None
+        Signal events per unit of the POI.
+    syst : fits.nuisances.Syst or None
+        The yield systematic of ``signal_scale_rel_unc``.
+    """
+
+    sorted_mgg: NDArray
+    shapes: list[SignalShape]
+    windows: NDArray
+    bkg_order: int
+    scale: NDArray | None
+    syst: Syst | None
+
+
+def check_batch(mgg: ArrayLike, shapes: Sequence[SignalShape], windows: ArrayLike, *, bkg_order: int, cl: float, signal_scale: ArrayLike | None,
+                signal_scale_rel_unc: ArrayLike | None, syst_kind: str) -> CheckedBatch:
+    """Check the arguments shared by ``evaluate_hypotheses`` and ``fits.toy_limits.toy_cls_limits`` (``FitInputError`` naming the bad one)."""
+    x = sorted_masses(mgg)
+    shapes = check_shapes(shapes)
+    k = len(shapes)
+    win = check_windows(windows, k)
+    check_cl(cl)
+    order = check_bkg_order(bkg_order)
+    scale = check_signal_scale(signal_scale, k)
+    syst = yield_systematic(signal_scale_rel_unc, k, kind=syst_kind)
+    return CheckedBatch(sorted_mgg=x, shapes=shapes, windows=win, bkg_order=order, scale=scale, syst=syst)
 
 
 def evaluate_hypotheses(
@@ -140,14 +181,10 @@ def evaluate_hypotheses(
         ``limit_method`` per hypothesis, the Monte Carlo errors of the limits
         and the toys used.
     """
-    x = sorted_masses(mgg)
-    shapes = check_shapes(shapes)
+    b = check_batch(mgg, shapes, windows, bkg_order=bkg_order, cl=cl, signal_scale=signal_scale, signal_scale_rel_unc=signal_scale_rel_unc,
+                    syst_kind=syst_kind)
+    x, shapes, win, order, scale, syst = b.sorted_mgg, b.shapes, b.windows, b.bkg_order, b.scale, b.syst
     k = len(shapes)
-    win = check_windows(windows, k)
-    check_cl(cl)
-    order = check_bkg_order(bkg_order)
-    scale = check_signal_scale(signal_scale, k)
-    syst = yield_systematic(signal_scale_rel_unc, k, kind=syst_kind)
     extras = check_extra_shapes(extra_shapes, k)
     if any(extras) and (engine == "zfit" or bkg_fixed is not None):
         raise FitInputError("extra_shapes: floating peak templates need engine='vectorised' and no bkg_fixed")

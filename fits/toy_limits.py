@@ -41,9 +41,7 @@ from numpy.typing import ArrayLike
 from signal_models._common.defaults import DEFAULT_BKG_ORDER, DEFAULT_CL
 from signal_models.shapes import SignalShape
 
-from .hypotheses import evaluate_hypotheses
-from .inputs import check_bkg_order, check_cl, check_shapes, check_signal_scale, check_windows, sorted_masses
-from .nuisances import yield_systematic
+from .hypotheses import check_batch, evaluate_hypotheses
 from .results import HypothesisTable
 from .toy_batch import ToyLimitTable, limits_from_start
 from .toy_problem import ToyOptions
@@ -102,14 +100,10 @@ def toy_cls_limits(
     -------
     ToyLimitTable
     """
-    x = sorted_masses(mgg)
-    shapes = check_shapes(shapes)
+    b = check_batch(mgg, shapes, windows, bkg_order=bkg_order, cl=cl, signal_scale=signal_scale, signal_scale_rel_unc=signal_scale_rel_unc,
+                    syst_kind=syst_kind)
+    x, shapes, win, order, scale, syst = b.sorted_mgg, b.shapes, b.windows, b.bkg_order, b.scale, b.syst
     k = len(shapes)
-    win = check_windows(windows, k)
-    check_cl(cl)
-    order = check_bkg_order(bkg_order)
-    scale = check_signal_scale(signal_scale, k)
-    syst = yield_systematic(signal_scale_rel_unc, k, kind=syst_kind)
     if syst is not None and scale is None:
         scale = np.ones(k)
         poi = "nsig"
